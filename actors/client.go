@@ -1,0 +1,95 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+)
+
+// CounterClient is the synchronous face of a CounterActor for code outside
+// the actor system, such as HTTP handlers. Every call waits at most Timeout
+// (or less, if ctx ends sooner).
+type CounterClient struct {
+	root    *actor.RootContext
+	pid     *actor.PID
+	timeout time.Duration
+}
+
+// NewCounterClient returns a client of the CounterActor at pid.
+func NewCounterClient(root *actor.RootContext, pid *actor.PID, timeout time.Duration) *CounterClient {
+	return &CounterClient{root: root, pid: pid, timeout: timeout}
+}
+
+// Increment adds by to counter and returns its value once durable.
+func (c *CounterClient) Increment(ctx context.Context, counter string, by uint64) (int64, error) {
+	r, err := ask[*ChangeResult](ctx, c, &Increment{Counter: counter, By: by})
+	if err != nil {
+		return 0, err
+	}
+	return r.Value, r.Err
+}
+
+// Decrement subtracts by from counter and returns its value once durable.
+func (c *CounterClient) Decrement(ctx context.Context, counter string, by uint64) (int64, error) {
+	r, err := ask[*ChangeResult](ctx, c, &Decrement{Counter: counter, By: by})
+	if err != nil {
+		return 0, err
+	}
+	return r.Value, r.Err
+}
+
+// Value returns one counter's value.
+func (c *CounterClient) Value(ctx context.Context, counter string) (int64, error) {
+	r, err := ask[*CounterValue](ctx, c, &GetCounter{Counter: counter})
+	if err != nil {
+		return 0, err
+	}
+	return r.Value, nil
+}
+
+// Values returns every counter's value.
+func (c *CounterClient) Values(ctx context.Context) (map[string]int64, error) {
+	r, err := ask[*AllCounters](ctx, c, &GetAll{})
+	if err != nil {
+		return nil, err
+	}
+	return r.Values, nil
+}
+
+// Merge folds a peer's entries into the state and returns once durable.
+func (c *CounterClient) Merge(ctx context.Context, m *Merge) (int, error) {
+	r, err := ask[*MergeResult](ctx, c, m)
+	if err != nil {
+		return 0, err
+	}
+	return r.Changed, r.Err
+}
+
+// ask sends msg to the actor and waits for a reply of type T.
+func ask[T any](ctx context.Context, c *CounterClient, msg any) (T, error) {
+	var zero T
+	d := c.timeout
+	if dl, ok := ctx.Deadline(); ok {
+		d = min(d, time.Until(dl))
+	}
+	if d <= 0 {
+		return zero, ErrTimeout
+	}
+	res, err := c.root.RequestFuture(c.pid, msg, d).Result()
+	switch {
+	case errors.Is(err, actor.ErrTimeout):
+		return zero, ErrTimeout
+	case errors.Is(err, actor.ErrDeadLetter):
+		return zero, ErrStopped
+	case err != nil:
+		return zero, err
+	}
+	v, ok := res.(T)
+	if !ok {
+		return zero, fmt.Errorf("actors: unexpected reply %T to %T", res, msg)
+	}
+	return v, nil
+}

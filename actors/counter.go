@@ -1,0 +1,304 @@
+package actors
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"countd/crdt"
+)
+
+// Errors the CounterActor and its client return. Callers match them with
+// errors.Is; crdt.ErrOverflow and crdt.ErrInvalid pass through unchanged.
+var (
+	// ErrStore means a write to the store failed. The change was applied in
+	// memory and may yet become durable with a later write: its outcome is
+	// unknown to the client, as after a timeout.
+	ErrStore = errors.New("actors: store write failed")
+	// ErrTimeout means the actor did not answer within the wait.
+	ErrTimeout = errors.New("actors: no answer in time")
+	// ErrStopped means the actor is not running.
+	ErrStopped = errors.New("actors: stopped")
+)
+
+// Store is where the CounterActor makes changes durable. Save must write all
+// entries or none, and return only once they are on disk.
+type Store interface {
+	Save(entries []crdt.Entry) error
+}
+
+// Increment asks the CounterActor to add By to Counter.
+// Reply: *ChangeResult, once the change is durable.
+type Increment struct {
+	Counter string
+	By      uint64
+}
+
+// Decrement asks the CounterActor to subtract By from Counter.
+// Reply: *ChangeResult, once the change is durable.
+type Decrement struct {
+	Counter string
+	By      uint64
+}
+
+// ChangeResult answers Increment and Decrement: the counter's value right
+// after this change, or why it failed.
+type ChangeResult struct {
+	Counter string
+	Value   int64
+	Err     error
+}
+
+// GetCounter asks for one counter's value. Reply: *CounterValue.
+type GetCounter struct{ Counter string }
+
+// CounterValue answers GetCounter.
+type CounterValue struct {
+	Counter string
+	Value   int64
+}
+
+// GetAll asks for every counter's value. Reply: *AllCounters.
+type GetAll struct{}
+
+// AllCounters answers GetAll.
+type AllCounters struct{ Values map[string]int64 }
+
+// Merge asks the CounterActor to fold a peer's entries into the state.
+// Reply: *MergeResult, once the merged state is durable.
+type Merge struct{ Entries []crdt.Entry }
+
+// MergeResult answers Merge: how many entries changed, or why it failed
+// (crdt.ErrInvalid: nothing was changed).
+type MergeResult struct {
+	Changed int
+	Err     error
+}
+
+// DeltaSince asks for the durable entries that changed after Version.
+// Reply: *Delta.
+type DeltaSince struct{ Version uint64 }
+
+// Delta answers DeltaSince. Version is the durable version the entries bring
+// a peer up to: the next DeltaSince for that peer starts from it.
+type Delta struct {
+	Replica string
+	Version uint64
+	Entries []crdt.Entry
+}
+
+// Subscribe registers PID for a *Changed notice after each durable change.
+// A subscriber is dropped when it stops.
+type Subscribe struct{ PID *actor.PID }
+
+// Unsubscribe removes PID from the subscribers.
+type Unsubscribe struct{ PID *actor.PID }
+
+// Changed tells a subscriber that the durable state reached Version.
+type Changed struct{ Version uint64 }
+
+// saved reports the end of a store write to the CounterActor.
+type saved struct{ err error }
+
+type entryKey struct{ counter, replica string }
+
+// batch is one group commit: the entries it writes and the requests waiting
+// for it to be durable.
+type batch struct {
+	dirty   map[entryKey]struct{}
+	waiters []waiter
+	version uint64 // state version the batch makes durable
+}
+
+type waiter struct {
+	to    *actor.PID
+	reply any
+}
+
+// CounterActor owns the counters. Changes are applied in memory at once and
+// answered once durable: requests that arrive while a write is in flight are
+// gathered into the next write (group commit), and each gets its own reply.
+// Peers are only ever sent durable state (see DeltaSince), so a crash can lose
+// only changes that no client saw acknowledged.
+type CounterActor struct {
+	state   *crdt.State
+	store   Store // nil: keep nothing on disk
+	log     *slog.Logger
+	durable uint64 // every change up to this version is on disk
+
+	next     batch  // gathering
+	inFlight *batch // being written, or nil
+	subs     []*actor.PID
+}
+
+// NewCounterProps returns the props of a CounterActor that owns state (loaded
+// from store by the caller) and writes to store; a nil store keeps nothing.
+func NewCounterProps(state *crdt.State, store Store, log *slog.Logger) *actor.Props {
+	return actor.PropsFromProducer(func() actor.Actor {
+		// A restart after a panic keeps the same state: it is the only copy.
+		return &CounterActor{state: state, store: store, log: log, durable: state.Version()}
+	})
+}
+
+// Receive implements actor.Actor.
+func (a *CounterActor) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *Increment:
+		v, err := a.state.Increment(m.Counter, m.By)
+		a.changed(ctx, m.Counter, v, err)
+	case *Decrement:
+		v, err := a.state.Decrement(m.Counter, m.By)
+		a.changed(ctx, m.Counter, v, err)
+	case *Merge:
+		a.merge(ctx, m)
+	case *GetCounter:
+		ctx.Respond(&CounterValue{Counter: m.Counter, Value: a.state.Value(m.Counter)})
+	case *GetAll:
+		ctx.Respond(&AllCounters{Values: a.state.Values()})
+	case *DeltaSince:
+		ctx.Respond(&Delta{
+			Replica: a.state.Replica(),
+			Version: a.durable,
+			Entries: a.state.DeltaSince(m.Version, a.durable),
+		})
+	case *saved:
+		a.saved(ctx, m.err)
+	case *Subscribe:
+		a.subscribe(ctx, m.PID)
+	case *Unsubscribe:
+		a.unsubscribe(m.PID)
+	case *actor.Terminated:
+		a.unsubscribe(m.Who)
+	}
+}
+
+func (a *CounterActor) changed(ctx actor.Context, counter string, v int64, err error) {
+	if err != nil {
+		ctx.Respond(&ChangeResult{Counter: counter, Err: err})
+		return
+	}
+	a.dirty(entryKey{counter, a.state.Replica()})
+	a.await(ctx, &ChangeResult{Counter: counter, Value: v})
+}
+
+func (a *CounterActor) merge(ctx actor.Context, m *Merge) {
+	changed, err := a.state.Merge(m.Entries)
+	if err != nil {
+		ctx.Respond(&MergeResult{Err: err})
+		return
+	}
+	for _, e := range changed {
+		a.dirty(entryKey{e.Counter, e.Replica})
+	}
+	if len(changed) == 0 && a.inFlight == nil && len(a.next.waiters) == 0 {
+		// Nothing new and nothing pending: what the peer sent is durable here.
+		ctx.Respond(&MergeResult{})
+		return
+	}
+	a.await(ctx, &MergeResult{Changed: len(changed)})
+}
+
+func (a *CounterActor) dirty(k entryKey) {
+	if a.store == nil {
+		return
+	}
+	if a.next.dirty == nil {
+		a.next.dirty = make(map[entryKey]struct{})
+	}
+	a.next.dirty[k] = struct{}{}
+}
+
+// await answers reply once the current state is durable.
+func (a *CounterActor) await(ctx actor.Context, reply any) {
+	if a.store == nil {
+		ctx.Respond(reply)
+		if a.durable != a.state.Version() {
+			a.durable = a.state.Version()
+			a.notify(ctx)
+		}
+		return
+	}
+	a.next.waiters = append(a.next.waiters, waiter{to: ctx.Sender(), reply: reply})
+	a.flush(ctx)
+}
+
+// flush starts writing the gathered batch unless a write is in flight; the
+// write runs outside the actor and reports back with a *saved.
+func (a *CounterActor) flush(ctx actor.Context) {
+	if a.inFlight != nil || len(a.next.waiters) == 0 {
+		return
+	}
+	b := a.next
+	a.next = batch{}
+	b.version = a.state.Version()
+	entries := make([]crdt.Entry, 0, len(b.dirty))
+	for k := range b.dirty {
+		if e, ok := a.state.Get(k.counter, k.replica); ok {
+			entries = append(entries, e)
+		}
+	}
+	a.inFlight = &b
+	store, self, root := a.store, ctx.Self(), ctx.ActorSystem().Root
+	go func() { root.Send(self, &saved{err: store.Save(entries)}) }()
+}
+
+func (a *CounterActor) saved(ctx actor.Context, err error) {
+	b := a.inFlight
+	a.inFlight = nil
+	if b == nil {
+		return
+	}
+	if err != nil {
+		a.log.Error("store write failed", "entries", len(b.dirty), "err", err)
+		// Keep the entries dirty: the next write carries them. It starts with
+		// the next request, not in a loop against a failing disk.
+		for k := range b.dirty {
+			a.dirty(k)
+		}
+		err = fmt.Errorf("%w: %v", ErrStore, err)
+		for _, w := range b.waiters {
+			switch r := w.reply.(type) {
+			case *ChangeResult:
+				r.Value, r.Err = 0, err
+			case *MergeResult:
+				r.Changed, r.Err = 0, err
+			}
+			ctx.Send(w.to, w.reply)
+		}
+		a.flush(ctx)
+		return
+	}
+	a.durable = b.version
+	for _, w := range b.waiters {
+		ctx.Send(w.to, w.reply)
+	}
+	a.notify(ctx)
+	a.flush(ctx)
+}
+
+func (a *CounterActor) notify(ctx actor.Context) {
+	for _, pid := range a.subs {
+		ctx.Send(pid, &Changed{Version: a.durable})
+	}
+}
+
+func (a *CounterActor) subscribe(ctx actor.Context, pid *actor.PID) {
+	for _, s := range a.subs {
+		if s.Equal(pid) {
+			return
+		}
+	}
+	a.subs = append(a.subs, pid)
+	ctx.Watch(pid)
+}
+
+func (a *CounterActor) unsubscribe(pid *actor.PID) {
+	for i, s := range a.subs {
+		if s.Equal(pid) {
+			a.subs = append(a.subs[:i], a.subs[i+1:]...)
+			return
+		}
+	}
+}

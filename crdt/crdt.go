@@ -1,0 +1,329 @@
+// Package crdt holds countd's replicated state: a set of named PN-counters.
+//
+// Each counter maps a replica id to two grow-only totals, P (increments) and
+// N (decrements); its value is ΣP − ΣN. Merging two states takes the
+// per-entry maximum of P and of N, which is commutative, associative and
+// idempotent, so a state can be duplicated, reordered, delayed or retried in
+// transit and every replica still ends with the same value.
+//
+// A replica writes only its own entries. Every change (local or merged)
+// stamps the entry with the next local version, so DeltaSince(v) can hand a
+// peer exactly the entries that changed after the last version it
+// acknowledged.
+//
+// The package has no goroutines, no I/O and no clock: the caller owns the
+// State and serialises access to it.
+package crdt
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+)
+
+// Errors returned by State. Callers match them with errors.Is.
+var (
+	// ErrOverflow means a change would take a value (or a grow-only total)
+	// outside its range. Nothing was changed.
+	ErrOverflow = errors.New("crdt: value out of range")
+	// ErrInvalid means an argument or a decoded entry is malformed.
+	ErrInvalid = errors.New("crdt: invalid input")
+)
+
+// MaxNameLen is the longest counter name accepted.
+const MaxNameLen = 128
+
+// ReplicaLen is the length of a replica id: 16 lowercase hex digits.
+const ReplicaLen = 16
+
+// Entry is one replica's totals for one counter: the unit of replication
+// and of storage.
+type Entry struct {
+	Counter string `json:"counter"`
+	Replica string `json:"replica"`
+	P       uint64 `json:"p"`
+	N       uint64 `json:"n"`
+}
+
+// State is a set of named PN-counters as seen by one replica.
+// The zero value is not usable; call New.
+type State struct {
+	replica  string
+	version  uint64
+	counters map[string]*counter
+	entries  int // live entries, for log compaction
+
+	// log records (version, key) for every change in version order. An item
+	// is stale when its entry has changed again since; compact drops those.
+	log []logItem
+}
+
+type counter struct {
+	slots map[string]*slot // replica id -> totals
+	p, n  u128             // cached ΣP and ΣN
+}
+
+type slot struct {
+	p, n uint64
+	ver  uint64 // version of the last change to this entry
+}
+
+type logItem struct {
+	ver     uint64
+	counter string
+	replica string
+}
+
+// New returns an empty state that writes as the given replica.
+// It panics if replica is not a valid replica id: that is a programming error.
+func New(replica string) *State {
+	if !ValidReplica(replica) {
+		panic(fmt.Sprintf("crdt: invalid replica id %q", replica))
+	}
+	return &State{replica: replica, counters: make(map[string]*counter)}
+}
+
+// Replica returns the id this state writes its own entries under.
+func (s *State) Replica() string { return s.replica }
+
+// Version returns the version of the latest change; 0 for an empty state.
+func (s *State) Version() uint64 { return s.version }
+
+// Len returns the number of counters known.
+func (s *State) Len() int { return len(s.counters) }
+
+// Increment adds by to counter name on this replica and returns the new value.
+// It returns ErrOverflow, changing nothing, if the value would exceed int64.
+func (s *State) Increment(name string, by uint64) (int64, error) {
+	return s.change(name, by, false)
+}
+
+// Decrement subtracts by from counter name on this replica and returns the
+// new value. It returns ErrOverflow, changing nothing, if the value would go
+// below math.MinInt64.
+func (s *State) Decrement(name string, by uint64) (int64, error) {
+	return s.change(name, by, true)
+}
+
+func (s *State) change(name string, by uint64, neg bool) (int64, error) {
+	if !ValidName(name) {
+		return 0, fmt.Errorf("%w: counter name %q", ErrInvalid, name)
+	}
+	if by == 0 {
+		return 0, fmt.Errorf("%w: change by 0", ErrInvalid)
+	}
+	c := s.counters[name]
+	var cur slot
+	if c != nil {
+		if sl := c.slots[s.replica]; sl != nil {
+			cur = *sl
+		}
+	}
+	p, n := cur.p, cur.n
+	var cp, cn u128
+	if c != nil {
+		cp, cn = c.p, c.n
+	}
+	var carry uint64
+	if neg {
+		n, carry = addOverflows(n, by)
+		cn = cn.add(by)
+	} else {
+		p, carry = addOverflows(p, by)
+		cp = cp.add(by)
+	}
+	v, ok := cp.sub(cn)
+	if carry != 0 || !ok {
+		return 0, fmt.Errorf("%w: counter %q", ErrOverflow, name)
+	}
+	s.set(name, s.replica, p, n)
+	return v, nil
+}
+
+// Value returns the value of counter name (0 if unknown). Merged replicas
+// can in principle hold a sum outside int64 (each side of a partition
+// staying in range on its own); such a value is clamped to the int64 range.
+func (s *State) Value(name string) int64 {
+	c := s.counters[name]
+	if c == nil {
+		return 0
+	}
+	return c.value()
+}
+
+// Values returns the value of every counter.
+func (s *State) Values() map[string]int64 {
+	out := make(map[string]int64, len(s.counters))
+	for name, c := range s.counters {
+		out[name] = c.value()
+	}
+	return out
+}
+
+// Get returns the entry of counter name for replica, and whether it exists.
+func (s *State) Get(name, replica string) (Entry, bool) {
+	c := s.counters[name]
+	if c == nil {
+		return Entry{}, false
+	}
+	sl := c.slots[replica]
+	if sl == nil {
+		return Entry{}, false
+	}
+	return Entry{Counter: name, Replica: replica, P: sl.p, N: sl.n}, true
+}
+
+// Merge folds entries into the state, taking the per-entry maximum of P and
+// of N, and returns the entries whose totals changed (with their new totals).
+// Invalid input changes nothing and returns an error wrapping ErrInvalid.
+func (s *State) Merge(entries []Entry) ([]Entry, error) {
+	if err := Validate(entries); err != nil {
+		return nil, err
+	}
+	var changed []Entry
+	for _, e := range entries {
+		var cur slot
+		if c := s.counters[e.Counter]; c != nil {
+			if sl := c.slots[e.Replica]; sl != nil {
+				cur = *sl
+			}
+		}
+		p, n := max(cur.p, e.P), max(cur.n, e.N)
+		if p == cur.p && n == cur.n {
+			continue // nothing new (an absent entry counts as 0, 0)
+		}
+		s.set(e.Counter, e.Replica, p, n)
+		changed = append(changed, Entry{Counter: e.Counter, Replica: e.Replica, P: p, N: n})
+	}
+	return changed, nil
+}
+
+// DeltaSince returns every entry whose latest change has a version v with
+// since < v <= upTo, in version order. An entry that changed again after
+// upTo is left out: its totals at upTo are no longer known, and it will be in
+// a later delta. DeltaSince(0, s.Version()) is the full state.
+func (s *State) DeltaSince(since, upTo uint64) []Entry {
+	i := sort.Search(len(s.log), func(i int) bool { return s.log[i].ver > since })
+	var out []Entry
+	for ; i < len(s.log) && s.log[i].ver <= upTo; i++ {
+		it := s.log[i]
+		sl := s.counters[it.counter].slots[it.replica]
+		if sl.ver != it.ver {
+			continue // changed again later
+		}
+		out = append(out, Entry{Counter: it.counter, Replica: it.replica, P: sl.p, N: sl.n})
+	}
+	return out
+}
+
+// set stores totals for one entry, stamps it with the next version and keeps
+// the cached sums and the change log in step.
+func (s *State) set(name, replica string, p, n uint64) {
+	c := s.counters[name]
+	if c == nil {
+		c = &counter{slots: make(map[string]*slot, 1)}
+		s.counters[name] = c
+	}
+	sl := c.slots[replica]
+	if sl == nil {
+		sl = &slot{}
+		c.slots[replica] = sl
+		s.entries++
+	}
+	c.p = c.p.add(p - sl.p) // totals only grow
+	c.n = c.n.add(n - sl.n)
+	s.version++
+	sl.p, sl.n, sl.ver = p, n, s.version
+	s.log = append(s.log, logItem{ver: s.version, counter: name, replica: replica})
+	if len(s.log) > 2*s.entries+64 {
+		s.compact()
+	}
+}
+
+// compact drops stale log items in place, keeping version order.
+func (s *State) compact() {
+	live := s.log[:0]
+	for _, it := range s.log {
+		if s.counters[it.counter].slots[it.replica].ver == it.ver {
+			live = append(live, it)
+		}
+	}
+	clear(s.log[len(live):])
+	s.log = live
+}
+
+func (c *counter) value() int64 {
+	v, ok := c.p.sub(c.n)
+	if ok {
+		return v
+	}
+	if c.p.less(c.n) {
+		return math.MinInt64
+	}
+	return math.MaxInt64
+}
+
+// ValidName reports whether name is a valid counter name:
+// 1 to 128 characters from [A-Za-z0-9._-].
+func ValidName(name string) bool {
+	if len(name) == 0 || len(name) > MaxNameLen {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		switch b := name[i]; {
+		case b >= 'a' && b <= 'z', b >= 'A' && b <= 'Z', b >= '0' && b <= '9',
+			b == '.', b == '_', b == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// ValidReplica reports whether id is a valid replica id: 16 lowercase hex digits.
+func ValidReplica(id string) bool {
+	if len(id) != ReplicaLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if b := id[i]; !(b >= '0' && b <= '9' || b >= 'a' && b <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// Validate checks every entry's counter name and replica id.
+func Validate(entries []Entry) error {
+	for i, e := range entries {
+		if !ValidName(e.Counter) {
+			return fmt.Errorf("%w: entry %d: counter name %q", ErrInvalid, i, e.Counter)
+		}
+		if !ValidReplica(e.Replica) {
+			return fmt.Errorf("%w: entry %d: replica id %q", ErrInvalid, i, e.Replica)
+		}
+	}
+	return nil
+}
+
+func addOverflows(a, b uint64) (sum, carry uint64) {
+	sum = a + b
+	if sum < a {
+		carry = 1
+	}
+	return sum, carry
+}
+
+// NewReplicaID returns a fresh random replica id. Every process start takes a
+// new one: a replica that restarted having lost its latest writes must never
+// write under its old id again, or max() would swallow its new changes.
+func NewReplicaID() string {
+	var b [ReplicaLen / 2]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("crdt: reading random bytes: %v", err)) // crypto/rand does not fail on Linux
+	}
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,166 @@
+package crdt
+
+import (
+	"encoding/json"
+	"errors"
+	"math"
+	"reflect"
+	"slices"
+	"testing"
+)
+
+func FuzzDecodeDelta(f *testing.F) {
+	for _, s := range []string{
+		`[]`,
+		`[{"counter":"a","replica":"00000000000000a1","p":1,"n":2}]`,
+		`[{"counter":"hits.v2-x_y","replica":"0123456789abcdef","p":18446744073709551615,"n":0},` +
+			`{"counter":"b","replica":"00000000000000b2"}]`,
+		`[{"counter":"a","replica":"00000000000000a1","p":1,"n":2,"x":3}]`,
+		`[{"counter":"a b","replica":"00000000000000a1","p":1}]`,
+		`[{"counter":"a","replica":"00000000000000A1","p":1}]`,
+		`[{"counter":"a","replica":"00000000000000a1","p":-1}]`,
+		`[{"counter":"a","replica":"00000000000000a1","p":18446744073709551616}]`,
+		`[{"counter":"a","replica":"00000000000000a1","p":1e2}]`,
+		`[{"COUNTER":"a","Replica":"00000000000000a1","P":1}]`,
+		`[{"counter":"a","counter":"b","replica":"00000000000000a1","p":1}]`,
+		`[{"counter":"\u0061","replica":"00000000000000a1","p":1}]`,
+		`[{"counter":"a\u0000","replica":"00000000000000a1","p":1}]`,
+		`[] []`,
+		`[]x`,
+		`[null]`,
+		`null`,
+		`{}`,
+		`[`,
+		``,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		entries, err := DecodeDelta(data)
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("DecodeDelta error %v does not wrap ErrInvalid", err)
+			}
+			if entries != nil {
+				t.Fatalf("DecodeDelta returned entries %v with error %v", entries, err)
+			}
+			return
+		}
+		for i, e := range entries {
+			if !ValidName(e.Counter) || !ValidReplica(e.Replica) {
+				t.Fatalf("entry %d is invalid: %+v", i, e)
+			}
+		}
+		out, err := json.Marshal(entries)
+		if err != nil {
+			t.Fatalf("json.Marshal(%v): %v", entries, err)
+		}
+		again, err := DecodeDelta(out)
+		if err != nil {
+			t.Fatalf("DecodeDelta(%s) of re-encoded entries: %v", out, err)
+		}
+		if !slices.Equal(entries, again) {
+			t.Fatalf("round trip through %s:\n got %v\nwant %v", out, again, entries)
+		}
+		// A decoded delta is always accepted by Merge.
+		if _, err := New(repA).Merge(entries); err != nil {
+			t.Fatalf("Merge of decoded entries %v: %v", entries, err)
+		}
+	})
+}
+
+// fuzzAmount maps one byte to an amount: small values as they are, the top
+// of the byte range to amounts at the int64/uint64 boundaries.
+func fuzzAmount(b byte) uint64 {
+	big := []uint64{
+		0, 1 << 32, 1 << 62, math.MaxInt64 - 1, math.MaxInt64, 1 << 63, 1<<63 + 1,
+		math.MaxUint64 - 1, math.MaxUint64,
+	}
+	if i := int(b) - (256 - len(big)); i >= 0 {
+		return big[i]
+	}
+	return uint64(b)
+}
+
+// fuzzState builds a state writing as replica from ops, four bytes per op:
+// kind, selector (counter and replica), and two amounts. It checks every
+// local change against the reference model.
+func fuzzState(t *testing.T, replica string, ops []byte) *State {
+	t.Helper()
+	s, m := New(replica), newModel(replica)
+	for ; len(ops) >= 4; ops = ops[4:] {
+		kind, sel := ops[0], ops[1]
+		name := names[int(sel)%len(names)]
+		switch kind % 3 {
+		case 0, 1:
+			by, neg := fuzzAmount(ops[2]), kind%3 == 1
+			before := viewOf(s)
+			got, err := s.change(name, by, neg)
+			want, werr := m.change(name, by, neg)
+			if errKind(err) != werr || got != want {
+				t.Fatalf("change(%q, %d, neg=%v) = %d, %v; want %d, %v", name, by, neg, got, err, want, werr)
+			}
+			if err != nil {
+				assertUnchanged(t, before, s)
+			}
+		case 2:
+			e := Entry{name, replicas[int(sel>>4)%len(replicas)], fuzzAmount(ops[2]), fuzzAmount(ops[3])}
+			got := mustMerge(t, s, []Entry{e})
+			if want := m.merge([]Entry{e}); !slices.Equal(got, want) {
+				t.Fatalf("Merge(%v) changed %v, want %v", e, got, want)
+			}
+		}
+	}
+	checkModel(t, s, m)
+	return s
+}
+
+func FuzzMerge(f *testing.F) {
+	f.Add([]byte{}, []byte{})
+	f.Add([]byte{0, 0, 5, 0}, []byte{1, 0, 3, 0})
+	f.Add([]byte{0, 0, 5, 0, 1, 1, 7, 0, 2, 0x10, 9, 2}, []byte{2, 0x00, 4, 4, 0, 2, 1, 0})
+	// Local values at the edges of int64.
+	f.Add([]byte{0, 0, 0xfb, 0, 0, 0, 1, 0}, []byte{1, 0, 0xfc, 0, 1, 0, 1, 0})
+	// Merged sums beyond int64 and beyond 2^64.
+	f.Add([]byte{2, 0x00, 0xff, 0xff, 2, 0x10, 0xff, 0, 2, 0x20, 0xff, 0xfe},
+		[]byte{2, 0x30, 0xff, 0xff, 2, 0x10, 0xfe, 0xff, 0, 0, 0xfa, 0})
+	// Both sides write the same key with different totals.
+	f.Add([]byte{2, 0x21, 10, 0, 2, 0x21, 3, 9}, []byte{2, 0x21, 4, 20, 0, 1, 9, 0})
+	f.Fuzz(func(t *testing.T, opsA, opsB []byte) {
+		a := fuzzState(t, repA, opsA)
+		b := fuzzState(t, repB, opsB)
+		full := func(s *State) []Entry { return s.DeltaSince(0, s.Version()) }
+
+		ab := clone(t, a, repC)
+		mustMerge(t, ab, full(b))
+		ba := clone(t, b, repC)
+		mustMerge(t, ba, full(a))
+		if x, y := snapshot(t, ab), snapshot(t, ba); !slices.Equal(x, y) {
+			t.Fatalf("A⊔B and B⊔A differ:\n%v\n%v", x, y)
+		}
+		if x, y := ab.Values(), ba.Values(); !reflect.DeepEqual(x, y) {
+			t.Fatalf("A⊔B and B⊔A values differ:\n%v\n%v", x, y)
+		}
+
+		// The merged state against the reference built from both sides.
+		m := newModel(repC)
+		m.merge(full(a))
+		m.merge(full(b))
+		checkModel(t, ab, m)
+
+		// Idempotent: merging either side again changes nothing.
+		before := viewOf(ab)
+		for _, s := range []*State{a, b, ab} {
+			if changed := mustMerge(t, ab, full(s)); len(changed) != 0 {
+				t.Fatalf("merging %s again changed %v", s.Replica(), changed)
+			}
+		}
+		assertUnchanged(t, before, ab)
+
+		// Shipping B's state to A as a delta gives A⊔B.
+		mustMerge(t, a, b.DeltaSince(0, b.Version()))
+		if x, y := snapshot(t, a), snapshot(t, ab); !slices.Equal(x, y) {
+			t.Fatalf("A after delta from B differs from A⊔B:\n%v\n%v", x, y)
+		}
+	})
+}

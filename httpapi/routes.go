@@ -1,0 +1,175 @@
+package httpapi
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/gorilla/mux"
+
+	"countd/crdt"
+)
+
+// defaultCounter is the counter behind /increment, /decrement and /counter.
+const defaultCounter = "default"
+
+// maxBody is the largest request body accepted.
+const maxBody = 1 << 20
+
+// maxBy is the largest step a single increment or decrement may take: 2^53,
+// the largest integer every JSON client represents exactly.
+const maxBy = 1 << 53
+
+// routes registers every route in one place.
+func (s *Server) routes() http.Handler {
+	r := mux.NewRouter()
+	r.UseEncodedPath() // so a name holding %2F is a bad name, not another path
+	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		s.writeError(w, errNotFound)
+	})
+	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		s.writeError(w, errMethod)
+	})
+
+	r.HandleFunc("/increment", s.handleIncrement).Methods(http.MethodPost)
+	r.HandleFunc("/decrement", s.handleDecrement).Methods(http.MethodPost)
+	r.HandleFunc("/counter", s.handleCounter).Methods(http.MethodGet)
+	r.HandleFunc("/counters/{name}/increment", s.handleIncrement).Methods(http.MethodPost)
+	r.HandleFunc("/counters/{name}/decrement", s.handleDecrement).Methods(http.MethodPost)
+	r.HandleFunc("/counters/{name}", s.handleCounter).Methods(http.MethodGet)
+	r.HandleFunc("/counters", s.handleCounters).Methods(http.MethodGet)
+	r.HandleFunc("/health", s.handleHealth).Methods(http.MethodGet)
+
+	return limitBody(r)
+}
+
+// handleIncrement serves POST /increment and POST /counters/{name}/increment.
+func (s *Server) handleIncrement(w http.ResponseWriter, r *http.Request) {
+	s.change(w, r, s.cfg.Counters.Increment)
+}
+
+// handleDecrement serves POST /decrement and POST /counters/{name}/decrement.
+func (s *Server) handleDecrement(w http.ResponseWriter, r *http.Request) {
+	s.change(w, r, s.cfg.Counters.Decrement)
+}
+
+func (s *Server) change(w http.ResponseWriter, r *http.Request,
+	apply func(ctx context.Context, counter string, by uint64) (int64, error)) {
+	name, err := counterName(r)
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	by, err := parseBy(r.URL.Query())
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	v, err := apply(r.Context(), name, by)
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	s.writeValue(w, name, v)
+}
+
+// handleCounter serves GET /counter and GET /counters/{name}.
+func (s *Server) handleCounter(w http.ResponseWriter, r *http.Request) {
+	name, err := counterName(r)
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	v, err := s.cfg.Counters.Value(r.Context(), name)
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	s.writeValue(w, name, v)
+}
+
+// handleCounters serves GET /counters.
+func (s *Server) handleCounters(w http.ResponseWriter, r *http.Request) {
+	values, err := s.cfg.Counters.Values(r.Context())
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	s.writeJSON(w, http.StatusOK, struct {
+		Counters map[string]int64 `json:"counters"`
+		Node     string           `json:"node"`
+	}{values, s.cfg.Node})
+}
+
+// handleHealth serves GET /health. It answers without asking the actors, so
+// a busy node still reads as alive.
+func (s *Server) handleHealth(w http.ResponseWriter, _ *http.Request) {
+	s.writeJSON(w, http.StatusOK, struct {
+		Status  string `json:"status"`
+		Node    string `json:"node"`
+		Replica string `json:"replica"`
+	}{"ok", s.cfg.Node, s.cfg.Replica})
+}
+
+// counterName returns the {name} route variable, or "default" on the routes
+// without one.
+func counterName(r *http.Request) (string, error) {
+	raw, ok := mux.Vars(r)["name"]
+	if !ok {
+		return defaultCounter, nil
+	}
+	name, err := url.PathUnescape(raw)
+	if err != nil || !crdt.ValidName(name) {
+		return "", fmt.Errorf("%w: counter name must be 1 to %d characters from [A-Za-z0-9._-]",
+			errBadRequest, crdt.MaxNameLen)
+	}
+	return name, nil
+}
+
+// parseBy reads the optional by parameter: a whole number from 1 to 2^53.
+func parseBy(q url.Values) (uint64, error) {
+	vals, ok := q["by"]
+	if !ok {
+		return 1, nil
+	}
+	if len(vals) != 1 {
+		return 0, fmt.Errorf("%w: by given more than once", errBadRequest)
+	}
+	return ParseBy(vals[0])
+}
+
+// ParseBy parses the text of a by parameter: decimal digits only, 1 to 2^53.
+func ParseBy(s string) (uint64, error) {
+	bad := fmt.Errorf("%w: by must be a whole number from 1 to %d, got %q", errBadRequest, uint64(maxBy), s)
+	if s == "" || len(s) > 32 {
+		return 0, bad
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, bad
+		}
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil || n == 0 || n > maxBy {
+		return 0, bad
+	}
+	return n, nil
+}
+
+// limitBody refuses bodies over maxBody with 413, up front when the length is
+// declared and while reading otherwise.
+func limitBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > maxBody {
+			w.Header().Set("Connection", "close")
+			writeErrorJSON(w, http.StatusRequestEntityTooLarge, errTooLarge.Error())
+			return
+		}
+		if r.Body != nil && r.Body != http.NoBody {
+			r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		}
+		next.ServeHTTP(w, r)
+	})
+}

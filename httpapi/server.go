@@ -1,0 +1,134 @@
+// Package httpapi is countd's HTTP face: the gorilla/mux routes that turn
+// client requests into messages for the actors (through narrow interfaces,
+// with a bounded wait) and JSON replies back.
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// Counters is what the handlers need from the counter owner.
+// actors.CounterClient implements it.
+type Counters interface {
+	Increment(ctx context.Context, counter string, by uint64) (int64, error)
+	Decrement(ctx context.Context, counter string, by uint64) (int64, error)
+	Value(ctx context.Context, counter string) (int64, error)
+	Values(ctx context.Context) (map[string]int64, error)
+}
+
+// Config configures a Server.
+type Config struct {
+	// Addr is the address to listen on, host:port; port 0 picks a free one.
+	Addr string
+	// Listener, if set, is used instead of listening on Addr.
+	Listener net.Listener
+	// Node is this node's advertised address, reported in every reply.
+	Node string
+	// Replica is this process's replica id, reported by /health.
+	Replica string
+	// Counters owns the counters.
+	Counters Counters
+	// RequestTimeout bounds how long a handler waits for the actors; past it
+	// the client gets 503. Zero means 5s.
+	RequestTimeout time.Duration
+	// Logger receives request errors. Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Server serves the countd HTTP API.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	handler  http.Handler
+	nodeJSON []byte // Node as a JSON string, encoded once
+
+	mu       sync.Mutex
+	ln       net.Listener
+	srv      *http.Server
+	serveErr chan error
+}
+
+// NewServer returns a server for cfg. It does not listen until Open.
+func NewServer(cfg Config) *Server {
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 5 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, nodeJSON: jsonString(cfg.Node)}
+	s.handler = s.routes()
+	return s
+}
+
+// Handler returns the server's routes, for tests with httptest.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Open starts listening on cfg.Addr and serving in the background.
+func (s *Server) Open() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln != nil {
+		return errors.New("httpapi: already open")
+	}
+	ln := s.cfg.Listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", s.cfg.Addr); err != nil {
+			return fmt.Errorf("httpapi: %w", err)
+		}
+	}
+	s.ln = ln
+	s.srv = &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      s.cfg.RequestTimeout + 5*time.Second,
+		IdleTimeout:       90 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	s.serveErr = make(chan error, 1)
+	go func() { s.serveErr <- s.srv.Serve(ln) }()
+	return nil
+}
+
+// Port returns the port the server listens on, or 0 before Open.
+func (s *Server) Port() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return 0
+	}
+	return s.ln.Addr().(*net.TCPAddr).Port
+}
+
+// Close stops accepting connections and waits, until ctx ends, for requests
+// in flight to finish. It is safe to call more than once.
+func (s *Server) Close(ctx context.Context) error {
+	s.mu.Lock()
+	srv := s.srv
+	s.srv = nil
+	s.mu.Unlock()
+	if srv == nil {
+		return nil
+	}
+	err := srv.Shutdown(ctx)
+	if err != nil {
+		srv.Close()
+	}
+	if serr := <-s.serveErr; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
+		return fmt.Errorf("httpapi: serve: %w", serr)
+	}
+	if err != nil {
+		return fmt.Errorf("httpapi: shutdown: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,108 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Config configures a Node. Durations are wall-clock time.
+type Config struct {
+	// Bind is the interface to listen on.
+	Bind string
+	// Port is the port to listen on; 0 picks a free one (tests).
+	Port int
+	// Advertise is the address other nodes reach this one at, host:port; it
+	// is the node's name. Empty means 127.0.0.1:<port>.
+	Advertise string
+	// Peers are registered at start (normalised host:port).
+	Peers []string
+	// NewNodes are registered right after start and announced to every peer.
+	NewNodes []string
+	// DataDir holds the store file. Ignored when Memory is set.
+	DataDir string
+	// Memory keeps no state on disk.
+	Memory bool
+
+	// RequestTimeout bounds how long an HTTP request waits for the actors.
+	RequestTimeout time.Duration
+	// HeartbeatInterval is the mean time between health checks of a peer.
+	HeartbeatInterval time.Duration
+	// HeartbeatTimeout bounds one health check or push.
+	HeartbeatTimeout time.Duration
+	// FailuresBeforeDown is how many health checks in a row must fail before
+	// a peer is marked down.
+	FailuresBeforeDown int
+	// FlushDelay is how long a peer waits after a change notice before it
+	// pushes, so changes close together share one push.
+	FlushDelay time.Duration
+	// RetryMin and RetryMax bound the backoff between failed pushes.
+	RetryMin, RetryMax time.Duration
+	// ShutdownTimeout bounds a graceful shutdown.
+	ShutdownTimeout time.Duration
+
+	// Logger receives the node's logs. Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns the configuration of a node on port 8080.
+func DefaultConfig() Config {
+	return Config{
+		Bind:               "127.0.0.1",
+		Port:               8080,
+		RequestTimeout:     5 * time.Second,
+		HeartbeatInterval:  time.Second,
+		HeartbeatTimeout:   time.Second,
+		FailuresBeforeDown: 3,
+		FlushDelay:         5 * time.Millisecond,
+		RetryMin:           50 * time.Millisecond,
+		RetryMax:           5 * time.Second,
+		ShutdownTimeout:    5 * time.Second,
+	}
+}
+
+// TestConfig returns a configuration for in-process tests: a free port on
+// loopback, no disk, and fast timers.
+func TestConfig() Config {
+	c := DefaultConfig()
+	c.Port = 0
+	c.Memory = true
+	c.RequestTimeout = 5 * time.Second
+	c.HeartbeatInterval = 50 * time.Millisecond
+	c.HeartbeatTimeout = 500 * time.Millisecond
+	c.FlushDelay = time.Millisecond
+	c.RetryMin = 10 * time.Millisecond
+	c.RetryMax = 200 * time.Millisecond
+	c.ShutdownTimeout = 5 * time.Second
+	return c
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	if c.Port < 0 || c.Port > 65535 {
+		errs = append(errs, fmt.Errorf("port %d is not from 0 to 65535", c.Port))
+	}
+	if !c.Memory && c.DataDir == "" {
+		errs = append(errs, errors.New("data dir is empty (use memory mode to keep nothing)"))
+	}
+	for name, d := range map[string]time.Duration{
+		"request timeout": c.RequestTimeout, "heartbeat interval": c.HeartbeatInterval,
+		"heartbeat timeout": c.HeartbeatTimeout, "flush delay": c.FlushDelay + 1,
+		"retry min": c.RetryMin, "retry max": c.RetryMax, "shutdown timeout": c.ShutdownTimeout,
+	} {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be positive", name))
+		}
+	}
+	if c.RetryMax < c.RetryMin {
+		errs = append(errs, errors.New("retry max is below retry min"))
+	}
+	if c.FailuresBeforeDown < 1 {
+		errs = append(errs, errors.New("failures before down must be at least 1"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("node: config: %w", err)
+	}
+	return nil
+}

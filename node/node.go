@@ -1,0 +1,208 @@
+// Package node wires one countd node together: the store, the actor system
+// with its CounterActor, and the HTTP server. main parses flags into a
+// Config and runs a Node; tests run several Nodes in one process.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"countd/actors"
+	"countd/crdt"
+	"countd/httpapi"
+	"countd/store"
+)
+
+// StoreFile is the name of the store file inside the data dir.
+const StoreFile = "countd.db"
+
+// Node is one running countd node.
+type Node struct {
+	cfg     Config
+	log     *slog.Logger
+	replica string
+
+	db      *store.DB // nil in memory mode
+	sys     *actor.ActorSystem
+	counter *actor.PID
+	client  *actors.CounterClient
+	http    *httpapi.Server
+	addr    string
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open starts a node: it loads the store, takes a fresh replica id, starts
+// the actors and begins serving HTTP. Close releases everything Open took.
+func Open(cfg Config) (*Node, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	n := &Node{cfg: cfg, replica: crdt.NewReplicaID()}
+	n.log = cfg.Logger.With("replica", n.replica)
+
+	state := crdt.New(n.replica)
+	var st actors.Store
+	if !cfg.Memory {
+		db, err := store.Open(filepath.Join(cfg.DataDir, StoreFile))
+		if err != nil {
+			return nil, err
+		}
+		entries, err := db.Load()
+		if err == nil {
+			_, err = state.Merge(entries)
+		}
+		if err != nil {
+			db.Close()
+			return nil, fmt.Errorf("node: loading %s: %w", db.Path(), err)
+		}
+		n.db, st = db, db
+	}
+
+	n.sys = actor.NewActorSystem(
+		actor.WithLoggerFactory(func(s *actor.ActorSystem) *slog.Logger {
+			return slog.New(minLevel{cfg.Logger.Handler(), slog.LevelWarn}).With("lib", "protoactor")
+		}),
+		actor.WithDeadLetterRequestLogging(false),
+		actor.WithDeadLetterThrottleInterval(10*time.Millisecond),
+	)
+	n.sys.EventStream.Subscribe(func(evt any) {
+		if e, ok := evt.(*actor.SupervisorEvent); ok {
+			n.log.Error("actor failed", "actor", e.Child.Id, "directive", e.Directive.String(), "reason", fmt.Sprint(e.Reason))
+		}
+	})
+	counter, err := n.sys.Root.SpawnNamed(actors.NewCounterProps(state, st, n.log), "counter")
+	if err != nil {
+		n.closeStore()
+		return nil, fmt.Errorf("node: spawn counter: %w", err)
+	}
+	n.counter = counter
+	n.client = actors.NewCounterClient(n.sys.Root, counter, cfg.RequestTimeout)
+
+	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.Bind, strconv.Itoa(cfg.Port)))
+	if err != nil {
+		n.stopActors()
+		n.closeStore()
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	n.cfg.Port = ln.Addr().(*net.TCPAddr).Port
+	n.addr = n.cfg.advertise()
+	n.http = httpapi.NewServer(httpapi.Config{
+		Listener:       ln,
+		Node:           n.addr,
+		Replica:        n.replica,
+		Counters:       n.client,
+		RequestTimeout: cfg.RequestTimeout,
+		Logger:         n.log,
+	})
+	if err := n.http.Open(); err != nil {
+		ln.Close()
+		n.stopActors()
+		n.closeStore()
+		return nil, err
+	}
+	n.log = n.log.With("node", n.addr)
+	n.log.Info("node started", "listen", ln.Addr().String(),
+		"memory", cfg.Memory, "data", n.dataPath(), "counters", state.Len())
+	return n, nil
+}
+
+func (c *Config) advertise() string {
+	if c.Advertise != "" {
+		return c.Advertise
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(c.Port))
+}
+
+func (n *Node) dataPath() string {
+	if n.db == nil {
+		return ""
+	}
+	return n.db.Path()
+}
+
+// Addr returns the node's advertised address, host:port.
+func (n *Node) Addr() string { return n.addr }
+
+// URL returns the base URL of the node's HTTP API.
+func (n *Node) URL() string {
+	host := n.cfg.Bind
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, strconv.Itoa(n.cfg.Port))
+}
+
+// Replica returns this process's replica id.
+func (n *Node) Replica() string { return n.replica }
+
+// Counters returns the node's counter client, for in-process callers.
+func (n *Node) Counters() *actors.CounterClient { return n.client }
+
+// Close shuts the node down in order: HTTP first (in-flight requests finish),
+// then the actors, then the store. It is safe to call more than once.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ShutdownTimeout)
+		defer cancel()
+		var errs []error
+		if err := n.http.Close(ctx); err != nil {
+			errs = append(errs, err)
+		}
+		n.stopActors()
+		if err := n.closeStore(); err != nil {
+			errs = append(errs, err)
+		}
+		n.closeErr = errors.Join(errs...)
+		n.log.Info("node stopped")
+	})
+	return n.closeErr
+}
+
+// stopActors stops the top-level actors after they drain their mailboxes.
+func (n *Node) stopActors() {
+	if n.counter != nil {
+		n.sys.Root.PoisonFuture(n.counter).Wait()
+	}
+	n.sys.Shutdown()
+}
+
+// closeStore closes the store; bbolt first waits for a write in flight.
+func (n *Node) closeStore() error {
+	if n.db == nil {
+		return nil
+	}
+	return n.db.Close()
+}
+
+// minLevel drops records below a floor, so a library's chatter stays out of
+// the node's log at info.
+type minLevel struct {
+	slog.Handler
+	floor slog.Level
+}
+
+func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.floor && h.Handler.Enabled(ctx, l)
+}
+
+func (h minLevel) WithAttrs(as []slog.Attr) slog.Handler {
+	return minLevel{h.Handler.WithAttrs(as), h.floor}
+}
+
+func (h minLevel) WithGroup(name string) slog.Handler {
+	return minLevel{h.Handler.WithGroup(name), h.floor}
+}

@@ -1,0 +1,132 @@
+// Package store keeps countd's counter entries in one bbolt file.
+//
+// Every entry is stored whole (counter, replica, P, N), never as an
+// increment, so writing an entry again is harmless and the last successful
+// write of an entry carries every change before it.
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"countd/crdt"
+)
+
+// ErrCorrupt means the file holds a record countd did not write.
+var ErrCorrupt = errors.New("store: corrupt record")
+
+var bucketEntries = []byte("entries")
+
+// DB is an open store. Its methods are safe for concurrent use.
+type DB struct {
+	db *bolt.DB
+}
+
+// Open opens (creating if needed) the store file at path, creating its
+// directory. It fails fast if another process holds the file.
+func Open(path string) (*DB, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("store: %s is in use by another process", path)
+		}
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(bucketEntries)
+		return err
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: init %s: %w", path, err)
+	}
+	return &DB{db: db}, nil
+}
+
+// Path returns the file's path.
+func (d *DB) Path() string { return d.db.Path() }
+
+// Load returns every stored entry.
+func (d *DB) Load() ([]crdt.Entry, error) {
+	var out []crdt.Entry
+	err := d.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketEntries).ForEach(func(k, v []byte) error {
+			e, err := decodeEntry(k, v)
+			if err != nil {
+				return err
+			}
+			out = append(out, e)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: load: %w", err)
+	}
+	return out, nil
+}
+
+// Save writes entries in one transaction and returns once it is on disk.
+func (d *DB) Save(entries []crdt.Entry) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	err := d.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketEntries)
+		var val [16]byte
+		for _, e := range entries {
+			binary.BigEndian.PutUint64(val[:8], e.P)
+			binary.BigEndian.PutUint64(val[8:], e.N)
+			if err := b.Put(entryKey(e.Counter, e.Replica), val[:]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: save: %w", err)
+	}
+	return nil
+}
+
+// Close closes the file. It is safe to call more than once.
+func (d *DB) Close() error {
+	if err := d.db.Close(); err != nil {
+		return fmt.Errorf("store: close: %w", err)
+	}
+	return nil
+}
+
+// A key is the counter name, a NUL (never part of a name), and the replica id.
+func entryKey(counter, replica string) []byte {
+	k := make([]byte, 0, len(counter)+1+len(replica))
+	k = append(k, counter...)
+	k = append(k, 0)
+	return append(k, replica...)
+}
+
+func decodeEntry(k, v []byte) (crdt.Entry, error) {
+	i := bytes.IndexByte(k, 0)
+	if i < 0 || len(v) != 16 {
+		return crdt.Entry{}, fmt.Errorf("%w: key %q", ErrCorrupt, k)
+	}
+	e := crdt.Entry{
+		Counter: string(k[:i]),
+		Replica: string(k[i+1:]),
+		P:       binary.BigEndian.Uint64(v[:8]),
+		N:       binary.BigEndian.Uint64(v[8:]),
+	}
+	if err := crdt.Validate([]crdt.Entry{e}); err != nil {
+		return crdt.Entry{}, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	return e, nil
+}
