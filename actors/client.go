@@ -71,6 +71,9 @@ func (c *CounterClient) Merge(ctx context.Context, m *Merge) (int, error) {
 // ask sends msg to the actor and waits for a reply of type T.
 func ask[T any](ctx context.Context, c *CounterClient, msg any) (T, error) {
 	var zero T
+	if err := ctx.Err(); err != nil {
+		return zero, fmt.Errorf("%w: %v", ErrTimeout, err)
+	}
 	d := c.timeout
 	if dl, ok := ctx.Deadline(); ok {
 		d = min(d, time.Until(dl))

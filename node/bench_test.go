@@ -1,0 +1,111 @@
+package node
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// BenchmarkHTTPIncrement measures POST /increment over a real listener with
+// 64 concurrent keep-alive clients, against a bare net/http handler doing one
+// atomic add, in the same run: the two alternate in chunks so that machine
+// noise hits both alike. It reports each side's rate and their ratio.
+//
+//	go test -run=^$ -bench=HTTPIncrement -benchtime=40000x ./node/
+func BenchmarkHTTPIncrement(b *testing.B) {
+	for _, mode := range []string{"memory", "durable"} {
+		b.Run(mode, func(b *testing.B) {
+			cfg := TestConfig()
+			cfg.Logger = discard()
+			if mode == "durable" {
+				cfg.Memory = false
+				cfg.DataDir = b.TempDir()
+			}
+			n, err := Open(cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer n.Close()
+			bare := startBare(b)
+
+			const clients, chunk = 64, 2000
+			client := &http.Client{Transport: &http.Transport{
+				MaxIdleConns: 2 * clients, MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients,
+			}}
+			defer client.CloseIdleConnections()
+			nodeURL, bareURL := n.URL()+"/increment", bare+"/increment"
+			// Warm both up: connections, allocations.
+			drive(b, client, bareURL, clients, 2*clients)
+			drive(b, client, nodeURL, clients, 2*clients)
+
+			var tNode, tBare time.Duration
+			b.ResetTimer()
+			for done := 0; done < b.N; done += chunk {
+				k := min(chunk, b.N-done)
+				tBare += drive(b, client, bareURL, clients, k)
+				tNode += drive(b, client, nodeURL, clients, k)
+			}
+			b.StopTimer()
+			rNode := float64(b.N) / tNode.Seconds()
+			rBare := float64(b.N) / tBare.Seconds()
+			b.ReportMetric(rNode, "req/s")
+			b.ReportMetric(rBare, "bare-req/s")
+			b.ReportMetric(rNode/rBare, "ratio-to-bare")
+			b.ReportMetric(0, "ns/op") // includes the bare half; the rates say it better
+		})
+	}
+}
+
+// drive sends total POSTs from clients goroutines and returns the wall time.
+func drive(b *testing.B, c *http.Client, url string, clients, total int) time.Duration {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := 0; i < clients; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(total) {
+				resp, err := c.Post(url, "", nil)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					b.Errorf("%s: status %d", url, resp.StatusCode)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return time.Since(start)
+}
+
+// startBare serves a bare net/http handler that does one atomic add and
+// answers in the same shape as countd.
+func startBare(b *testing.B) string {
+	var v atomic.Int64
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		buf := make([]byte, 0, 96)
+		buf = append(buf, `{"counter":"default","value":`...)
+		buf = strconv.AppendInt(buf, v.Add(1), 10)
+		buf = append(buf, `,"node":"127.0.0.1:1"}`+"\n"...)
+		w.Header()["Content-Type"] = []string{"application/json"}
+		w.Write(buf)
+	})}
+	go srv.Serve(ln)
+	b.Cleanup(func() { srv.Close() })
+	return "http://" + ln.Addr().String()
+}

@@ -1,0 +1,122 @@
+package store
+
+import (
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	bolt "go.etcd.io/bbolt"
+
+	"countd/crdt"
+)
+
+func sortEntries(es []crdt.Entry) {
+	slices.SortFunc(es, func(a, b crdt.Entry) int {
+		if c := strings.Compare(a.Counter, b.Counter); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Replica, b.Replica)
+	})
+}
+
+func TestReopenFindsEverything(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sub", "countd.db")
+	db, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []crdt.Entry{
+		{Counter: "a", Replica: "0000000000000001", P: 5, N: 2},
+		{Counter: "a", Replica: "0000000000000002", P: 1 << 63, N: 0},
+		{Counter: "b.c-d_e", Replica: "0000000000000001", P: 0, N: ^uint64(0)},
+	}
+	if err := db.Save(want[:2]); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Save(want[2:]); err != nil {
+		t.Fatal(err)
+	}
+	// A later write of the same entry replaces it.
+	want[0].P = 7
+	if err := db.Save(want[:1]); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	db, err = Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	got, err := db.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sortEntries(got)
+	sortEntries(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("after reopen got %v, want %v", got, want)
+	}
+}
+
+func TestCloseTwice(t *testing.T) {
+	db, err := Open(filepath.Join(t.TempDir(), "countd.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}
+
+func TestOpenLockedFileFailsFast(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "countd.db")
+	db, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	_, err = Open(path)
+	if err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("second Open of a held file: got %v, want an 'in use' error", err)
+	}
+}
+
+func TestLoadRejectsCorruptRecord(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "countd.db")
+	db, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	err = db.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketEntries).Put([]byte("no-separator"), make([]byte, 16))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Load(); err == nil || !strings.Contains(err.Error(), "corrupt") {
+		t.Fatalf("Load of a corrupt record: got %v, want a corrupt-record error", err)
+	}
+}
+
+func BenchmarkSave(b *testing.B) {
+	db, err := Open(filepath.Join(b.TempDir(), "countd.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	e := []crdt.Entry{{Counter: "default", Replica: "0000000000000001"}}
+	for i := 0; b.Loop(); i++ {
+		e[0].P = uint64(i)
+		if err := db.Save(e); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
