@@ -95,8 +95,9 @@ func (s *Server) Open() error {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
-	s.serveErr = make(chan error, 1)
-	go func() { s.serveErr <- s.srv.Serve(ln) }()
+	srv, errc := s.srv, make(chan error, 1)
+	s.serveErr = errc
+	go func() { errc <- srv.Serve(ln) }()
 	return nil
 }
 
@@ -114,7 +115,7 @@ func (s *Server) Port() int {
 // in flight to finish. It is safe to call more than once.
 func (s *Server) Close(ctx context.Context) error {
 	s.mu.Lock()
-	srv := s.srv
+	srv, errc := s.srv, s.serveErr
 	s.srv = nil
 	s.mu.Unlock()
 	if srv == nil {
@@ -124,7 +125,7 @@ func (s *Server) Close(ctx context.Context) error {
 	if err != nil {
 		srv.Close()
 	}
-	if serr := <-s.serveErr; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
+	if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
 		return fmt.Errorf("httpapi: serve: %w", serr)
 	}
 	if err != nil {

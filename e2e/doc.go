@@ -1,0 +1,14 @@
+// Package e2e tests countd as its users run it: as a process. TestMain builds
+// the binary once; each test starts it with real flags, talks to it over
+// HTTP on the port it picked, and ends it with SIGTERM or SIGKILL, then checks
+// the contract of DESIGN.md Part 1 from the outside: no acknowledged increment
+// is lost across a crash, a graceful shutdown keeps everything, concurrent
+// clients are counted exactly, and bad flags fail fast with one clear line.
+//
+// proc_test.go holds the process handling (build, start, port discovery,
+// health wait, kill, stop, logs on failure); e2e_test.go holds the tests.
+// The package is skipped under -short because it builds and runs the binary.
+//
+// E2E_RACE_NODE=1 builds the node itself with -race; a race it sees makes it
+// exit 66, which fails the next Stop, and its report is in the logged stderr.
+package e2e
