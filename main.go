@@ -22,6 +22,7 @@ import (
 	"strings"
 	"syscall"
 
+	"countd/httpapi"
 	"countd/node"
 )
 
@@ -109,14 +110,14 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (n
 		return cfg, fmt.Errorf("invalid value %d for flag -port: not from 0 to 65535", cfg.Port)
 	}
 	var err error
-	if cfg.Peers, err = node.ParseAddrList(peers); err != nil {
+	if cfg.Peers, err = httpapi.ParseAddrList(peers); err != nil {
 		return cfg, fmt.Errorf("invalid value for flag -peers: %w", err)
 	}
-	if cfg.NewNodes, err = node.ParseAddrList(newNodes); err != nil {
+	if cfg.NewNodes, err = httpapi.ParseAddrList(newNodes); err != nil {
 		return cfg, fmt.Errorf("invalid value for flag -newnode: %w", err)
 	}
 	if cfg.Advertise != "" {
-		if cfg.Advertise, err = node.ParseAddr(cfg.Advertise); err != nil {
+		if cfg.Advertise, err = httpapi.ParseAddr(cfg.Advertise); err != nil {
 			return cfg, fmt.Errorf("invalid value for flag -advertise: %w", err)
 		}
 	}

@@ -12,7 +12,10 @@ import (
 // CounterClient is the synchronous face of a CounterActor for code outside
 // the actor system, such as HTTP handlers. Every call waits at most Timeout
 // (or less, if ctx ends sooner).
-type CounterClient struct {
+type CounterClient struct{ asker }
+
+// asker sends requests to one actor and waits a bounded time for replies.
+type asker struct {
 	root    *actor.RootContext
 	pid     *actor.PID
 	timeout time.Duration
@@ -20,12 +23,12 @@ type CounterClient struct {
 
 // NewCounterClient returns a client of the CounterActor at pid.
 func NewCounterClient(root *actor.RootContext, pid *actor.PID, timeout time.Duration) *CounterClient {
-	return &CounterClient{root: root, pid: pid, timeout: timeout}
+	return &CounterClient{asker{root: root, pid: pid, timeout: timeout}}
 }
 
 // Increment adds by to counter and returns its value once durable.
 func (c *CounterClient) Increment(ctx context.Context, counter string, by uint64) (int64, error) {
-	r, err := ask[*ChangeResult](ctx, c, &Increment{Counter: counter, By: by})
+	r, err := ask[*ChangeResult](ctx, c.asker, &Increment{Counter: counter, By: by})
 	if err != nil {
 		return 0, err
 	}
@@ -34,7 +37,7 @@ func (c *CounterClient) Increment(ctx context.Context, counter string, by uint64
 
 // Decrement subtracts by from counter and returns its value once durable.
 func (c *CounterClient) Decrement(ctx context.Context, counter string, by uint64) (int64, error) {
-	r, err := ask[*ChangeResult](ctx, c, &Decrement{Counter: counter, By: by})
+	r, err := ask[*ChangeResult](ctx, c.asker, &Decrement{Counter: counter, By: by})
 	if err != nil {
 		return 0, err
 	}
@@ -43,7 +46,7 @@ func (c *CounterClient) Decrement(ctx context.Context, counter string, by uint64
 
 // Value returns one counter's value.
 func (c *CounterClient) Value(ctx context.Context, counter string) (int64, error) {
-	r, err := ask[*CounterValue](ctx, c, &GetCounter{Counter: counter})
+	r, err := ask[*CounterValue](ctx, c.asker, &GetCounter{Counter: counter})
 	if err != nil {
 		return 0, err
 	}
@@ -52,7 +55,7 @@ func (c *CounterClient) Value(ctx context.Context, counter string) (int64, error
 
 // Values returns every counter's value.
 func (c *CounterClient) Values(ctx context.Context) (map[string]int64, error) {
-	r, err := ask[*AllCounters](ctx, c, &GetAll{})
+	r, err := ask[*AllCounters](ctx, c.asker, &GetAll{})
 	if err != nil {
 		return nil, err
 	}
@@ -61,7 +64,7 @@ func (c *CounterClient) Values(ctx context.Context) (map[string]int64, error) {
 
 // Merge folds a peer's entries into the state and returns once durable.
 func (c *CounterClient) Merge(ctx context.Context, m *Merge) (int, error) {
-	r, err := ask[*MergeResult](ctx, c, m)
+	r, err := ask[*MergeResult](ctx, c.asker, m)
 	if err != nil {
 		return 0, err
 	}
@@ -69,7 +72,7 @@ func (c *CounterClient) Merge(ctx context.Context, m *Merge) (int, error) {
 }
 
 // ask sends msg to the actor and waits for a reply of type T.
-func ask[T any](ctx context.Context, c *CounterClient, msg any) (T, error) {
+func ask[T any](ctx context.Context, c asker, msg any) (T, error) {
 	var zero T
 	if err := ctx.Err(); err != nil {
 		return zero, fmt.Errorf("%w: %v", ErrTimeout, err)
@@ -95,4 +98,52 @@ func ask[T any](ctx context.Context, c *CounterClient, msg any) (T, error) {
 		return zero, fmt.Errorf("actors: unexpected reply %T to %T", res, msg)
 	}
 	return v, nil
+}
+
+// ClusterClient is the synchronous face of the Supervisor (membership) and
+// of the replication endpoint, for HTTP handlers.
+type ClusterClient struct {
+	sup      asker
+	counters *CounterClient
+}
+
+// NewClusterClient returns a client of the Supervisor at supervisor that
+// merges replicated state through counters.
+func NewClusterClient(root *actor.RootContext, supervisor *actor.PID, counters *CounterClient, timeout time.Duration) *ClusterClient {
+	return &ClusterClient{sup: asker{root: root, pid: supervisor, timeout: timeout}, counters: counters}
+}
+
+// Peers returns the membership table, sorted by address.
+func (c *ClusterClient) Peers(ctx context.Context) ([]PeerInfo, error) {
+	r, err := ask[*PeerList](ctx, c.sup, &GetPeers{})
+	if err != nil {
+		return nil, err
+	}
+	return r.Peers, nil
+}
+
+// AddPeer registers a peer; created is false if it was known already.
+func (c *ClusterClient) AddPeer(ctx context.Context, addr string) (created bool, err error) {
+	r, err := ask[*RegisterResult](ctx, c.sup, &RegisterPeer{Addr: addr})
+	if err != nil {
+		return false, err
+	}
+	return r.Created, r.Err
+}
+
+// RemovePeer removes a peer for good.
+func (c *ClusterClient) RemovePeer(ctx context.Context, addr string) error {
+	r, err := ask[*RemoveResult](ctx, c.sup, &RemovePeer{Addr: addr})
+	if err != nil {
+		return err
+	}
+	return r.Err
+}
+
+// Replicate handles a push from another node: it tells the Supervisor about
+// the sender and its members (without waiting), then merges the entries and
+// returns once they are durable. req must be validated already.
+func (c *ClusterClient) Replicate(ctx context.Context, req *ReplicateRequest) (changed int, err error) {
+	c.sup.root.Send(c.sup.pid, &Contact{Addr: req.From, Members: req.Members})
+	return c.counters.Merge(ctx, &Merge{Entries: req.Entries})
 }

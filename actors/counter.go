@@ -77,16 +77,21 @@ type MergeResult struct {
 	Err     error
 }
 
-// DeltaSince asks for the durable entries that changed after Version.
-// Reply: *Delta.
-type DeltaSince struct{ Version uint64 }
+// DeltaSince asks for the durable entries that changed after Version, at
+// most Limit of them (0: no limit). Reply: *Delta.
+type DeltaSince struct {
+	Version uint64
+	Limit   int
+}
 
 // Delta answers DeltaSince. Version is the durable version the entries bring
-// a peer up to: the next DeltaSince for that peer starts from it.
+// a peer up to: the next DeltaSince for that peer starts from it. More says
+// the limit cut the delta short.
 type Delta struct {
 	Replica string
 	Version uint64
 	Entries []crdt.Entry
+	More    bool
 }
 
 // Subscribe registers PID for a *Changed notice after each durable change.
@@ -158,10 +163,12 @@ func (a *CounterActor) Receive(ctx actor.Context) {
 	case *GetAll:
 		ctx.Respond(&AllCounters{Values: a.state.Values()})
 	case *DeltaSince:
+		entries, through := a.state.DeltaLimit(m.Version, a.durable, m.Limit)
 		ctx.Respond(&Delta{
 			Replica: a.state.Replica(),
-			Version: a.durable,
-			Entries: a.state.DeltaSince(m.Version, a.durable),
+			Version: through,
+			Entries: entries,
+			More:    through < a.durable,
 		})
 	case *saved:
 		a.saved(ctx, m.err)

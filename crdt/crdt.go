@@ -206,17 +206,28 @@ func (s *State) Merge(entries []Entry) ([]Entry, error) {
 // upTo is left out: its totals at upTo are no longer known, and it will be in
 // a later delta. DeltaSince(0, s.Version()) is the full state.
 func (s *State) DeltaSince(since, upTo uint64) []Entry {
+	entries, _ := s.DeltaLimit(since, upTo, 0)
+	return entries
+}
+
+// DeltaLimit is DeltaSince returning at most limit entries (no limit if
+// limit <= 0), and the version through which the delta is complete: upTo if
+// nothing was cut, else the version of the last entry returned. A peer that
+// merges the entries holds every change up to through.
+func (s *State) DeltaLimit(since, upTo uint64, limit int) (entries []Entry, through uint64) {
 	i := sort.Search(len(s.log), func(i int) bool { return s.log[i].ver > since })
-	var out []Entry
 	for ; i < len(s.log) && s.log[i].ver <= upTo; i++ {
 		it := s.log[i]
 		sl := s.counters[it.counter].slots[it.replica]
 		if sl.ver != it.ver {
 			continue // changed again later
 		}
-		out = append(out, Entry{Counter: it.counter, Replica: it.replica, P: sl.p, N: sl.n})
+		if limit > 0 && len(entries) == limit {
+			return entries, s.log[i-1].ver
+		}
+		entries = append(entries, Entry{Counter: it.counter, Replica: it.replica, P: sl.p, N: sl.n})
 	}
-	return out
+	return entries, max(upTo, since)
 }
 
 // set stores totals for one entry, stamps it with the next version and keeps

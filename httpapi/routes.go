@@ -41,6 +41,12 @@ func (s *Server) routes() http.Handler {
 	r.HandleFunc("/counters/{name}", s.handleCounter).Methods(http.MethodGet)
 	r.HandleFunc("/counters", s.handleCounters).Methods(http.MethodGet)
 	r.HandleFunc("/health", s.handleHealth).Methods(http.MethodGet)
+	if s.cfg.Cluster != nil {
+		r.HandleFunc("/replicate", s.handleReplicate).Methods(http.MethodPost)
+		r.HandleFunc("/peers", s.handlePeers).Methods(http.MethodGet)
+		r.HandleFunc("/peers", s.handleAddPeer).Methods(http.MethodPost)
+		r.HandleFunc("/peers/{addr}", s.handleRemovePeer).Methods(http.MethodDelete)
+	}
 
 	return limitBody(r)
 }

@@ -35,6 +35,8 @@ type Config struct {
 	Replica string
 	// Counters owns the counters.
 	Counters Counters
+	// Cluster owns membership and replication.
+	Cluster Cluster
 	// RequestTimeout bounds how long a handler waits for the actors; past it
 	// the client gets 503. Zero means 5s.
 	RequestTimeout time.Duration

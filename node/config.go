@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"time"
 )
 
@@ -39,6 +40,15 @@ type Config struct {
 	FlushDelay time.Duration
 	// RetryMin and RetryMax bound the backoff between failed pushes.
 	RetryMin, RetryMax time.Duration
+	// AntiEntropyInterval is the mean time between full-state pushes to
+	// each peer, which repair any divergence a lost delta might leave.
+	AntiEntropyInterval time.Duration
+	// DownProbeMax caps the backoff between probes of a down peer (the
+	// first comes after two heartbeat intervals).
+	DownProbeMax time.Duration
+	// RoundTripper carries node-to-node HTTP; nil means a default
+	// keep-alive transport. Tests inject faults here.
+	RoundTripper http.RoundTripper
 	// ShutdownTimeout bounds a graceful shutdown.
 	ShutdownTimeout time.Duration
 
@@ -55,10 +65,12 @@ func DefaultConfig() Config {
 		HeartbeatInterval:  time.Second,
 		HeartbeatTimeout:   time.Second,
 		FailuresBeforeDown: 3,
-		FlushDelay:         5 * time.Millisecond,
-		RetryMin:           50 * time.Millisecond,
-		RetryMax:           5 * time.Second,
-		ShutdownTimeout:    5 * time.Second,
+		FlushDelay:          20 * time.Millisecond,
+		RetryMin:            50 * time.Millisecond,
+		RetryMax:            5 * time.Second,
+		AntiEntropyInterval: 30 * time.Second,
+		DownProbeMax:        10 * time.Second,
+		ShutdownTimeout:     5 * time.Second,
 	}
 }
 
@@ -71,9 +83,11 @@ func TestConfig() Config {
 	c.RequestTimeout = 5 * time.Second
 	c.HeartbeatInterval = 50 * time.Millisecond
 	c.HeartbeatTimeout = 500 * time.Millisecond
-	c.FlushDelay = time.Millisecond
+	c.FlushDelay = 2 * time.Millisecond
 	c.RetryMin = 10 * time.Millisecond
 	c.RetryMax = 200 * time.Millisecond
+	c.AntiEntropyInterval = 2 * time.Second
+	c.DownProbeMax = 500 * time.Millisecond
 	c.ShutdownTimeout = 5 * time.Second
 	return c
 }
@@ -90,6 +104,7 @@ func (c *Config) validate() error {
 		"request timeout": c.RequestTimeout, "heartbeat interval": c.HeartbeatInterval,
 		"heartbeat timeout": c.HeartbeatTimeout, "flush delay": c.FlushDelay + 1,
 		"retry min": c.RetryMin, "retry max": c.RetryMax, "shutdown timeout": c.ShutdownTimeout,
+		"anti-entropy interval": c.AntiEntropyInterval, "down probe max": c.DownProbeMax,
 	} {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("%s must be positive", name))

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -34,7 +35,10 @@ type Node struct {
 	db      *store.DB // nil in memory mode
 	sys     *actor.ActorSystem
 	counter *actor.PID
+	sup     *actor.PID
 	client  *actors.CounterClient
+	cluster *actors.ClusterClient
+	peerNet *httpapi.Client
 	http    *httpapi.Server
 	addr    string
 
@@ -84,7 +88,11 @@ func Open(cfg Config) (*Node, error) {
 			n.log.Error("actor failed", "actor", e.Child.Id, "directive", e.Directive.String(), "reason", fmt.Sprint(e.Reason))
 		}
 	})
-	counter, err := n.sys.Root.SpawnNamed(actors.NewCounterProps(state, st, n.log), "counter")
+	// A top-level actor that panics resumes, keeping its state (and, for the
+	// Supervisor, its children); only the message that panicked is lost.
+	root := n.sys.Root.WithGuardian(actor.NewOneForOneStrategy(10, time.Minute,
+		func(any) actor.Directive { return actor.ResumeDirective }))
+	counter, err := root.SpawnNamed(actors.NewCounterProps(state, st, n.log), "counter")
 	if err != nil {
 		n.closeStore()
 		return nil, fmt.Errorf("node: spawn counter: %w", err)
@@ -100,11 +108,41 @@ func Open(cfg Config) (*Node, error) {
 	}
 	n.cfg.Port = ln.Addr().(*net.TCPAddr).Port
 	n.addr = n.cfg.advertise()
+	n.log = n.log.With("node", n.addr)
+	n.peerNet = httpapi.NewClient(cfg.RoundTripper)
+	supProps := actors.NewSupervisorProps(actors.SupervisorConfig{
+		Self: n.addr,
+		Peer: actors.PeerConfig{
+			Self:                n.addr,
+			HeartbeatInterval:   cfg.HeartbeatInterval,
+			Timeout:             cfg.HeartbeatTimeout,
+			FailuresBeforeDown:  cfg.FailuresBeforeDown,
+			FlushDelay:          cfg.FlushDelay,
+			RetryMin:            cfg.RetryMin,
+			RetryMax:            cfg.RetryMax,
+			AntiEntropyInterval: cfg.AntiEntropyInterval,
+			Transport:           n.peerNet,
+			Counter:             counter,
+			Logger:              n.log,
+		},
+		DownProbeMin: 2 * cfg.HeartbeatInterval,
+		DownProbeMax: max(cfg.DownProbeMax, 2*cfg.HeartbeatInterval),
+		Logger:       n.log,
+	})
+	n.sup, err = root.SpawnNamed(supProps, "peers")
+	if err != nil {
+		ln.Close()
+		n.stopActors()
+		n.closeStore()
+		return nil, fmt.Errorf("node: spawn supervisor: %w", err)
+	}
+	n.cluster = actors.NewClusterClient(n.sys.Root, n.sup, n.client, cfg.RequestTimeout)
 	n.http = httpapi.NewServer(httpapi.Config{
 		Listener:       ln,
 		Node:           n.addr,
 		Replica:        n.replica,
 		Counters:       n.client,
+		Cluster:        n.cluster,
 		RequestTimeout: cfg.RequestTimeout,
 		Logger:         n.log,
 	})
@@ -114,7 +152,11 @@ func Open(cfg Config) (*Node, error) {
 		n.closeStore()
 		return nil, err
 	}
-	n.log = n.log.With("node", n.addr)
+	for _, addr := range append(slices.Clone(cfg.Peers), cfg.NewNodes...) {
+		if addr != n.addr {
+			n.sys.Root.Send(n.sup, &actors.RegisterPeer{Addr: addr})
+		}
+	}
 	n.log.Info("node started", "listen", ln.Addr().String(),
 		"memory", cfg.Memory, "data", n.dataPath(), "counters", state.Len())
 	return n, nil
@@ -162,7 +204,9 @@ func (n *Node) Close() error {
 		if err := n.http.Close(ctx); err != nil {
 			errs = append(errs, err)
 		}
+		n.flushPeers(ctx)
 		n.stopActors()
+		n.peerNet.CloseIdleConnections()
 		if err := n.closeStore(); err != nil {
 			errs = append(errs, err)
 		}
@@ -172,8 +216,37 @@ func (n *Node) Close() error {
 	return n.closeErr
 }
 
+// flushPeers pushes, once and within ctx, whatever each peer still lacks.
+func (n *Node) flushPeers(ctx context.Context) {
+	d := time.Until(deadline(ctx))
+	res, err := n.sys.Root.RequestFuture(n.sup, &actors.GetPeerPIDs{}, d).Result()
+	if err != nil {
+		return
+	}
+	var wg sync.WaitGroup
+	for _, pid := range res.(*actors.PeerPIDs).PIDs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n.sys.Root.RequestFuture(pid, &actors.Flush{}, time.Until(deadline(ctx))).Wait()
+		}()
+	}
+	wg.Wait()
+}
+
+func deadline(ctx context.Context) time.Time {
+	d, ok := ctx.Deadline()
+	if !ok {
+		return time.Now().Add(time.Second)
+	}
+	return d
+}
+
 // stopActors stops the top-level actors after they drain their mailboxes.
 func (n *Node) stopActors() {
+	if n.sup != nil {
+		n.sys.Root.PoisonFuture(n.sup).Wait()
+	}
 	if n.counter != nil {
 		n.sys.Root.PoisonFuture(n.counter).Wait()
 	}

@@ -1,0 +1,374 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/scheduler"
+)
+
+// ErrSelf means a request named this node as its own peer.
+var ErrSelf = errors.New("actors: that address is this node")
+
+// SupervisorConfig configures the Supervisor.
+type SupervisorConfig struct {
+	// Self is this node's advertised address; it is never its own peer.
+	Self string
+	// Peer configures every PeerActor.
+	Peer PeerConfig
+	// PeerProps makes a PeerActor's props; nil means NewPeerProps(addr, Peer).
+	// Tests inject probes here.
+	PeerProps func(addr string) *actor.Props
+	// DownProbeMin and DownProbeMax bound the backed-off pace at which a down
+	// peer is probed.
+	DownProbeMin, DownProbeMax time.Duration
+	// Logger receives membership changes.
+	Logger *slog.Logger
+}
+
+// RegisterPeer asks the Supervisor to add a peer (from a flag or POST /peers).
+// It lifts a tombstone left by RemovePeer. Reply: *RegisterResult.
+type RegisterPeer struct{ Addr string }
+
+// RegisterResult answers RegisterPeer.
+type RegisterResult struct {
+	Created bool // false: the peer was known already
+	Err     error
+}
+
+// RemovePeer stops replicating to a peer for good and tombstones its address,
+// so gossip cannot bring it back. Reply: *RemoveResult.
+type RemovePeer struct{ Addr string }
+
+// RemoveResult answers RemovePeer.
+type RemoveResult struct{ Err error }
+
+// Contact tells the Supervisor that a node pushed state to this one, with
+// the members it sees alive. The sender is (re)added at once unless removed.
+type Contact struct {
+	Addr    string
+	Members []string
+}
+
+// GetPeerPIDs asks for the PIDs of the running PeerActors. Reply: *PeerPIDs.
+type GetPeerPIDs struct{}
+
+// PeerPIDs answers GetPeerPIDs.
+type PeerPIDs struct{ PIDs []*actor.PID }
+
+// GetPeers asks for the membership table. Reply: *PeerList.
+type GetPeers struct{}
+
+// PeerList answers GetPeers, sorted by address.
+type PeerList struct{ Peers []PeerInfo }
+
+// PeerInfo is one row of the membership table.
+type PeerInfo struct {
+	Addr     string    `json:"addr"`
+	State    string    `json:"state"`
+	LastSeen time.Time `json:"last_seen"`
+}
+
+type (
+	probeTick struct{ addr string }
+	probeDone struct {
+		addr string
+		ok   bool
+	}
+)
+
+type member struct {
+	addr     string
+	state    string
+	lastSeen time.Time
+	pid      *actor.PID // the PeerActor; nil while down
+	probing  bool
+	backoff  time.Duration
+	probe    scheduler.CancelFunc
+}
+
+// Supervisor is the parent of the PeerActors and owns the membership table.
+// It spawns a PeerActor per registered peer, stops it when the peer fails its
+// health checks, probes the down peer at a backed-off pace, and spawns it
+// again when the peer answers or contacts this node. A PeerActor that panics
+// is restarted by the supervision strategy in the Supervisor's props.
+type Supervisor struct {
+	cfg     SupervisorConfig
+	log     *slog.Logger
+	timer   *scheduler.TimerScheduler
+	pid     *actor.PID
+	members  map[string]*member
+	removed  map[string]bool
+	stopping bool
+}
+
+// NewSupervisorProps returns the props of a Supervisor. A PeerActor that
+// panics is restarted, up to 10 times a minute; past that it is stopped and
+// its peer goes on the down list, to be probed like any failed peer.
+func NewSupervisorProps(cfg SupervisorConfig) *actor.Props {
+	if cfg.PeerProps == nil {
+		peer := cfg.Peer
+		cfg.PeerProps = func(addr string) *actor.Props { return NewPeerProps(addr, peer) }
+	}
+	strategy := actor.NewOneForOneStrategy(10, time.Minute, func(any) actor.Directive {
+		return actor.RestartDirective
+	})
+	return actor.PropsFromProducer(func() actor.Actor {
+		return &Supervisor{
+			cfg:     cfg,
+			log:     cfg.Logger,
+			members: make(map[string]*member),
+			removed: make(map[string]bool),
+		}
+	}, actor.WithSupervisor(strategy))
+}
+
+// Receive implements actor.Actor.
+func (s *Supervisor) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		s.timer = scheduler.NewTimerScheduler(ctx.ActorSystem().Root)
+		s.pid = ctx.Self()
+	case *actor.Stopping:
+		s.stopping = true
+		for _, mb := range s.members {
+			s.cancelProbe(mb)
+		}
+	case *RegisterPeer:
+		ctx.Respond(s.register(ctx, m.Addr))
+	case *RemovePeer:
+		ctx.Respond(s.remove(ctx, m.Addr))
+	case *Contact:
+		s.contact(ctx, m)
+	case *GetPeers:
+		ctx.Respond(s.list())
+	case *GetPeerPIDs:
+		pids := make([]*actor.PID, 0, len(s.members))
+		for _, mb := range s.members {
+			if mb.pid != nil {
+				pids = append(pids, mb.pid)
+			}
+		}
+		ctx.Respond(&PeerPIDs{PIDs: pids})
+	case *PeerStatus:
+		s.status(ctx, m)
+	case *PeerUnhealthy:
+		s.unhealthy(ctx, m.Addr)
+	case *probeTick:
+		s.probe(ctx, m.addr)
+	case *probeDone:
+		s.probed(ctx, m)
+	case *actor.Terminated:
+		s.terminated(ctx, m.Who)
+	}
+}
+
+func (s *Supervisor) register(ctx actor.Context, addr string) *RegisterResult {
+	if addr == s.cfg.Self {
+		return &RegisterResult{Err: ErrSelf}
+	}
+	delete(s.removed, addr)
+	if _, ok := s.members[addr]; ok {
+		return &RegisterResult{}
+	}
+	s.add(ctx, addr, StateSuspect)
+	s.log.Info("peer registered", "peer", addr)
+	s.announce(ctx)
+	return &RegisterResult{Created: true}
+}
+
+func (s *Supervisor) remove(ctx actor.Context, addr string) *RemoveResult {
+	if addr == s.cfg.Self {
+		return &RemoveResult{Err: ErrSelf}
+	}
+	s.removed[addr] = true
+	mb, ok := s.members[addr]
+	if !ok {
+		return &RemoveResult{}
+	}
+	s.cancelProbe(mb)
+	if mb.pid != nil {
+		ctx.Stop(mb.pid)
+	}
+	delete(s.members, addr)
+	s.log.Info("peer removed", "peer", addr)
+	s.announce(ctx)
+	return &RemoveResult{}
+}
+
+// contact handles a push from another node: the sender is alive, and the
+// members it lists are worth knowing.
+func (s *Supervisor) contact(ctx actor.Context, m *Contact) {
+	changed := false
+	if m.Addr != s.cfg.Self && !s.removed[m.Addr] {
+		mb, ok := s.members[m.Addr]
+		switch {
+		case !ok:
+			mb = s.add(ctx, m.Addr, StateAlive)
+			s.log.Info("peer joined", "peer", m.Addr)
+			changed = true
+		case mb.state == StateDown:
+			s.revive(ctx, mb)
+			changed = true
+		}
+		mb.lastSeen = time.Now()
+	}
+	for _, addr := range m.Members {
+		if addr == s.cfg.Self || s.removed[addr] || s.members[addr] != nil {
+			continue
+		}
+		s.add(ctx, addr, StateSuspect)
+		s.log.Info("peer learned", "peer", addr, "from", m.Addr)
+		changed = true
+	}
+	if changed {
+		s.announce(ctx)
+	}
+}
+
+func (s *Supervisor) status(ctx actor.Context, m *PeerStatus) {
+	mb, ok := s.members[m.Addr]
+	if !ok || mb.pid == nil {
+		return
+	}
+	if mb.state != m.State {
+		level := slog.LevelInfo
+		if m.State == StateSuspect {
+			level = slog.LevelDebug
+		}
+		s.log.Log(context.Background(), level, "peer "+m.State, "peer", m.Addr)
+		mb.state = m.State
+	}
+	if !m.LastSeen.IsZero() {
+		mb.lastSeen = m.LastSeen
+	}
+}
+
+// unhealthy stops the PeerActor of a peer that failed its health checks and
+// puts the peer on the down list.
+func (s *Supervisor) unhealthy(ctx actor.Context, addr string) {
+	mb, ok := s.members[addr]
+	if !ok || mb.pid == nil {
+		return
+	}
+	ctx.Stop(mb.pid)
+	s.down(ctx, mb)
+}
+
+func (s *Supervisor) down(ctx actor.Context, mb *member) {
+	mb.pid = nil
+	mb.state = StateDown
+	mb.backoff = s.cfg.DownProbeMin
+	s.log.Info("peer down", "peer", mb.addr)
+	s.scheduleProbe(mb)
+	s.announce(ctx)
+}
+
+// terminated handles a PeerActor that stopped on its own (too many panics):
+// its peer goes on the down list like a peer that failed health checks.
+func (s *Supervisor) terminated(ctx actor.Context, who *actor.PID) {
+	if s.stopping {
+		return
+	}
+	for _, mb := range s.members {
+		if mb.pid != nil && mb.pid.Equal(who) {
+			s.down(ctx, mb)
+			return
+		}
+	}
+}
+
+func (s *Supervisor) probe(ctx actor.Context, addr string) {
+	mb, ok := s.members[addr]
+	if !ok || mb.state != StateDown || mb.probing {
+		return
+	}
+	mb.probe, mb.probing = nil, true
+	tr, timeout := s.cfg.Peer.Transport, s.cfg.Peer.Timeout
+	self, root := ctx.Self(), ctx.ActorSystem().Root
+	go func() {
+		c, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		_, err := tr.Health(c, addr)
+		root.Send(self, &probeDone{addr: addr, ok: err == nil})
+	}()
+}
+
+func (s *Supervisor) probed(ctx actor.Context, m *probeDone) {
+	mb, ok := s.members[m.addr]
+	if !ok {
+		return
+	}
+	mb.probing = false
+	if mb.state != StateDown {
+		return // revived meanwhile by a contact
+	}
+	if m.ok {
+		s.revive(ctx, mb)
+		s.announce(ctx)
+		return
+	}
+	mb.backoff = min(2*mb.backoff, s.cfg.DownProbeMax)
+	s.scheduleProbe(mb)
+}
+
+func (s *Supervisor) scheduleProbe(mb *member) {
+	s.cancelProbe(mb)
+	d := mb.backoff/2 + rand.N(mb.backoff/2+1)
+	mb.probe = s.timer.SendOnce(d, s.pid, &probeTick{addr: mb.addr})
+}
+
+func (s *Supervisor) cancelProbe(mb *member) {
+	if mb.probe != nil {
+		mb.probe()
+		mb.probe = nil
+	}
+}
+
+// revive takes a peer off the down list and spawns its PeerActor again.
+func (s *Supervisor) revive(ctx actor.Context, mb *member) {
+	s.cancelProbe(mb)
+	mb.state = StateAlive
+	mb.lastSeen = time.Now()
+	mb.pid = ctx.SpawnPrefix(s.cfg.PeerProps(mb.addr), "peer-")
+	s.log.Info("peer alive", "peer", mb.addr)
+}
+
+func (s *Supervisor) add(ctx actor.Context, addr, state string) *member {
+	mb := &member{addr: addr, state: state}
+	mb.pid = ctx.SpawnPrefix(s.cfg.PeerProps(addr), "peer-")
+	s.members[addr] = mb
+	return mb
+}
+
+// announce tells every PeerActor the members this node sees alive; each
+// carries them in its next push, which is how a new node reaches everyone.
+func (s *Supervisor) announce(ctx actor.Context) {
+	alive := make([]string, 0, len(s.members))
+	for addr, mb := range s.members {
+		if mb.state != StateDown {
+			alive = append(alive, addr)
+		}
+	}
+	slices.Sort(alive)
+	for _, mb := range s.members {
+		if mb.pid != nil {
+			ctx.Send(mb.pid, &Members{Addrs: alive})
+		}
+	}
+}
+
+func (s *Supervisor) list() *PeerList {
+	out := make([]PeerInfo, 0, len(s.members))
+	for _, mb := range s.members {
+		out = append(out, PeerInfo{Addr: mb.addr, State: mb.state, LastSeen: mb.lastSeen})
+	}
+	slices.SortFunc(out, func(a, b PeerInfo) int { return strings.Compare(a.Addr, b.Addr) })
+	return &PeerList{Peers: out}
+}

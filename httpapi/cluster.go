@@ -1,0 +1,141 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+
+	"github.com/gorilla/mux"
+
+	"countd/actors"
+)
+
+// Cluster is what the membership and replication handlers need.
+// actors.ClusterClient implements it.
+type Cluster interface {
+	Peers(ctx context.Context) ([]actors.PeerInfo, error)
+	AddPeer(ctx context.Context, addr string) (created bool, err error)
+	RemovePeer(ctx context.Context, addr string) error
+	Replicate(ctx context.Context, req *actors.ReplicateRequest) (changed int, err error)
+}
+
+var _ Cluster = (*actors.ClusterClient)(nil)
+
+// handlePeers serves GET /peers.
+func (s *Server) handlePeers(w http.ResponseWriter, r *http.Request) {
+	peers, err := s.cfg.Cluster.Peers(r.Context())
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	type peer struct {
+		Addr     string `json:"addr"`
+		State    string `json:"state"`
+		LastSeen string `json:"last_seen,omitempty"`
+	}
+	out := make([]peer, len(peers))
+	for i, p := range peers {
+		out[i] = peer{Addr: p.Addr, State: p.State}
+		if !p.LastSeen.IsZero() {
+			out[i].LastSeen = p.LastSeen.UTC().Format("2006-01-02T15:04:05Z07:00")
+		}
+	}
+	s.writeJSON(w, http.StatusOK, struct {
+		Peers []peer `json:"peers"`
+		Node  string `json:"node"`
+	}{out, s.cfg.Node})
+}
+
+// handleAddPeer serves POST /peers {"addr": "host:port"}.
+func (s *Server) handleAddPeer(w http.ResponseWriter, r *http.Request) {
+	body, err := readBody(r)
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	var req struct {
+		Addr string `json:"addr"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		s.writeError(w, fmt.Errorf("%w: want {\"addr\": \"host:port\"}: %v", errBadRequest, err))
+		return
+	}
+	addr, err := ParseAddr(req.Addr)
+	if err != nil {
+		s.writeError(w, fmt.Errorf("%w: %v", errBadRequest, err))
+		return
+	}
+	created, err := s.cfg.Cluster.AddPeer(r.Context(), addr)
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	s.writeJSON(w, status, struct {
+		Addr    string `json:"addr"`
+		Created bool   `json:"created"`
+	}{addr, created})
+}
+
+// handleRemovePeer serves DELETE /peers/{addr}.
+func (s *Server) handleRemovePeer(w http.ResponseWriter, r *http.Request) {
+	raw, err := url.PathUnescape(mux.Vars(r)["addr"])
+	if err != nil {
+		s.writeError(w, fmt.Errorf("%w: bad address escape", errBadRequest))
+		return
+	}
+	addr, err := ParseAddr(raw)
+	if err != nil {
+		s.writeError(w, fmt.Errorf("%w: %v", errBadRequest, err))
+		return
+	}
+	if err := s.cfg.Cluster.RemovePeer(r.Context(), addr); err != nil {
+		s.writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// handleReplicate serves POST /replicate, the node-to-node state exchange.
+// It answers once the merged state is durable.
+func (s *Server) handleReplicate(w http.ResponseWriter, r *http.Request) {
+	body, err := readBody(r)
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	req, err := DecodeReplicate(body)
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	changed, err := s.cfg.Cluster.Replicate(r.Context(), req)
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	s.writeJSON(w, http.StatusOK, &actors.ReplicateReply{Node: s.cfg.Node, Replica: s.cfg.Replica, Changed: changed})
+}
+
+// readBody reads a request body of at most maxBody bytes.
+func readBody(r *http.Request) ([]byte, error) {
+	body, err := io.ReadAll(r.Body)
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		return nil, errTooLarge
+	case err != nil:
+		return nil, fmt.Errorf("%w: reading body: %v", errBadRequest, err)
+	}
+	return body, nil
+}
