@@ -24,9 +24,16 @@ type probe struct {
 	reply func(msg any) any
 }
 
+// spawnChild asks a probe to spawn props as its child and answer the PID,
+// so that the probe can stand in for a parent.
+type spawnChild struct{ props *actor.Props }
+
 func (p *probe) Receive(ctx actor.Context) {
-	switch ctx.Message().(type) {
+	switch m := ctx.Message().(type) {
 	case *actor.Started, *actor.Stopping, *actor.Stopped, *actor.Restarting:
+		return
+	case *spawnChild:
+		ctx.Respond(ctx.Spawn(m.props))
 		return
 	}
 	p.ch <- envelope{ctx.Message(), ctx.Sender()}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"time"
 )
@@ -25,6 +26,9 @@ type Config struct {
 	DataDir string
 	// Memory keeps no state on disk.
 	Memory bool
+	// Listener, if set, is used instead of listening on Bind:Port; the node
+	// closes it. Tests use it to know a node's address before it starts.
+	Listener net.Listener
 
 	// RequestTimeout bounds how long an HTTP request waits for the actors.
 	RequestTimeout time.Duration

@@ -100,7 +100,10 @@ func Open(cfg Config) (*Node, error) {
 	n.counter = counter
 	n.client = actors.NewCounterClient(n.sys.Root, counter, cfg.RequestTimeout)
 
-	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.Bind, strconv.Itoa(cfg.Port)))
+	ln := cfg.Listener
+	if ln == nil {
+		ln, err = net.Listen("tcp", net.JoinHostPort(cfg.Bind, strconv.Itoa(cfg.Port)))
+	}
 	if err != nil {
 		n.stopActors()
 		n.closeStore()

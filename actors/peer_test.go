@@ -1,0 +1,255 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"countd/crdt"
+)
+
+// fakeTransport stands in for the network: it records every call, answers
+// with what the test sets, and can hold pushes at a gate.
+type fakeTransport struct {
+	mu          sync.Mutex
+	replica     string // the peer's replica id in replies
+	healthErr   error
+	pushErr     error
+	gated       bool
+	gate        chan struct{}
+	pushes      chan pushCall
+	healthCalls chan time.Time
+}
+
+type pushCall struct {
+	at  time.Time
+	req *ReplicateRequest
+}
+
+func newFakeTransport() *fakeTransport {
+	return &fakeTransport{
+		replica:     "00000000000000cc",
+		gate:        make(chan struct{}, 100),
+		pushes:      make(chan pushCall, 10000),
+		healthCalls: make(chan time.Time, 10000),
+	}
+}
+
+func (f *fakeTransport) set(fn func(f *fakeTransport)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fn(f)
+}
+
+func (f *fakeTransport) Health(ctx context.Context, addr string) (HealthReply, error) {
+	f.mu.Lock()
+	replica, err := f.replica, f.healthErr
+	f.mu.Unlock()
+	f.healthCalls <- time.Now()
+	if err != nil {
+		return HealthReply{}, err
+	}
+	return HealthReply{Status: "ok", Node: addr, Replica: replica}, nil
+}
+
+func (f *fakeTransport) Replicate(ctx context.Context, addr string, req *ReplicateRequest) (*ReplicateReply, error) {
+	f.mu.Lock()
+	replica, err, gated := f.replica, f.pushErr, f.gated
+	f.mu.Unlock()
+	f.pushes <- pushCall{at: time.Now(), req: req}
+	if gated {
+		select {
+		case <-f.gate:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &ReplicateReply{Node: addr, Replica: replica, Changed: len(req.Entries)}, nil
+}
+
+func (f *fakeTransport) awaitPush(t *testing.T) pushCall {
+	t.Helper()
+	select {
+	case c := <-f.pushes:
+		return c
+	case <-time.After(wait):
+		t.Fatal("no push")
+		return pushCall{}
+	}
+}
+
+func testPeerConfig(tr Transport, counter *actor.PID) PeerConfig {
+	return PeerConfig{
+		Self:                "127.0.0.1:1",
+		HeartbeatInterval:   time.Hour, // tests that want heartbeats set it
+		Timeout:             time.Second,
+		FailuresBeforeDown:  3,
+		FlushDelay:          time.Millisecond,
+		RetryMin:            5 * time.Millisecond,
+		RetryMax:            time.Second,
+		AntiEntropyInterval: time.Hour,
+		Transport:           tr,
+		Counter:             counter,
+		Logger:              slog.New(slog.DiscardHandler),
+	}
+}
+
+// spawnPeer starts a PeerActor as the child of a parent probe.
+func spawnPeer(t *testing.T, sys *actor.ActorSystem, cfg PeerConfig) (peer *actor.PID, parent *probe) {
+	t.Helper()
+	parent = newProbe(t, sys, nil)
+	res, err := sys.Root.RequestFuture(parent.pid, &spawnChild{NewPeerProps("127.0.0.2:2", cfg)}, wait).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.(*actor.PID), parent
+}
+
+// counterProbe stands in for the CounterActor: it answers DeltaSince with
+// one entry at the given version, and records every request.
+func counterProbe(t *testing.T, sys *actor.ActorSystem, version func() uint64) *probe {
+	return newProbe(t, sys, func(msg any) any {
+		if _, ok := msg.(*DeltaSince); ok {
+			return &Delta{Replica: self, Version: version(),
+				Entries: []crdt.Entry{{Counter: "c", Replica: self, P: version()}}}
+		}
+		return nil
+	})
+}
+
+func TestPeerCoalescesChangeNotices(t *testing.T) {
+	sys := newSystem(t)
+	tr := newFakeTransport()
+	tr.gated = true
+	counter, _ := spawnCounter(t, sys, nil)
+	peer, _ := spawnPeer(t, sys, testPeerConfig(tr, counter))
+
+	first := tr.awaitPush(t) // the initial full-state push, held at the gate
+	if len(first.req.Entries) != 0 {
+		t.Fatalf("first push = %v, want the empty full state", first.req.Entries)
+	}
+	client := NewCounterClient(sys.Root, counter, wait)
+	for i := 0; i < 1000; i++ {
+		if _, err := client.Increment(context.Background(), "c", 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tr.gate <- struct{}{}
+	second := tr.awaitPush(t)
+	tr.set(func(f *fakeTransport) { f.gated = false })
+	tr.gate <- struct{}{}
+	want := []crdt.Entry{{Counter: "c", Replica: self, P: 1000}}
+	if len(second.req.Entries) != 1 || second.req.Entries[0] != want[0] {
+		t.Fatalf("second push = %v, want %v: one push for all 1000 changes", second.req.Entries, want)
+	}
+	// Flush waits for anything still owed; after it, count the pushes.
+	if r, err := sys.Root.RequestFuture(peer, &Flush{}, wait).Result(); err != nil || r.(*Flushed).Err != nil {
+		t.Fatalf("flush: %v %v", r, err)
+	}
+	if n := len(tr.pushes); n != 0 {
+		t.Fatalf("%d more pushes after the coalesced one, want 0 (1000 changes, 2 pushes in all)", n)
+	}
+}
+
+func TestPeerRetriesWithGrowingBackoff(t *testing.T) {
+	sys := newSystem(t)
+	tr := newFakeTransport()
+	tr.pushErr = errors.New("connection refused")
+	version := uint64(1)
+	counter := counterProbe(t, sys, func() uint64 { return version })
+	spawnPeer(t, sys, testPeerConfig(tr, counter.pid))
+
+	var at []time.Time
+	for len(at) < 7 {
+		at = append(at, tr.awaitPush(t).at)
+	}
+	var gaps []time.Duration
+	for i := 1; i < len(at); i++ {
+		gaps = append(gaps, at[i].Sub(at[i-1]))
+	}
+	// Backoff doubles from RetryMin (5ms); with jitter each gap lies in
+	// [b/2, b], so a gap is never shorter than the one before it (allow
+	// 1ms of timer slack), and the last is several times the first.
+	for i := 1; i < len(gaps); i++ {
+		if gaps[i] < gaps[i-1]-time.Millisecond {
+			t.Fatalf("retry gaps %v: gap %d shrank", gaps, i)
+		}
+	}
+	if gaps[len(gaps)-1] < 8*gaps[0] {
+		t.Fatalf("retry gaps %v: the backoff did not grow", gaps)
+	}
+	if gaps[0] < 2*time.Millisecond {
+		t.Fatalf("retry gaps %v: first retry sooner than RetryMin/2", gaps)
+	}
+}
+
+func TestPeerReportsUnhealthyOnceAfterNFailures(t *testing.T) {
+	sys := newSystem(t)
+	tr := newFakeTransport()
+	tr.healthErr = errors.New("timeout")
+	counter, _ := spawnCounter(t, sys, nil)
+	cfg := testPeerConfig(tr, counter)
+	cfg.HeartbeatInterval = 5 * time.Millisecond
+	_, parent := spawnPeer(t, sys, cfg)
+
+	suspect, _ := expect[*PeerStatus](t, parent, wait)
+	if suspect.State != StateSuspect {
+		t.Fatalf("first report = %+v, want suspect", suspect)
+	}
+	down, _ := expect[*PeerUnhealthy](t, parent, wait)
+	if down.Addr != "127.0.0.2:2" {
+		t.Fatalf("unhealthy report for %q", down.Addr)
+	}
+	if n := len(tr.healthCalls); n < 3 {
+		t.Fatalf("unhealthy after %d health checks, want 3", n)
+	}
+	// Three more failures must not repeat the report.
+	drained := len(tr.healthCalls)
+	for len(tr.healthCalls) < drained+3 {
+		<-time.After(time.Millisecond)
+	}
+	for _, m := range parent.drain() {
+		if _, ok := m.(*PeerUnhealthy); ok {
+			t.Fatal("a second unhealthy report")
+		}
+	}
+	// Recovery is reported as alive.
+	tr.set(func(f *fakeTransport) { f.healthErr = nil })
+	fishFor(t, parent, wait, func(s *PeerStatus) bool { return s.State == StateAlive && !s.LastSeen.IsZero() })
+}
+
+func TestPeerSendsFullStateWhenPeerRestarts(t *testing.T) {
+	sys := newSystem(t)
+	tr := newFakeTransport()
+	version := uint64(7)
+	var mu sync.Mutex
+	counter := counterProbe(t, sys, func() uint64 { mu.Lock(); defer mu.Unlock(); return version })
+	cfg := testPeerConfig(tr, counter.pid)
+	cfg.HeartbeatInterval = 5 * time.Millisecond
+	peer, _ := spawnPeer(t, sys, cfg)
+
+	expect[*Subscribe](t, counter, wait)
+	if s, _ := expect[*DeltaSince](t, counter, wait); s.Version != 0 {
+		t.Fatalf("first push asks for delta since %d, want 0", s.Version)
+	}
+	tr.awaitPush(t)
+	// A change: the next push is a delta since the acknowledged version.
+	mu.Lock()
+	version = 9
+	mu.Unlock()
+	sys.Root.Send(peer, &Changed{Version: 9})
+	if s := fishFor(t, counter, wait, func(d *DeltaSince) bool { return true }); s.Version != 7 {
+		t.Fatalf("delta push since %d, want 7", s.Version)
+	}
+	// The peer restarts: a new replica id in its health replies.
+	tr.set(func(f *fakeTransport) { f.replica = "00000000000000dd" })
+	fishFor(t, counter, wait, func(d *DeltaSince) bool { return d.Version == 0 })
+}
