@@ -99,10 +99,10 @@ type member struct {
 // again when the peer answers or contacts this node. A PeerActor that panics
 // is restarted by the supervision strategy in the Supervisor's props.
 type Supervisor struct {
-	cfg     SupervisorConfig
-	log     *slog.Logger
-	timer   *scheduler.TimerScheduler
-	pid     *actor.PID
+	cfg      SupervisorConfig
+	log      *slog.Logger
+	timer    *scheduler.TimerScheduler
+	pid      *actor.PID
 	members  map[string]*member
 	removed  map[string]bool
 	stopping bool

@@ -63,12 +63,12 @@ type Config struct {
 // DefaultConfig returns the configuration of a node on port 8080.
 func DefaultConfig() Config {
 	return Config{
-		Bind:               "127.0.0.1",
-		Port:               8080,
-		RequestTimeout:     5 * time.Second,
-		HeartbeatInterval:  time.Second,
-		HeartbeatTimeout:   time.Second,
-		FailuresBeforeDown: 3,
+		Bind:                "127.0.0.1",
+		Port:                8080,
+		RequestTimeout:      5 * time.Second,
+		HeartbeatInterval:   time.Second,
+		HeartbeatTimeout:    time.Second,
+		FailuresBeforeDown:  3,
 		FlushDelay:          20 * time.Millisecond,
 		RetryMin:            50 * time.Millisecond,
 		RetryMax:            5 * time.Second,
