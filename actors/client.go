@@ -145,5 +145,5 @@ func (c *ClusterClient) RemovePeer(ctx context.Context, addr string) error {
 // returns once they are durable. req must be validated already.
 func (c *ClusterClient) Replicate(ctx context.Context, req *ReplicateRequest) (changed int, err error) {
 	c.sup.root.Send(c.sup.pid, &Contact{Addr: req.From, Members: req.Members})
-	return c.counters.Merge(ctx, &Merge{Entries: req.Entries})
+	return c.counters.Merge(ctx, &Merge{Entries: req.Entries, From: req.From})
 }

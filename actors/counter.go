@@ -67,8 +67,12 @@ type GetAll struct{}
 type AllCounters struct{ Values map[string]int64 }
 
 // Merge asks the CounterActor to fold a peer's entries into the state.
-// Reply: *MergeResult, once the merged state is durable.
-type Merge struct{ Entries []crdt.Entry }
+// From names the peer that pushed them. Reply: *MergeResult, once the merged
+// state is durable.
+type Merge struct {
+	Entries []crdt.Entry
+	From    string
+}
 
 // MergeResult answers Merge: how many entries changed, or why it failed
 // (crdt.ErrInvalid: nothing was changed).
@@ -102,7 +106,13 @@ type Subscribe struct{ PID *actor.PID }
 type Unsubscribe struct{ PID *actor.PID }
 
 // Changed tells a subscriber that the durable state reached Version.
-type Changed struct{ Version uint64 }
+// Origin is the peer whose pushes caused every change since the last notice,
+// or "" if any change came from a client (or from several peers): a
+// PeerActor need not echo a peer's own changes back to it at once.
+type Changed struct {
+	Version uint64
+	Origin  string
+}
 
 // saved reports the end of a store write to the CounterActor.
 type saved struct{ err error }
@@ -115,6 +125,31 @@ type batch struct {
 	dirty   map[entryKey]struct{}
 	waiters []waiter
 	version uint64 // state version the batch makes durable
+	origin  origin
+}
+
+// origin tracks where the changes of a batch came from.
+type origin struct {
+	peer  string // the one peer all changes came from so far
+	mixed bool   // a client change, or changes from several peers
+}
+
+func (o *origin) add(peer string) {
+	switch {
+	case peer == "" || o.mixed:
+		o.mixed = true
+	case o.peer == "":
+		o.peer = peer
+	case o.peer != peer:
+		o.mixed = true
+	}
+}
+
+func (o origin) String() string {
+	if o.mixed {
+		return ""
+	}
+	return o.peer
 }
 
 type waiter struct {
@@ -187,6 +222,7 @@ func (a *CounterActor) changed(ctx actor.Context, counter string, v int64, err e
 		return
 	}
 	a.dirty(entryKey{counter, a.state.Replica()})
+	a.next.origin.add("")
 	a.await(ctx, &ChangeResult{Counter: counter, Value: v})
 }
 
@@ -198,6 +234,9 @@ func (a *CounterActor) merge(ctx actor.Context, m *Merge) {
 	}
 	for _, e := range changed {
 		a.dirty(entryKey{e.Counter, e.Replica})
+	}
+	if len(changed) > 0 {
+		a.next.origin.add(m.From)
 	}
 	if len(changed) == 0 && a.inFlight == nil && len(a.next.waiters) == 0 {
 		// Nothing new and nothing pending: what the peer sent is durable here.
@@ -223,8 +262,9 @@ func (a *CounterActor) await(ctx actor.Context, reply any) {
 		ctx.Respond(reply)
 		if a.durable != a.state.Version() {
 			a.durable = a.state.Version()
-			a.notify(ctx)
+			a.notify(ctx, a.next.origin)
 		}
+		a.next.origin = origin{}
 		return
 	}
 	a.next.waiters = append(a.next.waiters, waiter{to: ctx.Sender(), reply: reply})
@@ -281,13 +321,13 @@ func (a *CounterActor) saved(ctx actor.Context, err error) {
 	for _, w := range b.waiters {
 		ctx.Send(w.to, w.reply)
 	}
-	a.notify(ctx)
+	a.notify(ctx, b.origin)
 	a.flush(ctx)
 }
 
-func (a *CounterActor) notify(ctx actor.Context) {
+func (a *CounterActor) notify(ctx actor.Context, o origin) {
 	for _, pid := range a.subs {
-		ctx.Send(pid, &Changed{Version: a.durable})
+		ctx.Send(pid, &Changed{Version: a.durable, Origin: o.String()})
 	}
 }
 

@@ -140,7 +140,7 @@ func (p *PeerActor) Receive(ctx actor.Context) {
 	case *actor.Stopping, *actor.Restarting:
 		p.stopTimers()
 	case *Changed:
-		p.markDirty(ctx)
+		p.changed(ctx, m)
 	case *Flush:
 		p.flush(ctx)
 	case *Members:
@@ -184,6 +184,22 @@ func (p *PeerActor) stopTimers() {
 		}
 	}
 	p.pushTimer, p.hbTimer, p.aeTimer = nil, nil, nil
+}
+
+// changed handles a change notice. Changes that came from this very peer
+// need no push back; changes that came from one other peer are forwarded
+// lazily (that peer pushes them here itself), which keeps a full mesh from
+// multiplying pushes. Client changes go out after the flush delay.
+func (p *PeerActor) changed(ctx actor.Context, m *Changed) {
+	switch m.Origin {
+	case "":
+		p.markDirty(ctx)
+	case p.addr:
+		// Our next push carries them anyway; the peer has them.
+	default:
+		p.dirty = true
+		p.schedulePush(ctx, p.cfg.HeartbeatInterval)
+	}
 }
 
 // markDirty records that the peer needs a push and schedules one unless a

@@ -109,3 +109,86 @@ func startBare(b *testing.B) string {
 	b.Cleanup(func() { srv.Close() })
 	return "http://" + ln.Addr().String()
 }
+
+// countingTransport counts the pushes (POST /replicate) a node sends.
+type countingTransport struct {
+	base   http.RoundTripper
+	pushes *atomic.Int64
+}
+
+func (c countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.Path == "/replicate" {
+		c.pushes.Add(1)
+	}
+	return c.base.RoundTrip(r)
+}
+
+// BenchmarkClusterIncrement loads one node of a three-node cluster with 64
+// concurrent keep-alive clients, alternating with a bare net/http atomic add
+// as in BenchmarkHTTPIncrement, and reports the throughput ratio and the
+// pushes each change caused (all nodes' pushes over the changes made).
+//
+//	go test -run=^$ -bench=ClusterIncrement -benchtime=40000x ./node/
+func BenchmarkClusterIncrement(b *testing.B) {
+	for _, mode := range []string{"memory", "durable"} {
+		b.Run(mode, func(b *testing.B) {
+			var pushes atomic.Int64
+			var lns []net.Listener
+			var addrs []string
+			for i := 0; i < 3; i++ {
+				ln, err := net.Listen("tcp", "127.0.0.1:0")
+				if err != nil {
+					b.Fatal(err)
+				}
+				lns = append(lns, ln)
+				addrs = append(addrs, ln.Addr().String())
+			}
+			var nodes []*Node
+			for i, ln := range lns {
+				cfg := DefaultConfig()
+				cfg.Logger = discard()
+				cfg.Listener = ln
+				cfg.Memory = mode == "memory"
+				cfg.DataDir = b.TempDir()
+				cfg.RoundTripper = countingTransport{base: &http.Transport{MaxIdleConnsPerHost: 4}, pushes: &pushes}
+				for j, a := range addrs {
+					if j != i {
+						cfg.Peers = append(cfg.Peers, a)
+					}
+				}
+				n, err := Open(cfg)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer n.Close()
+				nodes = append(nodes, n)
+			}
+			bare := startBare(b)
+			const clients, chunk = 64, 2000
+			client := &http.Client{Transport: &http.Transport{
+				MaxIdleConns: 2 * clients, MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients,
+			}}
+			defer client.CloseIdleConnections()
+			nodeURL, bareURL := nodes[0].URL()+"/increment", bare+"/increment"
+			drive(b, client, bareURL, clients, 2*clients)
+			drive(b, client, nodeURL, clients, 2*clients)
+			pushes.Store(0)
+
+			var tNode, tBare time.Duration
+			b.ResetTimer()
+			for done := 0; done < b.N; done += chunk {
+				k := min(chunk, b.N-done)
+				tBare += drive(b, client, bareURL, clients, k)
+				tNode += drive(b, client, nodeURL, clients, k)
+			}
+			b.StopTimer()
+			rNode := float64(b.N) / tNode.Seconds()
+			rBare := float64(b.N) / tBare.Seconds()
+			b.ReportMetric(rNode, "req/s")
+			b.ReportMetric(rBare, "bare-req/s")
+			b.ReportMetric(rNode/rBare, "ratio-to-bare")
+			b.ReportMetric(float64(pushes.Load())/float64(b.N), "pushes/change")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}
