@@ -85,6 +85,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (n
 	fs.DurationVar(&cfg.FlushDelay, "flush-delay", cfg.FlushDelay, "wait after a change before pushing it, to batch changes")
 	fs.DurationVar(&cfg.RetryMin, "retry-min", cfg.RetryMin, "first backoff after a failed push")
 	fs.DurationVar(&cfg.RetryMax, "retry-max", cfg.RetryMax, "longest backoff between failed pushes")
+	fs.DurationVar(&cfg.AntiEntropyInterval, "anti-entropy-interval", cfg.AntiEntropyInterval, "mean time between full-state pushes to each peer")
+	fs.DurationVar(&cfg.DownProbeMax, "down-probe-max", cfg.DownProbeMax, "longest backoff between probes of a down peer")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "longest a graceful shutdown waits")
 	fs.Usage = func() {} // flag calls it on every error; help is printed below
 	usage := func() {

@@ -342,6 +342,15 @@ func (p *PeerActor) heartbeatDone(ctx actor.Context, m *heartbeatDone) {
 		}
 		return
 	}
+	if p.fails > 0 && p.dirty && !p.pushing {
+		// The peer answers again: retry now, not when the backoff ends.
+		if p.pushTimer != nil {
+			p.pushTimer()
+			p.pushTimer = nil
+		}
+		p.backoff = 0
+		p.schedulePush(ctx, 0)
+	}
 	p.fails = 0
 	p.state = StateAlive
 	if m.reply.Replica != p.peerReplica {

@@ -48,7 +48,7 @@ type Config struct {
 	// each peer, which repair any divergence a lost delta might leave.
 	AntiEntropyInterval time.Duration
 	// DownProbeMax caps the backoff between probes of a down peer (the
-	// first comes after two heartbeat intervals).
+	// first comes after one heartbeat interval).
 	DownProbeMax time.Duration
 	// RoundTripper carries node-to-node HTTP; nil means a default
 	// keep-alive transport. Tests inject faults here.

@@ -128,8 +128,8 @@ func Open(cfg Config) (*Node, error) {
 			Counter:             counter,
 			Logger:              n.log,
 		},
-		DownProbeMin: 2 * cfg.HeartbeatInterval,
-		DownProbeMax: max(cfg.DownProbeMax, 2*cfg.HeartbeatInterval),
+		DownProbeMin: cfg.HeartbeatInterval,
+		DownProbeMax: max(cfg.DownProbeMax, cfg.HeartbeatInterval),
 		Logger:       n.log,
 	})
 	n.sup, err = root.SpawnNamed(supProps, "peers")
