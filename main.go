@@ -108,9 +108,6 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (n
 	if err := applyEnv(fs, getenv); err != nil {
 		return cfg, err
 	}
-	if cfg.Port < 0 || cfg.Port > 65535 {
-		return cfg, fmt.Errorf("invalid value %d for flag -port: not from 0 to 65535", cfg.Port)
-	}
 	var err error
 	if cfg.Peers, err = httpapi.ParseAddrList(peers); err != nil {
 		return cfg, fmt.Errorf("invalid value for flag -peers: %w", err)
@@ -126,6 +123,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (n
 	cfg.DataDir = dataDir
 	if cfg.DataDir == "" {
 		cfg.DataDir = filepath.Join("data", strconv.Itoa(cfg.Port))
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, fmt.Errorf("invalid value for flag %w", err)
 	}
 	if cfg.Logger, err = newLogger(logFormat, logLevel, stderr); err != nil {
 		return cfg, err

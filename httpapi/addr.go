@@ -6,6 +6,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"unicode"
 )
 
 // ErrBadAddr means a peer address is not a port, host:port or http://host:port.
@@ -24,16 +25,18 @@ func ParseAddr(s string) (string, error) {
 		return "", fmt.Errorf("%w: empty", ErrBadAddr)
 	}
 	if isDigits(s) {
-		if _, err := parsePort(s); err != nil {
+		p, err := parsePort(s)
+		if err != nil {
 			return "", fmt.Errorf("%w %q: %v", ErrBadAddr, in, err)
 		}
-		return net.JoinHostPort("127.0.0.1", s), nil
+		return net.JoinHostPort("127.0.0.1", strconv.Itoa(p)), nil
 	}
 	host, port, err := net.SplitHostPort(s)
 	if err != nil {
 		return "", fmt.Errorf("%w %q: want a port, host:port or http://host:port", ErrBadAddr, in)
 	}
-	if host == "" || strings.ContainsAny(host, "/?#@ %\\") {
+	if host == "" || strings.ContainsAny(host, "/?#@ %\\") ||
+		strings.IndexFunc(host, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0 {
 		return "", fmt.Errorf("%w %q: bad host", ErrBadAddr, in)
 	}
 	p, err := parsePort(port)

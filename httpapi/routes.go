@@ -1,8 +1,10 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -26,6 +28,7 @@ const maxBy = 1 << 53
 func (s *Server) routes() http.Handler {
 	r := mux.NewRouter()
 	r.UseEncodedPath() // so a name holding %2F is a bad name, not another path
+	r.SkipClean(true)  // "." and ".." are counter names, not segments to redirect away
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		s.writeError(w, errNotFound)
 	})
@@ -48,7 +51,7 @@ func (s *Server) routes() http.Handler {
 		r.HandleFunc("/peers/{addr}", s.handleRemovePeer).Methods(http.MethodDelete)
 	}
 
-	return limitBody(r)
+	return s.guard(r)
 }
 
 // handleIncrement serves POST /increment and POST /counters/{name}/increment.
@@ -164,9 +167,11 @@ func ParseBy(s string) (uint64, error) {
 	return n, nil
 }
 
-// limitBody refuses bodies over maxBody with 413, up front when the length is
-// declared and while reading otherwise.
-func limitBody(next http.Handler) http.Handler {
+// guard bounds every request: bodies over maxBody are refused with 413 (up
+// front when the length is declared, else by reading the body now, so that
+// no handler acts on part of one), and the handler's wait for the actors is
+// cut off after RequestTimeout.
+func (s *Server) guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ContentLength > maxBody {
 			w.Header().Set("Connection", "close")
@@ -175,7 +180,18 @@ func limitBody(next http.Handler) http.Handler {
 		}
 		if r.Body != nil && r.Body != http.NoBody {
 			r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+			if r.ContentLength < 0 { // length unknown (chunked)
+				b, err := readBody(r)
+				if err != nil {
+					w.Header().Set("Connection", "close")
+					writeErrorJSON(w, statusOf(err), err.Error())
+					return
+				}
+				r.Body = io.NopCloser(bytes.NewReader(b))
+			}
 		}
-		next.ServeHTTP(w, r)
+		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
+		defer cancel()
+		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }

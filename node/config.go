@@ -96,32 +96,36 @@ func TestConfig() Config {
 	return c
 }
 
-func (c *Config) validate() error {
+// Validate reports every field out of range, naming each by its flag.
+func (c *Config) Validate() error {
 	var errs []error
 	if c.Port < 0 || c.Port > 65535 {
-		errs = append(errs, fmt.Errorf("port %d is not from 0 to 65535", c.Port))
+		errs = append(errs, fmt.Errorf("-port %d is not from 0 to 65535", c.Port))
 	}
 	if !c.Memory && c.DataDir == "" {
-		errs = append(errs, errors.New("data dir is empty (use memory mode to keep nothing)"))
+		errs = append(errs, errors.New("-data-dir is empty (use -memory to keep nothing)"))
 	}
-	for name, d := range map[string]time.Duration{
-		"request timeout": c.RequestTimeout, "heartbeat interval": c.HeartbeatInterval,
-		"heartbeat timeout": c.HeartbeatTimeout, "flush delay": c.FlushDelay + 1,
-		"retry min": c.RetryMin, "retry max": c.RetryMax, "shutdown timeout": c.ShutdownTimeout,
-		"anti-entropy interval": c.AntiEntropyInterval, "down probe max": c.DownProbeMax,
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{
+		{"request-timeout", c.RequestTimeout}, {"heartbeat-interval", c.HeartbeatInterval},
+		{"heartbeat-timeout", c.HeartbeatTimeout}, {"flush-delay", c.FlushDelay + 1},
+		{"retry-min", c.RetryMin}, {"retry-max", c.RetryMax}, {"shutdown-timeout", c.ShutdownTimeout},
+		{"anti-entropy-interval", c.AntiEntropyInterval}, {"down-probe-max", c.DownProbeMax},
 	} {
-		if d <= 0 {
-			errs = append(errs, fmt.Errorf("%s must be positive", name))
+		if d.v <= 0 {
+			errs = append(errs, fmt.Errorf("-%s must be positive", d.flag))
 		}
 	}
 	if c.RetryMax < c.RetryMin {
-		errs = append(errs, errors.New("retry max is below retry min"))
+		errs = append(errs, errors.New("-retry-max is below -retry-min"))
 	}
 	if c.FailuresBeforeDown < 1 {
-		errs = append(errs, errors.New("failures before down must be at least 1"))
+		errs = append(errs, errors.New("-failures-before-down must be at least 1"))
 	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("node: config: %w", err)
+	if len(errs) > 0 {
+		return errs[0] // one clear line; fix it and the next one shows
 	}
 	return nil
 }

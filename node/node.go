@@ -49,8 +49,8 @@ type Node struct {
 // Open starts a node: it loads the store, takes a fresh replica id, starts
 // the actors and begins serving HTTP. Close releases everything Open took.
 func Open(cfg Config) (*Node, error) {
-	if err := cfg.validate(); err != nil {
-		return nil, err
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("node: config: %w", err)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

@@ -1,0 +1,148 @@
+package httpapi
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+
+	"countd/crdt"
+)
+
+func FuzzParseBy(f *testing.F) {
+	for _, s := range []string{
+		"1", "2", "10", "007", pow53Text, pow53Plus1, maxI64Plus1, maxU64Text, pow64Text,
+		"0", "00", "-1", "1.5", "1e3", "abc", "", " 1", "1 ", "+1", "0x10", "١",
+		strings.Repeat("9", 32), strings.Repeat("0", 31) + "1", strings.Repeat("0", 32) + "1",
+	} {
+		f.Add(s)
+	}
+	maxByInt := new(big.Int).SetUint64(maxBy)
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := ParseBy(s)
+		if err != nil {
+			if !errors.Is(err, errBadRequest) || statusOf(err) != http.StatusBadRequest {
+				t.Fatalf("ParseBy(%q) error %v does not map to 400", s, err)
+			}
+			if n != 0 {
+				t.Errorf("ParseBy(%q) = %d with error %v, want 0", s, n, err)
+			}
+		} else {
+			if n < 1 || n > maxBy {
+				t.Fatalf("ParseBy(%q) = %d, outside 1..2^53", s, n)
+			}
+			if !isASCIIDigits(s) {
+				t.Fatalf("ParseBy(%q) = %d, but the input is not all digits", s, n)
+			}
+			if v, perr := strconv.ParseUint(s, 10, 64); perr != nil || v != n {
+				t.Fatalf("ParseBy(%q) = %d, but the text reads as %d (%v)", s, n, v, perr)
+			}
+		}
+		// The converse: a canonical decimal in range must be accepted.
+		if isASCIIDigits(s) && (s[0] != '0' || s == "0") {
+			v, _ := new(big.Int).SetString(s, 10)
+			if v.Sign() > 0 && v.Cmp(maxByInt) <= 0 && err != nil {
+				t.Fatalf("ParseBy(%q) = error %v, want %s", s, err, v)
+			}
+		}
+	})
+}
+
+func isASCIIDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// FuzzCounterRoute feeds a raw path segment as the {name} of
+// GET /counters/{name} and POST /counters/{name}/increment, through the
+// same request parsing a real server does. The router must never fail
+// (5xx) or redirect, and must answer 200 only for a name that, unescaped,
+// is [A-Za-z0-9._-]{1,128} — and then for that very counter.
+func FuzzCounterRoute(f *testing.F) {
+	for _, s := range []string{
+		"c", "hits", "Az09._-", "%41bc", "%2E", name128,
+		".", "..", "", name129, "a%2Fb", "a%20b", "a/b", "a+b", "café", "caf%C3%A9",
+		"%", "%zz", "a?b", "a#b", "a;b", "%00", "a%2F..%2Fb", "increment", "./.", "%2e%2e",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, seg string) {
+		if strings.ContainsAny(seg, " \r\n") {
+			t.Skip("would not be one request line")
+		}
+		for _, route := range []struct {
+			method, prefix, suffix string
+		}{
+			{"GET", "/counters/", ""},
+			{"POST", "/counters/", "/increment"},
+		} {
+			target := route.prefix + seg + route.suffix
+			raw := route.method + " " + target + " HTTP/1.1\r\nHost: countd\r\n\r\n"
+			req, err := http.ReadRequest(bufio.NewReader(strings.NewReader(raw)))
+			if err != nil {
+				continue // net/http refuses it before the router sees it
+			}
+			fake := newFake()
+			rec := httptest.NewRecorder()
+			newTestServer(fake).Handler().ServeHTTP(rec, req)
+
+			switch rec.Code {
+			case http.StatusOK, http.StatusBadRequest, http.StatusNotFound, http.StatusMethodNotAllowed:
+			default:
+				t.Fatalf("%s %q: status %d (Location %q), want 200, 400, 404 or 405; body %q",
+					route.method, target, rec.Code, rec.Header().Get("Location"), rec.Body)
+			}
+			if rec.Code != http.StatusOK {
+				assertError(t, rec, rec.Code)
+				if vals := fake.snapshot().values; len(vals) != 0 {
+					t.Fatalf("%s %q: status %d but state changed to %v", route.method, target, rec.Code, vals)
+				}
+				continue
+			}
+
+			// A 200 must be for a valid name, the one the path spelled.
+			escaped := req.URL.EscapedPath()
+			seg, ok := strings.CutPrefix(escaped, route.prefix)
+			if ok {
+				seg, ok = strings.CutSuffix(seg, route.suffix)
+			}
+			name, uerr := url.PathUnescape(seg)
+			if !ok || strings.Contains(seg, "/") || uerr != nil || !crdt.ValidName(name) {
+				t.Fatalf("%s %q: 200 for path %q, whose name segment %q is not a valid name",
+					route.method, target, escaped, seg)
+			}
+			var body struct {
+				Counter string `json:"counter"`
+				Value   int64  `json:"value"`
+			}
+			if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
+				t.Fatalf("%s %q: 200 with body %q: %v", route.method, target, rec.Body, err)
+			}
+			want := map[string]int64{}
+			wantValue := int64(0)
+			if route.method == "POST" {
+				want[name], wantValue = 1, 1
+			}
+			if body.Counter != name || body.Value != wantValue {
+				t.Fatalf("%s %q: reply for counter %q value %d, want %q value %d",
+					route.method, target, body.Counter, body.Value, name, wantValue)
+			}
+			if got := fake.snapshot().values; len(got) != len(want) || got[name] != want[name] {
+				t.Fatalf("%s %q: state %v, want %v", route.method, target, got, want)
+			}
+		}
+	})
+}

@@ -1,0 +1,997 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"math"
+	"mime"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"countd/actors"
+	"countd/crdt"
+)
+
+const (
+	testNode    = "n1:1"
+	testReplica = "0123456789abcdef"
+	// otherReplica writes the entries tests preload, as if merged from a peer.
+	otherReplica = "fedcba9876543210"
+)
+
+// fakeCounters implements Counters over a real crdt.State. It can be told to
+// fail every call with err, or to run block (which may wait on ctx) instead
+// of touching the state.
+type fakeCounters struct {
+	mu    sync.Mutex
+	state *crdt.State
+	err   error
+	block func(ctx context.Context) error
+	calls int
+}
+
+var _ Counters = (*fakeCounters)(nil)
+
+func newFake() *fakeCounters {
+	return &fakeCounters{state: crdt.New(testReplica)}
+}
+
+// before counts the call and returns the error it must fail with, if any.
+func (f *fakeCounters) before(ctx context.Context) error {
+	f.mu.Lock()
+	f.calls++
+	err, block := f.err, f.block
+	f.mu.Unlock()
+	if block != nil {
+		return block(ctx)
+	}
+	return err
+}
+
+func (f *fakeCounters) Increment(ctx context.Context, counter string, by uint64) (int64, error) {
+	if err := f.before(ctx); err != nil {
+		return 0, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.state.Increment(counter, by)
+}
+
+func (f *fakeCounters) Decrement(ctx context.Context, counter string, by uint64) (int64, error) {
+	if err := f.before(ctx); err != nil {
+		return 0, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.state.Decrement(counter, by)
+}
+
+func (f *fakeCounters) Value(ctx context.Context, counter string) (int64, error) {
+	if err := f.before(ctx); err != nil {
+		return 0, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.state.Value(counter), nil
+}
+
+func (f *fakeCounters) Values(ctx context.Context) (map[string]int64, error) {
+	if err := f.before(ctx); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.state.Values(), nil
+}
+
+// snapshot is the fake's state as a test compares it: every value, and the
+// version, which any change at all bumps.
+type snapshot struct {
+	values  map[string]int64
+	version uint64
+}
+
+func (f *fakeCounters) snapshot() snapshot {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return snapshot{f.state.Values(), f.state.Version()}
+}
+
+func (f *fakeCounters) callCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls
+}
+
+// preload merges entries into the fake's state, as a peer's push would.
+func (f *fakeCounters) preload(t *testing.T, entries ...crdt.Entry) {
+	t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, err := f.state.Merge(entries); err != nil {
+		t.Fatalf("preload: %v", err)
+	}
+}
+
+// assertUnchanged fails the test if the fake's state moved from before.
+func (f *fakeCounters) assertUnchanged(t *testing.T, before snapshot) {
+	t.Helper()
+	after := f.snapshot()
+	if !maps.Equal(before.values, after.values) || before.version != after.version {
+		t.Errorf("state changed: before %v (version %d), after %v (version %d)",
+			before.values, before.version, after.values, after.version)
+	}
+}
+
+// other returns an entry of otherReplica for counter.
+func other(counter string, p, n uint64) crdt.Entry {
+	return crdt.Entry{Counter: counter, Replica: otherReplica, P: p, N: n}
+}
+
+func newTestServer(c Counters) *Server {
+	return NewServer(Config{Counters: c, Node: testNode, Replica: testReplica})
+}
+
+// do sends one request straight to the server's handler.
+func do(t *testing.T, s *Server, method, target string, body io.Reader) *httptest.ResponseRecorder {
+	t.Helper()
+	req := httptest.NewRequest(method, target, body)
+	rec := httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, req)
+	return rec
+}
+
+// assertJSONType fails unless the response's media type is application/json.
+func assertJSONType(t *testing.T, h http.Header) {
+	t.Helper()
+	ct := h.Get("Content-Type")
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil || mt != "application/json" {
+		t.Errorf("Content-Type = %q, want application/json", ct)
+	}
+}
+
+// decodeJSON decodes exactly one JSON value, keeping numbers exact.
+func decodeJSON(t *testing.T, b []byte) any {
+	t.Helper()
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		t.Fatalf("body %q is not JSON: %v", b, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		t.Fatalf("body %q has data after the JSON value", b)
+	}
+	return v
+}
+
+// assertBody fails unless the body is the JSON value want (field order and
+// spacing aside; numbers compared exactly; no missing or extra fields).
+func assertBody(t *testing.T, got []byte, want string) {
+	t.Helper()
+	g, w := decodeJSON(t, got), decodeJSON(t, []byte(want))
+	if !reflect.DeepEqual(g, w) {
+		t.Errorf("body = %s, want %s", bytes.TrimSpace(got), want)
+	}
+}
+
+// assertError fails unless rec is status with a JSON body {"error": "..."},
+// the message non-empty and no other field.
+func assertError(t *testing.T, rec *httptest.ResponseRecorder, status int) {
+	t.Helper()
+	assertErrorResponse(t, rec.Code, rec.Header(), rec.Body.Bytes(), status)
+}
+
+func assertErrorResponse(t *testing.T, code int, h http.Header, body []byte, status int) {
+	t.Helper()
+	if code != status {
+		t.Errorf("status = %d, want %d (body %q, Location %q)", code, status, body, h.Get("Location"))
+	}
+	assertJSONType(t, h)
+	var e map[string]any
+	if err := json.Unmarshal(body, &e); err != nil {
+		t.Errorf("error body %q is not a JSON object: %v", body, err)
+		return
+	}
+	msg, ok := e["error"].(string)
+	if !ok || msg == "" || len(e) != 1 {
+		t.Errorf(`error body = %q, want {"error": "<non-empty>"} alone`, body)
+	}
+}
+
+func valueBody(counter string, v int64) string {
+	return fmt.Sprintf(`{"counter":%q,"value":%d,"node":%q}`, counter, v, testNode)
+}
+
+var (
+	name128 = strings.Repeat("n", crdt.MaxNameLen)
+	name129 = strings.Repeat("n", crdt.MaxNameLen+1)
+)
+
+const (
+	pow53       = uint64(1) << 53
+	pow53Text   = "9007199254740992"
+	pow53Plus1  = "9007199254740993"
+	pow64Text   = "18446744073709551616"
+	maxU64Text  = "18446744073709551615"
+	maxI64Plus1 = "9223372036854775808"
+)
+
+func TestRoutesSuccess(t *testing.T) {
+	tests := []struct {
+		name    string
+		preload []crdt.Entry
+		method  string
+		target  string
+		want    string           // exact JSON body
+		after   map[string]int64 // the fake's values after the request
+	}{
+		{
+			name: "increment default by 1", method: "POST", target: "/increment",
+			want: valueBody("default", 1), after: map[string]int64{"default": 1},
+		},
+		{
+			name: "increment default by 5", method: "POST", target: "/increment?by=5",
+			preload: []crdt.Entry{other("default", 10, 0)},
+			want:    valueBody("default", 15), after: map[string]int64{"default": 15},
+		},
+		{
+			name: "increment by 2^53 is the largest step", method: "POST", target: "/increment?by=" + pow53Text,
+			want: valueBody("default", 1<<53), after: map[string]int64{"default": 1 << 53},
+		},
+		{
+			name: "increment to exactly MaxInt64", method: "POST", target: "/increment",
+			preload: []crdt.Entry{other("default", math.MaxInt64-1, 0)},
+			want:    valueBody("default", math.MaxInt64), after: map[string]int64{"default": math.MaxInt64},
+		},
+		{
+			name: "decrement default by 1", method: "POST", target: "/decrement",
+			want: valueBody("default", -1), after: map[string]int64{"default": -1},
+		},
+		{
+			name: "decrement default by 7", method: "POST", target: "/decrement?by=7",
+			preload: []crdt.Entry{other("default", 3, 0)},
+			want:    valueBody("default", -4), after: map[string]int64{"default": -4},
+		},
+		{
+			name: "decrement to exactly MinInt64", method: "POST", target: "/decrement",
+			preload: []crdt.Entry{other("default", 0, 1<<63-1)},
+			want:    valueBody("default", math.MinInt64), after: map[string]int64{"default": math.MinInt64},
+		},
+		{
+			name: "get default when unknown is 0", method: "GET", target: "/counter",
+			want: valueBody("default", 0), after: map[string]int64{},
+		},
+		{
+			name: "get default", method: "GET", target: "/counter",
+			preload: []crdt.Entry{other("default", 9, 2), other("x", 1, 0)},
+			want:    valueBody("default", 7), after: map[string]int64{"default": 7, "x": 1},
+		},
+		{
+			name: "increment named counter", method: "POST", target: "/counters/hits/increment?by=3",
+			preload: []crdt.Entry{other("hits", 4, 0), other("default", 1, 0)},
+			want:    valueBody("hits", 7), after: map[string]int64{"hits": 7, "default": 1},
+		},
+		{
+			name: "decrement named counter", method: "POST", target: "/counters/hits/decrement",
+			want: valueBody("hits", -1), after: map[string]int64{"hits": -1},
+		},
+		{
+			name: "decrement named counter by 2^53", method: "POST", target: "/counters/hits/decrement?by=" + pow53Text,
+			want: valueBody("hits", -(1 << 53)), after: map[string]int64{"hits": -(1 << 53)},
+		},
+		{
+			name: "get named counter", method: "GET", target: "/counters/hits",
+			preload: []crdt.Entry{other("hits", 40, 2)},
+			want:    valueBody("hits", 38), after: map[string]int64{"hits": 38},
+		},
+		{
+			name: "get unknown named counter is 0 and creates nothing", method: "GET", target: "/counters/nope",
+			want: valueBody("nope", 0), after: map[string]int64{},
+		},
+		{
+			name: "name of every allowed character", method: "POST", target: "/counters/Az09._-/increment",
+			want: valueBody("Az09._-", 1), after: map[string]int64{"Az09._-": 1},
+		},
+		{
+			name: "name of 128 characters", method: "POST", target: "/counters/" + name128 + "/increment",
+			want: valueBody(name128, 1), after: map[string]int64{name128: 1},
+		},
+		{
+			name: "name of 128 characters get", method: "GET", target: "/counters/" + name128,
+			preload: []crdt.Entry{other(name128, 5, 0)},
+			want:    valueBody(name128, 5), after: map[string]int64{name128: 5},
+		},
+		{
+			name: "name of one character", method: "POST", target: "/counters/x/decrement",
+			want: valueBody("x", -1), after: map[string]int64{"x": -1},
+		},
+		{
+			name: "percent-encoded allowed characters are unescaped", method: "POST", target: "/counters/%41bc/increment",
+			want: valueBody("Abc", 1), after: map[string]int64{"Abc": 1},
+		},
+		// "." and ".." are valid names ([A-Za-z0-9._-]{1,128}); they must
+		// not be treated as path segments to clean away.
+		{
+			name: "name dot increment", method: "POST", target: "/counters/./increment",
+			want: valueBody(".", 1), after: map[string]int64{".": 1},
+		},
+		{
+			name: "name dot get", method: "GET", target: "/counters/.",
+			preload: []crdt.Entry{other(".", 2, 0)},
+			want:    valueBody(".", 2), after: map[string]int64{".": 2},
+		},
+		{
+			name: "name dotdot decrement", method: "POST", target: "/counters/../decrement",
+			want: valueBody("..", -1), after: map[string]int64{"..": -1},
+		},
+		{
+			name: "list counters when none", method: "GET", target: "/counters",
+			want: `{"counters":{},"node":"n1:1"}`, after: map[string]int64{},
+		},
+		{
+			name: "list counters", method: "GET", target: "/counters",
+			preload: []crdt.Entry{other("a", 1, 0), other("b", 0, 2), other("big", math.MaxInt64, 0)},
+			want:    `{"counters":{"a":1,"b":-2,"big":9223372036854775807},"node":"n1:1"}`,
+			after:   map[string]int64{"a": 1, "b": -2, "big": math.MaxInt64},
+		},
+		{
+			name: "health", method: "GET", target: "/health",
+			want: `{"status":"ok","node":"n1:1","replica":"0123456789abcdef"}`, after: map[string]int64{},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFake()
+			f.preload(t, tt.preload...)
+			rec := do(t, newTestServer(f), tt.method, tt.target, nil)
+			if rec.Code != http.StatusOK {
+				t.Fatalf("status = %d, want 200 (body %q, Location %q)", rec.Code, rec.Body, rec.Header().Get("Location"))
+			}
+			assertJSONType(t, rec.Header())
+			assertBody(t, rec.Body.Bytes(), tt.want)
+			if got := f.snapshot().values; !maps.Equal(got, tt.after) {
+				t.Errorf("state after = %v, want %v", got, tt.after)
+			}
+		})
+	}
+}
+
+// TestRoutesRepeatedIncrements checks that each 200 reports the value after
+// its own change, so a client can trust the value it is given.
+func TestRoutesRepeatedIncrements(t *testing.T) {
+	f := newFake()
+	s := newTestServer(f)
+	steps := []struct {
+		method, target string
+		want           int64
+	}{
+		{"POST", "/counters/c/increment?by=10", 10},
+		{"POST", "/counters/c/increment", 11},
+		{"POST", "/counters/c/decrement?by=4", 7},
+		{"GET", "/counters/c", 7},
+		{"POST", "/counters/c/decrement?by=9", -2},
+	}
+	for i, st := range steps {
+		rec := do(t, s, st.method, st.target, nil)
+		if rec.Code != http.StatusOK {
+			t.Fatalf("step %d %s %s: status %d, body %q", i, st.method, st.target, rec.Code, rec.Body)
+		}
+		assertBody(t, rec.Body.Bytes(), valueBody("c", st.want))
+	}
+}
+
+// changeRoutes are the routes that take ?by=.
+var changeRoutes = []string{
+	"/increment",
+	"/decrement",
+	"/counters/c/increment",
+	"/counters/c/decrement",
+}
+
+func TestRoutesBadBy(t *testing.T) {
+	tests := []struct {
+		name  string
+		query string // raw query, appended after "?"
+	}{
+		{"zero", "by=0"},
+		{"negative", "by=-1"},
+		{"fraction", "by=1.5"},
+		{"exponent", "by=1e3"},
+		{"word", "by=abc"},
+		{"empty", "by="},
+		{"no value", "by"},
+		{"2^53+1", "by=" + pow53Plus1},
+		{"2^63", "by=" + maxI64Plus1},
+		{"MaxUint64", "by=" + maxU64Text},
+		{"2^64", "by=" + pow64Text},
+		{"many digits", "by=" + strings.Repeat("9", 40)},
+		{"leading space", "by=%201"},
+		{"plus decodes to leading space", "by=+1"},
+		{"explicit plus sign", "by=%2B1"},
+		{"trailing space", "by=1%20"},
+		{"hex", "by=0x10"},
+		{"unicode digit", "by=%D9%A1"}, // ARABIC-INDIC DIGIT ONE
+		{"nul byte", "by=1%00"},
+		{"repeated", "by=1&by=2"},
+		{"repeated equal", "by=1&by=1"},
+		{"repeated with empty", "by=&by=1"},
+	}
+	for _, route := range changeRoutes {
+		for _, tt := range tests {
+			t.Run(route+"/"+tt.name, func(t *testing.T) {
+				f := newFake()
+				f.preload(t, other("default", 5, 1), other("c", 2, 0))
+				before := f.snapshot()
+				rec := do(t, newTestServer(f), "POST", route+"?"+tt.query, nil)
+				assertError(t, rec, http.StatusBadRequest)
+				f.assertUnchanged(t, before)
+			})
+		}
+	}
+}
+
+func TestRoutesBadName(t *testing.T) {
+	names := []struct {
+		name string
+		seg  string // the path segment as sent
+	}{
+		{"129 characters", name129},
+		{"space", "a%20b"},
+		{"encoded slash", "a%2Fb"},
+		{"encoded dotdot slash", "%2E%2E%2Fx"},
+		{"unicode raw", "café"},
+		{"unicode encoded", "caf%C3%A9"},
+		{"plus", "a+b"},
+		{"colon", "a:b"},
+		{"tilde", "a~b"},
+		{"star", "a*b"},
+		{"at", "a@b"},
+		{"nul", "a%00b"},
+		{"percent", "100%25"},
+		{"129 characters encoded", "%6E" + strings.Repeat("n", crdt.MaxNameLen)},
+	}
+	routes := []struct {
+		method string
+		path   func(seg string) string
+	}{
+		{"GET", func(seg string) string { return "/counters/" + seg }},
+		{"POST", func(seg string) string { return "/counters/" + seg + "/increment" }},
+		{"POST", func(seg string) string { return "/counters/" + seg + "/decrement" }},
+	}
+	for _, r := range routes {
+		for _, tt := range names {
+			target := r.path(tt.seg)
+			t.Run(r.method+" "+r.path("{"+tt.name+"}"), func(t *testing.T) {
+				f := newFake()
+				f.preload(t, other("a", 1, 0))
+				before := f.snapshot()
+				rec := do(t, newTestServer(f), r.method, target, nil)
+				assertError(t, rec, http.StatusBadRequest)
+				f.assertUnchanged(t, before)
+				if n := f.callCount(); n != 0 {
+					t.Errorf("Counters called %d times for a bad name", n)
+				}
+			})
+		}
+	}
+}
+
+// TestRoutesEmptyName checks that an empty counter name is refused with a
+// JSON error, not redirected: a client following a 301 turns a POST into a
+// GET of another resource.
+func TestRoutesEmptyName(t *testing.T) {
+	for _, tt := range []struct{ method, target string }{
+		{"GET", "/counters/"},
+		{"POST", "/counters//increment"},
+		{"POST", "/counters//decrement"},
+	} {
+		t.Run(tt.method+" "+tt.target, func(t *testing.T) {
+			f := newFake()
+			before := f.snapshot()
+			rec := do(t, newTestServer(f), tt.method, tt.target, nil)
+			want := http.StatusNotFound
+			if rec.Code == http.StatusBadRequest { // either fits: no such path, or a bad name
+				want = http.StatusBadRequest
+			}
+			assertError(t, rec, want)
+			f.assertUnchanged(t, before)
+		})
+	}
+}
+
+func TestRoutesOverflow(t *testing.T) {
+	tests := []struct {
+		name    string
+		preload []crdt.Entry
+		target  string
+	}{
+		{
+			name:    "increment past MaxInt64",
+			preload: []crdt.Entry{other("default", math.MaxInt64, 0)},
+			target:  "/increment",
+		},
+		{
+			name:    "increment by 2^53 one past MaxInt64",
+			preload: []crdt.Entry{other("big", math.MaxInt64-pow53+1, 0)},
+			target:  "/counters/big/increment?by=" + pow53Text,
+		},
+		{
+			name:    "decrement past MinInt64",
+			preload: []crdt.Entry{other("default", 0, 1<<63)},
+			target:  "/decrement",
+		},
+		{
+			name:    "decrement by 2^53 one past MinInt64",
+			preload: []crdt.Entry{other("small", 0, 1<<63-pow53+1)},
+			target:  "/counters/small/decrement?by=" + pow53Text,
+		},
+		{
+			// The value is 0, but this replica's own P total would wrap.
+			name:    "own increment total would wrap uint64",
+			preload: []crdt.Entry{{Counter: "w", Replica: testReplica, P: math.MaxUint64, N: math.MaxUint64}},
+			target:  "/counters/w/increment",
+		},
+		{
+			name:    "own decrement total would wrap uint64",
+			preload: []crdt.Entry{{Counter: "w", Replica: testReplica, P: math.MaxUint64, N: math.MaxUint64}},
+			target:  "/counters/w/decrement",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFake()
+			f.preload(t, tt.preload...)
+			before := f.snapshot()
+			rec := do(t, newTestServer(f), "POST", tt.target, nil)
+			assertError(t, rec, http.StatusConflict)
+			f.assertUnchanged(t, before)
+		})
+	}
+}
+
+func TestRoutesMethodNotAllowed(t *testing.T) {
+	tests := []struct{ method, target string }{
+		{"GET", "/increment"},
+		{"PUT", "/increment"},
+		{"DELETE", "/increment"},
+		{"GET", "/decrement"},
+		{"PATCH", "/decrement"},
+		{"POST", "/counter"},
+		{"DELETE", "/counter"},
+		{"GET", "/counters/c/increment"},
+		{"PUT", "/counters/c/increment"},
+		{"GET", "/counters/c/decrement"},
+		{"DELETE", "/counters/c/decrement"},
+		{"POST", "/counters/c"},
+		{"PUT", "/counters/c"},
+		{"DELETE", "/counters/c"},
+		{"POST", "/counters"},
+		{"DELETE", "/counters"},
+		{"POST", "/health"},
+		{"PUT", "/health"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.method+" "+tt.target, func(t *testing.T) {
+			f := newFake()
+			f.preload(t, other("default", 1, 0), other("c", 1, 0))
+			before := f.snapshot()
+			rec := do(t, newTestServer(f), tt.method, tt.target, nil)
+			assertError(t, rec, http.StatusMethodNotAllowed)
+			f.assertUnchanged(t, before)
+		})
+	}
+}
+
+func TestRoutesNotFound(t *testing.T) {
+	tests := []struct{ method, target string }{
+		{"GET", "/nope"},
+		{"POST", "/nope"},
+		{"POST", "/increments"},
+		{"POST", "/increment/"},
+		{"POST", "/increment/x"},
+		{"GET", "/counter/"},
+		{"GET", "/Health"},
+		{"GET", "/counters/c/x"},
+		{"POST", "/counters/c/reset"},
+		{"POST", "/counters/c/increment/x"},
+		{"POST", "/counters/a/b/increment"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.method+" "+tt.target, func(t *testing.T) {
+			f := newFake()
+			f.preload(t, other("default", 1, 0), other("c", 1, 0))
+			before := f.snapshot()
+			rec := do(t, newTestServer(f), tt.method, tt.target, nil)
+			assertError(t, rec, http.StatusNotFound)
+			f.assertUnchanged(t, before)
+		})
+	}
+}
+
+// unsizedReader hides its length, so the request is sent chunked.
+type unsizedReader struct{ r io.Reader }
+
+func (u unsizedReader) Read(p []byte) (int, error) { return u.r.Read(p) }
+
+func TestRoutesBodyTooLarge(t *testing.T) {
+	over := bytes.Repeat([]byte("x"), maxBody+1)
+	tests := []struct {
+		name    string
+		method  string
+		target  string
+		chunked bool
+	}{
+		{"increment with Content-Length", "POST", "/increment", false},
+		{"decrement with Content-Length", "POST", "/decrement", false},
+		{"named increment with Content-Length", "POST", "/counters/c/increment", false},
+		{"named decrement with Content-Length", "POST", "/counters/c/decrement", false},
+		{"get with Content-Length", "GET", "/counter", false},
+		{"increment chunked", "POST", "/increment", true},
+		{"decrement chunked", "POST", "/decrement", true},
+		{"named increment chunked", "POST", "/counters/c/increment", true},
+		{"named decrement chunked", "POST", "/counters/c/decrement", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFake()
+			f.preload(t, other("default", 1, 0), other("c", 1, 0))
+			before := f.snapshot()
+			var body io.Reader = bytes.NewReader(over)
+			if tt.chunked {
+				body = unsizedReader{bytes.NewReader(over)}
+			}
+			req := httptest.NewRequest(tt.method, tt.target, body)
+			if tt.chunked {
+				req.TransferEncoding = []string{"chunked"}
+				if req.ContentLength != -1 {
+					t.Fatalf("ContentLength = %d, want -1 (unknown)", req.ContentLength)
+				}
+			} else if req.ContentLength != int64(len(over)) {
+				t.Fatalf("ContentLength = %d, want %d", req.ContentLength, len(over))
+			}
+			rec := httptest.NewRecorder()
+			newTestServer(f).Handler().ServeHTTP(rec, req)
+			assertError(t, rec, http.StatusRequestEntityTooLarge)
+			f.assertUnchanged(t, before)
+		})
+	}
+}
+
+// TestRoutesBodyAtLimit checks the limit is "over 1 MiB", not "1 MiB or more".
+func TestRoutesBodyAtLimit(t *testing.T) {
+	for _, chunked := range []bool{false, true} {
+		t.Run("chunked="+strconv.FormatBool(chunked), func(t *testing.T) {
+			f := newFake()
+			var body io.Reader = bytes.NewReader(make([]byte, maxBody))
+			if chunked {
+				body = unsizedReader{body}
+			}
+			req := httptest.NewRequest("POST", "/increment", body)
+			rec := httptest.NewRecorder()
+			newTestServer(f).Handler().ServeHTTP(rec, req)
+			if rec.Code != http.StatusOK {
+				t.Fatalf("status = %d, want 200 (body %q)", rec.Code, rec.Body)
+			}
+			assertBody(t, rec.Body.Bytes(), valueBody("default", 1))
+		})
+	}
+}
+
+// counterRoutes are the routes whose handler asks Counters.
+var counterRoutes = []struct{ method, target string }{
+	{"POST", "/increment"},
+	{"POST", "/decrement"},
+	{"GET", "/counter"},
+	{"POST", "/counters/c/increment?by=3"},
+	{"POST", "/counters/c/decrement?by=3"},
+	{"GET", "/counters/c"},
+	{"GET", "/counters"},
+}
+
+func TestRoutesCounterErrors(t *testing.T) {
+	tests := []struct {
+		name   string
+		err    error
+		status int
+	}{
+		{"timeout", actors.ErrTimeout, http.StatusServiceUnavailable},
+		{"stopped", actors.ErrStopped, http.StatusServiceUnavailable},
+		{"store", actors.ErrStore, http.StatusServiceUnavailable},
+		{"wrapped timeout", fmt.Errorf("ask: %w", actors.ErrTimeout), http.StatusServiceUnavailable},
+		{"wrapped store", fmt.Errorf("%w: disk full", actors.ErrStore), http.StatusServiceUnavailable},
+		{"overflow from actor", fmt.Errorf("%w: counter", crdt.ErrOverflow), http.StatusConflict},
+		{"invalid from actor", fmt.Errorf("%w: counter", crdt.ErrInvalid), http.StatusBadRequest},
+		{"unexpected", errors.New("boom"), http.StatusInternalServerError},
+	}
+	for _, r := range counterRoutes {
+		for _, tt := range tests {
+			t.Run(r.method+" "+r.target+"/"+tt.name, func(t *testing.T) {
+				f := newFake()
+				f.preload(t, other("default", 1, 0), other("c", 1, 0))
+				f.err = tt.err
+				before := f.snapshot()
+				rec := do(t, newTestServer(f), r.method, r.target, nil)
+				assertError(t, rec, tt.status)
+				f.assertUnchanged(t, before)
+				if n := f.callCount(); n != 1 {
+					t.Errorf("Counters called %d times, want 1", n)
+				}
+			})
+		}
+	}
+}
+
+// TestHealthDoesNotAskCounters checks /health answers while the counter
+// owner is failing or stuck: a busy node still reads as alive.
+func TestHealthDoesNotAskCounters(t *testing.T) {
+	f := newFake()
+	f.err = actors.ErrTimeout
+	f.block = func(ctx context.Context) error { <-ctx.Done(); return actors.ErrTimeout }
+	rec := do(t, newTestServer(f), "GET", "/health", nil)
+	if rec.Code != http.StatusOK {
+		t.Fatalf("status = %d, want 200", rec.Code)
+	}
+	assertBody(t, rec.Body.Bytes(), `{"status":"ok","node":"n1:1","replica":"0123456789abcdef"}`)
+	if n := f.callCount(); n != 0 {
+		t.Errorf("Counters called %d times, want 0", n)
+	}
+}
+
+// serveAsync runs one request through the handler in a goroutine.
+func serveAsync(s *Server, req *http.Request) <-chan *httptest.ResponseRecorder {
+	done := make(chan *httptest.ResponseRecorder, 1)
+	go func() {
+		rec := httptest.NewRecorder()
+		s.Handler().ServeHTTP(rec, req)
+		done <- rec
+	}()
+	return done
+}
+
+// TestBlockedCountersAnswer503 checks that a handler whose Counters call
+// does not come back answers 503 in bounded time: "a timeout is 503, never
+// a hang". The fake blocks until its ctx ends, like a client of an actor
+// that never replies.
+func TestBlockedCountersAnswer503(t *testing.T) {
+	const timeout = 100 * time.Millisecond
+	// limit is the longest a correct server may take: RequestTimeout plus
+	// slack for a loaded machine. Past it the test gives up on the handler
+	// (it is not a sleep: a passing run ends after about timeout).
+	const limit = timeout + 500*time.Millisecond
+	tests := []struct {
+		name string
+		// deadline is set on the request by the caller; 0 means none, so
+		// only the server's RequestTimeout can end the wait.
+		deadline time.Duration
+		// onDone is what the blocked call returns once its ctx ends.
+		onDone func(ctx context.Context) error
+	}{
+		{
+			name:     "request deadline, counters reports ErrTimeout",
+			deadline: timeout,
+			onDone:   func(context.Context) error { return actors.ErrTimeout },
+		},
+		{
+			name:     "request deadline, counters reports ctx error",
+			deadline: timeout,
+			onDone:   func(ctx context.Context) error { return ctx.Err() },
+		},
+		{
+			name:   "no request deadline, counters reports ErrTimeout",
+			onDone: func(context.Context) error { return actors.ErrTimeout },
+		},
+		{
+			name:   "no request deadline, counters reports ctx error",
+			onDone: func(ctx context.Context) error { return ctx.Err() },
+		},
+	}
+	for _, r := range counterRoutes {
+		for _, tt := range tests {
+			t.Run(r.method+" "+r.target+"/"+tt.name, func(t *testing.T) {
+				t.Parallel() // a failing case waits for limit; let them wait together
+				f := newFake()
+				f.block = func(ctx context.Context) error {
+					<-ctx.Done()
+					return tt.onDone(ctx)
+				}
+				before := f.snapshot()
+				s := NewServer(Config{Counters: f, Node: testNode, Replica: testReplica, RequestTimeout: timeout})
+
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				if tt.deadline > 0 {
+					var c2 context.CancelFunc
+					ctx, c2 = context.WithTimeout(ctx, tt.deadline)
+					defer c2()
+				}
+				req := httptest.NewRequestWithContext(ctx, r.method, r.target, nil)
+				done := serveAsync(s, req)
+
+				var rec *httptest.ResponseRecorder
+				select {
+				case rec = <-done:
+				case <-time.After(limit):
+					cancel() // release the handler
+					<-done
+					t.Fatalf("no answer within %v (RequestTimeout %v): the server does not bound the wait", limit, timeout)
+				}
+				assertError(t, rec, http.StatusServiceUnavailable)
+				if n := f.callCount(); n != 1 {
+					t.Errorf("Counters called %d times, want 1", n)
+				}
+				f.assertUnchanged(t, before)
+			})
+		}
+	}
+}
+
+func TestServerOpenPortClose(t *testing.T) {
+	f := newFake()
+	s := NewServer(Config{Addr: "127.0.0.1:0", Counters: f, Node: testNode, Replica: testReplica})
+	if p := s.Port(); p != 0 {
+		t.Errorf("Port before Open = %d, want 0", p)
+	}
+	if err := s.Close(context.Background()); err != nil {
+		t.Errorf("Close before Open = %v, want nil", err)
+	}
+	if err := s.Open(); err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	closed := false
+	t.Cleanup(func() {
+		if !closed {
+			s.Close(context.Background())
+		}
+	})
+	port := s.Port()
+	if port == 0 {
+		t.Fatal("Port after Open = 0")
+	}
+	if err := s.Open(); err == nil {
+		t.Error("second Open succeeded, want an error")
+	}
+
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	base := "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+
+	resp, err := client.Post(base+"/counters/c/increment?by=2", "", nil)
+	if err != nil {
+		t.Fatalf("POST: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST status = %d, body %q", resp.StatusCode, body)
+	}
+	assertJSONType(t, resp.Header)
+	assertBody(t, body, valueBody("c", 2))
+
+	resp, err = client.Get(base + "/nope")
+	if err != nil {
+		t.Fatalf("GET: %v", err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assertErrorResponse(t, resp.StatusCode, resp.Header, body, http.StatusNotFound)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.Close(ctx); err != nil {
+		t.Fatalf("Close = %v, want nil", err)
+	}
+	closed = true
+	if err := s.Close(ctx); err != nil {
+		t.Errorf("second Close = %v, want nil", err)
+	}
+	if conn, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), 5*time.Second); err == nil {
+		conn.Close()
+		t.Errorf("port %d still accepts connections after Close", port)
+	}
+}
+
+func TestServerOpenWithListener(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewServer(Config{Listener: ln, Counters: newFake(), Node: testNode, Replica: testReplica})
+	if err := s.Open(); err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer s.Close(context.Background())
+	if got, want := s.Port(), ln.Addr().(*net.TCPAddr).Port; got != want {
+		t.Errorf("Port = %d, want the listener's %d", got, want)
+	}
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get("http://" + ln.Addr().String() + "/health")
+	if err != nil {
+		t.Fatalf("GET /health: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status = %d", resp.StatusCode)
+	}
+	assertBody(t, body, `{"status":"ok","node":"n1:1","replica":"0123456789abcdef"}`)
+}
+
+func TestServerOpenBusyPort(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	s := NewServer(Config{Addr: ln.Addr().String(), Counters: newFake(), Node: testNode, Replica: testReplica})
+	if err := s.Open(); err == nil {
+		s.Close(context.Background())
+		t.Fatal("Open on a port in use succeeded")
+	}
+	if p := s.Port(); p != 0 {
+		t.Errorf("Port after failed Open = %d, want 0", p)
+	}
+}
+
+// TestServerCloseBoundedByContext checks Close returns once its ctx ends,
+// even with a request stuck in a handler, and still stops the listener.
+func TestServerCloseBoundedByContext(t *testing.T) {
+	f := newFake()
+	entered := make(chan struct{})
+	release := make(chan struct{})
+	var once sync.Once
+	f.block = func(ctx context.Context) error {
+		once.Do(func() { close(entered) })
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return actors.ErrStopped
+	}
+	defer close(release)
+	s := NewServer(Config{Addr: "127.0.0.1:0", Counters: f, Node: testNode, Replica: testReplica})
+	if err := s.Open(); err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port()))
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	reqDone := make(chan error, 1)
+	go func() {
+		resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Post("http://"+addr+"/increment", "", nil)
+		if err == nil {
+			resp.Body.Close()
+		}
+		reqDone <- err
+	}()
+	<-entered
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // already over: Close must not wait for the stuck request
+	if err := s.Close(ctx); err == nil {
+		t.Error("Close with an ended ctx and a request in flight = nil, want an error")
+	}
+	<-reqDone // the forced close ends the request one way or another
+	if conn, err := net.DialTimeout("tcp", addr, 5*time.Second); err == nil {
+		conn.Close()
+		t.Errorf("%s still accepts connections after Close", addr)
+	}
+	if err := s.Close(context.Background()); err != nil {
+		t.Errorf("second Close = %v, want nil", err)
+	}
+}

@@ -1,0 +1,389 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"countd/node"
+)
+
+// envOf returns a getenv over m, so no test reads the real environment.
+func envOf(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestParseConfig(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		// want edits the expected config, which starts as the defaults
+		// with data dir data/8080.
+		want func(c *node.Config)
+	}{
+		{
+			name: "defaults",
+			want: func(c *node.Config) {},
+		},
+		{
+			name: "port sets the data dir",
+			args: []string{"-port=8081"},
+			want: func(c *node.Config) { c.Port, c.DataDir = 8081, filepath.Join("data", "8081") },
+		},
+		{
+			name: "port as two arguments",
+			args: []string{"-port", "8082"},
+			want: func(c *node.Config) { c.Port, c.DataDir = 8082, filepath.Join("data", "8082") },
+		},
+		{
+			name: "data dir beats the port default",
+			args: []string{"-port=8081", "-data-dir=/var/lib/countd"},
+			want: func(c *node.Config) { c.Port, c.DataDir = 8081, "/var/lib/countd" },
+		},
+		{
+			name: "bind",
+			args: []string{"-bind=0.0.0.0"},
+			want: func(c *node.Config) { c.Bind = "0.0.0.0" },
+		},
+		{
+			name: "advertise normalised",
+			args: []string{"-advertise=http://Node-A:9000/"},
+			want: func(c *node.Config) { c.Advertise = "node-a:9000" },
+		},
+		{
+			name: "peers in every form, normalised",
+			args: []string{"-peers=8081,localhost:8082,http://127.0.0.1:8083"},
+			want: func(c *node.Config) {
+				c.Peers = []string{"127.0.0.1:8081", "localhost:8082", "127.0.0.1:8083"}
+			},
+		},
+		{
+			name: "peers deduplicated",
+			args: []string{"-peers=8081,127.0.0.1:8081,,http://127.0.0.1:8081/"},
+			want: func(c *node.Config) { c.Peers = []string{"127.0.0.1:8081"} },
+		},
+		{
+			name: "newnode",
+			args: []string{"-newnode=8083,http://h:8084"},
+			want: func(c *node.Config) { c.NewNodes = []string{"127.0.0.1:8083", "h:8084"} },
+		},
+		{
+			name: "memory",
+			args: []string{"-memory"},
+			want: func(c *node.Config) { c.Memory = true },
+		},
+		{
+			name: "timing flags",
+			args: []string{
+				"-request-timeout=2s", "-heartbeat-interval=250ms", "-heartbeat-timeout=100ms",
+				"-failures-before-down=5", "-flush-delay=0s", "-retry-min=1ms", "-retry-max=1s",
+				"-shutdown-timeout=3s",
+			},
+			want: func(c *node.Config) {
+				c.RequestTimeout = 2 * time.Second
+				c.HeartbeatInterval = 250 * time.Millisecond
+				c.HeartbeatTimeout = 100 * time.Millisecond
+				c.FailuresBeforeDown = 5
+				c.FlushDelay = 0
+				c.RetryMin, c.RetryMax = time.Millisecond, time.Second
+				c.ShutdownTimeout = 3 * time.Second
+			},
+		},
+		{
+			name: "env peers",
+			env:  map[string]string{"COUNTD_PEERS": "8081,http://h:2/"},
+			want: func(c *node.Config) { c.Peers = []string{"127.0.0.1:8081", "h:2"} },
+		},
+		{
+			name: "env port sets the data dir",
+			env:  map[string]string{"COUNTD_PORT": "9000"},
+			want: func(c *node.Config) { c.Port, c.DataDir = 9000, filepath.Join("data", "9000") },
+		},
+		{
+			name: "env with a dash in the flag name",
+			env: map[string]string{
+				"COUNTD_HEARTBEAT_INTERVAL": "2s", "COUNTD_DATA_DIR": "/d",
+				"COUNTD_FAILURES_BEFORE_DOWN": "7", "COUNTD_NEWNODE": "8083", "COUNTD_MEMORY": "true",
+			},
+			want: func(c *node.Config) {
+				c.HeartbeatInterval, c.DataDir, c.FailuresBeforeDown = 2*time.Second, "/d", 7
+				c.NewNodes, c.Memory = []string{"127.0.0.1:8083"}, true
+			},
+		},
+		{
+			name: "flag beats env",
+			args: []string{"-port=8081", "-peers=8082"},
+			env:  map[string]string{"COUNTD_PORT": "9000", "COUNTD_PEERS": "9001"},
+			want: func(c *node.Config) {
+				c.Port, c.DataDir, c.Peers = 8081, filepath.Join("data", "8081"), []string{"127.0.0.1:8082"}
+			},
+		},
+		{
+			name: "explicit empty flag beats env",
+			args: []string{"-peers="},
+			env:  map[string]string{"COUNTD_PEERS": "8081"},
+			want: func(c *node.Config) {},
+		},
+		{
+			name: "flag beats a bad env value",
+			args: []string{"-heartbeat-interval=3s"},
+			env:  map[string]string{"COUNTD_HEARTBEAT_INTERVAL": "fast"},
+			want: func(c *node.Config) { c.HeartbeatInterval = 3 * time.Second },
+		},
+		{
+			name: "empty env ignored",
+			env:  map[string]string{"COUNTD_PORT": "", "COUNTD_PEERS": ""},
+			want: func(c *node.Config) {},
+		},
+		{
+			name: "other env ignored",
+			env:  map[string]string{"PORT": "1", "PEERS": "8081", "COUNTD_PORTS": "2", "countd_port": "3"},
+			want: func(c *node.Config) {},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			got, err := parseConfig(tt.args, envOf(tt.env), &stderr)
+			if err != nil {
+				t.Fatalf("parseConfig(%q) = error %v", tt.args, err)
+			}
+			if got.Logger == nil {
+				t.Error("Logger is nil")
+			}
+			got.Logger = nil
+			want := node.DefaultConfig()
+			want.DataDir = filepath.Join("data", "8080")
+			tt.want(&want)
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("parseConfig(%q)\n got %+v\nwant %+v", tt.args, got, want)
+			}
+			if stderr.Len() != 0 {
+				t.Errorf("stderr = %q, want nothing", stderr.String())
+			}
+		})
+	}
+}
+
+func TestParseConfigDefaults(t *testing.T) {
+	// The contract's defaults, spelled out rather than read from
+	// DefaultConfig, so a change there is caught too.
+	cfg, err := parseConfig(nil, envOf(nil), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Port != 8080 || cfg.Bind != "127.0.0.1" || cfg.DataDir != filepath.Join("data", "8080") ||
+		cfg.Advertise != "" || cfg.Memory || cfg.Peers != nil || cfg.NewNodes != nil {
+		t.Errorf("defaults = port %d, bind %q, data dir %q, advertise %q, memory %v, peers %q, newnode %q; "+
+			"want 8080, 127.0.0.1, data/8080, empty, false, none, none",
+			cfg.Port, cfg.Bind, cfg.DataDir, cfg.Advertise, cfg.Memory, cfg.Peers, cfg.NewNodes)
+	}
+}
+
+func TestParseConfigLogger(t *testing.T) {
+	tests := []struct {
+		name      string
+		args      []string
+		env       map[string]string
+		debug     bool // debug records are logged
+		warnOnly  bool // info records are dropped
+		jsonLines bool
+	}{
+		{name: "default text at info"},
+		{name: "debug", args: []string{"-log-level=debug"}, debug: true},
+		{name: "warn", args: []string{"-log-level=warn"}, warnOnly: true},
+		{name: "json", args: []string{"-log-format=json"}, jsonLines: true},
+		{name: "env json debug", env: map[string]string{"COUNTD_LOG_FORMAT": "json", "COUNTD_LOG_LEVEL": "DEBUG"},
+			debug: true, jsonLines: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			cfg, err := parseConfig(tt.args, envOf(tt.env), &stderr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			if got := cfg.Logger.Enabled(ctx, slog.LevelDebug); got != tt.debug {
+				t.Errorf("debug enabled = %v, want %v", got, tt.debug)
+			}
+			if got := cfg.Logger.Enabled(ctx, slog.LevelInfo); got == tt.warnOnly {
+				t.Errorf("info enabled = %v, want %v", got, !tt.warnOnly)
+			}
+			cfg.Logger.Warn("hello", "k", "v")
+			line := stderr.String()
+			if !strings.Contains(line, "hello") {
+				t.Fatalf("logger wrote %q to stderr, want the record", line)
+			}
+			if isJSON := json.Valid([]byte(strings.TrimSpace(line))); isJSON != tt.jsonLines {
+				t.Errorf("log line %q: JSON = %v, want %v", line, isJSON, tt.jsonLines)
+			}
+		})
+	}
+}
+
+// badConfigs each must fail with one line that names the culprit.
+var badConfigs = []struct {
+	name  string
+	args  []string
+	env   map[string]string
+	names []string // each must appear in the error
+}{
+	{name: "port not a number", args: []string{"-port=abc"}, names: []string{"-port"}},
+	{name: "port too big", args: []string{"-port=70000"}, names: []string{"-port"}},
+	{name: "port negative", args: []string{"-port=-1"}, names: []string{"-port"}},
+	{name: "port without value", args: []string{"-port"}, names: []string{"-port"}},
+	{name: "env port not a number", env: map[string]string{"COUNTD_PORT": "abc"}, names: []string{"-port", "COUNTD_PORT"}},
+	{name: "env port too big", env: map[string]string{"COUNTD_PORT": "70000"}, names: []string{"-port"}},
+	{name: "peers with a path", args: []string{"-peers=foo/bar"}, names: []string{"-peers", "foo/bar"}},
+	{name: "one bad peer among good", args: []string{"-peers=8081,h:0"}, names: []string{"-peers"}},
+	{name: "env peers bad", env: map[string]string{"COUNTD_PEERS": "foo/bar"}, names: []string{"-peers"}},
+	{name: "newnode bad", args: []string{"-newnode=h:"}, names: []string{"-newnode"}},
+	{name: "advertise bad", args: []string{"-advertise=a/b:1"}, names: []string{"-advertise"}},
+	{name: "log level", args: []string{"-log-level=loud"}, names: []string{"-log-level", "loud"}},
+	{name: "log format", args: []string{"-log-format=xml"}, names: []string{"-log-format", "xml"}},
+	{name: "env log level", env: map[string]string{"COUNTD_LOG_LEVEL": "loud"}, names: []string{"-log-level"}},
+	{name: "duration word", args: []string{"-heartbeat-interval=fast"}, names: []string{"-heartbeat-interval"}},
+	{name: "duration without unit", args: []string{"-request-timeout=5"}, names: []string{"-request-timeout"}},
+	{
+		name:  "env duration word",
+		env:   map[string]string{"COUNTD_HEARTBEAT_INTERVAL": "fast"},
+		names: []string{"-heartbeat-interval", "COUNTD_HEARTBEAT_INTERVAL"},
+	},
+	{name: "bool not a bool", args: []string{"-memory=maybe"}, names: []string{"-memory"}},
+	{name: "env bool not a bool", env: map[string]string{"COUNTD_MEMORY": "yes please"}, names: []string{"-memory"}},
+	{name: "int not a number", args: []string{"-failures-before-down=many"}, names: []string{"-failures-before-down"}},
+	{name: "unknown flag", args: []string{"-nope=1"}, names: []string{"-nope"}},
+	{name: "positional argument", args: []string{"extra"}, names: []string{"extra"}},
+	{name: "positional after flags", args: []string{"-port=8081", "8082"}, names: []string{"8082"}},
+}
+
+func TestParseConfigErrors(t *testing.T) {
+	for _, tt := range badConfigs {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := parseConfig(tt.args, envOf(tt.env), &bytes.Buffer{})
+			if err == nil {
+				t.Fatalf("parseConfig(%q, env %v) = nil error", tt.args, tt.env)
+			}
+			msg := err.Error()
+			for _, n := range tt.names {
+				if !strings.Contains(msg, n) {
+					t.Errorf("error %q does not name %q", msg, n)
+				}
+			}
+			if strings.Contains(msg, "\n") {
+				t.Errorf("error %q is more than one line", msg)
+			}
+		})
+	}
+}
+
+// TestParseConfigOutOfRange checks values that parse but cannot work are
+// refused up front, naming the flag, like -port=70000 is; the node's own
+// validation reports them later, as "start failed", without the flag name.
+func TestParseConfigOutOfRange(t *testing.T) {
+	tests := []struct {
+		name  string
+		args  []string
+		names []string // the error must name one of these
+	}{
+		{"zero request timeout", []string{"-request-timeout=0s"}, []string{"-request-timeout"}},
+		{"negative heartbeat interval", []string{"-heartbeat-interval=-1s"}, []string{"-heartbeat-interval"}},
+		{"zero heartbeat timeout", []string{"-heartbeat-timeout=0s"}, []string{"-heartbeat-timeout"}},
+		{"zero failures before down", []string{"-failures-before-down=0"}, []string{"-failures-before-down"}},
+		{"negative flush delay", []string{"-flush-delay=-1ms"}, []string{"-flush-delay"}},
+		{"zero retry min", []string{"-retry-min=0s"}, []string{"-retry-min"}},
+		{"retry max below min", []string{"-retry-min=1s", "-retry-max=10ms"}, []string{"-retry-max", "-retry-min"}},
+		{"zero shutdown timeout", []string{"-shutdown-timeout=0s"}, []string{"-shutdown-timeout"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := parseConfig(tt.args, envOf(nil), &bytes.Buffer{})
+			if err == nil {
+				t.Fatalf("parseConfig(%q) = nil error, want one naming %s", tt.args, strings.Join(tt.names, " or "))
+			}
+			named := false
+			for _, n := range tt.names {
+				named = named || strings.Contains(err.Error(), n)
+			}
+			if !named {
+				t.Errorf("error %q names none of %q", err, tt.names)
+			}
+		})
+	}
+}
+
+// runBounded calls run, failing the test if it does not return: a bad flag
+// that slipped through would start a node and wait for a signal.
+func runBounded(t *testing.T, args []string, env map[string]string) (int, string) {
+	t.Helper()
+	var stderr bytes.Buffer
+	done := make(chan int, 1)
+	go func() { done <- run(args, envOf(env), &stderr) }()
+	select {
+	case code := <-done:
+		return code, stderr.String()
+	case <-time.After(10 * time.Second):
+		t.Fatalf("run(%q) did not return: it started a node", args)
+		return 0, ""
+	}
+}
+
+func TestRunBadFlag(t *testing.T) {
+	// safe comes first so that, should the bad value slip through, the node
+	// run starts keeps nothing on disk and takes no fixed port.
+	safe := []string{"-memory", "-port=0"}
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		flag string
+	}{
+		{"port", []string{"-port=abc"}, nil, "-port"},
+		{"peers", []string{"-peers=foo/bar"}, nil, "-peers"},
+		{"log level", []string{"-log-level=loud"}, nil, "-log-level"},
+		{"log format", []string{"-log-format=xml"}, nil, "-log-format"},
+		{"duration", []string{"-heartbeat-interval=fast"}, nil, "-heartbeat-interval"},
+		{"env duration", nil, map[string]string{"COUNTD_HEARTBEAT_INTERVAL": "fast"}, "-heartbeat-interval"},
+		{"env peers", nil, map[string]string{"COUNTD_PEERS": "foo/bar"}, "-peers"},
+		{"unknown flag", []string{"-nope"}, nil, "-nope"},
+		{"positional", []string{"extra"}, nil, "extra"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out := runBounded(t, append(append([]string{}, safe...), tt.args...), tt.env)
+			if code != 2 {
+				t.Errorf("run = %d, want 2", code)
+			}
+			if strings.Count(out, "\n") != 1 || !strings.HasSuffix(out, "\n") {
+				t.Errorf("stderr = %q, want exactly one line", out)
+			}
+			if !strings.HasPrefix(out, "countd: ") || !strings.Contains(out, tt.flag) {
+				t.Errorf("stderr = %q, want \"countd: ...\" naming %q", out, tt.flag)
+			}
+		})
+	}
+}
+
+func TestRunHelp(t *testing.T) {
+	for _, arg := range []string{"-h", "-help", "--help"} {
+		t.Run(arg, func(t *testing.T) {
+			code, out := runBounded(t, []string{arg}, nil)
+			if code != 0 {
+				t.Errorf("run(%s) = %d, want 0", arg, code)
+			}
+			for _, want := range []string{"Usage", "-port", "-peers", "-newnode", "COUNTD_"} {
+				if !strings.Contains(out, want) {
+					t.Errorf("help output lacks %q:\n%s", want, out)
+				}
+			}
+		})
+	}
+}
