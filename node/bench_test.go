@@ -31,34 +31,44 @@ func BenchmarkHTTPIncrement(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer n.Close()
-			bare := startBare(b)
-
-			const clients, chunk = 64, 2000
-			client := &http.Client{Transport: &http.Transport{
-				MaxIdleConns: 2 * clients, MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients,
-			}}
-			defer client.CloseIdleConnections()
-			nodeURL, bareURL := n.URL()+"/increment", bare+"/increment"
-			// Warm both up: connections, allocations.
-			drive(b, client, bareURL, clients, 2*clients)
-			drive(b, client, nodeURL, clients, 2*clients)
-
-			var tNode, tBare time.Duration
-			b.ResetTimer()
-			for done := 0; done < b.N; done += chunk {
-				k := min(chunk, b.N-done)
-				tBare += drive(b, client, bareURL, clients, k)
-				tNode += drive(b, client, nodeURL, clients, k)
-			}
-			b.StopTimer()
-			rNode := float64(b.N) / tNode.Seconds()
-			rBare := float64(b.N) / tBare.Seconds()
-			b.ReportMetric(rNode, "req/s")
-			b.ReportMetric(rBare, "bare-req/s")
-			b.ReportMetric(rNode/rBare, "ratio-to-bare")
-			b.ReportMetric(0, "ns/op") // includes the bare half; the rates say it better
+			compareWithBare(b, n.URL())
 		})
 	}
+}
+
+// compareWithBare drives b.N POST /increment at base with 64 concurrent
+// keep-alive clients, and as many at a bare net/http handler doing one
+// atomic add, alternating in chunks so that machine noise hits both alike.
+// It reports both rates and their ratio. reset runs after the warm-up.
+func compareWithBare(b *testing.B, base string, reset ...func()) {
+	bare := startBare(b)
+	const clients, chunk = 64, 2000
+	client := &http.Client{Transport: &http.Transport{
+		MaxIdleConns: 2 * clients, MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients,
+	}}
+	defer client.CloseIdleConnections()
+	nodeURL, bareURL := base+"/increment", bare+"/increment"
+	// Warm both up: connections, allocations.
+	drive(b, client, bareURL, clients, 2*clients)
+	drive(b, client, nodeURL, clients, 2*clients)
+	for _, f := range reset {
+		f()
+	}
+
+	var tNode, tBare time.Duration
+	b.ResetTimer()
+	for done := 0; done < b.N; done += chunk {
+		k := min(chunk, b.N-done)
+		tBare += drive(b, client, bareURL, clients, k)
+		tNode += drive(b, client, nodeURL, clients, k)
+	}
+	b.StopTimer()
+	rNode := float64(b.N) / tNode.Seconds()
+	rBare := float64(b.N) / tBare.Seconds()
+	b.ReportMetric(rNode, "req/s")
+	b.ReportMetric(rBare, "bare-req/s")
+	b.ReportMetric(rNode/rBare, "ratio-to-bare")
+	b.ReportMetric(0, "ns/op") // includes the bare half; the rates say it better
 }
 
 // drive sends total POSTs from clients goroutines and returns the wall time.
@@ -163,32 +173,8 @@ func BenchmarkClusterIncrement(b *testing.B) {
 				defer n.Close()
 				nodes = append(nodes, n)
 			}
-			bare := startBare(b)
-			const clients, chunk = 64, 2000
-			client := &http.Client{Transport: &http.Transport{
-				MaxIdleConns: 2 * clients, MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients,
-			}}
-			defer client.CloseIdleConnections()
-			nodeURL, bareURL := nodes[0].URL()+"/increment", bare+"/increment"
-			drive(b, client, bareURL, clients, 2*clients)
-			drive(b, client, nodeURL, clients, 2*clients)
-			pushes.Store(0)
-
-			var tNode, tBare time.Duration
-			b.ResetTimer()
-			for done := 0; done < b.N; done += chunk {
-				k := min(chunk, b.N-done)
-				tBare += drive(b, client, bareURL, clients, k)
-				tNode += drive(b, client, nodeURL, clients, k)
-			}
-			b.StopTimer()
-			rNode := float64(b.N) / tNode.Seconds()
-			rBare := float64(b.N) / tBare.Seconds()
-			b.ReportMetric(rNode, "req/s")
-			b.ReportMetric(rBare, "bare-req/s")
-			b.ReportMetric(rNode/rBare, "ratio-to-bare")
+			compareWithBare(b, nodes[0].URL(), func() { pushes.Store(0) })
 			b.ReportMetric(float64(pushes.Load())/float64(b.N), "pushes/change")
-			b.ReportMetric(0, "ns/op")
 		})
 	}
 }
