@@ -1,0 +1,235 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"countd/actors"
+	"countd/crdt"
+)
+
+// fakeCluster records what the cluster handlers ask of it.
+type fakeCluster struct {
+	mu         sync.Mutex
+	peers      map[string]string // addr -> state
+	replicated []*actors.ReplicateRequest
+	err        error
+}
+
+func newFakeCluster() *fakeCluster { return &fakeCluster{peers: map[string]string{}} }
+
+func (f *fakeCluster) Peers(ctx context.Context) ([]actors.PeerInfo, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []actors.PeerInfo
+	for a, s := range f.peers {
+		out = append(out, actors.PeerInfo{Addr: a, State: s, LastSeen: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)})
+	}
+	return out, f.err
+}
+
+func (f *fakeCluster) AddPeer(ctx context.Context, addr string) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return false, f.err
+	}
+	if addr == testNode {
+		return false, actors.ErrSelf
+	}
+	_, known := f.peers[addr]
+	f.peers[addr] = actors.StateSuspect
+	return !known, nil
+}
+
+func (f *fakeCluster) RemovePeer(ctx context.Context, addr string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.peers, addr)
+	return f.err
+}
+
+func (f *fakeCluster) Replicate(ctx context.Context, req *actors.ReplicateRequest) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return 0, f.err
+	}
+	f.replicated = append(f.replicated, req)
+	return len(req.Entries), nil
+}
+
+func newClusterServer(c *fakeCluster) *Server {
+	return NewServer(Config{Counters: newFake(), Cluster: c, Node: testNode, Replica: testReplica})
+}
+
+const goodPush = `{"from":"127.0.0.1:9001","replica":"00000000000000ab","members":["9002","http://127.0.0.1:9003/"],
+	"entries":[{"counter":"c","replica":"00000000000000ab","p":5,"n":1}]}`
+
+func TestReplicateMergesAndAnswersWithReplica(t *testing.T) {
+	c := newFakeCluster()
+	s := newClusterServer(c)
+	rec := do(t, s, http.MethodPost, "/replicate", strings.NewReader(goodPush))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("status %d: %s", rec.Code, rec.Body)
+	}
+	assertBody(t, rec.Body.Bytes(), `{"node":"`+testNode+`","replica":"`+testReplica+`","changed":1}`)
+	want := &actors.ReplicateRequest{
+		From: "127.0.0.1:9001", Replica: "00000000000000ab",
+		Members: []string{"127.0.0.1:9002", "127.0.0.1:9003"},
+		Entries: []crdt.Entry{{Counter: "c", Replica: "00000000000000ab", P: 5, N: 1}},
+	}
+	if len(c.replicated) != 1 || !reflect.DeepEqual(c.replicated[0], want) {
+		t.Fatalf("replicated %+v, want %+v (members normalised)", c.replicated, want)
+	}
+}
+
+func TestReplicateRejectsBadPayloadsWithoutMerging(t *testing.T) {
+	cases := map[string]string{
+		"not json":        `{`,
+		"array":           `[]`,
+		"trailing":        goodPush + `{}`,
+		"unknown field":   `{"from":"127.0.0.1:1","replica":"00000000000000ab","extra":1}`,
+		"bad from":        `{"from":"nowhere","replica":"00000000000000ab"}`,
+		"empty from":      `{"from":"","replica":"00000000000000ab"}`,
+		"bad replica":     `{"from":"127.0.0.1:1","replica":"XYZ"}`,
+		"bad member":      `{"from":"127.0.0.1:1","replica":"00000000000000ab","members":["a/b:1"]}`,
+		"bad name":        `{"from":"127.0.0.1:1","replica":"00000000000000ab","entries":[{"counter":"a b","replica":"00000000000000ab","p":1}]}`,
+		"bad entry rid":   `{"from":"127.0.0.1:1","replica":"00000000000000ab","entries":[{"counter":"a","replica":"zz","p":1}]}`,
+		"negative total":  `{"from":"127.0.0.1:1","replica":"00000000000000ab","entries":[{"counter":"a","replica":"00000000000000ab","p":-1}]}`,
+		"total over u64":  `{"from":"127.0.0.1:1","replica":"00000000000000ab","entries":[{"counter":"a","replica":"00000000000000ab","p":18446744073709551616}]}`,
+		"fractional":      `{"from":"127.0.0.1:1","replica":"00000000000000ab","entries":[{"counter":"a","replica":"00000000000000ab","p":1.5}]}`,
+		"one bad of many": `{"from":"127.0.0.1:1","replica":"00000000000000ab","entries":[{"counter":"a","replica":"00000000000000ab","p":1},{"counter":"","replica":"00000000000000ab","p":1}]}`,
+	}
+	for name, body := range cases {
+		t.Run(name, func(t *testing.T) {
+			c := newFakeCluster()
+			rec := do(t, newClusterServer(c), http.MethodPost, "/replicate", strings.NewReader(body))
+			assertError(t, rec, http.StatusBadRequest)
+			if len(c.replicated) != 0 {
+				t.Fatalf("a bad payload reached the merge: %+v", c.replicated)
+			}
+		})
+	}
+	t.Run("too many members", func(t *testing.T) {
+		members := make([]string, MaxMembers+1)
+		for i := range members {
+			members[i] = "127.0.0.1:1"
+		}
+		b, _ := json.Marshal(actors.ReplicateRequest{From: "127.0.0.1:1", Replica: "00000000000000ab", Members: members})
+		c := newFakeCluster()
+		assertError(t, do(t, newClusterServer(c), http.MethodPost, "/replicate", strings.NewReader(string(b))), http.StatusBadRequest)
+	})
+}
+
+func TestReplicateMergeErrors(t *testing.T) {
+	for _, tc := range []struct {
+		err    error
+		status int
+	}{
+		{actors.ErrTimeout, http.StatusServiceUnavailable},
+		{actors.ErrStore, http.StatusServiceUnavailable},
+		{crdt.ErrInvalid, http.StatusBadRequest},
+	} {
+		c := newFakeCluster()
+		c.err = tc.err
+		assertError(t, do(t, newClusterServer(c), http.MethodPost, "/replicate", strings.NewReader(goodPush)), tc.status)
+	}
+}
+
+func TestPeersRoutes(t *testing.T) {
+	c := newFakeCluster()
+	s := newClusterServer(c)
+
+	rec := do(t, s, http.MethodPost, "/peers", strings.NewReader(`{"addr":"9001"}`))
+	if rec.Code != http.StatusCreated {
+		t.Fatalf("first POST /peers: %d %s", rec.Code, rec.Body)
+	}
+	assertBody(t, rec.Body.Bytes(), `{"addr":"127.0.0.1:9001","created":true}`)
+	rec = do(t, s, http.MethodPost, "/peers", strings.NewReader(`{"addr":"http://127.0.0.1:9001"}`))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("POST /peers of a known peer: %d %s", rec.Code, rec.Body)
+	}
+
+	rec = do(t, s, http.MethodGet, "/peers", nil)
+	if rec.Code != http.StatusOK {
+		t.Fatalf("GET /peers: %d", rec.Code)
+	}
+	assertBody(t, rec.Body.Bytes(), `{"peers":[{"addr":"127.0.0.1:9001","state":"suspect","last_seen":"2026-01-02T03:04:05Z"}],"node":"`+testNode+`"}`)
+
+	rec = do(t, s, http.MethodDelete, "/peers/127.0.0.1:9001", nil)
+	if rec.Code != http.StatusNoContent || rec.Body.Len() != 0 {
+		t.Fatalf("DELETE /peers: %d %q", rec.Code, rec.Body)
+	}
+	if len(c.peers) != 0 {
+		t.Fatalf("peers after DELETE: %v", c.peers)
+	}
+}
+
+func TestPeersBadInput(t *testing.T) {
+	for name, tc := range map[string]struct {
+		method, path, body string
+		status             int
+	}{
+		"post not json":     {http.MethodPost, "/peers", `{`, http.StatusBadRequest},
+		"post unknown key":  {http.MethodPost, "/peers", `{"address":"1"}`, http.StatusBadRequest},
+		"post bad addr":     {http.MethodPost, "/peers", `{"addr":"a/b"}`, http.StatusBadRequest},
+		"post empty":        {http.MethodPost, "/peers", ``, http.StatusBadRequest},
+		"post self":         {http.MethodPost, "/peers", `{"addr":"` + testNode + `"}`, http.StatusBadRequest},
+		"delete bad addr":   {http.MethodDelete, "/peers/nowhere", ``, http.StatusBadRequest},
+		"put":               {http.MethodPut, "/peers", ``, http.StatusMethodNotAllowed},
+		"get replicate":     {http.MethodGet, "/replicate", ``, http.StatusMethodNotAllowed},
+		"delete no address": {http.MethodDelete, "/peers/", ``, http.StatusNotFound},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := newFakeCluster()
+			c.peers["127.0.0.1:5"] = actors.StateAlive
+			rec := do(t, newClusterServer(c), tc.method, tc.path, strings.NewReader(tc.body))
+			assertError(t, rec, tc.status)
+			if len(c.peers) != 1 {
+				t.Fatalf("membership changed: %v", c.peers)
+			}
+		})
+	}
+}
+
+func FuzzDecodeReplicate(f *testing.F) {
+	f.Add([]byte(goodPush))
+	f.Add([]byte(`{"from":"1","replica":"00000000000000ab","members":null,"entries":null}`))
+	f.Add([]byte(`{"from":"[::1]:80","replica":"00000000000000ab","entries":[{"counter":"..","replica":"0000000000000000","p":18446744073709551615,"n":0}]}`))
+	f.Add([]byte(`{"from":"127.0.0.1:1","replica":"00000000000000ab","extra":1}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req, err := DecodeReplicate(body)
+		if err != nil {
+			if req != nil {
+				t.Fatal("an error came with a payload")
+			}
+			if !errors.Is(err, errBadRequest) {
+				t.Fatalf("error %v is not a bad request", err)
+			}
+			return
+		}
+		if a, err := ParseAddr(req.From); err != nil || a != req.From {
+			t.Fatalf("from %q is not in normal form", req.From)
+		}
+		for _, m := range req.Members {
+			if a, err := ParseAddr(m); err != nil || a != m {
+				t.Fatalf("member %q is not in normal form", m)
+			}
+		}
+		if !crdt.ValidReplica(req.Replica) || crdt.Validate(req.Entries) != nil || len(req.Members) > MaxMembers {
+			t.Fatalf("accepted an invalid payload: %+v", req)
+		}
+		// What it accepts merges without error.
+		if _, err := crdt.New("00000000000000ff").Merge(req.Entries); err != nil {
+			t.Fatalf("accepted entries the CRDT refuses: %v", err)
+		}
+	})
+}
