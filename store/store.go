@@ -82,11 +82,14 @@ func (d *DB) Save(entries []crdt.Entry) error {
 	}
 	err := d.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketEntries)
-		var val [16]byte
-		for _, e := range entries {
+		// bbolt keeps the key and value slices until the commit: each
+		// entry needs buffers of its own.
+		vals := make([]byte, 16*len(entries))
+		for i, e := range entries {
+			val := vals[16*i : 16*i+16]
 			binary.BigEndian.PutUint64(val[:8], e.P)
 			binary.BigEndian.PutUint64(val[8:], e.N)
-			if err := b.Put(entryKey(e.Counter, e.Replica), val[:]); err != nil {
+			if err := b.Put(entryKey(e.Counter, e.Replica), val); err != nil {
 				return err
 			}
 		}

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -59,6 +60,34 @@ func TestReopenFindsEverything(t *testing.T) {
 	sortEntries(want)
 	if !slices.Equal(got, want) {
 		t.Fatalf("after reopen got %v, want %v", got, want)
+	}
+}
+
+func TestSaveManyEntriesInOneTransaction(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "countd.db")
+	db, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []crdt.Entry
+	for i := 0; i < 100; i++ {
+		want = append(want, crdt.Entry{Counter: fmt.Sprintf("c%03d", i), Replica: "0000000000000001", P: uint64(i), N: uint64(1000 + i)})
+	}
+	if err := db.Save(want); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if db, err = Open(path); err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	got, err := db.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sortEntries(got)
+	if !slices.Equal(got, want) {
+		t.Fatalf("one Save of 100 entries read back as %v", got[:3])
 	}
 }
 
