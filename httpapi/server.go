@@ -55,6 +55,33 @@ type Server struct {
 	ln       net.Listener
 	srv      *http.Server
 	serveErr chan error
+
+	connMu sync.Mutex
+	fresh  map[net.Conn]struct{} // accepted, no request read yet
+}
+
+// trackConn remembers the connections that have not read a request yet.
+func (s *Server) trackConn(c net.Conn, st http.ConnState) {
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	if st == http.StateNew {
+		if s.fresh == nil {
+			s.fresh = make(map[net.Conn]struct{})
+		}
+		s.fresh[c] = struct{}{}
+	} else {
+		delete(s.fresh, c)
+	}
+}
+
+// closeFresh closes the connections that never carried a request.
+func (s *Server) closeFresh() {
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	for c := range s.fresh {
+		c.Close()
+		delete(s.fresh, c)
+	}
 }
 
 // NewServer returns a server for cfg. It does not listen until Open.
@@ -96,6 +123,7 @@ func (s *Server) Open() error {
 		IdleTimeout:       90 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		ConnState:         s.trackConn,
 	}
 	srv, errc := s.srv, make(chan error, 1)
 	s.serveErr = errc
@@ -123,7 +151,22 @@ func (s *Server) Close(ctx context.Context) error {
 	if srv == nil {
 		return nil
 	}
-	err := srv.Shutdown(ctx)
+	// Shutdown waits up to 5s for a connection that never sent a request
+	// (golang/go#22682); peers' transports leave such connections behind.
+	// They carry nothing, so close them, until Shutdown returns.
+	done := make(chan error, 1)
+	go func() { done <- srv.Shutdown(ctx) }()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	var err error
+	for waiting := true; waiting; {
+		s.closeFresh()
+		select {
+		case err = <-done:
+			waiting = false
+		case <-tick.C:
+		}
+	}
 	if err != nil {
 		srv.Close()
 	}

@@ -76,6 +76,7 @@ func Open(cfg Config) (*Node, error) {
 		n.db, st = db, db
 	}
 
+	loaded := state.Len() // the CounterActor owns state from here on
 	n.sys = actor.NewActorSystem(
 		actor.WithLoggerFactory(func(s *actor.ActorSystem) *slog.Logger {
 			return slog.New(minLevel{cfg.Logger.Handler(), slog.LevelWarn}).With("lib", "protoactor")
@@ -161,7 +162,7 @@ func Open(cfg Config) (*Node, error) {
 		}
 	}
 	n.log.Info("node started", "listen", ln.Addr().String(),
-		"memory", cfg.Memory, "data", n.dataPath(), "counters", state.Len())
+		"memory", cfg.Memory, "data", n.dataPath(), "counters", loaded)
 	return n, nil
 }
 
@@ -222,6 +223,9 @@ func (n *Node) Close() error {
 // flushPeers pushes, once and within ctx, whatever each peer still lacks.
 func (n *Node) flushPeers(ctx context.Context) {
 	d := time.Until(deadline(ctx))
+	if d <= 0 {
+		return
+	}
 	res, err := n.sys.Root.RequestFuture(n.sup, &actors.GetPeerPIDs{}, d).Result()
 	if err != nil {
 		return
@@ -231,7 +235,9 @@ func (n *Node) flushPeers(ctx context.Context) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			n.sys.Root.RequestFuture(pid, &actors.Flush{}, time.Until(deadline(ctx))).Wait()
+			if d := time.Until(deadline(ctx)); d > 0 {
+				n.sys.Root.RequestFuture(pid, &actors.Flush{}, d).Wait()
+			}
 		}()
 	}
 	wg.Wait()
