@@ -71,7 +71,8 @@ func (c *CounterClient) Merge(ctx context.Context, m *Merge) (int, error) {
 	return r.Changed, r.Err
 }
 
-// ask sends msg to the actor and waits for a reply of type T.
+// ask sends msg to the actor and waits for a reply of type T. Messages
+// with a Reply field are answered on a channel, others through a future.
 func ask[T any](ctx context.Context, c asker, msg any) (T, error) {
 	var zero T
 	if err := ctx.Err(); err != nil {
@@ -84,20 +85,72 @@ func ask[T any](ctx context.Context, c asker, msg any) (T, error) {
 	if d <= 0 {
 		return zero, ErrTimeout
 	}
-	res, err := c.root.RequestFuture(c.pid, msg, d).Result()
-	switch {
-	case errors.Is(err, actor.ErrTimeout):
-		return zero, ErrTimeout
-	case errors.Is(err, actor.ErrDeadLetter):
-		return zero, ErrStopped
-	case err != nil:
-		return zero, err
+	var res any
+	if ch := withReply(msg); ch != nil {
+		r, err := c.await(ctx, msg, ch, d)
+		if err != nil {
+			return zero, err
+		}
+		res = r
+	} else {
+		r, err := c.root.RequestFuture(c.pid, msg, d).Result()
+		switch {
+		case errors.Is(err, actor.ErrTimeout):
+			return zero, ErrTimeout
+		case errors.Is(err, actor.ErrDeadLetter):
+			return zero, ErrStopped
+		case err != nil:
+			return zero, err
+		}
+		res = r
 	}
 	v, ok := res.(T)
 	if !ok {
 		return zero, fmt.Errorf("actors: unexpected reply %T to %T", res, msg)
 	}
 	return v, nil
+}
+
+// withReply gives msg a reply channel if it takes one, and returns it.
+func withReply(msg any) chan any {
+	ch := make(chan any, 1)
+	switch m := msg.(type) {
+	case *Increment:
+		m.Reply = ch
+	case *Decrement:
+		m.Reply = ch
+	case *GetCounter:
+		m.Reply = ch
+	case *GetAll:
+		m.Reply = ch
+	case *Merge:
+		m.Reply = ch
+	default:
+		return nil
+	}
+	return ch
+}
+
+// await sends msg and waits up to d (or until ctx ends) for its answer on ch.
+func (c asker) await(ctx context.Context, msg any, ch chan any, d time.Duration) (any, error) {
+	if _, alive := c.root.ActorSystem().ProcessRegistry.Get(c.pid); !alive {
+		return nil, ErrStopped
+	}
+	c.root.Send(c.pid, msg)
+	var expire <-chan time.Time
+	if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > d {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		expire = t.C
+	}
+	select {
+	case r := <-ch:
+		return r, nil
+	case <-ctx.Done():
+		return nil, ErrTimeout
+	case <-expire:
+		return nil, ErrTimeout
+	}
 }
 
 // ClusterClient is the synchronous face of the Supervisor (membership) and
