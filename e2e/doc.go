@@ -4,9 +4,12 @@
 // the contract of DESIGN.md Part 1 from the outside: no acknowledged increment
 // is lost across a crash, a graceful shutdown keeps everything, concurrent
 // clients are counted exactly, and bad flags fail fast with one clear line.
+// Clusters of such processes converge through SIGSTOP, a node added later with
+// -newnode, and every node killed at once.
 //
 // proc_test.go holds the process handling (build, start, port discovery,
-// health wait, kill, stop, logs on failure); e2e_test.go holds the tests.
+// health wait, kill, stop, logs on failure); e2e_test.go holds the single-node
+// tests and cluster_test.go the cluster ones.
 // The package is skipped under -short because it builds and runs the binary.
 //
 // E2E_RACE_NODE=1 builds the node itself with -race; a race it sees makes it
