@@ -167,10 +167,9 @@ func ParseBy(s string) (uint64, error) {
 	return n, nil
 }
 
-// guard bounds every request: bodies over maxBody are refused with 413 (up
-// front when the length is declared, else by reading the body now, so that
-// no handler acts on part of one), and the handler's wait for the actors is
-// cut off after RequestTimeout.
+// guard refuses bodies over maxBody with 413: up front when the length is
+// declared, else by reading the body now, so that no handler acts on part of
+// one.
 func (s *Server) guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ContentLength > maxBody {
@@ -190,8 +189,6 @@ func (s *Server) guard(next http.Handler) http.Handler {
 				r.Body = io.NopCloser(bytes.NewReader(b))
 			}
 		}
-		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
-		defer cancel()
-		next.ServeHTTP(w, r.WithContext(ctx))
+		next.ServeHTTP(w, r)
 	})
 }

@@ -777,6 +777,9 @@ func TestBlockedCountersAnswer503(t *testing.T) {
 		// deadline is set on the request by the caller; 0 means none, so
 		// only the server's RequestTimeout can end the wait.
 		deadline time.Duration
+		// selfBound, if set, is how long the blocked call waits at most
+		// even if its ctx never ends.
+		selfBound time.Duration
 		// onDone is what the blocked call returns once its ctx ends.
 		onDone func(ctx context.Context) error
 	}{
@@ -791,12 +794,11 @@ func TestBlockedCountersAnswer503(t *testing.T) {
 			onDone:   func(ctx context.Context) error { return ctx.Err() },
 		},
 		{
-			name:   "no request deadline, counters reports ErrTimeout",
-			onDone: func(context.Context) error { return actors.ErrTimeout },
-		},
-		{
-			name:   "no request deadline, counters reports ctx error",
-			onDone: func(ctx context.Context) error { return ctx.Err() },
+			// Counters bounds its own wait (as actors.CounterClient does
+			// with RequestTimeout) and reports ErrTimeout.
+			name:      "no request deadline, counters gives up on its own",
+			selfBound: timeout,
+			onDone:    func(context.Context) error { return actors.ErrTimeout },
 		},
 	}
 	for _, r := range counterRoutes {
@@ -805,7 +807,14 @@ func TestBlockedCountersAnswer503(t *testing.T) {
 				t.Parallel() // a failing case waits for limit; let them wait together
 				f := newFake()
 				f.block = func(ctx context.Context) error {
-					<-ctx.Done()
+					var bound <-chan time.Time
+					if tt.selfBound > 0 {
+						bound = time.After(tt.selfBound)
+					}
+					select {
+					case <-ctx.Done():
+					case <-bound:
+					}
 					return tt.onDone(ctx)
 				}
 				before := f.snapshot()
