@@ -156,14 +156,22 @@ func (c asker) await(ctx context.Context, msg any, ch chan any, d time.Duration)
 // ClusterClient is the synchronous face of the Supervisor (membership) and
 // of the replication endpoint, for HTTP handlers.
 type ClusterClient struct {
-	sup      asker
-	counters *CounterClient
+	sup        asker
+	counters   *CounterClient
+	tombstones Tombstones
+}
+
+// Tombstones keeps removals across restarts. store.DB implements it.
+type Tombstones interface {
+	SetTombstone(addr string, on bool) error
 }
 
 // NewClusterClient returns a client of the Supervisor at supervisor that
-// merges replicated state through counters.
-func NewClusterClient(root *actor.RootContext, supervisor *actor.PID, counters *CounterClient, timeout time.Duration) *ClusterClient {
-	return &ClusterClient{sup: asker{root: root, pid: supervisor, timeout: timeout}, counters: counters}
+// merges replicated state through counters and keeps removals in
+// tombstones (nil: removals last until the process ends).
+func NewClusterClient(root *actor.RootContext, supervisor *actor.PID, counters *CounterClient,
+	tombstones Tombstones, timeout time.Duration) *ClusterClient {
+	return &ClusterClient{sup: asker{root: root, pid: supervisor, timeout: timeout}, counters: counters, tombstones: tombstones}
 }
 
 // Peers returns the membership table, sorted by address.
@@ -175,8 +183,14 @@ func (c *ClusterClient) Peers(ctx context.Context) ([]PeerInfo, error) {
 	return r.Peers, nil
 }
 
-// AddPeer registers a peer; created is false if it was known already.
+// AddPeer registers a peer, lifting a removal; created is false if it was
+// known already.
 func (c *ClusterClient) AddPeer(ctx context.Context, addr string) (created bool, err error) {
+	if c.tombstones != nil {
+		if err := c.tombstones.SetTombstone(addr, false); err != nil {
+			return false, fmt.Errorf("%w: %v", ErrStore, err)
+		}
+	}
 	r, err := ask[*RegisterResult](ctx, c.sup, &RegisterPeer{Addr: addr})
 	if err != nil {
 		return false, err
@@ -184,13 +198,22 @@ func (c *ClusterClient) AddPeer(ctx context.Context, addr string) (created bool,
 	return r.Created, r.Err
 }
 
-// RemovePeer removes a peer for good.
+// RemovePeer removes a peer for good, on disk too once the Supervisor has
+// accepted the removal.
 func (c *ClusterClient) RemovePeer(ctx context.Context, addr string) error {
 	r, err := ask[*RemoveResult](ctx, c.sup, &RemovePeer{Addr: addr})
 	if err != nil {
 		return err
 	}
-	return r.Err
+	if r.Err != nil {
+		return r.Err
+	}
+	if c.tombstones != nil {
+		if err := c.tombstones.SetTombstone(addr, true); err != nil {
+			return fmt.Errorf("%w: %v", ErrStore, err)
+		}
+	}
+	return nil
 }
 
 // Replicate handles a push from another node: it tells the Supervisor about

@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/scheduler"
 
 	"countd/crdt"
 )
@@ -174,6 +176,16 @@ func (o *origin) add(peer string) {
 	}
 }
 
+// merge folds the origin of another batch into o.
+func (o *origin) merge(other origin) {
+	switch {
+	case other.mixed:
+		o.mixed = true
+	case other.peer != "":
+		o.add(other.peer)
+	}
+}
+
 func (o origin) String() string {
 	if o.mixed {
 		return ""
@@ -200,7 +212,22 @@ type CounterActor struct {
 	next     batch  // gathering
 	inFlight *batch // being written, or nil
 	subs     []*actor.PID
+
+	// After a failed write the dirty entries are written again after a
+	// backoff (or with the next request, whichever comes first).
+	timer      *scheduler.TimerScheduler
+	retryDelay time.Duration // 0: the last write did not fail
+	retryTimer scheduler.CancelFunc
 }
+
+// Bounds of the backoff between retries of a failed store write.
+const (
+	writeRetryMin = 50 * time.Millisecond
+	writeRetryMax = 5 * time.Second
+)
+
+// retryWrite is the CounterActor's timer for writing again after a failure.
+type retryWrite struct{}
 
 // NewCounterProps returns the props of a CounterActor that owns state (loaded
 // from store by the caller) and writes to store; a nil store keeps nothing.
@@ -214,6 +241,15 @@ func NewCounterProps(state *crdt.State, store Store, log *slog.Logger) *actor.Pr
 // Receive implements actor.Actor.
 func (a *CounterActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		a.timer = scheduler.NewTimerScheduler(ctx.ActorSystem().Root)
+	case *actor.Stopping, *actor.Restarting:
+		if a.retryTimer != nil {
+			a.retryTimer()
+		}
+	case *retryWrite:
+		a.retryTimer = nil
+		a.flush(ctx, true)
 	case *Increment:
 		v, err := a.state.Increment(m.Counter, m.By)
 		a.changed(ctx, answerTo(ctx, m.Reply), m.Counter, v, err)
@@ -268,8 +304,8 @@ func (a *CounterActor) merge(ctx actor.Context, m *Merge) {
 	if len(changed) > 0 {
 		a.next.origin.add(m.From)
 	}
-	if len(changed) == 0 && a.inFlight == nil && len(a.next.waiters) == 0 {
-		// Nothing new and nothing pending: what the peer sent is durable here.
+	if len(changed) == 0 && a.inFlight == nil && len(a.next.waiters) == 0 && len(a.next.dirty) == 0 {
+		// Nothing new and nothing unwritten: what the peer sent is durable here.
 		to.send(ctx, &MergeResult{})
 		return
 	}
@@ -298,13 +334,15 @@ func (a *CounterActor) await(ctx actor.Context, to answer, reply any) {
 		return
 	}
 	a.next.waiters = append(a.next.waiters, waiter{to: to, reply: reply})
-	a.flush(ctx)
+	a.flush(ctx, false)
 }
 
 // flush starts writing the gathered batch unless a write is in flight; the
-// write runs outside the actor and reports back with a *saved.
-func (a *CounterActor) flush(ctx actor.Context) {
-	if a.inFlight != nil || len(a.next.waiters) == 0 {
+// write runs outside the actor and reports back with a *saved. A batch with
+// no one waiting (entries left by a failed write) is written only when retry
+// is set, by the backoff timer.
+func (a *CounterActor) flush(ctx actor.Context, retry bool) {
+	if a.inFlight != nil || len(a.next.waiters) == 0 && (!retry || len(a.next.dirty) == 0) {
 		return
 	}
 	b := a.next
@@ -329,11 +367,13 @@ func (a *CounterActor) saved(ctx actor.Context, err error) {
 	}
 	if err != nil {
 		a.log.Error("store write failed", "entries", len(b.dirty), "err", err)
-		// Keep the entries dirty: the next write carries them. It starts with
-		// the next request, not in a loop against a failing disk.
+		// Keep the entries dirty, and where they came from: the next write
+		// carries them. It starts with the next request or after a backoff,
+		// not in a loop against a failing disk.
 		for k := range b.dirty {
 			a.dirty(k)
 		}
+		a.next.origin.merge(b.origin)
 		err = fmt.Errorf("%w: %v", ErrStore, err)
 		for _, w := range b.waiters {
 			switch r := w.reply.(type) {
@@ -344,17 +384,24 @@ func (a *CounterActor) saved(ctx actor.Context, err error) {
 			}
 			w.to.send(ctx, w.reply)
 		}
-		a.flush(ctx)
+		a.retryDelay = min(max(2*a.retryDelay, writeRetryMin), writeRetryMax)
+		if a.retryTimer == nil {
+			a.retryTimer = a.timer.SendOnce(a.retryDelay, ctx.Self(), &retryWrite{})
+		}
+		a.flush(ctx, false)
 		return
 	}
+	a.retryDelay = 0
 	a.durable = b.version
-	// Start the next write before waking this batch's clients, so that
-	// the disk is not idle while their replies are written.
-	a.flush(ctx)
+	// Start the next write before waking this batch's clients, so that the
+	// disk is not idle while their replies are written; tell subscribers
+	// first, so that a change a client saw acknowledged is already known to
+	// every PeerActor (a shutdown flush must not miss it).
+	a.flush(ctx, false)
+	a.notify(ctx, b.origin)
 	for _, w := range b.waiters {
 		w.to.send(ctx, w.reply)
 	}
-	a.notify(ctx, b.origin)
 }
 
 func (a *CounterActor) notify(ctx actor.Context, o origin) {

@@ -76,9 +76,9 @@ type Members struct{ Addrs []string }
 
 // Timer and I/O results a PeerActor sends itself.
 type (
-	heartbeatTick   struct{}
-	pushTick        struct{}
-	antiEntropyTick struct{}
+	heartbeatTick   struct{ gen uint64 }
+	pushTick        struct{ gen uint64 }
+	antiEntropyTick struct{ gen uint64 }
 	heartbeatDone   struct {
 		gen   uint64
 		reply HealthReply
@@ -113,6 +113,7 @@ type PeerActor struct {
 	dirty       bool   // something to push
 	pushing     bool
 	pushTimer   scheduler.CancelFunc
+	pushLazy    bool // the pending push timer is a lazy forward, not a retry
 	backoff     time.Duration
 	members     []string
 	flushers    []*actor.PID // waiting for a Flushed
@@ -147,23 +148,29 @@ func (p *PeerActor) Receive(ctx actor.Context) {
 		p.members = m.Addrs
 		p.markDirty(ctx)
 	case *pushTick:
-		p.pushTimer = nil
-		p.push(ctx)
+		if m.gen == p.gen {
+			p.pushTimer = nil
+			p.push(ctx)
+		}
 	case *pushDone:
 		if m.gen == p.gen {
 			p.pushed(ctx, m)
 		}
 	case *heartbeatTick:
-		p.hbTimer = nil
-		p.heartbeat(ctx)
+		if m.gen == p.gen {
+			p.hbTimer = nil
+			p.heartbeat(ctx)
+		}
 	case *heartbeatDone:
 		if m.gen == p.gen {
 			p.heartbeatDone(ctx, m)
 		}
 	case *antiEntropyTick:
-		p.fullNext = true
-		p.markDirty(ctx)
-		p.aeTimer = p.timer.SendOnce(jitter(p.cfg.AntiEntropyInterval), ctx.Self(), &antiEntropyTick{})
+		if m.gen == p.gen {
+			p.fullNext = true
+			p.markDirty(ctx)
+			p.aeTimer = p.timer.SendOnce(jitter(p.cfg.AntiEntropyInterval), ctx.Self(), &antiEntropyTick{gen: p.gen})
+		}
 	}
 }
 
@@ -172,8 +179,8 @@ func (p *PeerActor) start(ctx actor.Context) {
 	p.state = StateAlive
 	p.fullNext = true
 	ctx.Send(p.cfg.Counter, &Subscribe{PID: ctx.Self()})
-	p.hbTimer = p.timer.SendOnce(rand.N(p.cfg.HeartbeatInterval)+1, ctx.Self(), &heartbeatTick{})
-	p.aeTimer = p.timer.SendOnce(jitter(p.cfg.AntiEntropyInterval), ctx.Self(), &antiEntropyTick{})
+	p.hbTimer = p.timer.SendOnce(rand.N(p.cfg.HeartbeatInterval)+1, ctx.Self(), &heartbeatTick{gen: p.gen})
+	p.aeTimer = p.timer.SendOnce(jitter(p.cfg.AntiEntropyInterval), ctx.Self(), &antiEntropyTick{gen: p.gen})
 	p.markDirty(ctx) // the first push brings the peer up to date
 }
 
@@ -198,7 +205,10 @@ func (p *PeerActor) changed(ctx actor.Context, m *Changed) {
 		// Our next push carries them anyway; the peer has them.
 	default:
 		p.dirty = true
-		p.schedulePush(ctx, p.cfg.HeartbeatInterval)
+		if p.pushTimer == nil && !p.pushing {
+			p.schedulePush(ctx, p.cfg.HeartbeatInterval)
+			p.pushLazy = true
+		}
 	}
 }
 
@@ -206,6 +216,9 @@ func (p *PeerActor) changed(ctx actor.Context, m *Changed) {
 // push is already scheduled or in flight (it will look at dirty when done).
 func (p *PeerActor) markDirty(ctx actor.Context) {
 	p.dirty = true
+	if p.pushTimer != nil && p.pushLazy {
+		p.cancelPush() // a lazy forward must not hold back a client change
+	}
 	p.schedulePush(ctx, p.cfg.FlushDelay)
 }
 
@@ -213,7 +226,15 @@ func (p *PeerActor) schedulePush(ctx actor.Context, d time.Duration) {
 	if p.pushTimer != nil || p.pushing {
 		return
 	}
-	p.pushTimer = p.timer.SendOnce(d, ctx.Self(), &pushTick{})
+	p.pushLazy = false
+	p.pushTimer = p.timer.SendOnce(d, ctx.Self(), &pushTick{gen: p.gen})
+}
+
+func (p *PeerActor) cancelPush() {
+	if p.pushTimer != nil {
+		p.pushTimer()
+		p.pushTimer = nil
+	}
 }
 
 // push asks the CounterActor for the delta the peer lacks, then sends it
@@ -260,10 +281,7 @@ func (p *PeerActor) flush(ctx actor.Context) {
 		return
 	}
 	p.flushers = append(p.flushers, ctx.Sender())
-	if p.pushTimer != nil {
-		p.pushTimer()
-		p.pushTimer = nil
-	}
+	p.cancelPush()
 	p.push(ctx)
 }
 
@@ -302,7 +320,9 @@ func (p *PeerActor) pushed(ctx actor.Context, m *pushDone) {
 		// for: it may lack what its predecessor acknowledged.
 		p.fullNext, p.dirty = true, true
 	}
-	if m.reply.Replica != p.peerReplica {
+	if m.reply.Replica != m.target {
+		// News: a process the push was not cut for. A reply from the
+		// target itself must not undo a newer id a heartbeat has seen.
 		p.peerReplica = m.reply.Replica
 	}
 	if p.dirty && len(p.flushers) > 0 {
@@ -329,7 +349,7 @@ func (p *PeerActor) heartbeat(ctx actor.Context) {
 
 func (p *PeerActor) heartbeatDone(ctx actor.Context, m *heartbeatDone) {
 	p.checking = false
-	p.hbTimer = p.timer.SendOnce(jitter(p.cfg.HeartbeatInterval), ctx.Self(), &heartbeatTick{})
+	p.hbTimer = p.timer.SendOnce(jitter(p.cfg.HeartbeatInterval), ctx.Self(), &heartbeatTick{gen: p.gen})
 	if m.err != nil {
 		p.fails++
 		p.log.Debug("health check failed", "fails", p.fails, "err", m.err)
@@ -344,10 +364,7 @@ func (p *PeerActor) heartbeatDone(ctx actor.Context, m *heartbeatDone) {
 	}
 	if p.fails > 0 && p.dirty && !p.pushing {
 		// The peer answers again: retry now, not when the backoff ends.
-		if p.pushTimer != nil {
-			p.pushTimer()
-			p.pushTimer = nil
-		}
+		p.cancelPush()
 		p.backoff = 0
 		p.schedulePush(ctx, 0)
 	}

@@ -30,6 +30,8 @@ type SupervisorConfig struct {
 	DownProbeMin, DownProbeMax time.Duration
 	// Logger receives membership changes.
 	Logger *slog.Logger
+	// Removed are the peers removed before this start (kept in the store).
+	Removed []string
 }
 
 // RegisterPeer asks the Supervisor to add a peer (from a flag or POST /peers).
@@ -120,12 +122,16 @@ func NewSupervisorProps(cfg SupervisorConfig) *actor.Props {
 		return actor.RestartDirective
 	})
 	return actor.PropsFromProducer(func() actor.Actor {
-		return &Supervisor{
+		s := &Supervisor{
 			cfg:     cfg,
 			log:     cfg.Logger,
 			members: make(map[string]*member),
 			removed: make(map[string]bool),
 		}
+		for _, addr := range cfg.Removed {
+			s.removed[addr] = true
+		}
+		return s
 	}, actor.WithSupervisor(strategy))
 }
 
@@ -141,9 +147,9 @@ func (s *Supervisor) Receive(ctx actor.Context) {
 			s.cancelProbe(mb)
 		}
 	case *RegisterPeer:
-		ctx.Respond(s.register(ctx, m.Addr))
+		respond(ctx, s.register(ctx, m.Addr))
 	case *RemovePeer:
-		ctx.Respond(s.remove(ctx, m.Addr))
+		respond(ctx, s.remove(ctx, m.Addr))
 	case *Contact:
 		s.contact(ctx, m)
 	case *GetPeers:
@@ -371,4 +377,12 @@ func (s *Supervisor) list() *PeerList {
 	}
 	slices.SortFunc(out, func(a, b PeerInfo) int { return strings.Compare(a.Addr, b.Addr) })
 	return &PeerList{Peers: out}
+}
+
+// respond answers a request; a message sent without a sender (such as the
+// registrations of -peers at start) needs no answer.
+func respond(ctx actor.Context, msg any) {
+	if ctx.Sender() != nil {
+		ctx.Respond(msg)
+	}
 }

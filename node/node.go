@@ -60,6 +60,7 @@ func Open(cfg Config) (*Node, error) {
 
 	state := crdt.New(n.replica)
 	var st actors.Store
+	var removed []string
 	if !cfg.Memory {
 		db, err := store.Open(filepath.Join(cfg.DataDir, StoreFile))
 		if err != nil {
@@ -73,6 +74,10 @@ func Open(cfg Config) (*Node, error) {
 			db.Close()
 			return nil, fmt.Errorf("node: loading %s: %w", db.Path(), err)
 		}
+		if removed, err = db.Tombstones(); err != nil {
+			db.Close()
+			return nil, err
+		}
 		n.db, st = db, db
 	}
 
@@ -84,9 +89,10 @@ func Open(cfg Config) (*Node, error) {
 		actor.WithDeadLetterRequestLogging(false),
 		actor.WithDeadLetterThrottleInterval(10*time.Millisecond),
 	)
+	actorLog := n.log // n.log gains the node's address later; this closure must not race with that
 	n.sys.EventStream.Subscribe(func(evt any) {
 		if e, ok := evt.(*actor.SupervisorEvent); ok {
-			n.log.Error("actor failed", "actor", e.Child.Id, "directive", e.Directive.String(), "reason", fmt.Sprint(e.Reason))
+			actorLog.Error("actor failed", "actor", e.Child.Id, "directive", e.Directive.String(), "reason", fmt.Sprint(e.Reason))
 		}
 	})
 	// A top-level actor that panics resumes, keeping its state (and, for the
@@ -129,6 +135,7 @@ func Open(cfg Config) (*Node, error) {
 			Counter:             counter,
 			Logger:              n.log,
 		},
+		Removed:      removed,
 		DownProbeMin: cfg.HeartbeatInterval,
 		DownProbeMax: max(cfg.DownProbeMax, cfg.HeartbeatInterval),
 		Logger:       n.log,
@@ -140,7 +147,11 @@ func Open(cfg Config) (*Node, error) {
 		n.closeStore()
 		return nil, fmt.Errorf("node: spawn supervisor: %w", err)
 	}
-	n.cluster = actors.NewClusterClient(n.sys.Root, n.sup, n.client, cfg.RequestTimeout)
+	var tombstones actors.Tombstones
+	if n.db != nil {
+		tombstones = n.db
+	}
+	n.cluster = actors.NewClusterClient(n.sys.Root, n.sup, n.client, tombstones, cfg.RequestTimeout)
 	n.http = httpapi.NewServer(httpapi.Config{
 		Listener:       ln,
 		Node:           n.addr,

@@ -22,7 +22,10 @@ import (
 // ErrCorrupt means the file holds a record countd did not write.
 var ErrCorrupt = errors.New("store: corrupt record")
 
-var bucketEntries = []byte("entries")
+var (
+	bucketEntries    = []byte("entries")
+	bucketTombstones = []byte("tombstones") // removed peers' addresses
+)
 
 // DB is an open store. Its methods are safe for concurrent use.
 type DB struct {
@@ -43,8 +46,12 @@ func Open(path string) (*DB, error) {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(bucketEntries)
-		return err
+		for _, b := range [][]byte{bucketEntries, bucketTombstones} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		db.Close()
@@ -99,6 +106,37 @@ func (d *DB) Save(entries []crdt.Entry) error {
 		return fmt.Errorf("store: save: %w", err)
 	}
 	return nil
+}
+
+// SetTombstone records (on) or forgets (off) that the peer at addr was
+// removed, so that a removal survives a restart.
+func (d *DB) SetTombstone(addr string, on bool) error {
+	err := d.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketTombstones)
+		if on {
+			return b.Put([]byte(addr), nil)
+		}
+		return b.Delete([]byte(addr))
+	})
+	if err != nil {
+		return fmt.Errorf("store: tombstone: %w", err)
+	}
+	return nil
+}
+
+// Tombstones returns the addresses of the removed peers.
+func (d *DB) Tombstones() ([]string, error) {
+	var out []string
+	err := d.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketTombstones).ForEach(func(k, _ []byte) error {
+			out = append(out, string(k))
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: tombstones: %w", err)
+	}
+	return out, nil
 }
 
 // Close closes the file. It is safe to call more than once.

@@ -149,3 +149,32 @@ func BenchmarkSave(b *testing.B) {
 		}
 	}
 }
+
+func TestTombstonesSurviveReopen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "countd.db")
+	db, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []string{"127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"} {
+		if err := db.SetTombstone(a, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.SetTombstone("127.0.0.1:2", false); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if db, err = Open(path); err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	got, err := db.Tombstones()
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(got)
+	if want := []string{"127.0.0.1:1", "127.0.0.1:3"}; !slices.Equal(got, want) {
+		t.Fatalf("tombstones after reopen = %v, want %v", got, want)
+	}
+}

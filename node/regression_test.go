@@ -1,0 +1,31 @@
+package node
+
+import (
+	"fmt"
+	"net/http"
+	"testing"
+)
+
+// DELETE /peers/{C} is for good: a node restarted on its data dir (its
+// -peers naming only B) must not re-learn the removed C from B's gossip.
+func TestRemovalSurvivesRestart(t *testing.T) {
+	c := startCluster(t, 3, withSeed(90))
+	if status, err := c.removePeer("A", "C"); err != nil || status != http.StatusNoContent {
+		t.Fatalf("DELETE = %d, %v", status, err)
+	}
+	c.stop("A")
+	c.tnode("A").peers = c.addrs("B") // A's flags no longer name C
+	c.restart("A", sameDir)
+	holdFor(t, 20*c.heartbeat(), "A does not list the removed C after its restart", func() (bool, string) {
+		rows, err := c.peers("A")
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, r := range rows {
+			if r.Addr == c.addr("C") {
+				return false, fmt.Sprintf("A lists C again: %s", c.describePeers(rows))
+			}
+		}
+		return true, ""
+	})
+}
