@@ -53,6 +53,7 @@ const MaxPushEntries = 2000
 // PeerStatus tells the parent how a peer is doing: sent on every change of
 // state and after every successful health check (LastSeen).
 type PeerStatus struct {
+	From     *actor.PID // the reporting PeerActor
 	Addr     string
 	State    string // StateAlive or StateSuspect
 	LastSeen time.Time
@@ -61,7 +62,10 @@ type PeerStatus struct {
 
 // PeerUnhealthy tells the parent that a peer failed FailuresBeforeDown health
 // checks in a row. It is sent once; the parent is expected to stop the actor.
-type PeerUnhealthy struct{ Addr string }
+type PeerUnhealthy struct {
+	From *actor.PID // the reporting PeerActor
+	Addr string
+}
 
 // Flush asks a PeerActor to push what its peer lacks right away (used at
 // shutdown). Reply: *Flushed, once the peer is up to date or a push failed.
@@ -355,10 +359,10 @@ func (p *PeerActor) heartbeatDone(ctx actor.Context, m *heartbeatDone) {
 		p.log.Debug("health check failed", "fails", p.fails, "err", m.err)
 		if p.fails == 1 && p.state == StateAlive {
 			p.state = StateSuspect
-			ctx.Send(ctx.Parent(), &PeerStatus{Addr: p.addr, State: StateSuspect, Replica: p.peerReplica})
+			ctx.Send(ctx.Parent(), &PeerStatus{From: ctx.Self(), Addr: p.addr, State: StateSuspect, Replica: p.peerReplica})
 		}
 		if p.fails == p.cfg.FailuresBeforeDown {
-			ctx.Send(ctx.Parent(), &PeerUnhealthy{Addr: p.addr})
+			ctx.Send(ctx.Parent(), &PeerUnhealthy{From: ctx.Self(), Addr: p.addr})
 		}
 		return
 	}
@@ -378,7 +382,7 @@ func (p *PeerActor) heartbeatDone(ctx actor.Context, m *heartbeatDone) {
 		p.fullNext = true
 		p.markDirty(ctx)
 	}
-	ctx.Send(ctx.Parent(), &PeerStatus{Addr: p.addr, State: StateAlive, LastSeen: time.Now(), Replica: p.peerReplica})
+	ctx.Send(ctx.Parent(), &PeerStatus{From: ctx.Self(), Addr: p.addr, State: StateAlive, LastSeen: time.Now(), Replica: p.peerReplica})
 }
 
 var errNoReply = errors.New("actors: transport returned no reply")

@@ -165,7 +165,7 @@ func (s *Supervisor) Receive(ctx actor.Context) {
 	case *PeerStatus:
 		s.status(ctx, m)
 	case *PeerUnhealthy:
-		s.unhealthy(ctx, m.Addr)
+		s.unhealthy(ctx, m)
 	case *probeTick:
 		s.probe(ctx, m.addr)
 	case *probeDone:
@@ -240,7 +240,7 @@ func (s *Supervisor) contact(ctx actor.Context, m *Contact) {
 
 func (s *Supervisor) status(ctx actor.Context, m *PeerStatus) {
 	mb, ok := s.members[m.Addr]
-	if !ok || mb.pid == nil {
+	if !ok || !mb.current(m.From) {
 		return
 	}
 	if mb.state != m.State {
@@ -258,9 +258,9 @@ func (s *Supervisor) status(ctx actor.Context, m *PeerStatus) {
 
 // unhealthy stops the PeerActor of a peer that failed its health checks and
 // puts the peer on the down list.
-func (s *Supervisor) unhealthy(ctx actor.Context, addr string) {
-	mb, ok := s.members[addr]
-	if !ok || mb.pid == nil {
+func (s *Supervisor) unhealthy(ctx actor.Context, m *PeerUnhealthy) {
+	mb, ok := s.members[m.Addr]
+	if !ok || !mb.current(m.From) {
 		return
 	}
 	ctx.Stop(mb.pid)
@@ -344,6 +344,13 @@ func (s *Supervisor) revive(ctx actor.Context, mb *member) {
 	mb.lastSeen = time.Now()
 	mb.pid = ctx.SpawnPrefix(s.cfg.PeerProps(mb.addr), "peer-")
 	s.log.Info("peer alive", "peer", mb.addr)
+}
+
+// current reports whether a report from the PeerActor at from is about this
+// member's running PeerActor, not a predecessor stopped since (a report with
+// no sender is taken as current).
+func (mb *member) current(from *actor.PID) bool {
+	return mb.pid != nil && (from == nil || from.Equal(mb.pid))
 }
 
 func (s *Supervisor) add(ctx actor.Context, addr, state string) *member {

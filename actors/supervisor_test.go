@@ -220,3 +220,25 @@ func TestPanickingPeerIsRestartedBySupervision(t *testing.T) {
 		t.Fatalf("state after a restart = %q", s)
 	}
 }
+
+func TestSupervisorIgnoresReportsOfAStoppedPeerActor(t *testing.T) {
+	f := newSupervisorFixture(t)
+	const a = "127.0.0.1:2"
+	f.ask(&RegisterPeer{Addr: a})
+	old := f.event(a, "started")
+	f.ask(&RemovePeer{Addr: a})
+	f.event(a, "stopped")
+	f.ask(&RegisterPeer{Addr: a})
+	f.event(a, "started")
+
+	// A report the old PeerActor sent before it stopped arrives late.
+	f.sys.Root.Send(f.sup, &PeerUnhealthy{From: old.pid, Addr: a})
+	if s := f.state(a); s == StateDown {
+		t.Fatal("a stale report from a stopped PeerActor took the new one down")
+	}
+	select {
+	case e := <-f.events:
+		t.Fatalf("unexpected child event %+v", e)
+	default:
+	}
+}
