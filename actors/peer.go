@@ -74,6 +74,13 @@ type Flush struct{}
 // Flushed answers Flush.
 type Flushed struct{ Err error }
 
+// PeerIsSelf tells the parent that the address answers as this very node
+// (an alias such as localhost:PORT for 127.0.0.1:PORT).
+type PeerIsSelf struct {
+	From *actor.PID
+	Addr string
+}
+
 // Members gives a PeerActor the addresses this node sees alive, which every
 // push carries to the peer. A change of members triggers a push.
 type Members struct{ Addrs []string }
@@ -371,6 +378,10 @@ func (p *PeerActor) heartbeatDone(ctx actor.Context, m *heartbeatDone) {
 		p.cancelPush()
 		p.backoff = 0
 		p.schedulePush(ctx, 0)
+	}
+	if m.reply.Node == p.cfg.Self {
+		ctx.Send(ctx.Parent(), &PeerIsSelf{From: ctx.Self(), Addr: p.addr})
+		return
 	}
 	p.fails = 0
 	p.state = StateAlive

@@ -253,3 +253,16 @@ func TestPeerSendsFullStateWhenPeerRestarts(t *testing.T) {
 	tr.set(func(f *fakeTransport) { f.replica = "00000000000000dd" })
 	fishFor(t, counter, wait, func(d *DeltaSince) bool { return d.Version == 0 })
 }
+
+func TestPeerThatIsThisNodeIsReported(t *testing.T) {
+	sys := newSystem(t)
+	tr := newFakeTransport()
+	counter, _ := spawnCounter(t, sys, nil)
+	cfg := testPeerConfig(tr, counter)
+	cfg.HeartbeatInterval = 5 * time.Millisecond
+	cfg.Self = "127.0.0.2:2" // the address the PeerActor was made for answers as us
+	_, parent := spawnPeer(t, sys, cfg)
+	if m := fishFor(t, parent, wait, func(*PeerIsSelf) bool { return true }); m.Addr != "127.0.0.2:2" {
+		t.Fatalf("self report for %q", m.Addr)
+	}
+}

@@ -166,6 +166,11 @@ func (s *Supervisor) Receive(ctx actor.Context) {
 		s.status(ctx, m)
 	case *PeerUnhealthy:
 		s.unhealthy(ctx, m)
+	case *PeerIsSelf:
+		if mb, ok := s.members[m.Addr]; ok && mb.current(m.From) {
+			s.log.Warn("peer address is this node; dropping it", "peer", m.Addr)
+			s.remove(ctx, m.Addr)
+		}
 	case *probeTick:
 		s.probe(ctx, m.addr)
 	case *probeDone:
