@@ -175,19 +175,16 @@ func TestPeerRetriesWithGrowingBackoff(t *testing.T) {
 	for i := 1; i < len(at); i++ {
 		gaps = append(gaps, at[i].Sub(at[i-1]))
 	}
-	// Backoff doubles from RetryMin (5ms); with jitter each gap lies in
-	// [b/2, b], so a gap is never shorter than the one before it (allow
-	// 1ms of timer slack), and the last is several times the first.
-	for i := 1; i < len(gaps); i++ {
-		if gaps[i] < gaps[i-1]-time.Millisecond {
-			t.Fatalf("retry gaps %v: gap %d shrank", gaps, i)
+	// Backoff doubles from RetryMin: 5, 10, 20, 40, 80, 160ms. With jitter
+	// each gap lies in [b/2, b], plus scheduling delay. Timers never fire
+	// early, so the lower bounds are exact and prove the growth; the upper
+	// bounds depend on how loaded the machine is and are not checked.
+	b := 5 * time.Millisecond
+	for i, g := range gaps {
+		if g < b/2-time.Millisecond/2 {
+			t.Fatalf("retry gaps %v: gap %d is %v, under half its backoff %v", gaps, i, g, b)
 		}
-	}
-	if gaps[len(gaps)-1] < 8*gaps[0] {
-		t.Fatalf("retry gaps %v: the backoff did not grow", gaps)
-	}
-	if gaps[0] < 2*time.Millisecond {
-		t.Fatalf("retry gaps %v: first retry sooner than RetryMin/2", gaps)
+		b *= 2
 	}
 }
 

@@ -9,7 +9,10 @@
 //
 // proc_test.go holds the process handling (build, start, port discovery,
 // health wait, kill, stop, logs on failure); e2e_test.go holds the single-node
-// tests and cluster_test.go the cluster ones.
+// tests and cluster_test.go the cluster ones. netns_test.go runs each node
+// in a network namespace of its own, joined by veth links to a bridge, and
+// cuts, splits and drops traffic one way at the link level; it needs root
+// and iproute2, and skips (saying why) without them.
 // The package is skipped under -short because it builds and runs the binary.
 //
 // E2E_RACE_NODE=1 builds the node itself with -race; a race it sees makes it

@@ -368,6 +368,7 @@ func (l *load) String() string {
 func newClient(t *testing.T, conns int) *http.Client {
 	tr := &http.Transport{
 		Proxy:               nil, // never route loopback through an HTTP_PROXY
+		DialContext:         dialNode,
 		MaxIdleConns:        conns,
 		MaxIdleConnsPerHost: conns,
 		IdleConnTimeout:     30 * time.Second,

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -159,6 +161,14 @@ func startNode(t *testing.T, args ...string) *proc {
 // spawn starts the process and registers its cleanup, without waiting for it.
 func spawn(t *testing.T, args ...string) *proc {
 	t.Helper()
+	return spawnVia(t, nil, args...)
+}
+
+// spawnVia is spawn with the binary run through a wrapper command that execs
+// it in place, such as `ip netns exec NAME`: the wrapper's PID becomes the
+// node's, so signals and the cleanup's SIGKILL still reach the node itself.
+func spawnVia(t *testing.T, wrapper []string, args ...string) *proc {
+	t.Helper()
 	if binPath == "" {
 		t.Fatal("e2e: no binary; TestMain did not build countd")
 	}
@@ -168,7 +178,8 @@ func spawn(t *testing.T, args ...string) *proc {
 		stderr: newLogBuffer(),
 		done:   make(chan struct{}),
 	}
-	p.cmd = exec.Command(binPath, p.args...)
+	argv := append(append(slices.Clone(wrapper), binPath), p.args...)
+	p.cmd = exec.Command(argv[0], argv[1:]...)
 	p.cmd.Stderr = p.stderr
 	p.cmd.Env = cleanEnv()
 	if err := p.cmd.Start(); err != nil {
@@ -254,7 +265,7 @@ func listenAddr(out string) (string, bool) {
 // waitHealthy polls GET /health until it answers 200.
 func (p *proc) waitHealthy() {
 	p.t.Helper()
-	c := &http.Client{Timeout: time.Second}
+	c := &http.Client{Transport: &http.Transport{Proxy: nil, DialContext: dialNode}, Timeout: time.Second}
 	defer c.CloseIdleConnections()
 	var last string
 	ok := poll(startTimeout, func() bool {
@@ -362,4 +373,21 @@ func freePorts(t *testing.T, n int) []int {
 		ports[i] = ln.Addr().(*net.TCPAddr).Port
 	}
 	return ports
+}
+
+// nodeDialers holds, for nodes a test started inside a network namespace
+// (netns_test.go), a dial function that reaches the node's address from
+// inside that namespace; the test adds and removes the entries. Every test
+// client dials through dialNode, so cluster helpers work unchanged on such
+// nodes.
+var nodeDialers sync.Map // "host:port" -> func(ctx context.Context, network, addr string) (net.Conn, error)
+
+// dialNode dials addr with the dialer registered for it in nodeDialers, or
+// as http.Transport does by default when none is.
+func dialNode(ctx context.Context, network, addr string) (net.Conn, error) {
+	if d, ok := nodeDialers.Load(addr); ok {
+		return d.(func(context.Context, string, string) (net.Conn, error))(ctx, network, addr)
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, network, addr)
 }
