@@ -65,6 +65,7 @@ type PeerStatus struct {
 type PeerUnhealthy struct {
 	From *actor.PID // the reporting PeerActor
 	Addr string
+	Err  error // the last health check's failure
 }
 
 // Flush asks a PeerActor to push what its peer lacks right away (used at
@@ -369,7 +370,7 @@ func (p *PeerActor) heartbeatDone(ctx actor.Context, m *heartbeatDone) {
 			ctx.Send(ctx.Parent(), &PeerStatus{From: ctx.Self(), Addr: p.addr, State: StateSuspect, Replica: p.peerReplica})
 		}
 		if p.fails == p.cfg.FailuresBeforeDown {
-			ctx.Send(ctx.Parent(), &PeerUnhealthy{From: ctx.Self(), Addr: p.addr})
+			ctx.Send(ctx.Parent(), &PeerUnhealthy{From: ctx.Self(), Addr: p.addr, Err: m.err})
 		}
 		return
 	}

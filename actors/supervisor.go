@@ -269,14 +269,14 @@ func (s *Supervisor) unhealthy(ctx actor.Context, m *PeerUnhealthy) {
 		return
 	}
 	ctx.Stop(mb.pid)
-	s.down(ctx, mb)
+	s.down(ctx, mb, m.Err)
 }
 
-func (s *Supervisor) down(ctx actor.Context, mb *member) {
+func (s *Supervisor) down(ctx actor.Context, mb *member, why error) {
 	mb.pid = nil
 	mb.state = StateDown
 	mb.backoff = s.cfg.DownProbeMin
-	s.log.Info("peer down", "peer", mb.addr)
+	s.log.Info("peer down", "peer", mb.addr, "err", why)
 	s.scheduleProbe(mb)
 	s.announce(ctx)
 }
@@ -289,7 +289,7 @@ func (s *Supervisor) terminated(ctx actor.Context, who *actor.PID) {
 	}
 	for _, mb := range s.members {
 		if mb.pid != nil && mb.pid.Equal(who) {
-			s.down(ctx, mb)
+			s.down(ctx, mb, errors.New("its PeerActor stopped after repeated panics"))
 			return
 		}
 	}
