@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"countd/actors"
 )
 
 // Config configures a Node. Durations are wall-clock time.
@@ -58,6 +60,11 @@ type Config struct {
 
 	// Logger receives the node's logs. Nil means slog.Default().
 	Logger *slog.Logger
+
+	// WrapStore is a test hook: if set, it wraps the store the CounterActor
+	// writes to (the durable store; ignored when Memory is set), so a test
+	// can break persistence and check that its checks notice.
+	WrapStore func(actors.Store) actors.Store
 }
 
 // DefaultConfig returns the configuration of a node on port 8080.

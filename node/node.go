@@ -79,6 +79,9 @@ func Open(cfg Config) (*Node, error) {
 			return nil, err
 		}
 		n.db, st = db, db
+		if cfg.WrapStore != nil {
+			st = cfg.WrapStore(st)
+		}
 	}
 
 	loaded := state.Len() // the CounterActor owns state from here on

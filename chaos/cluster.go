@@ -1,0 +1,557 @@
+package chaos
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"countd/internal/faultnet"
+	"countd/node"
+)
+
+// Timeouts of the harness.
+const (
+	// clientTimeout bounds one client request: above the node's own request
+	// timeout, so a stuck node answers 503 before the client gives up.
+	clientTimeout = 8 * time.Second
+	// ctlTimeout bounds one request of the harness itself (reads, DELETE).
+	ctlTimeout = 5 * time.Second
+	// pollEvery is the pace of every poll.
+	pollEvery = 10 * time.Millisecond
+)
+
+// Options change how a Cluster runs its nodes.
+type Options struct {
+	// Config, if set, changes the Config of the named node before each
+	// Open. Tests use it to break a node on purpose (node.Config.WrapStore,
+	// a corrupting RoundTripper) and check that Check notices.
+	Config func(name string, cfg *node.Config)
+	// AntiEntropy keeps the nodes' periodic full-state pushes (every 2 s
+	// with node.TestConfig). Off by default: they repair whatever a lost or
+	// mishandled delta leaves behind, so they would hide the bugs this
+	// package looks for. Deltas, retries and the full pushes to restarted
+	// and revived peers must converge on their own.
+	AntiEntropy bool
+}
+
+// Cluster is a set of countd nodes in this process, each on its own
+// 127.0.0.1 port and data dir, whose node-to-node traffic goes through Net
+// and whose clients go through ClientNet.
+type Cluster struct {
+	t         testing.TB
+	base      string
+	opts      Options
+	Net       *faultnet.Network // node-to-node traffic
+	ClientNet *faultnet.Network // client traffic
+	client    *http.Client      // client changes, through ClientNet
+	ctl       *http.Client      // the harness's own requests, direct
+	logs      *logSink
+
+	mu      sync.Mutex
+	nodes   map[string]*member
+	order   []string        // names in the order they were made
+	removed map[string]bool // names of removed nodes
+}
+
+// member is one node of a cluster, running or not. Its address stays the
+// same across restarts.
+type member struct {
+	name  string
+	addr  string
+	dir   string
+	ln    net.Listener // reserved, not yet handed to Open
+	n     *node.Node   // nil while stopped
+	muted *atomic.Bool // while set, every request the node sends is lost
+	opens int
+}
+
+// NewCluster returns an empty cluster whose networks draw their random
+// choices from seed. Cleanup closes every node and listener and removes
+// every data dir, whatever happened.
+func NewCluster(t testing.TB, seed uint64, opts Options) *Cluster {
+	t.Helper()
+	c := &Cluster{
+		t:         t,
+		base:      t.TempDir(), // made before Cleanup is registered, so removed after it
+		opts:      opts,
+		Net:       faultnet.New(seed),
+		ClientNet: faultnet.New(seed ^ 0xc11e47),
+		ctl:       &http.Client{Timeout: ctlTimeout},
+		logs:      &logSink{max: 3000},
+		nodes:     map[string]*member{},
+		removed:   map[string]bool{},
+	}
+	c.client = &http.Client{Timeout: clientTimeout, Transport: c.ClientNet.Transport("client",
+		&http.Transport{MaxIdleConnsPerHost: 16, IdleConnTimeout: 30 * time.Second})}
+	t.Cleanup(func() {
+		c.Net.Heal()
+		c.ClientNet.Heal()
+		c.closeAll()
+		c.client.CloseIdleConnections()
+		c.ctl.CloseIdleConnections()
+	})
+	return c
+}
+
+// Start reserves and opens n nodes named A, B, ..., each knowing all the
+// others, and waits until each lists every other as alive.
+func (c *Cluster) Start(n int) error {
+	names := nodeNames(n)
+	for _, name := range names {
+		if err := c.reserve(name); err != nil {
+			return err
+		}
+	}
+	for _, name := range names {
+		if err := c.open(name, c.peersOf(name)); err != nil {
+			return err
+		}
+	}
+	return c.waitFor(20*time.Second, "every node lists every other alive", func() (bool, string) {
+		return c.meshed()
+	})
+}
+
+func (c *Cluster) reserve(name string) error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("reserve %s: %w", name, err)
+	}
+	dir, err := os.MkdirTemp(c.base, name+"-")
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.nodes[name] = &member{name: name, addr: ln.Addr().String(), dir: dir, ln: ln, muted: new(atomic.Bool)}
+	c.order = append(c.order, name)
+	return nil
+}
+
+// peersOf returns the addresses of every node but name and the removed ones.
+func (c *Cluster) peersOf(name string) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for _, other := range c.order {
+		if other != name && !c.removed[other] {
+			out = append(out, c.nodes[other].addr)
+		}
+	}
+	return out
+}
+
+// open starts the named node on its reserved listener and data dir.
+func (c *Cluster) open(name string, peers []string) error {
+	m := c.member(name)
+	cfg := node.TestConfig()
+	if !c.opts.AntiEntropy {
+		cfg.AntiEntropyInterval = time.Hour
+	}
+	cfg.Memory = false
+	cfg.DataDir = m.dir
+	cfg.Listener, m.ln = m.ln, nil
+	cfg.Peers = peers
+	m.muted.Store(false)
+	cfg.RoundTripper = &muteTransport{muted: m.muted, base: c.Net.Transport(m.addr, nil)}
+	cfg.Logger = c.logs.logger(fmt.Sprintf("%s#%d", name, m.opens))
+	if c.opts.Config != nil {
+		c.opts.Config(name, &cfg)
+	}
+	n, err := node.Open(cfg)
+	if err != nil {
+		cfg.Listener.Close()
+		return fmt.Errorf("open %s: %w", name, err)
+	}
+	if n.Addr() != m.addr {
+		n.Close()
+		return fmt.Errorf("node %s advertises %s, want %s", name, n.Addr(), m.addr)
+	}
+	c.mu.Lock()
+	m.n = n
+	m.opens++
+	c.mu.Unlock()
+	return nil
+}
+
+// Crash stops the named node with every request it sends lost, so its peers
+// hear nothing more from it: whatever it acknowledged and had not pushed is
+// only on its disk. (Close is graceful towards clients and the store; an
+// in-process node cannot be SIGKILLed, and the acknowledged changes are
+// already durable before the 200, which is what a SIGKILL tests.)
+func (c *Cluster) Crash(name string) {
+	m := c.member(name)
+	m.muted.Store(true)
+	c.stop(m)
+}
+
+// Mute loses (on) or restores (off) every request the named node sends.
+func (c *Cluster) Mute(name string, on bool) { c.member(name).muted.Store(on) }
+
+func (c *Cluster) stop(m *member) {
+	c.mu.Lock()
+	n := m.n
+	m.n = nil
+	c.mu.Unlock()
+	if n == nil {
+		return
+	}
+	if err := n.Close(); err != nil {
+		c.t.Logf("close %s: %v", m.name, err)
+	}
+}
+
+// Restart starts a stopped node again on its address, on its data dir or,
+// if wipe, on a new empty one.
+func (c *Cluster) Restart(name string, wipe bool) error {
+	m := c.member(name)
+	if wipe {
+		dir, err := os.MkdirTemp(c.base, name+"-")
+		if err != nil {
+			return err
+		}
+		m.dir = dir
+	}
+	ln, err := relisten(m.addr)
+	if err != nil {
+		return err
+	}
+	m.ln = ln
+	return c.open(name, c.peersOf(name))
+}
+
+// relisten listens on addr again. The port was ours, but an outgoing
+// connection may briefly hold it as its local port, so retry for a while.
+func relisten(addr string) (net.Listener, error) {
+	var err error
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		var ln net.Listener
+		if ln, err = net.Listen("tcp", addr); err == nil {
+			return ln, nil
+		}
+	}
+	return nil, fmt.Errorf("listen again on %s: %w", addr, err)
+}
+
+// Join starts a new node that knows only via; gossip must do the rest.
+func (c *Cluster) Join(name, via string) error {
+	if err := c.reserve(name); err != nil {
+		return err
+	}
+	return c.open(name, []string{c.Addr(via)})
+}
+
+// Remove sends DELETE /peers/{name} to every other live node, then stops
+// the node. It stays removed: it is never started again.
+func (c *Cluster) Remove(name string) error {
+	addr := c.Addr(name)
+	c.mu.Lock()
+	c.removed[name] = true
+	c.mu.Unlock()
+	for _, on := range c.Live() {
+		if on == name {
+			continue
+		}
+		req, err := http.NewRequest(http.MethodDelete, c.URL(on)+"/peers/"+url.PathEscape(addr), nil)
+		if err != nil {
+			return err
+		}
+		resp, err := c.ctl.Do(req)
+		if err != nil {
+			return fmt.Errorf("DELETE /peers/%s on %s: %w", name, on, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNoContent {
+			return fmt.Errorf("DELETE /peers/%s on %s: status %d, want 204", name, on, resp.StatusCode)
+		}
+	}
+	c.stop(c.member(name))
+	return nil
+}
+
+// closeAll closes every running node and reserved listener, concurrently.
+func (c *Cluster) closeAll() {
+	c.mu.Lock()
+	var run []*node.Node
+	for _, m := range c.nodes {
+		if m.n != nil {
+			run = append(run, m.n)
+			m.n = nil
+		}
+		if m.ln != nil {
+			m.ln.Close()
+			m.ln = nil
+		}
+	}
+	c.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, n := range run {
+		wg.Go(func() { n.Close() })
+	}
+	wg.Wait()
+}
+
+func (c *Cluster) member(name string) *member {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m, ok := c.nodes[name]
+	if !ok {
+		panic("chaos: no node " + name)
+	}
+	return m
+}
+
+// Addr returns the named node's address, host:port.
+func (c *Cluster) Addr(name string) string { return c.member(name).addr }
+
+// URL returns the named node's base URL.
+func (c *Cluster) URL(name string) string { return "http://" + c.Addr(name) }
+
+// Live returns the names of the running nodes, in the order they were made.
+func (c *Cluster) Live() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for _, name := range c.order {
+		if c.nodes[name].n != nil {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// Removed returns the names of the removed nodes.
+func (c *Cluster) Removed() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for _, name := range c.order {
+		if c.removed[name] {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// nameOf returns the name of the node at addr, or addr itself.
+func (c *Cluster) nameOf(addr string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for name, m := range c.nodes {
+		if m.addr == addr {
+			return name
+		}
+	}
+	return addr
+}
+
+// Logs returns the last n lines the nodes logged.
+func (c *Cluster) Logs(n int) string { return c.logs.tail(n) }
+
+// --- client side ---
+
+// Change adds delta (non-zero) to counter on the named node and classifies
+// the outcome. It goes through ClientNet and never fails the test.
+func (c *Cluster) Change(client int, name, counter string, delta int64) Op {
+	op := Op{Client: client, Node: name, Counter: counter, Delta: delta}
+	verb, by := "increment", delta
+	if delta < 0 {
+		verb, by = "decrement", -delta
+	}
+	u := fmt.Sprintf("%s/counters/%s/%s?by=%d", c.URL(name), url.PathEscape(counter), verb, by)
+	resp, err := c.client.Post(u, "", nil)
+	if err != nil {
+		op.Outcome, op.Err = Unknown, err.Error()
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			op.Outcome = Failed // nobody listened: nothing was applied
+		}
+		return op
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	switch {
+	case resp.StatusCode/100 == 2:
+		op.Outcome = OK
+	case resp.StatusCode/100 == 4:
+		op.Outcome, op.Err = Failed, fmt.Sprintf("%s: %s", resp.Status, bytes.TrimSpace(body))
+	default: // 503 after a timeout: the change may yet be applied
+		op.Outcome, op.Err = Unknown, fmt.Sprintf("%s: %s", resp.Status, bytes.TrimSpace(body))
+	}
+	return op
+}
+
+// getJSON GETs path from the named node into out; status must be 200.
+func (c *Cluster) getJSON(name, path string, out any) error {
+	resp, err := c.ctl.Get(c.URL(name) + path)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s on %s: %s: %s", path, name, resp.Status, bytes.TrimSpace(body))
+	}
+	return json.Unmarshal(body, out)
+}
+
+// Counters returns GET /counters of the named node.
+func (c *Cluster) Counters(name string) (map[string]int64, error) {
+	var r struct {
+		Counters map[string]int64 `json:"counters"`
+	}
+	err := c.getJSON(name, "/counters", &r)
+	return r.Counters, err
+}
+
+// PeerRow is one row of GET /peers.
+type PeerRow struct {
+	Addr  string `json:"addr"`
+	State string `json:"state"`
+}
+
+// Peers returns GET /peers of the named node.
+func (c *Cluster) Peers(name string) ([]PeerRow, error) {
+	var r struct {
+		Peers []PeerRow `json:"peers"`
+	}
+	err := c.getJSON(name, "/peers", &r)
+	return r.Peers, err
+}
+
+// describePeers renders a peer list with node names.
+func (c *Cluster) describePeers(rows []PeerRow) string {
+	parts := make([]string, len(rows))
+	for i, r := range rows {
+		parts[i] = c.nameOf(r.Addr) + "=" + r.State
+	}
+	slices.Sort(parts)
+	return "[" + strings.Join(parts, " ") + "]"
+}
+
+// waitFor polls cond until it holds or timeout passes; then it returns an
+// error with what and cond's last description of what it saw.
+func (c *Cluster) waitFor(timeout time.Duration, what string, cond func() (bool, string)) error {
+	start := time.Now()
+	for {
+		done, last := cond()
+		if done {
+			return nil
+		}
+		if time.Since(start) > timeout {
+			return fmt.Errorf("after %v: %s: still %s", timeout, what, last)
+		}
+		time.Sleep(pollEvery)
+	}
+}
+
+// meshed reports whether every live node lists every other live node as
+// alive, and describes the tables that do not.
+func (c *Cluster) meshed() (bool, string) {
+	live := c.Live()
+	var bad []string
+	for _, name := range live {
+		rows, err := c.Peers(name)
+		if err != nil {
+			bad = append(bad, fmt.Sprintf("%s: %v", name, err))
+			continue
+		}
+		states := map[string]string{}
+		for _, r := range rows {
+			states[c.nameOf(r.Addr)] = r.State
+		}
+		for _, other := range live {
+			if other != name && states[other] != "alive" {
+				bad = append(bad, fmt.Sprintf("%s lists %s", name, c.describePeers(rows)))
+				break
+			}
+		}
+	}
+	return len(bad) == 0, strings.Join(bad, "; ")
+}
+
+// muteTransport loses every request while muted; otherwise it passes them
+// to base.
+type muteTransport struct {
+	muted *atomic.Bool
+	base  http.RoundTripper
+}
+
+func (m *muteTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if m.muted.Load() {
+		if req.Body != nil {
+			req.Body.Close()
+		}
+		return nil, faultnet.ErrDropped
+	}
+	return m.base.RoundTrip(req)
+}
+
+func (m *muteTransport) CloseIdleConnections() {
+	if c, ok := m.base.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
+// --- logs ---
+
+// logSink keeps the last max lines every node logged, so a failing seed
+// can show what the nodes did.
+type logSink struct {
+	mu    sync.Mutex
+	max   int
+	lines []string
+	buf   []byte
+}
+
+func (s *logSink) logger(name string) *slog.Logger {
+	h := slog.NewTextHandler(s, &slog.HandlerOptions{Level: slog.LevelDebug})
+	return slog.New(h).With("n", name)
+}
+
+// Write implements io.Writer; slog writes whole lines.
+func (s *logSink) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.buf = append(s.buf, p...)
+	for {
+		i := bytes.IndexByte(s.buf, '\n')
+		if i < 0 {
+			break
+		}
+		s.lines = append(s.lines, string(s.buf[:i]))
+		s.buf = s.buf[i+1:]
+	}
+	if len(s.lines) > 2*s.max {
+		s.lines = append(s.lines[:0:0], s.lines[len(s.lines)-s.max:]...)
+	}
+	return len(p), nil
+}
+
+func (s *logSink) tail(n int) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	lines := s.lines
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

@@ -1,0 +1,59 @@
+// Package chaos is a randomized cluster test driver for countd. It is test
+// support only: main never imports it, and it runs under go test.
+//
+// From a seed, Generate builds a Schedule: how many nodes start (3 to 7),
+// and a list of steps, each holding one or two faults for a while as clients
+// change counters. The faults are symmetric and one-way partitions, an
+// isolated node, a bridge (A sees B and C, which do not see each other),
+// message loss, lost replies, duplication, delays with jitter that reorder,
+// lost client replies, a crash and restart on the same data dir, a restart
+// on a wiped data dir, a new node joining, and a node removed with DELETE
+// /peers.
+//
+// Run executes a Schedule against a Cluster: N in-process nodes (package
+// node) talking real HTTP on 127.0.0.1 ports picked by the kernel, each with
+// its own data dir, every node-to-node request going through one
+// faultnet.Network. Clients go through a second network of their own, so a
+// fault between nodes never touches them and a client-side fault (lost
+// replies) never touches replication. Every client change is recorded in a
+// Ledger as ok, failed (a definite refusal) or unknown (no answer, a 5xx, a
+// lost reply: it may have been applied).
+//
+// When the steps are done Run heals everything, stops the clients, and Check
+// verifies the invariants of DESIGN.md that a cluster run can see:
+//
+//   - convergence: every live node reports the same value of every counter
+//     within a bounded time;
+//   - no loss, no double count: each value lies between the acknowledged sum
+//     plus the unknown decrements and the acknowledged sum plus the unknown
+//     increments;
+//   - durability: implied by the above across crash-restarts (a node crashes
+//     after acknowledging changes it could not push);
+//   - membership: every live node lists every other one as alive, and none
+//     lists a removed node.
+//
+// # Wipes and removals
+//
+// A node restarted on an empty data dir, or removed, takes with it whatever
+// it acknowledged and had not yet replicated; losing that is allowed by the
+// contract (an acknowledgement promises durability on that node, not on the
+// cluster). So before a wipe or a removal Run pauses the clients, heals the
+// network and waits until every live node agrees; only then does the node
+// lose its data or leave. A crash-restart on the same data dir gets no such
+// help: it must lose nothing.
+//
+// # Determinism
+//
+// The schedule, every client's sequence of changes, and the network's random
+// choices come from the seed, so a seed replays the same faults and the same
+// changes. Goroutine and network timing is not replayed: a rare
+// interleaving may need the seed run a few times (go test -count=N).
+//
+// # Running
+//
+// chaos_test.go runs a fixed set of seeds. COUNTD_CHAOS_SEED (or
+// -chaos.seed) replays one seed; COUNTD_CHAOS_SEEDS (or -chaos.seeds) runs
+// that many seeds from COUNTD_CHAOS_START (or -chaos.start);
+// COUNTD_CHAOS_DURATION (or -chaos.duration) keeps running new seeds until
+// the time is up. Give go test a -timeout above the duration.
+package chaos

@@ -1,0 +1,316 @@
+package chaos
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"countd/internal/faultnet"
+)
+
+// agreeTimeout bounds the wait for agreement before a wipe or a removal.
+const agreeTimeout = 20 * time.Second
+
+// Result is what one run of a schedule did and found.
+type Result struct {
+	Schedule   *Schedule
+	Ledger     *Ledger
+	Events     int      // faults applied
+	Violations []string // broken invariants; empty when all held
+	Err        error    // the harness itself failed (not an invariant)
+	Timeline   []string // what happened when, for a failure report
+
+	cluster *Cluster
+}
+
+// Logs returns the last n lines the run's nodes logged.
+func (r *Result) Logs(n int) string { return r.cluster.Logs(n) }
+
+// Failed reports whether the run broke an invariant or could not finish.
+func (r *Result) Failed() bool { return len(r.Violations) > 0 || r.Err != nil }
+
+// Report renders everything a person needs to understand a failed seed.
+func (r *Result) Report() string {
+	var b strings.Builder
+	if r.Err != nil {
+		fmt.Fprintf(&b, "harness error: %v\n", r.Err)
+	}
+	for _, v := range r.Violations {
+		fmt.Fprintf(&b, "VIOLATION: %s\n", v)
+	}
+	b.WriteString("schedule:\n")
+	b.WriteString(r.Schedule.String())
+	b.WriteString("timeline:\n")
+	for _, line := range r.Timeline {
+		b.WriteString("  " + line + "\n")
+	}
+	n := r.Ledger.Counts()
+	fmt.Fprintf(&b, "client changes: %d ok, %d failed, %d unknown\n", n[OK], n[Failed], n[Unknown])
+	return b.String()
+}
+
+// Run starts a cluster, plays the schedule against it with clients
+// changing counters all along, heals everything, stops the clients and
+// checks every invariant. The cluster is closed when t's test ends.
+func Run(t testing.TB, s *Schedule, opts Options) *Result {
+	t.Helper()
+	c := NewCluster(t, s.Seed, opts)
+	r := &runner{
+		c:     c,
+		s:     s,
+		res:   &Result{Schedule: s, Ledger: &Ledger{}, cluster: c},
+		start: time.Now(),
+	}
+	r.pace.cond = sync.NewCond(&r.pace.mu)
+	if err := r.c.Start(s.Nodes); err != nil {
+		r.res.Err = err
+		return r.res
+	}
+	r.logf("started %d nodes", s.Nodes)
+
+	var clients sync.WaitGroup
+	for i := range s.Clients {
+		clients.Go(func() { r.client(i) })
+	}
+	for i, st := range s.Steps {
+		r.logf("step %d: %s", i+1, st)
+		r.pace.set(st.Ops, st.Target)
+		err := r.step(st)
+		r.pace.set(0, "")
+		r.c.Net.Heal()
+		r.c.ClientNet.Heal()
+		if err != nil {
+			r.res.Err = fmt.Errorf("step %d: %w", i+1, err)
+			break
+		}
+		if len(r.res.Violations) > 0 {
+			break
+		}
+	}
+	r.pace.stop()
+	clients.Wait()
+	n := r.res.Ledger.Counts()
+	r.logf("healed; clients stopped after %d ok, %d failed, %d unknown changes", n[OK], n[Failed], n[Unknown])
+	if r.res.Err == nil && len(r.res.Violations) == 0 {
+		r.res.Violations = Check(r.c, r.res.Ledger, CheckTimeout)
+	}
+	r.logf("checked: %d violations", len(r.res.Violations))
+	return r.res
+}
+
+type runner struct {
+	c     *Cluster
+	s     *Schedule
+	res   *Result
+	start time.Time
+	gate  sync.RWMutex // clients hold it shared per change; Lock pauses them
+	pace  pacer
+
+	mu sync.Mutex // guards res.Timeline
+}
+
+func (r *runner) logf(format string, args ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.res.Timeline = append(r.res.Timeline,
+		fmt.Sprintf("%7.3fs ", time.Since(r.start).Seconds())+fmt.Sprintf(format, args...))
+}
+
+// client makes changes while the pacer allows, each drawn from its own
+// seeded stream, and records every outcome.
+func (r *runner) client(i int) {
+	rng := rand.New(rand.NewPCG(r.s.Seed, uint64(i)+1))
+	for {
+		target, ok := r.pace.take()
+		if !ok {
+			return
+		}
+		counter := r.s.Counters[rng.IntN(len(r.s.Counters))]
+		delta := 1 + rng.Int64N(r.s.MaxDelta)
+		if rng.IntN(3) == 0 {
+			delta = -delta
+		}
+		pick := rng.IntN(1 << 20)
+		r.gate.RLock()
+		live := r.c.Live()
+		name := target
+		if target == "" || !contains(live, target) {
+			name = live[pick%len(live)]
+		}
+		op := r.c.Change(i, name, counter, delta)
+		r.gate.RUnlock()
+		r.res.Ledger.Record(op)
+	}
+}
+
+func contains(names []string, name string) bool {
+	for _, n := range names {
+		if n == name {
+			return true
+		}
+	}
+	return false
+}
+
+// step applies a step's faults, holds them, and returns with the nodes
+// running again (the caller heals the networks). Faults of the links go
+// first, so a node fault happens while they hold.
+func (r *runner) step(st Step) error {
+	c := r.c
+	var all faultnet.Rule // for links without a rule of their own
+	var action *Fault
+	for _, f := range st.Faults {
+		r.res.Events++
+		switch f.Kind {
+		case Partition:
+			c.Net.Partition(r.addrs(f.Groups[0]), r.addrs(f.Groups[1]))
+		case OneWay:
+			for _, a := range f.Groups[0] {
+				for _, b := range f.Groups[1] {
+					c.Net.Set(c.Addr(a), c.Addr(b), faultnet.Rule{Cut: true})
+				}
+			}
+		case Isolate:
+			c.Net.Partition([]string{c.Addr(f.Node)}, r.addrs(without(c.Live(), f.Node)))
+		case Bridge:
+			b, cc := c.Addr(f.Groups[1][0]), c.Addr(f.Groups[1][1])
+			c.Net.Set(b, cc, faultnet.Rule{Cut: true})
+			c.Net.Set(cc, b, faultnet.Rule{Cut: true})
+		case Lossy:
+			all.Drop, all.DropReply = f.P, f.P/2
+		case Duplicate:
+			all.Duplicate = f.P
+		case Delay:
+			all.Delay, all.Jitter = f.Delay, f.Jitter
+		case ClientLoss:
+			c.ClientNet.SetAll(faultnet.Rule{Drop: f.P, DropReply: f.P})
+		default:
+			action = &f
+		}
+	}
+	c.Net.SetAll(all)
+	if action == nil {
+		hold(st.Hold)
+		return nil
+	}
+	switch f := *action; f.Kind {
+	case Crash:
+		c.Mute(f.Node, true)
+		hold(st.Hold / 2)
+		c.Crash(f.Node)
+		r.logf("  %s stopped", f.Node)
+		hold(st.Hold / 2)
+		if err := c.Restart(f.Node, false); err != nil {
+			return err
+		}
+		r.logf("  %s restarted on its data dir", f.Node)
+		return nil
+	case Wipe:
+		if !r.settle("wipe of " + f.Node) {
+			return nil
+		}
+		c.Crash(f.Node)
+		err := c.Restart(f.Node, true)
+		r.gate.Unlock()
+		if err != nil {
+			return err
+		}
+		r.logf("  %s restarted on a wiped data dir", f.Node)
+	case Join:
+		if err := c.Join(f.Node, f.Via); err != nil {
+			return err
+		}
+		r.logf("  %s started", f.Node)
+	case Remove:
+		if !r.settle("removal of " + f.Node) {
+			return nil
+		}
+		err := c.Remove(f.Node)
+		r.gate.Unlock()
+		if err != nil {
+			return err
+		}
+		r.logf("  %s removed", f.Node)
+	}
+	hold(st.Hold)
+	return nil
+}
+
+// settle pauses the clients, heals the networks and waits until every live
+// node agrees, so a node about to lose its data or leave holds nothing the
+// others lack. On success the clients stay paused (r.gate is held) for the
+// caller to resume; on failure the disagreement is a violation.
+func (r *runner) settle(why string) bool {
+	r.gate.Lock()
+	r.c.Net.Heal()
+	r.c.ClientNet.Heal()
+	r.logf("  clients paused, network healed; waiting for agreement before the %s", why)
+	err := r.c.waitFor(agreeTimeout, "every live node agrees", func() (bool, string) {
+		obs := observe(r.c)
+		return obs.agreed(), obs.String()
+	})
+	if err != nil {
+		r.gate.Unlock()
+		r.res.Violations = append(r.res.Violations, fmt.Sprintf("convergence (clients paused and network healed before the %s): %v", why, err))
+		return false
+	}
+	r.logf("  agreed")
+	return true
+}
+
+func (r *runner) addrs(names []string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = r.c.Addr(n)
+	}
+	return out
+}
+
+// hold keeps a fault in place for d. It is the fault's duration, not a wait
+// for anything to settle.
+func hold(d time.Duration) {
+	if d > 0 {
+		<-time.After(d)
+	}
+}
+
+// pacer hands out the changes a step allows to the clients.
+type pacer struct {
+	mu     sync.Mutex
+	cond   *sync.Cond
+	budget int
+	target string
+	done   bool
+}
+
+// take blocks until a change is allowed and returns the node it must go to
+// ("" for any), or false once the run is over.
+func (p *pacer) take() (string, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for p.budget == 0 && !p.done {
+		p.cond.Wait()
+	}
+	if p.done {
+		return "", false
+	}
+	p.budget--
+	return p.target, true
+}
+
+func (p *pacer) set(budget int, target string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.budget, p.target = budget, target
+	p.cond.Broadcast()
+}
+
+func (p *pacer) stop() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.done = true
+	p.cond.Broadcast()
+}
