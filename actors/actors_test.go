@@ -195,11 +195,7 @@ func TestMergeThatChangesNothingSendsNoNotice(t *testing.T) {
 	sub := subscribe(t, sys, counter)
 	ask := func(msg any) any {
 		t.Helper()
-		r, err := sys.Root.RequestFuture(counter, msg, wait).Result()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r
+		return askActor(t, sys, counter, msg)
 	}
 
 	delta := []crdt.Entry{{Counter: "c", Replica: other, P: 7, N: 1}}
@@ -259,11 +255,7 @@ func TestOverflowIsRefusedAndWritesNothing(t *testing.T) {
 	counter, _ := spawnCounter(t, sys, st)
 	ask := func(msg any) *ChangeResult {
 		t.Helper()
-		r, err := sys.Root.RequestFuture(counter, msg, wait).Result()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r.(*ChangeResult)
+		return askActor(t, sys, counter, msg).(*ChangeResult)
 	}
 	near := []crdt.Entry{{Counter: "c", Replica: other, P: 1<<63 - 10}}
 	if _, err := sys.Root.RequestFuture(counter, &Merge{Entries: near}, wait).Result(); err != nil {
@@ -287,11 +279,7 @@ func TestStoreFailureAnswersErrStoreAndRetriesWithNextWrite(t *testing.T) {
 	counter, _ := spawnCounter(t, sys, st)
 	ask := func(msg any) *ChangeResult {
 		t.Helper()
-		r, err := sys.Root.RequestFuture(counter, msg, wait).Result()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r.(*ChangeResult)
+		return askActor(t, sys, counter, msg).(*ChangeResult)
 	}
 	st.setFail(errors.New("disk on fire"))
 	if r := ask(&Increment{Counter: "a", By: 1}); !errors.Is(r.Err, ErrStore) {
@@ -325,11 +313,7 @@ func TestDeltaSinceOffersOnlyDurableState(t *testing.T) {
 	counter, _ := spawnCounter(t, sys, st)
 	delta := func(since uint64) *Delta {
 		t.Helper()
-		r, err := sys.Root.RequestFuture(counter, &DeltaSince{Version: since}, wait).Result()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r.(*Delta)
+		return askActor(t, sys, counter, &DeltaSince{Version: since}).(*Delta)
 	}
 	client := newProbe(t, sys, nil)
 	sys.Root.RequestWithCustomSender(counter, &Increment{Counter: "c", By: 1}, client.pid)

@@ -113,21 +113,23 @@ func ask[T any](ctx context.Context, c asker, msg any) (T, error) {
 
 // withReply gives msg a reply channel if it takes one, and returns it.
 func withReply(msg any) chan any {
-	ch := make(chan any, 1)
+	var reply *Reply
 	switch m := msg.(type) {
 	case *Increment:
-		m.Reply = ch
+		reply = &m.Reply
 	case *Decrement:
-		m.Reply = ch
+		reply = &m.Reply
 	case *GetCounter:
-		m.Reply = ch
+		reply = &m.Reply
 	case *GetAll:
-		m.Reply = ch
+		reply = &m.Reply
 	case *Merge:
-		m.Reply = ch
+		reply = &m.Reply
 	default:
 		return nil
 	}
+	ch := make(chan any, 1)
+	*reply = ch
 	return ch
 }
 

@@ -1,7 +1,6 @@
 package actors
 
 import (
-	"fmt"
 	"log/slog"
 	"testing"
 	"time"
@@ -89,16 +88,6 @@ func fishFor[T any](t testing.TB, p *probe, within time.Duration, pred func(T) b
 	}
 }
 
-// expectNone fails if the probe receives anything within d.
-func (p *probe) expectNone(t testing.TB, d time.Duration) {
-	t.Helper()
-	select {
-	case e := <-p.ch:
-		t.Fatalf("probe got unexpected %T %+v", e.msg, e.msg)
-	case <-time.After(d):
-	}
-}
-
 // drain returns every message the probe holds right now.
 func (p *probe) drain() []any {
 	var out []any
@@ -112,8 +101,6 @@ func (p *probe) drain() []any {
 	}
 }
 
-func (e envelope) String() string { return fmt.Sprintf("%T%+v", e.msg, e.msg) }
-
 // newSystem returns an actor system that logs nothing and whose dead-letter
 // throttle does not outlive the test.
 func newSystem(t testing.TB) *actor.ActorSystem {
@@ -125,4 +112,14 @@ func newSystem(t testing.TB) *actor.ActorSystem {
 	)
 	t.Cleanup(sys.Shutdown)
 	return sys
+}
+
+// askActor sends msg to the actor and waits for its reply.
+func askActor(t *testing.T, sys *actor.ActorSystem, pid *actor.PID, msg any) any {
+	t.Helper()
+	r, err := sys.Root.RequestFuture(pid, msg, wait).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }

@@ -5,20 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
-
 	"countd/crdt"
 )
-
-// askActor sends msg to the actor and waits for its reply.
-func askActor(t *testing.T, sys *actor.ActorSystem, pid *actor.PID, msg any) any {
-	t.Helper()
-	r, err := sys.Root.RequestFuture(pid, msg, wait).Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
 
 // After a failed store write the changes stay in memory (clients read them)
 // and must be written again on a timer even if no request comes: peers are
