@@ -105,6 +105,15 @@ type (
 	}
 )
 
+// generational is a message stamped with the PeerActor instance it is for.
+type generational interface{ generation() uint64 }
+
+func (m *heartbeatTick) generation() uint64   { return m.gen }
+func (m *pushTick) generation() uint64        { return m.gen }
+func (m *antiEntropyTick) generation() uint64 { return m.gen }
+func (m *heartbeatDone) generation() uint64   { return m.gen }
+func (m *pushDone) generation() uint64        { return m.gen }
+
 // PeerActor replicates this node's state to one remote node and watches its
 // health. At most one push is in flight; change notices that arrive meanwhile
 // only mark it dirty, so traffic stays bounded however fast clients write.
@@ -147,6 +156,9 @@ func NewPeerProps(addr string, cfg PeerConfig) *actor.Props {
 
 // Receive implements actor.Actor.
 func (p *PeerActor) Receive(ctx actor.Context) {
+	if m, ok := ctx.Message().(generational); ok && m.generation() != p.gen {
+		return // a timer or I/O result of a predecessor, from before a restart
+	}
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		p.start(ctx)
@@ -160,29 +172,19 @@ func (p *PeerActor) Receive(ctx actor.Context) {
 		p.members = m.Addrs
 		p.markDirty(ctx)
 	case *pushTick:
-		if m.gen == p.gen {
-			p.pushTimer = nil
-			p.push(ctx)
-		}
+		p.pushTimer = nil
+		p.push(ctx)
 	case *pushDone:
-		if m.gen == p.gen {
-			p.pushed(ctx, m)
-		}
+		p.pushed(ctx, m)
 	case *heartbeatTick:
-		if m.gen == p.gen {
-			p.hbTimer = nil
-			p.heartbeat(ctx)
-		}
+		p.hbTimer = nil
+		p.heartbeat(ctx)
 	case *heartbeatDone:
-		if m.gen == p.gen {
-			p.heartbeatDone(ctx, m)
-		}
+		p.heartbeatDone(ctx, m)
 	case *antiEntropyTick:
-		if m.gen == p.gen {
-			p.fullNext = true
-			p.markDirty(ctx)
-			p.aeTimer = p.timer.SendOnce(jitter(p.cfg.AntiEntropyInterval), ctx.Self(), &antiEntropyTick{gen: p.gen})
-		}
+		p.fullNext = true
+		p.markDirty(ctx)
+		p.aeTimer = p.timer.SendOnce(jitter(p.cfg.AntiEntropyInterval), ctx.Self(), &antiEntropyTick{gen: p.gen})
 	}
 }
 

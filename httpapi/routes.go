@@ -151,20 +151,12 @@ func parseBy(q url.Values) (uint64, error) {
 
 // ParseBy parses the text of a by parameter: decimal digits only, 1 to 2^53.
 func ParseBy(s string) (uint64, error) {
-	bad := fmt.Errorf("%w: by must be a whole number from 1 to %d, got %q", errBadRequest, uint64(maxBy), s)
-	if s == "" || len(s) > 32 {
-		return 0, bad
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return 0, bad
+	if isDigits(s) && len(s) <= 32 {
+		if n, err := strconv.ParseUint(s, 10, 64); err == nil && n >= 1 && n <= maxBy {
+			return n, nil
 		}
 	}
-	n, err := strconv.ParseUint(s, 10, 64)
-	if err != nil || n == 0 || n > maxBy {
-		return 0, bad
-	}
-	return n, nil
+	return 0, fmt.Errorf("%w: by must be a whole number from 1 to %d, got %q", errBadRequest, uint64(maxBy), s)
 }
 
 // guard refuses bodies over maxBody with 413: up front when the length is
