@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -68,6 +69,30 @@ func buildAndRun(m *testing.M) int {
 		return 1
 	}
 	return m.Run()
+}
+
+// trackSources makes go test's cache see the sources the binary is built
+// from. This package imports none of them, so without it a cached PASS would
+// outlive a change to the node. The cache keys a test on the files it opens
+// while running, so the first test to start a node reads them all.
+var trackSources sync.Once
+
+func readSources() {
+	root, err := moduleRoot()
+	if err != nil {
+		return
+	}
+	filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		switch {
+		case err != nil:
+			return nil
+		case d.IsDir() && (d.Name() == ".git" || d.Name() == "data" || d.Name() == "testdata"):
+			return filepath.SkipDir
+		case !d.IsDir() && (strings.HasSuffix(path, ".go") || d.Name() == "go.mod" || d.Name() == "go.sum"):
+			os.ReadFile(path)
+		}
+		return nil
+	})
 }
 
 // moduleRoot is the directory holding countd's go.mod: what `go env GOMOD`
@@ -169,6 +194,7 @@ func spawn(t *testing.T, args ...string) *proc {
 // node's, so signals and the cleanup's SIGKILL still reach the node itself.
 func spawnVia(t *testing.T, wrapper []string, args ...string) *proc {
 	t.Helper()
+	trackSources.Do(readSources)
 	if binPath == "" {
 		t.Fatal("e2e: no binary; TestMain did not build countd")
 	}
