@@ -75,6 +75,9 @@ type PeerInfo struct {
 	Addr     string    `json:"addr"`
 	State    string    `json:"state"`
 	LastSeen time.Time `json:"last_seen"`
+	// Behind is how many of this node's changes (entry versions) the peer
+	// has not acknowledged yet, as of the last report of its PeerActor.
+	Behind uint64 `json:"behind"`
 }
 
 type (

@@ -37,10 +37,11 @@ func (s *Server) handlePeers(w http.ResponseWriter, r *http.Request) {
 		Addr     string `json:"addr"`
 		State    string `json:"state"`
 		LastSeen string `json:"last_seen,omitempty"`
+		Behind   uint64 `json:"behind"`
 	}
 	out := make([]peer, len(peers))
 	for i, p := range peers {
-		out[i] = peer{Addr: p.Addr, State: p.State}
+		out[i] = peer{Addr: p.Addr, State: p.State, Behind: p.Behind}
 		if !p.LastSeen.IsZero() {
 			out[i].LastSeen = p.LastSeen.UTC().Format("2006-01-02T15:04:05Z07:00")
 		}

@@ -44,6 +44,11 @@ func (s *Server) routes() http.Handler {
 	r.HandleFunc("/counters/{name}", s.handleCounter).Methods(http.MethodGet)
 	r.HandleFunc("/counters", s.handleCounters).Methods(http.MethodGet)
 	r.HandleFunc("/health", s.handleHealth).Methods(http.MethodGet)
+	r.HandleFunc("/", s.handleStatusPage).Methods(http.MethodGet)
+	r.HandleFunc("/status", s.handleStatus).Methods(http.MethodGet)
+	if s.cfg.Metrics != nil {
+		r.Handle("/metrics", s.cfg.Metrics).Methods(http.MethodGet)
+	}
 	if s.cfg.Cluster != nil {
 		r.HandleFunc("/replicate", s.handleReplicate).Methods(http.MethodPost)
 		r.HandleFunc("/peers", s.handlePeers).Methods(http.MethodGet)

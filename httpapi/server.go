@@ -46,6 +46,10 @@ type Config struct {
 	RequestTimeout time.Duration
 	// Logger receives request errors. Nil means slog.Default().
 	Logger *slog.Logger
+	// Started is when the node started, for the status page's uptime.
+	Started time.Time
+	// Metrics, if set, serves GET /metrics.
+	Metrics http.Handler
 }
 
 // Server serves the countd HTTP API.

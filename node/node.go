@@ -31,6 +31,7 @@ type Node struct {
 	cfg     Config
 	log     *slog.Logger
 	replica string
+	started time.Time
 
 	db      *store.DB // nil in memory mode
 	sys     *actor.ActorSystem
@@ -55,7 +56,7 @@ func Open(cfg Config) (*Node, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	n := &Node{cfg: cfg, replica: crdt.NewReplicaID()}
+	n := &Node{cfg: cfg, replica: crdt.NewReplicaID(), started: time.Now()}
 	n.log = cfg.Logger.With("replica", n.replica)
 
 	state := crdt.New(n.replica)
@@ -163,6 +164,7 @@ func Open(cfg Config) (*Node, error) {
 		Cluster:        n.cluster,
 		RequestTimeout: cfg.RequestTimeout,
 		Logger:         n.log,
+		Started:        n.started,
 	})
 	if err := n.http.Open(); err != nil {
 		ln.Close()
