@@ -81,9 +81,9 @@ func spawnCounter(t *testing.T, sys *actor.ActorSystem, st Store) (*actor.PID, *
 	state := crdt.New(self)
 	var props *actor.Props
 	if st == nil {
-		props = NewCounterProps(state, nil, slog.New(slog.DiscardHandler))
+		props = NewCounterProps(state, nil, slog.New(slog.DiscardHandler), nil)
 	} else {
-		props = NewCounterProps(state, st, slog.New(slog.DiscardHandler))
+		props = NewCounterProps(state, st, slog.New(slog.DiscardHandler), nil)
 	}
 	pid := sys.Root.Spawn(props)
 	t.Cleanup(func() { sys.Root.PoisonFuture(pid).Wait() })
@@ -422,7 +422,7 @@ func TestCounterClientTimesOutWhenTheWriteHangs(t *testing.T) {
 
 func TestCounterClientOfStoppedActor(t *testing.T) {
 	sys := newSystem(t)
-	pid := sys.Root.Spawn(NewCounterProps(crdt.New(self), nil, slog.New(slog.DiscardHandler)))
+	pid := sys.Root.Spawn(NewCounterProps(crdt.New(self), nil, slog.New(slog.DiscardHandler), nil))
 	sys.Root.StopFuture(pid).Wait()
 	if _, err := NewCounterClient(sys.Root, pid, wait).Increment(context.Background(), "a", 1); !errors.Is(err, ErrStopped) {
 		t.Fatalf("Increment on a stopped actor: %v, want ErrStopped", err)

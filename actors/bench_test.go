@@ -14,7 +14,7 @@ import (
 //	go test -run=^$ -bench=CounterClient -benchmem ./actors/
 func BenchmarkCounterClientIncrement(b *testing.B) {
 	sys := newSystem(b)
-	pid := sys.Root.Spawn(NewCounterProps(crdt.New(self), nil, slog.New(slog.DiscardHandler)))
+	pid := sys.Root.Spawn(NewCounterProps(crdt.New(self), nil, slog.New(slog.DiscardHandler), nil))
 	b.Cleanup(func() { sys.Root.PoisonFuture(pid).Wait() })
 	c := NewCounterClient(sys.Root, pid, wait)
 	b.ReportAllocs()

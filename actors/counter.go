@@ -31,6 +31,15 @@ type Store interface {
 	Save(entries []crdt.Entry) error
 }
 
+// Observer is told about the CounterActor's work; *metrics.Metrics
+// implements it. Its methods are called by the actor and must not block.
+type Observer interface {
+	// Committed reports a store write that made requests durable.
+	Committed(requests int, took time.Duration)
+	// Counters reports how many named counters there are, when it changes.
+	Counters(n int)
+}
+
 // Increment asks the CounterActor to add By to Counter.
 // Reply: *ChangeResult, once the change is durable.
 type Increment struct {
@@ -157,6 +166,7 @@ type batch struct {
 	waiters []waiter
 	version uint64 // state version the batch makes durable
 	origin  origin
+	started time.Time // when its write began
 }
 
 // origin tracks where the changes of a batch came from.
@@ -207,7 +217,9 @@ type CounterActor struct {
 	state   *crdt.State
 	store   Store // nil: keep nothing on disk
 	log     *slog.Logger
-	durable uint64 // every change up to this version is on disk
+	obs     Observer // nil: none
+	durable uint64   // every change up to this version is on disk
+	known   int      // counters last reported to obs
 
 	next     batch  // gathering
 	inFlight *batch // being written, or nil
@@ -231,10 +243,11 @@ type retryWrite struct{}
 
 // NewCounterProps returns the props of a CounterActor that owns state (loaded
 // from store by the caller) and writes to store; a nil store keeps nothing.
-func NewCounterProps(state *crdt.State, store Store, log *slog.Logger) *actor.Props {
+// obs, if not nil, is told about commits and the number of counters.
+func NewCounterProps(state *crdt.State, store Store, log *slog.Logger, obs Observer) *actor.Props {
 	return actor.PropsFromProducer(func() actor.Actor {
 		// A restart after a panic keeps the same state: it is the only copy.
-		return &CounterActor{state: state, store: store, log: log, durable: state.Version()}
+		return &CounterActor{state: state, store: store, log: log, obs: obs, durable: state.Version(), known: -1}
 	})
 }
 
@@ -243,6 +256,7 @@ func (a *CounterActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		a.timer = scheduler.NewTimerScheduler(ctx.ActorSystem().Root)
+		a.countCounters()
 	case *actor.Stopping, *actor.Restarting:
 		if a.retryTimer != nil {
 			a.retryTimer()
@@ -287,6 +301,7 @@ func (a *CounterActor) changed(ctx actor.Context, to answer, counter string, v i
 		return
 	}
 	a.dirty(entryKey{counter, a.state.Replica()})
+	a.countCounters()
 	a.next.origin.add("")
 	a.await(ctx, to, &ChangeResult{Counter: counter, Value: v})
 }
@@ -303,6 +318,7 @@ func (a *CounterActor) merge(ctx actor.Context, m *Merge) {
 	}
 	if len(changed) > 0 {
 		a.next.origin.add(m.From)
+		a.countCounters()
 	}
 	if len(changed) == 0 && a.inFlight == nil && len(a.next.waiters) == 0 && len(a.next.dirty) == 0 {
 		// Nothing new and nothing unwritten: what the peer sent is durable here.
@@ -347,7 +363,7 @@ func (a *CounterActor) flush(ctx actor.Context, retry bool) {
 	}
 	b := a.next
 	a.next = batch{}
-	b.version = a.state.Version()
+	b.version, b.started = a.state.Version(), time.Now()
 	entries := make([]crdt.Entry, 0, len(b.dirty))
 	for k := range b.dirty {
 		if e, ok := a.state.Get(k.counter, k.replica); ok {
@@ -393,6 +409,9 @@ func (a *CounterActor) saved(ctx actor.Context, err error) {
 	}
 	a.retryDelay = 0
 	a.durable = b.version
+	if a.obs != nil {
+		a.obs.Committed(len(b.waiters), time.Since(b.started))
+	}
 	// Start the next write before waking this batch's clients, so that the
 	// disk is not idle while their replies are written; tell subscribers
 	// first, so that a change a client saw acknowledged is already known to
@@ -401,6 +420,14 @@ func (a *CounterActor) saved(ctx actor.Context, err error) {
 	a.notify(ctx, b.origin)
 	for _, w := range b.waiters {
 		w.to.send(ctx, w.reply)
+	}
+}
+
+// countCounters tells the observer the number of counters if it changed.
+func (a *CounterActor) countCounters() {
+	if n := a.state.Len(); a.obs != nil && n != a.known {
+		a.known = n
+		a.obs.Counters(n)
 	}
 }
 

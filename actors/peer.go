@@ -58,6 +58,7 @@ type PeerStatus struct {
 	State    string // StateAlive or StateSuspect
 	LastSeen time.Time
 	Replica  string
+	Behind   uint64 // this node's changes the peer has not acknowledged
 }
 
 // PeerUnhealthy tells the parent that a peer failed FailuresBeforeDown health
@@ -130,6 +131,8 @@ type PeerActor struct {
 	// replication
 	peerReplica string // the peer's replica id, as last seen
 	acked       uint64 // our durable version the peer holds
+	latest      uint64 // our durable version, from the last change notice
+	credited    uint64 // a version the peer holds because it sent all changes up to it
 	fullNext    bool   // the next push sends full state
 	dirty       bool   // something to push
 	pushing     bool
@@ -212,11 +215,16 @@ func (p *PeerActor) stopTimers() {
 // lazily (that peer pushes them here itself), which keeps a full mesh from
 // multiplying pushes. Client changes go out after the flush delay.
 func (p *PeerActor) changed(ctx actor.Context, m *Changed) {
+	held := p.latest <= max(p.acked, p.credited)
+	p.latest = max(p.latest, m.Version)
 	switch m.Origin {
 	case "":
 		p.markDirty(ctx)
 	case p.addr:
 		// Our next push carries them anyway; the peer has them.
+		if held {
+			p.credited = p.latest
+		}
 	default:
 		p.dirty = true
 		if p.pushTimer == nil && !p.pushing {
@@ -323,6 +331,7 @@ func (p *PeerActor) pushed(ctx actor.Context, m *pushDone) {
 		return
 	}
 	p.backoff = 0
+	p.latest = max(p.latest, m.version)
 	switch {
 	case m.since == 0:
 		// Full state: whoever answered now holds everything up to version.
@@ -393,10 +402,16 @@ func (p *PeerActor) heartbeatDone(ctx actor.Context, m *heartbeatDone) {
 			p.log.Info("peer restarted", "replica", m.reply.Replica, "was", p.peerReplica)
 		}
 		p.peerReplica = m.reply.Replica
-		p.fullNext = true
+		p.fullNext, p.credited = true, 0
 		p.markDirty(ctx)
 	}
-	ctx.Send(ctx.Parent(), &PeerStatus{From: ctx.Self(), Addr: p.addr, State: StateAlive, LastSeen: time.Now(), Replica: p.peerReplica})
+	ctx.Send(ctx.Parent(), &PeerStatus{From: ctx.Self(), Addr: p.addr, State: StateAlive, LastSeen: time.Now(),
+		Replica: p.peerReplica, Behind: p.behind()})
+}
+
+// behind returns how many of our changes the peer has not acknowledged.
+func (p *PeerActor) behind() uint64 {
+	return p.latest - min(p.latest, max(p.acked, p.credited))
 }
 
 var errNoReply = errors.New("actors: transport returned no reply")

@@ -92,6 +92,7 @@ type member struct {
 	addr     string
 	state    string
 	lastSeen time.Time
+	behind   uint64
 	pid      *actor.PID // the PeerActor; nil while down
 	probing  bool
 	backoff  time.Duration
@@ -261,6 +262,7 @@ func (s *Supervisor) status(ctx actor.Context, m *PeerStatus) {
 	}
 	if !m.LastSeen.IsZero() {
 		mb.lastSeen = m.LastSeen
+		mb.behind = m.Behind
 	}
 }
 
@@ -388,7 +390,7 @@ func (s *Supervisor) announce(ctx actor.Context) {
 func (s *Supervisor) list() *PeerList {
 	out := make([]PeerInfo, 0, len(s.members))
 	for _, mb := range s.members {
-		out = append(out, PeerInfo{Addr: mb.addr, State: mb.state, LastSeen: mb.lastSeen})
+		out = append(out, PeerInfo{Addr: mb.addr, State: mb.state, LastSeen: mb.lastSeen, Behind: mb.behind})
 	}
 	slices.SortFunc(out, func(a, b PeerInfo) int { return strings.Compare(a.Addr, b.Addr) })
 	return &PeerList{Peers: out}

@@ -10,23 +10,26 @@ import (
 	"time"
 
 	"countd/actors"
+	"countd/metrics"
 )
 
 // Client is the HTTP transport between nodes: actors.Transport over the
 // countd API. It reuses keep-alive connections to each peer.
 type Client struct {
-	http *http.Client
+	http    *http.Client
+	metrics *metrics.Metrics // nil: none
 }
 
 var _ actors.Transport = (*Client)(nil)
 
 // NewClient returns a client that sends through rt; nil means a transport
-// of its own with keep-alive connections.
-func NewClient(rt http.RoundTripper) *Client {
+// of its own with keep-alive connections. It records pushes and heartbeats
+// in m, which may be nil.
+func NewClient(rt http.RoundTripper, m *metrics.Metrics) *Client {
 	if rt == nil {
 		rt = NewRoundTripper()
 	}
-	return &Client{http: &http.Client{Transport: rt}}
+	return &Client{http: &http.Client{Transport: rt}, metrics: m}
 }
 
 // NewRoundTripper returns the transport Client uses by default.
@@ -44,9 +47,13 @@ func (c *Client) CloseIdleConnections() { c.http.CloseIdleConnections() }
 // Health implements actors.Transport with GET /health.
 func (c *Client) Health(ctx context.Context, addr string) (actors.HealthReply, error) {
 	var reply actors.HealthReply
+	start := time.Now()
 	err := c.do(ctx, http.MethodGet, addr, "/health", nil, &reply)
 	if err == nil && reply.Status != "ok" {
 		err = fmt.Errorf("httpapi: %s reports status %q", addr, reply.Status)
+	}
+	if err == nil {
+		c.metrics.Heartbeat(time.Since(start))
 	}
 	return reply, err
 }
@@ -58,7 +65,9 @@ func (c *Client) Replicate(ctx context.Context, addr string, req *actors.Replica
 		return nil, err
 	}
 	var reply actors.ReplicateReply
-	if err := c.do(ctx, http.MethodPost, addr, "/replicate", body, &reply); err != nil {
+	err = c.do(ctx, http.MethodPost, addr, "/replicate", body, &reply)
+	c.metrics.Pushed(len(body), len(req.Entries), err)
+	if err != nil {
 		return nil, err
 	}
 	return &reply, nil

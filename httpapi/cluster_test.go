@@ -162,7 +162,7 @@ func TestPeersRoutes(t *testing.T) {
 	if rec.Code != http.StatusOK {
 		t.Fatalf("GET /peers: %d", rec.Code)
 	}
-	assertBody(t, rec.Body.Bytes(), `{"peers":[{"addr":"127.0.0.1:9001","state":"suspect","last_seen":"2026-01-02T03:04:05Z"}],"node":"`+testNode+`"}`)
+	assertBody(t, rec.Body.Bytes(), `{"peers":[{"addr":"127.0.0.1:9001","state":"suspect","last_seen":"2026-01-02T03:04:05Z","behind":0}],"node":"`+testNode+`"}`)
 
 	rec = do(t, s, http.MethodDelete, "/peers/127.0.0.1:9001", nil)
 	if rec.Code != http.StatusNoContent || rec.Body.Len() != 0 {

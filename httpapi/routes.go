@@ -12,6 +12,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"countd/crdt"
+	"countd/metrics"
 )
 
 // defaultCounter is the counter behind /increment, /decrement and /counter.
@@ -36,57 +37,72 @@ func (s *Server) routes() http.Handler {
 		s.writeError(w, errMethod)
 	})
 
-	r.HandleFunc("/increment", s.handleIncrement).Methods(http.MethodPost)
-	r.HandleFunc("/decrement", s.handleDecrement).Methods(http.MethodPost)
-	r.HandleFunc("/counter", s.handleCounter).Methods(http.MethodGet)
-	r.HandleFunc("/counters/{name}/increment", s.handleIncrement).Methods(http.MethodPost)
-	r.HandleFunc("/counters/{name}/decrement", s.handleDecrement).Methods(http.MethodPost)
-	r.HandleFunc("/counters/{name}", s.handleCounter).Methods(http.MethodGet)
-	r.HandleFunc("/counters", s.handleCounters).Methods(http.MethodGet)
-	r.HandleFunc("/health", s.handleHealth).Methods(http.MethodGet)
-	r.HandleFunc("/", s.handleStatusPage).Methods(http.MethodGet)
-	r.HandleFunc("/status", s.handleStatus).Methods(http.MethodGet)
+	// handle registers h for path and method, naming the route for the
+	// request metrics by its template.
+	handle := func(path, method string, h http.HandlerFunc) {
+		r.Handle(path, s.routeNamed(path, h)).Methods(method)
+	}
+	handle("/increment", http.MethodPost, s.handleIncrement)
+	handle("/decrement", http.MethodPost, s.handleDecrement)
+	handle("/counter", http.MethodGet, s.handleCounter)
+	handle("/counters/{name}/increment", http.MethodPost, s.handleIncrement)
+	handle("/counters/{name}/decrement", http.MethodPost, s.handleDecrement)
+	handle("/counters/{name}", http.MethodGet, s.handleCounter)
+	handle("/counters", http.MethodGet, s.handleCounters)
+	handle("/health", http.MethodGet, s.handleHealth)
+	handle("/", http.MethodGet, s.handleStatusPage)
+	handle("/status", http.MethodGet, s.handleStatus)
 	if s.cfg.Metrics != nil {
-		r.Handle("/metrics", s.cfg.Metrics).Methods(http.MethodGet)
+		handle("/metrics", http.MethodGet, s.cfg.Metrics.Handler().ServeHTTP)
 	}
 	if s.cfg.Cluster != nil {
-		r.HandleFunc("/replicate", s.handleReplicate).Methods(http.MethodPost)
-		r.HandleFunc("/peers", s.handlePeers).Methods(http.MethodGet)
-		r.HandleFunc("/peers", s.handleAddPeer).Methods(http.MethodPost)
-		r.HandleFunc("/peers/{addr}", s.handleRemovePeer).Methods(http.MethodDelete)
+		handle("/replicate", http.MethodPost, s.handleReplicate)
+		handle("/peers", http.MethodGet, s.handlePeers)
+		handle("/peers", http.MethodPost, s.handleAddPeer)
+		handle("/peers/{addr}", http.MethodDelete, s.handleRemovePeer)
 	}
 
-	return s.guard(r)
+	return s.instrument(s.guard(r))
 }
 
 // handleIncrement serves POST /increment and POST /counters/{name}/increment.
 func (s *Server) handleIncrement(w http.ResponseWriter, r *http.Request) {
-	s.change(w, r, s.cfg.Counters.Increment)
+	s.change(w, r, "increment", s.cfg.Counters.Increment)
 }
 
 // handleDecrement serves POST /decrement and POST /counters/{name}/decrement.
 func (s *Server) handleDecrement(w http.ResponseWriter, r *http.Request) {
-	s.change(w, r, s.cfg.Counters.Decrement)
+	s.change(w, r, "decrement", s.cfg.Counters.Decrement)
 }
 
-func (s *Server) change(w http.ResponseWriter, r *http.Request,
+func (s *Server) change(w http.ResponseWriter, r *http.Request, op string,
 	apply func(ctx context.Context, counter string, by uint64) (int64, error)) {
-	name, err := counterName(r)
+	v, name, err := s.applyChange(r, apply)
 	if err != nil {
+		outcome := metrics.OutcomeRejected
+		if statusOf(err) >= 500 {
+			outcome = metrics.OutcomeUnavailable
+		}
+		s.cfg.Metrics.Change(op, outcome)
 		s.writeError(w, err)
 		return
+	}
+	s.cfg.Metrics.Change(op, metrics.OutcomeOK)
+	s.writeValue(w, name, v)
+}
+
+func (s *Server) applyChange(r *http.Request,
+	apply func(ctx context.Context, counter string, by uint64) (int64, error)) (int64, string, error) {
+	name, err := counterName(r)
+	if err != nil {
+		return 0, "", err
 	}
 	by, err := parseBy(r.URL.Query())
 	if err != nil {
-		s.writeError(w, err)
-		return
+		return 0, "", err
 	}
 	v, err := apply(r.Context(), name, by)
-	if err != nil {
-		s.writeError(w, err)
-		return
-	}
-	s.writeValue(w, name, v)
+	return v, name, err
 }
 
 // handleCounter serves GET /counter and GET /counters/{name}.

@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"countd/metrics"
 )
 
 // Counters is what the handlers need from the counter owner.
@@ -48,8 +50,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Started is when the node started, for the status page's uptime.
 	Started time.Time
-	// Metrics, if set, serves GET /metrics.
-	Metrics http.Handler
+	// Metrics, if set, records requests and client changes and is served
+	// at GET /metrics.
+	Metrics *metrics.Metrics
 }
 
 // Server serves the countd HTTP API.

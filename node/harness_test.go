@@ -555,6 +555,7 @@ type peerRow struct {
 	Addr     string `json:"addr"`
 	State    string `json:"state"`
 	LastSeen string `json:"last_seen"`
+	Behind   uint64 `json:"behind"`
 }
 
 // peers returns GET /peers of the named node.

@@ -20,6 +20,7 @@ import (
 	"countd/actors"
 	"countd/crdt"
 	"countd/httpapi"
+	"countd/metrics"
 	"countd/store"
 )
 
@@ -42,6 +43,7 @@ type Node struct {
 	peerNet *httpapi.Client
 	http    *httpapi.Server
 	addr    string
+	metrics *metrics.Metrics
 
 	closeOnce sync.Once
 	closeErr  error
@@ -103,7 +105,8 @@ func Open(cfg Config) (*Node, error) {
 	// Supervisor, its children); only the message that panicked is lost.
 	root := n.sys.Root.WithGuardian(actor.NewOneForOneStrategy(10, time.Minute,
 		func(any) actor.Directive { return actor.ResumeDirective }))
-	counter, err := root.SpawnNamed(actors.NewCounterProps(state, st, n.log), "counter")
+	n.metrics = metrics.New(metrics.Sources{PeerStates: n.peerStates})
+	counter, err := root.SpawnNamed(actors.NewCounterProps(state, st, n.log, n.metrics), "counter")
 	if err != nil {
 		n.closeStore()
 		return nil, fmt.Errorf("node: spawn counter: %w", err)
@@ -123,7 +126,7 @@ func Open(cfg Config) (*Node, error) {
 	n.cfg.Port = ln.Addr().(*net.TCPAddr).Port
 	n.addr = n.cfg.advertise()
 	n.log = n.log.With("node", n.addr)
-	n.peerNet = httpapi.NewClient(cfg.RoundTripper)
+	n.peerNet = httpapi.NewClient(cfg.RoundTripper, n.metrics)
 	supProps := actors.NewSupervisorProps(actors.SupervisorConfig{
 		Self: n.addr,
 		Peer: actors.PeerConfig{
@@ -165,6 +168,7 @@ func Open(cfg Config) (*Node, error) {
 		RequestTimeout: cfg.RequestTimeout,
 		Logger:         n.log,
 		Started:        n.started,
+		Metrics:        n.metrics,
 	})
 	if err := n.http.Open(); err != nil {
 		ln.Close()
@@ -303,4 +307,19 @@ func (h minLevel) WithAttrs(as []slog.Attr) slog.Handler {
 
 func (h minLevel) WithGroup(name string) slog.Handler {
 	return minLevel{h.Handler.WithGroup(name), h.floor}
+}
+
+// peerStates counts the peers in each state, for the metrics.
+func (n *Node) peerStates() map[string]int {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	peers, err := n.cluster.Peers(ctx)
+	if err != nil {
+		return nil
+	}
+	out := make(map[string]int, 3)
+	for _, p := range peers {
+		out[p.State]++
+	}
+	return out
 }

@@ -1,0 +1,119 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"countd/crdt"
+)
+
+// recordingObserver is an Observer that keeps what it is told.
+type recordingObserver struct {
+	mu        sync.Mutex
+	committed []int // requests per commit
+	counters  []int
+}
+
+func (o *recordingObserver) Committed(requests int, took time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.committed = append(o.committed, requests)
+}
+
+func (o *recordingObserver) Counters(n int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.counters = append(o.counters, n)
+}
+
+func (o *recordingObserver) snapshot() (committed, counters []int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]int(nil), o.committed...), append([]int(nil), o.counters...)
+}
+
+// TestCounterTellsObserverEveryCommitAndTheNumberOfCounters: each durable
+// batch is reported once with its number of requests (so the batch sizes
+// add up to the requests made), and the counter count as it grows.
+func TestCounterTellsObserverEveryCommitAndTheNumberOfCounters(t *testing.T) {
+	sys := newSystem(t)
+	st := newFakeStore(true)
+	obs := &recordingObserver{}
+	pid := sys.Root.Spawn(NewCounterProps(crdt.New(self), st, slog.New(slog.DiscardHandler), obs))
+	t.Cleanup(func() { sys.Root.PoisonFuture(pid).Wait() })
+	client := NewCounterClient(sys.Root, pid, wait)
+
+	const n = 30
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() {
+			_, err := client.Increment(context.Background(), []string{"a", "b", "c"}[i%3], 1)
+			errs <- err
+		})
+	}
+	st.awaitSave(t) // the first write is held; the others gather behind it
+	for range n {   // release every write there will be
+		st.release <- struct{}{}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	committed, counters := obs.snapshot()
+	sum := 0
+	for _, c := range committed {
+		sum += c
+	}
+	if sum != n || len(committed) != st.saveCount() {
+		t.Fatalf("commits reported %v (sum %d) for %d saves, want one per save summing to %d", committed, sum, st.saveCount(), n)
+	}
+	if len(counters) == 0 || counters[len(counters)-1] != 3 {
+		t.Fatalf("counters reported %v, want it to end at 3", counters)
+	}
+	for i := 1; i < len(counters); i++ {
+		if counters[i] == counters[i-1] {
+			t.Fatalf("counters reported %v: the same number twice", counters)
+		}
+	}
+}
+
+// TestPeerReportsHowFarBehind: while pushes fail, the PeerActor's status
+// reports say how many of this node's changes the peer lacks; once a push
+// succeeds, none; and changes that came from the peer itself do not count.
+func TestPeerReportsHowFarBehind(t *testing.T) {
+	sys := newSystem(t)
+	tr := newFakeTransport()
+	tr.pushErr = errors.New("connection refused")
+	var mu sync.Mutex
+	version := uint64(5)
+	counter := counterProbe(t, sys, func() uint64 { mu.Lock(); defer mu.Unlock(); return version })
+	cfg := testPeerConfig(tr, counter.pid)
+	cfg.HeartbeatInterval = 5 * time.Millisecond
+	peer, parent := spawnPeer(t, sys, cfg)
+
+	sys.Root.Send(peer, &Changed{Version: 5})
+	fishFor(t, parent, wait, func(s *PeerStatus) bool { return s.Behind == 5 })
+
+	tr.set(func(f *fakeTransport) { f.pushErr = nil })
+	fishFor(t, parent, wait, func(s *PeerStatus) bool { return s.Behind == 0 })
+
+	// Version 6 came from the peer's own push: it holds it.
+	mu.Lock()
+	version = 6
+	mu.Unlock()
+	sys.Root.Send(peer, &Changed{Version: 6, Origin: "127.0.0.2:2"})
+	parent.drain()
+	for range 3 {
+		if s := fishFor(t, parent, wait, func(*PeerStatus) bool { return true }); s.Behind != 0 {
+			t.Fatalf("behind = %d after a change from the peer itself, want 0", s.Behind)
+		}
+	}
+}

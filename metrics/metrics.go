@@ -1,0 +1,212 @@
+// Package metrics holds a node's Prometheus metrics.
+//
+// Each node has a registry of its own (tests run many nodes in one process),
+// served by Handler. The recording methods are safe on a nil *Metrics, so a
+// component built without metrics needs no checks of its own. No label takes
+// a value a client chooses: counter names and peer addresses never become
+// labels, so the number of series stays fixed.
+package metrics
+
+import (
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Peer states, as the peers gauge labels them.
+var peerStates = []string{"alive", "suspect", "down"}
+
+// Outcomes of a client change, as the changes counter labels them.
+const (
+	OutcomeOK          = "ok"          // applied and durable
+	OutcomeRejected    = "rejected"    // bad input or overflow: nothing changed
+	OutcomeUnavailable = "unavailable" // timeout or store failure: outcome unknown
+)
+
+// Sources are read when Prometheus scrapes, not kept up to date.
+type Sources struct {
+	// PeerStates returns how many peers are in each state.
+	PeerStates func() map[string]int
+}
+
+// Metrics is one node's set of metrics.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	changes        *prometheus.CounterVec
+	changeOf       map[[2]string]prometheus.Counter // (op, outcome): resolved once, off the hot path
+	requestOf      sync.Map                         // routeCode -> prometheus.Observer
+	pushes         prometheus.Counter
+	pushFailures   prometheus.Counter
+	pushBytes      prometheus.Counter
+	pushEntries    prometheus.Histogram
+	heartbeatRTT   prometheus.Histogram
+	httpDuration   *prometheus.HistogramVec
+	commitBatch    prometheus.Histogram
+	commitDuration prometheus.Histogram
+	counters       prometheus.Gauge
+}
+
+// New returns a node's metrics, with Go runtime and process metrics beside
+// countd's own.
+func New(src Sources) *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		changes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "countd_changes_total",
+			Help: "Client increments and decrements, by operation and outcome (ok, rejected, unavailable).",
+		}, []string{"op", "outcome"}),
+		pushes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "countd_replication_pushes_total",
+			Help: "State pushes sent to peers (POST /replicate), failed ones included.",
+		}),
+		pushFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "countd_replication_push_failures_total",
+			Help: "State pushes that failed (no answer, or an error answer).",
+		}),
+		pushBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "countd_replication_push_bytes_total",
+			Help: "Bytes of state push bodies sent to peers.",
+		}),
+		pushEntries: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "countd_replication_push_entries",
+			Help:    "Entries per state push.",
+			Buckets: prometheus.ExponentialBuckets(1, 4, 7), // 1 .. 4096
+		}),
+		heartbeatRTT: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "countd_heartbeat_rtt_seconds",
+			Help:    "Round-trip time of successful peer health checks.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2.5, 10), // 0.1 ms .. 0.4 s
+		}),
+		httpDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "countd_http_request_duration_seconds",
+			Help:    "HTTP requests served, by route template and status code.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2.5, 10),
+		}, []string{"route", "code"}),
+		commitBatch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "countd_commit_batch_size",
+			Help:    "Requests made durable by one group commit.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 10), // 1 .. 512
+		}),
+		commitDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "countd_commit_duration_seconds",
+			Help:    "Time of one group commit's store write.",
+			Buckets: prometheus.ExponentialBuckets(0.00005, 2.5, 10), // 50 µs .. 0.2 s
+		}),
+		counters: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "countd_counters",
+			Help: "Named counters this node knows.",
+		}),
+	}
+	m.reg.MustRegister(
+		m.changes, m.pushes, m.pushFailures, m.pushBytes, m.pushEntries,
+		m.heartbeatRTT, m.httpDuration, m.commitBatch, m.commitDuration, m.counters,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	if src.PeerStates != nil {
+		m.reg.MustRegister(peersCollector{src.PeerStates})
+	}
+	m.changeOf = make(map[[2]string]prometheus.Counter)
+	for _, op := range []string{"increment", "decrement"} { // series exist from the start
+		for _, o := range []string{OutcomeOK, OutcomeRejected, OutcomeUnavailable} {
+			m.changeOf[[2]string{op, o}] = m.changes.WithLabelValues(op, o)
+		}
+	}
+	return m
+}
+
+// Handler serves the metrics in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// Registry returns the registry, for tests that read values.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// Change counts a client change: op is "increment" or "decrement".
+func (m *Metrics) Change(op, outcome string) {
+	if m == nil {
+		return
+	}
+	c, ok := m.changeOf[[2]string{op, outcome}]
+	if !ok {
+		c = m.changes.WithLabelValues(op, outcome)
+	}
+	c.Inc()
+}
+
+// Pushed records one state push of entries in a body of size bytes.
+func (m *Metrics) Pushed(bytes, entries int, err error) {
+	if m == nil {
+		return
+	}
+	m.pushes.Inc()
+	m.pushBytes.Add(float64(bytes))
+	m.pushEntries.Observe(float64(entries))
+	if err != nil {
+		m.pushFailures.Inc()
+	}
+}
+
+// Heartbeat records the round trip of a successful health check.
+func (m *Metrics) Heartbeat(rtt time.Duration) {
+	if m != nil {
+		m.heartbeatRTT.Observe(rtt.Seconds())
+	}
+}
+
+// Request records an HTTP request served on route (a route template, such
+// as /counters/{name}) with status code.
+func (m *Metrics) Request(route string, code int, took time.Duration) {
+	if m == nil {
+		return
+	}
+	// Routes and codes are few and fixed: resolve each pair's series once.
+	k := routeCode{route, code}
+	o, ok := m.requestOf.Load(k)
+	if !ok {
+		o, _ = m.requestOf.LoadOrStore(k, m.httpDuration.WithLabelValues(route, strconv.Itoa(code)))
+	}
+	o.(prometheus.Observer).Observe(took.Seconds())
+}
+
+type routeCode struct {
+	route string
+	code  int
+}
+
+// Committed records a group commit that made requests durable.
+func (m *Metrics) Committed(requests int, took time.Duration) {
+	if m != nil {
+		m.commitBatch.Observe(float64(requests))
+		m.commitDuration.Observe(took.Seconds())
+	}
+}
+
+// Counters sets how many named counters the node knows.
+func (m *Metrics) Counters(n int) {
+	if m != nil {
+		m.counters.Set(float64(n))
+	}
+}
+
+// peersCollector reports the peers gauge from the membership table when
+// scraped, so the gauge can never disagree with GET /peers.
+type peersCollector struct{ states func() map[string]int }
+
+var peersDesc = prometheus.NewDesc("countd_peers", "Peers by state.", []string{"state"}, nil)
+
+func (c peersCollector) Describe(ch chan<- *prometheus.Desc) { ch <- peersDesc }
+
+func (c peersCollector) Collect(ch chan<- prometheus.Metric) {
+	n := c.states()
+	for _, s := range peerStates {
+		ch <- prometheus.MustNewConstMetric(peersDesc, prometheus.GaugeValue, float64(n[s]), s)
+	}
+}
