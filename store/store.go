@@ -1,11 +1,8 @@
-// Package store keeps countd's counter entries in one bbolt file, with a
-// write-ahead log in front of it (wal.go) so that a durable write costs one
-// fdatasync.
+// Package store keeps countd's counter entries in one bbolt file.
 //
 // Every entry is stored whole (counter, replica, P, N), never as an
-// increment, and an entry's totals only grow, so writing an entry again is
-// harmless and the last successful write of an entry carries every change
-// before it.
+// increment, so writing an entry again is harmless and the last successful
+// write of an entry carries every change before it.
 package store
 
 import (
@@ -15,7 +12,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -34,12 +30,6 @@ var (
 // DB is an open store. Its methods are safe for concurrent use.
 type DB struct {
 	db *bolt.DB
-
-	mu     sync.Mutex // guards the fields below
-	wal    *wal
-	dirty  map[string]crdt.Entry // entries in the log since the last checkpoint
-	broken bool                  // a log write failed: checkpoint before using it again
-	closed bool
 }
 
 // Open opens (creating if needed) the store file at path, creating its
@@ -67,39 +57,7 @@ func Open(path string) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("store: init %s: %w", path, err)
 	}
-	d := &DB{db: db}
-	if err := d.openWAL(); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("store: log %s: %w", path+"-wal", err)
-	}
-	return d, nil
-}
-
-// openWAL opens the log, and moves every entry it holds that bbolt does not
-// have yet into bbolt, so the log can start again at offset 0.
-func (d *DB) openWAL() error {
-	w, data, err := openWAL(d.db.Path() + "-wal")
-	if err != nil {
-		return err
-	}
-	d.wal, d.dirty = w, replay(data)
-	err = d.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketEntries)
-		for k, e := range d.dirty {
-			v := b.Get([]byte(k))
-			if len(v) == 16 && binary.BigEndian.Uint64(v[:8]) >= e.P && binary.BigEndian.Uint64(v[8:]) >= e.N {
-				delete(d.dirty, k) // bbolt has it already
-			}
-		}
-		return nil
-	})
-	if err == nil {
-		err = d.checkpoint(nil)
-	}
-	if err != nil {
-		w.f.Close()
-	}
-	return err
+	return &DB{db: db}, nil
 }
 
 // Path returns the file's path.
@@ -124,71 +82,29 @@ func (d *DB) Load() ([]crdt.Entry, error) {
 	return out, nil
 }
 
-// ErrClosed is returned by Save after Close.
-var ErrClosed = errors.New("store: closed")
-
-// Save writes entries, all or none, and returns once they are on disk.
-// Entries must never go down: a later Save of an entry carries totals at
-// least as large as an earlier one's.
+// Save writes entries in one transaction and returns once it is on disk.
 func (d *DB) Save(entries []crdt.Entry) error {
 	if len(entries) == 0 {
 		return nil
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.closed {
-		return ErrClosed
-	}
-	rec := encodeRecord(d.wal.buf[:0], entries)
-	d.wal.buf = rec[:0]
-	if d.broken || len(rec) > walSize/4 || !d.wal.fits(len(rec)) {
-		if err := d.checkpoint(entries); err != nil {
-			return fmt.Errorf("store: save: %w", err)
+	err := d.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketEntries)
+		// bbolt keeps the key and value slices until the commit: each
+		// entry needs buffers of its own.
+		vals := make([]byte, 16*len(entries))
+		for i, e := range entries {
+			val := vals[16*i : 16*i+16]
+			binary.BigEndian.PutUint64(val[:8], e.P)
+			binary.BigEndian.PutUint64(val[8:], e.N)
+			if err := b.Put(entryKey(e.Counter, e.Replica), val); err != nil {
+				return err
+			}
 		}
 		return nil
-	}
-	if err := d.wal.append(rec); err != nil {
-		// After a failed fdatasync the kernel may have dropped the log's
-		// dirty pages: trust bbolt alone until a checkpoint succeeds.
-		d.broken = true
+	})
+	if err != nil {
 		return fmt.Errorf("store: save: %w", err)
 	}
-	for _, e := range entries {
-		mergeInto(d.dirty, e)
-	}
-	return nil
-}
-
-// checkpoint writes the log's entries and extra to bbolt in one
-// transaction; then the log starts again at offset 0. d.mu is held.
-func (d *DB) checkpoint(extra []crdt.Entry) error {
-	for _, e := range extra {
-		mergeInto(d.dirty, e)
-	}
-	if len(d.dirty) > 0 {
-		err := d.db.Update(func(tx *bolt.Tx) error {
-			b := tx.Bucket(bucketEntries)
-			// bbolt keeps the key and value slices until the commit: each
-			// entry needs buffers of its own.
-			vals := make([]byte, 16*len(d.dirty))
-			i := 0
-			for k, e := range d.dirty {
-				val := vals[16*i : 16*i+16]
-				i++
-				binary.BigEndian.PutUint64(val[:8], e.P)
-				binary.BigEndian.PutUint64(val[8:], e.N)
-				if err := b.Put([]byte(k), val); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-	}
-	d.dirty = make(map[string]crdt.Entry)
-	d.wal.off, d.broken = 0, false
 	return nil
 }
 
@@ -223,18 +139,9 @@ func (d *DB) Tombstones() ([]string, error) {
 	return out, nil
 }
 
-// Close moves the log's entries into bbolt and closes both files. It is
-// safe to call more than once.
+// Close closes the file. It is safe to call more than once.
 func (d *DB) Close() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.closed {
-		return nil
-	}
-	d.closed = true
-	err := d.checkpoint(nil) // on failure the log still has them
-	err = errors.Join(err, d.wal.f.Close(), d.db.Close())
-	if err != nil {
+	if err := d.db.Close(); err != nil {
 		return fmt.Errorf("store: close: %w", err)
 	}
 	return nil
