@@ -76,6 +76,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (n
 	fs.StringVar(&newNodes, "newnode", "", "addresses to add to the running cluster right after start (same forms as -peers)")
 	fs.StringVar(&dataDir, "data-dir", "", "where the node keeps its durable state (default data/<port>)")
 	fs.BoolVar(&cfg.Memory, "memory", false, "keep no state on disk")
+	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve Go's profiles at /debug/pprof/ (for measuring; off in production)")
 	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.DurationVar(&cfg.RequestTimeout, "request-timeout", cfg.RequestTimeout, "longest an HTTP request waits before 503")

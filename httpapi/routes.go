@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"strconv"
 
@@ -54,6 +55,14 @@ func (s *Server) routes() http.Handler {
 	handle("/status", http.MethodGet, s.handleStatus)
 	if s.cfg.Metrics != nil {
 		handle("/metrics", http.MethodGet, s.cfg.Metrics.Handler().ServeHTTP)
+	}
+	if s.cfg.Pprof {
+		for name, h := range map[string]http.HandlerFunc{
+			"cmdline": pprof.Cmdline, "profile": pprof.Profile, "symbol": pprof.Symbol, "trace": pprof.Trace,
+		} {
+			r.Handle("/debug/pprof/"+name, h)
+		}
+		r.PathPrefix("/debug/pprof/").HandlerFunc(pprof.Index) // heap, goroutine, ... by name
 	}
 	if s.cfg.Cluster != nil {
 		handle("/replicate", http.MethodPost, s.handleReplicate)

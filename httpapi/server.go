@@ -53,6 +53,8 @@ type Config struct {
 	// Metrics, if set, records requests and client changes and is served
 	// at GET /metrics.
 	Metrics *metrics.Metrics
+	// Pprof serves Go's profiles at /debug/pprof/.
+	Pprof bool
 }
 
 // Server serves the countd HTTP API.

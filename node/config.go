@@ -28,6 +28,8 @@ type Config struct {
 	DataDir string
 	// Memory keeps no state on disk.
 	Memory bool
+	// Pprof serves Go's profiles at /debug/pprof/.
+	Pprof bool
 	// Listener, if set, is used instead of listening on Bind:Port; the node
 	// closes it. Tests use it to know a node's address before it starts.
 	Listener net.Listener

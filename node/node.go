@@ -169,6 +169,7 @@ func Open(cfg Config) (*Node, error) {
 		Logger:         n.log,
 		Started:        n.started,
 		Metrics:        n.metrics,
+		Pprof:          cfg.Pprof,
 	})
 	if err := n.http.Open(); err != nil {
 		ln.Close()
