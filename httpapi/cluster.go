@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"time"
 
 	"github.com/gorilla/mux"
 
@@ -33,23 +34,31 @@ func (s *Server) handlePeers(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, err)
 		return
 	}
-	type peer struct {
-		Addr     string `json:"addr"`
-		State    string `json:"state"`
-		LastSeen string `json:"last_seen,omitempty"`
-		Behind   uint64 `json:"behind"`
-	}
-	out := make([]peer, len(peers))
+	s.writeJSON(w, http.StatusOK, struct {
+		Peers []peerRow `json:"peers"`
+		Node  string    `json:"node"`
+	}{peerRows(peers), s.cfg.Node})
+}
+
+// peerRow is one peer as GET /peers and GET /status report it.
+type peerRow struct {
+	Addr     string `json:"addr"`
+	State    string `json:"state"`
+	LastSeen string `json:"last_seen,omitempty"` // RFC 3339, UTC; omitted if never seen
+	Behind   uint64 `json:"behind"`
+}
+
+// peerRows formats the membership table; it is never nil, so an empty one
+// encodes as [].
+func peerRows(peers []actors.PeerInfo) []peerRow {
+	out := make([]peerRow, len(peers))
 	for i, p := range peers {
-		out[i] = peer{Addr: p.Addr, State: p.State, Behind: p.Behind}
+		out[i] = peerRow{Addr: p.Addr, State: p.State, Behind: p.Behind}
 		if !p.LastSeen.IsZero() {
-			out[i].LastSeen = p.LastSeen.UTC().Format("2006-01-02T15:04:05Z07:00")
+			out[i].LastSeen = p.LastSeen.UTC().Format(time.RFC3339)
 		}
 	}
-	s.writeJSON(w, http.StatusOK, struct {
-		Peers []peer `json:"peers"`
-		Node  string `json:"node"`
-	}{out, s.cfg.Node})
+	return out
 }
 
 // handleAddPeer serves POST /peers {"addr": "host:port"}.

@@ -1,15 +1,114 @@
 package httpapi
 
-import "net/http"
+import (
+	"bytes"
+	"crypto/sha256"
+	"embed"
+	"encoding/base64"
+	"encoding/hex"
+	"net/http"
+	"strings"
+	"time"
 
-// handleStatusPage serves GET /, the status page for people.
-// TODO(status page helper): embedded HTML/CSS/JS.
-func (s *Server) handleStatusPage(w http.ResponseWriter, r *http.Request) {
-	s.writeError(w, errNotFound)
+	"countd/actors"
+)
+
+// ui holds the status page: index.html with the placeholders {{css}} and
+// {{js}}, which status.css and status.js fill. The page is one response
+// because only GET / serves it; it loads nothing else but GET /status.
+//
+//go:embed ui
+var ui embed.FS
+
+// page is the assembled status page and the headers it is served with.
+type page struct {
+	body []byte
+	csp  string // allows the page's own inline style and script, by hash, and fetches to this origin
+	etag string
 }
 
-// handleStatus serves GET /status, the JSON the status page shows.
-// TODO(status page helper).
+var statusPage = buildPage()
+
+func buildPage() page {
+	read := func(name string) string {
+		b, err := ui.ReadFile("ui/" + name)
+		if err != nil {
+			panic("httpapi: embedded " + name + ": " + err.Error()) // embedded at build time
+		}
+		return string(b)
+	}
+	html, css, js := read("index.html"), read("status.css"), read("status.js")
+	if strings.Count(html, "{{css}}") != 1 || strings.Count(html, "{{js}}") != 1 {
+		panic("httpapi: ui/index.html must hold {{css}} and {{js}} once each")
+	}
+	body := strings.NewReplacer("{{css}}", css, "{{js}}", js).Replace(html)
+	hash := func(s string) string {
+		sum := sha256.Sum256([]byte(s))
+		return "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
+	}
+	sum := sha256.Sum256([]byte(body))
+	return page{
+		body: []byte(body),
+		csp: "default-src 'none'; script-src " + hash(js) + "; style-src " + hash(css) +
+			"; connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+		etag: `"` + hex.EncodeToString(sum[:8]) + `"`,
+	}
+}
+
+// handleStatusPage serves GET /, the status page for people. It carries no
+// data; its script fetches GET /status every second.
+func (s *Server) handleStatusPage(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "max-age=60")
+	h.Set("ETag", statusPage.etag)
+	h.Set("Content-Security-Policy", statusPage.csp)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(statusPage.body))
+}
+
+// statusReply is the body of GET /status.
+type statusReply struct {
+	Node    string `json:"node"`
+	Replica string `json:"replica"`
+	// Started is when the node started (RFC 3339, UTC); omitted, with
+	// UptimeSeconds 0, when the server was not told.
+	Started       string           `json:"started,omitempty"`
+	UptimeSeconds int64            `json:"uptime_seconds"`
+	Peers         []peerRow        `json:"peers"`
+	Counters      map[string]int64 `json:"counters"`
+}
+
+// handleStatus serves GET /status, the JSON the status page shows: this
+// node, its peers as GET /peers lists them, and every counter.
 func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
-	s.writeError(w, errNotFound)
+	var peers []actors.PeerInfo
+	if s.cfg.Cluster != nil {
+		var err error
+		if peers, err = s.cfg.Cluster.Peers(r.Context()); err != nil {
+			s.writeError(w, err)
+			return
+		}
+	}
+	values, err := s.cfg.Counters.Values(r.Context())
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	if values == nil {
+		values = map[string]int64{}
+	}
+	reply := statusReply{
+		Node:     s.cfg.Node,
+		Replica:  s.cfg.Replica,
+		Peers:    peerRows(peers),
+		Counters: values,
+	}
+	if !s.cfg.Started.IsZero() {
+		reply.Started = s.cfg.Started.UTC().Format(time.RFC3339)
+		reply.UptimeSeconds = int64(max(time.Since(s.cfg.Started), 0) / time.Second)
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	s.writeJSON(w, http.StatusOK, reply)
 }

@@ -1,0 +1,399 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"os"
+	"os/exec"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// longName is a counter name near the 128-character limit with no place
+// where a line may break (no space or hyphen).
+var longName = strings.Repeat("long_name", 14)
+
+// Browser test timings.
+const (
+	pageTimeout = 20 * time.Second // for the page to show a state; it refreshes every second
+	evalTimeout = 5 * time.Second  // one read of the page
+	closeWait   = 10 * time.Second // for the browser to exit after a close
+)
+
+// TestStatusPageInBrowser opens node0's status page (GET /) in headless
+// Chromium while a real three-node cluster runs, and checks what a person
+// would see: the node, its replica id, every counter with the value the API
+// gives, each peer alive; a peer killed with SIGKILL turns down, in another
+// colour, and alive again once restarted on its port and data dir; a change
+// made on it after the restart shows up; and when node0 itself dies the page
+// says it cannot reach it and keeps the last data.
+func TestStatusPageInBrowser(t *testing.T) {
+	chrome := findChromium(t)
+
+	ports := freePorts(t, 3)
+	var nodes []*clusterNode
+	for i, port := range ports {
+		var peers []string
+		for j, q := range ports {
+			if j != i {
+				peers = append(peers, strconv.Itoa(q))
+			}
+		}
+		nodes = append(nodes, newClusterNode(t, i, port, "-peers="+strings.Join(peers, ",")))
+	}
+	n0, n1, n2 := nodes[0], nodes[1], nodes[2]
+	startAll(t, nodes...)
+	c := newClient(t, 2)
+
+	// A few changes, on every node; node0 shows them once they replicate.
+	for _, ch := range []struct {
+		node *clusterNode
+		path string
+	}{
+		{n0, "/counters/apples/increment?by=3"},
+		{n1, "/counters/apples/increment?by=4"},
+		{n2, "/counters/pears/decrement?by=2"},
+		{n1, "/increment"},
+		// Past 2^53 a JavaScript number is not exact; the page must show every digit.
+		{n2, "/counters/big/increment?by=9007199254740992"},
+		{n2, "/counters/big/increment?by=12345"},
+		// A long name must wrap, not widen the page past a phone's screen.
+		{n0, "/counters/" + longName + "/increment"},
+	} {
+		post(t, c, ch.node.url()+ch.path)
+	}
+	want := map[string]int64{"apples": 7, "pears": -2, "default": 1, "big": 1<<53 + 12345, longName: 1}
+	api := awaitCounters(t, c, n0, want)
+
+	var health struct {
+		Replica string `json:"replica"`
+	}
+	if err := getJSON(c, n0.url()+"/health", &health); err != nil {
+		t.Fatal(err)
+	}
+
+	b := openBrowser(t, chrome)
+	start := time.Now()
+	b.navigate(n0.url() + "/")
+
+	// Everything as the API says, every peer alive.
+	first := b.await("node0's page with its counters and both peers alive", func(v pageView) error {
+		return errors.Join(
+			match("node", v.Node, n0.addr), match("replica", v.Replica, health.Replica), match("banner", v.Banner, false),
+			match("peers", v.states(), map[string]string{n1.addr: "alive", n2.addr: "alive"}),
+			match("counters", v.values(), api), match("wider than the window", v.Overflow, false))
+	})
+	t.Logf("page showed the cluster %v after loading", time.Since(start).Round(time.Millisecond))
+	if v := first.Peers[n2.addr]; v.Shown != "alive" || v.Behind == "" || v.LastSeen == "" {
+		t.Errorf("peer %s shown as %+v, want its state, behind and last seen as text", n2.addr, v)
+	}
+	if first.Title != "countd "+n0.addr {
+		t.Errorf("title %q, want %q", first.Title, "countd "+n0.addr)
+	}
+
+	// Kill node2: the page turns it down, in another colour.
+	n2.proc.Kill()
+	killed := time.Now()
+	down := b.await(n2.name+" shown down", func(v pageView) error {
+		return errors.Join(match(n2.name+" state", v.Peers[n2.addr].State, "down"), match(n2.name+" text", v.Peers[n2.addr].Shown, "down"),
+			match(n1.name+" state", v.Peers[n1.addr].State, "alive"), match("banner", v.Banner, false))
+	})
+	t.Logf("%s shown down %v after SIGKILL", n2.name, time.Since(killed).Round(time.Millisecond))
+	if a, d := first.Peers[n2.addr].Colour, down.Peers[n2.addr].Colour; a == d || a == "" {
+		t.Errorf("state badge colour alive %q, down %q: want two different colours", a, d)
+	}
+
+	// Restart it on the same port and data dir: alive again, and a change
+	// made on it now reaches node0's page.
+	startAll(t, n2)
+	restarted := time.Now()
+	b.await(n2.name+" shown alive after its restart", func(v pageView) error {
+		return errors.Join(match(n2.name+" state", v.Peers[n2.addr].State, "alive"), match(n2.name+" text", v.Peers[n2.addr].Shown, "alive"))
+	})
+	t.Logf("%s shown alive %v after its restart", n2.name, time.Since(restarted).Round(time.Millisecond))
+	post(t, c, n2.url()+"/counters/plums/increment?by=5")
+	want["plums"] = 5
+	api = awaitCounters(t, c, n0, want)
+	b.await("the change made on the restarted "+n2.name, func(v pageView) error { return match("counters", v.values(), api) })
+
+	// Kill node0, the page's own node: a banner says so, the data stays.
+	n0.proc.Kill()
+	stale := b.await("the node-unreachable banner", func(v pageView) error { return match("banner", v.Banner, true) })
+	if !strings.Contains(strings.ToLower(stale.BannerText), "unreachable") {
+		t.Errorf("banner text %q does not say the node is unreachable", stale.BannerText)
+	}
+	if !maps.Equal(stale.values(), api) || stale.Node != n0.addr || len(stale.Peers) != 2 {
+		t.Errorf("after node0 died the page shows %+v, want the last data kept: counters %v", stale, api)
+	}
+
+	b.close()
+	b.assertNoPageErrors()
+	n1.proc.Stop()
+	n2.proc.Stop()
+}
+
+// findChromium returns the path of a Chromium or Chrome binary, or skips the
+// test when there is none.
+func findChromium(t *testing.T) string {
+	t.Helper()
+	if st, err := os.Stat("/usr/bin/chromium"); err == nil && !st.IsDir() {
+		return "/usr/bin/chromium"
+	}
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	t.Skip("no Chromium or Chrome found (/usr/bin/chromium, or chromium, chromium-browser, google-chrome on PATH); " +
+		".ci/run installs Debian's chromium when it runs as root")
+	return ""
+}
+
+// pageView is what the status page shows, read from its DOM.
+type pageView struct {
+	Title      string              `json:"title"`
+	Node       string              `json:"node"`
+	Replica    string              `json:"replica"`
+	Banner     bool                `json:"banner"` // the node-unreachable banner is visible
+	BannerText string              `json:"bannerText"`
+	Peers      map[string]peerView `json:"peers"`
+	Counters   map[string]string   `json:"counters"` // name -> the value's text
+	Overflow   bool                `json:"overflow"` // the page is wider than the window: it scrolls sideways
+}
+
+type peerView struct {
+	State    string `json:"state"`  // data-state
+	Shown    string `json:"shown"`  // the state's text
+	Colour   string `json:"colour"` // the state badge's computed background colour
+	LastSeen string `json:"lastSeen"`
+	Behind   string `json:"behind"`
+}
+
+// readPage is the script that builds a pageView.
+const readPage = `(() => {
+	const text = (id) => document.getElementById(id).textContent;
+	const banner = document.getElementById("banner");
+	const peers = {}, counters = {};
+	for (const e of document.querySelectorAll("[data-peer]")) {
+		const badge = e.querySelector(".state");
+		peers[e.dataset.peer] = {
+			state: e.dataset.state, shown: badge.textContent, colour: getComputedStyle(badge).backgroundColor,
+			lastSeen: e.querySelector(".last-seen").textContent, behind: e.querySelector(".behind").textContent,
+		};
+	}
+	for (const e of document.querySelectorAll("[data-counter]")) {
+		counters[e.dataset.counter] = e.querySelector(".value").textContent;
+	}
+	return {
+		title: document.title, node: text("node"), replica: text("replica"),
+		banner: !banner.hidden && banner.offsetParent !== null, bannerText: banner.textContent.trim().replace(/\s+/g, " "),
+		peers, counters, overflow: document.documentElement.scrollWidth > document.documentElement.clientWidth,
+	};
+})()`
+
+// states maps each peer's address to its data-state.
+func (v pageView) states() map[string]string {
+	out := make(map[string]string, len(v.Peers))
+	for a, p := range v.Peers {
+		out[a] = p.State
+	}
+	return out
+}
+
+// values parses the counters' text; a value that is not a whole number
+// makes the map differ from any the API gives.
+func (v pageView) values() map[string]int64 {
+	out := make(map[string]int64, len(v.Counters))
+	for name, s := range v.Counters {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return map[string]int64{"unparsable " + name: 0}
+		}
+		out[name] = n
+	}
+	return out
+}
+
+// browser is one headless Chromium with one tab, and what its page wrote to
+// the console.
+type browser struct {
+	t      *testing.T
+	ctx    context.Context // the tab's chromedp context
+	closed bool
+
+	mu      sync.Mutex
+	console []chromedp.ConsoleMessage
+}
+
+// openBrowser starts headless Chromium and closes it when the test ends.
+// chromedp gives it a temporary user data dir, which it removes, and kills
+// any helper process of that browser left behind.
+func openBrowser(t *testing.T, path string) *browser {
+	t.Helper()
+	out := newLogBuffer()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(path),
+		chromedp.Headless,
+		chromedp.NoSandbox, // tests run as root in CI, where the sandbox cannot start
+		chromedp.DisableGPU,
+		chromedp.WindowSize(412, 915), // a phone's width
+		chromedp.Flag("no-proxy-server", true),
+		// Nothing but 127.0.0.1: no name resolves, no background requests.
+		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-domain-reliability", true),
+		chromedp.Flag("no-pings", true),
+		chromedp.CombinedOutput(out),
+	)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelTab := chromedp.NewContext(allocCtx,
+		chromedp.WithLogf(func(string, ...any) {}),
+		chromedp.WithErrorf(func(f string, args ...any) { fmt.Fprintf(out, "chromedp: "+f+"\n", args...) }))
+	b := &browser{t: t, ctx: ctx}
+
+	// Subscribing starts the browser and opens the tab.
+	console := chromedp.Console(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for m, err := range console {
+			if err != nil {
+				return
+			}
+			b.mu.Lock()
+			b.console = append(b.console, m)
+			b.mu.Unlock()
+		}
+	})
+	t.Cleanup(func() {
+		b.close()
+		cancelTab()
+		cancelAlloc()
+		wg.Wait()
+		if t.Failed() {
+			lines := out.lines()
+			t.Logf("browser output (last %d of %d lines):\n%s",
+				min(len(lines), 40), len(lines), strings.Join(lines[max(0, len(lines)-40):], "\n"))
+			b.mu.Lock()
+			for _, m := range b.console {
+				t.Logf("page console: %s", m)
+			}
+			b.mu.Unlock()
+		}
+	})
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[int]("1")); err != nil {
+		t.Fatalf("starting %s: %v\n%s", path, err, out)
+	}
+	return b
+}
+
+func (b *browser) navigate(url string) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, pageTimeout)
+	defer cancel()
+	if err := chromedp.Do(ctx, chromedp.Navigate(url)); err != nil {
+		b.t.Fatalf("opening %s: %v", url, err)
+	}
+}
+
+// read reads the page once.
+func (b *browser) read() (pageView, error) {
+	ctx, cancel := context.WithTimeout(b.ctx, evalTimeout)
+	defer cancel()
+	return chromedp.Run(ctx, chromedp.Evaluate[pageView](readPage))
+}
+
+// await reads the page until cond returns nil, and returns that view; at
+// pageTimeout it fails the test with cond's last complaint.
+func (b *browser) await(what string, cond func(pageView) error) pageView {
+	b.t.Helper()
+	var v pageView
+	var err error
+	if poll(pageTimeout, func() bool {
+		if v, err = b.read(); err != nil {
+			err = fmt.Errorf("reading the page: %w", err)
+			return false
+		}
+		err = cond(v)
+		return err == nil
+	}) {
+		return v
+	}
+	b.t.Fatalf("no %s within %v: %v\nthe page shows %+v", what, pageTimeout, err, v)
+	return v
+}
+
+// match returns nil if got equals want, else an error naming what differs.
+func match[T any](what string, got, want T) error {
+	if reflect.DeepEqual(got, want) {
+		return nil
+	}
+	return fmt.Errorf("%s: got %v, want %v", what, got, want)
+}
+
+// close closes the browser gracefully and waits for it to exit.
+func (b *browser) close() {
+	if b.closed {
+		return
+	}
+	b.closed = true
+	ctx, cancel := context.WithTimeout(b.ctx, closeWait)
+	defer cancel()
+	if err := chromedp.Cancel(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		b.t.Logf("closing the browser: %v", err)
+	}
+}
+
+// assertNoPageErrors fails the test if the page threw an exception or the
+// browser blocked something on it (a Content-Security-Policy violation).
+func (b *browser) assertNoPageErrors() {
+	b.t.Helper()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, m := range b.console {
+		if m.IsException() || m.Source == "security" || strings.Contains(m.Text, "Content Security Policy") {
+			b.t.Errorf("the page reported: %s (%s:%d)", m, m.URL, m.Line)
+		}
+	}
+}
+
+// post sends a POST that must answer 200.
+func post(t *testing.T, c *http.Client, url string) {
+	t.Helper()
+	resp, err := c.Post(url, "", nil)
+	if err != nil {
+		t.Fatalf("POST %s: %v", url, err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST %s: %s %q %v", url, resp.Status, body, err)
+	}
+}
+
+// awaitCounters waits until n's GET /counters reports want (every counter,
+// no other), and returns what it reported.
+func awaitCounters(t *testing.T, c *http.Client, n *clusterNode, want map[string]int64) map[string]int64 {
+	t.Helper()
+	var got struct {
+		Counters map[string]int64 `json:"counters"`
+	}
+	var err error
+	if !poll(agreeTimeout, func() bool {
+		got.Counters = nil
+		err = getJSON(c, n.url()+"/counters", &got)
+		return err == nil && maps.Equal(got.Counters, want)
+	}) {
+		t.Fatalf("%s's counters are %v (error %v), want %v within %v", n.name, got.Counters, err, want, agreeTimeout)
+	}
+	return got.Counters
+}

@@ -1,0 +1,253 @@
+package httpapi
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"countd/actors"
+)
+
+// peerTable is a Cluster that lists fixed peers, or fails with err.
+type peerTable struct {
+	peers []actors.PeerInfo
+	err   error
+}
+
+var _ Cluster = peerTable{}
+
+func (c peerTable) Peers(context.Context) ([]actors.PeerInfo, error) { return c.peers, c.err }
+func (peerTable) AddPeer(context.Context, string) (bool, error)      { return false, errors.New("unused") }
+func (peerTable) RemovePeer(context.Context, string) error           { return errors.New("unused") }
+func (peerTable) Replicate(context.Context, *actors.ReplicateRequest) (int, error) {
+	return 0, errors.New("unused")
+}
+
+func TestStatus(t *testing.T) {
+	seen := time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("CET", 3600))
+	started := time.Now().Add(-90 * time.Second)
+	startedText := started.UTC().Format(time.RFC3339)
+	loaded := func() *fakeCounters {
+		f := newFake()
+		f.preload(t, other("apples", 7, 2), other("pears", 1, 4))
+		return f
+	}
+	tests := []struct {
+		name     string
+		counters *fakeCounters
+		cluster  Cluster // nil: a node without a cluster
+		started  time.Time
+		want     string // uptime_seconds is checked apart, and left out here
+	}{
+		{
+			name:     "peers and counters",
+			counters: loaded(),
+			cluster: peerTable{peers: []actors.PeerInfo{
+				{Addr: "127.0.0.1:9001", State: actors.StateAlive, LastSeen: seen, Behind: 0},
+				{Addr: "127.0.0.1:9002", State: actors.StateSuspect, LastSeen: seen, Behind: 12},
+				{Addr: "127.0.0.1:9003", State: actors.StateDown, Behind: 40},
+			}},
+			started: started,
+			want: `{"node":"` + testNode + `","replica":"` + testReplica + `","started":"` + startedText + `",
+				"peers":[
+					{"addr":"127.0.0.1:9001","state":"alive","last_seen":"2026-01-02T02:04:05Z","behind":0},
+					{"addr":"127.0.0.1:9002","state":"suspect","last_seen":"2026-01-02T02:04:05Z","behind":12},
+					{"addr":"127.0.0.1:9003","state":"down","behind":40}],
+				"counters":{"apples":5,"pears":-3}}`,
+		},
+		{
+			name:     "no cluster: peers is an empty list",
+			counters: loaded(),
+			started:  started,
+			want: `{"node":"` + testNode + `","replica":"` + testReplica + `","started":"` + startedText + `",
+				"peers":[],"counters":{"apples":5,"pears":-3}}`,
+		},
+		{
+			name:     "no peers and no counters: empty list and object",
+			counters: newFake(),
+			cluster:  peerTable{},
+			started:  started,
+			want: `{"node":"` + testNode + `","replica":"` + testReplica + `","started":"` + startedText + `",
+				"peers":[],"counters":{}}`,
+		},
+		{
+			name:     "start time unknown",
+			counters: newFake(),
+			want:     `{"node":"` + testNode + `","replica":"` + testReplica + `","peers":[],"counters":{}}`,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := NewServer(Config{Counters: tt.counters, Cluster: tt.cluster, Node: testNode, Replica: testReplica, Started: tt.started})
+			before := time.Now()
+			rec := do(t, s, http.MethodGet, "/status", nil)
+			if rec.Code != http.StatusOK {
+				t.Fatalf("status %d: %s", rec.Code, rec.Body)
+			}
+			assertJSONType(t, rec.Header())
+			if cc := rec.Header().Get("Cache-Control"); cc != "no-store" {
+				t.Errorf("Cache-Control = %q, want no-store", cc)
+			}
+			got := decodeJSON(t, rec.Body.Bytes()).(map[string]any)
+			n, _ := got["uptime_seconds"].(json.Number)
+			uptime, err := n.Int64()
+			if err != nil {
+				t.Fatalf("uptime_seconds missing or not a whole number: %s", rec.Body)
+			}
+			delete(got, "uptime_seconds")
+			if tt.started.IsZero() {
+				if uptime != 0 {
+					t.Errorf("uptime_seconds = %d with no start time, want 0", uptime)
+				}
+			} else if lo, hi := int64(before.Sub(tt.started)/time.Second), int64(time.Since(tt.started)/time.Second); uptime < lo || uptime > hi {
+				t.Errorf("uptime_seconds = %d, want %d to %d", uptime, lo, hi)
+			}
+			if want := decodeJSON(t, []byte(tt.want)); !reflect.DeepEqual(got, want) {
+				t.Errorf("body = %s\nwant  %s (uptime_seconds aside)", rec.Body, tt.want)
+			}
+		})
+	}
+}
+
+func TestStatusErrors(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		counters error
+		cluster  error
+		status   int
+	}{
+		{"counters time out", actors.ErrTimeout, nil, http.StatusServiceUnavailable},
+		{"membership times out", nil, actors.ErrTimeout, http.StatusServiceUnavailable},
+		{"counters fail", errors.New("boom"), nil, http.StatusInternalServerError},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFake()
+			f.err = tt.counters
+			s := NewServer(Config{Counters: f, Cluster: peerTable{err: tt.cluster}, Node: testNode, Replica: testReplica,
+				Logger: slog.New(slog.DiscardHandler)})
+			assertError(t, do(t, s, http.MethodGet, "/status", nil), tt.status)
+		})
+	}
+}
+
+// inline matches the page's inline <style> and <script> elements.
+var inline = regexp.MustCompile(`(?s)<(style|script)>(.*?)</(?:style|script)>`)
+
+func TestStatusPage(t *testing.T) {
+	s := newTestServer(newFake())
+	rec := do(t, s, http.MethodGet, "/", nil)
+	if rec.Code != http.StatusOK {
+		t.Fatalf("GET / = %d: %s", rec.Code, rec.Body)
+	}
+	h := rec.Header()
+	if mt, params, err := mime.ParseMediaType(h.Get("Content-Type")); err != nil || mt != "text/html" || params["charset"] != "utf-8" {
+		t.Errorf("Content-Type = %q, want text/html; charset=utf-8", h.Get("Content-Type"))
+	}
+	if cc := h.Get("Cache-Control"); !regexp.MustCompile(`^max-age=\d{1,3}$`).MatchString(cc) {
+		t.Errorf("Cache-Control = %q, want a short max-age", cc)
+	}
+	if h.Get("X-Content-Type-Options") != "nosniff" {
+		t.Errorf("X-Content-Type-Options = %q, want nosniff", h.Get("X-Content-Type-Options"))
+	}
+	body := rec.Body.String()
+	for _, want := range []string{
+		`<meta name="viewport"`, `id="banner"`, `id="peers"`, `id="counters"`, `id="node"`, `id="replica"`, `id="uptime"`,
+		`fetch("status"`, `setTimeout(refresh, REFRESH_MS)`, `dataset[attr] = key`, `e.dataset.state = p.state`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	if strings.Contains(body, "{{") {
+		t.Error("page holds a placeholder that was not filled")
+	}
+	for _, bad := range []string{"innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "http://", "https://", "//cdn"} {
+		if strings.Contains(body, bad) {
+			t.Errorf("page holds %q: data must reach the DOM as text, and the page loads nothing from elsewhere", bad)
+		}
+	}
+
+	// The policy allows exactly the page's own style and script: a change
+	// to either that misses the hash would leave the page blank.
+	csp := h.Get("Content-Security-Policy")
+	found := inline.FindAllStringSubmatch(body, -1)
+	if len(found) != 2 {
+		t.Fatalf("page has %d inline style/script elements, want one of each", len(found))
+	}
+	for _, m := range found {
+		sum := sha256.Sum256([]byte(m[2]))
+		want := m[1] + "-src 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
+		if !strings.Contains(csp, want) {
+			t.Errorf("Content-Security-Policy %q lacks %q", csp, want)
+		}
+	}
+	for _, want := range []string{"default-src 'none'", "connect-src 'self'"} {
+		if !strings.Contains(csp, want) {
+			t.Errorf("Content-Security-Policy %q lacks %q", csp, want)
+		}
+	}
+
+	t.Run("revalidation", func(t *testing.T) {
+		etag := h.Get("ETag")
+		if etag == "" {
+			t.Fatal("no ETag")
+		}
+		req := httptest.NewRequest(http.MethodGet, "/", nil)
+		req.Header.Set("If-None-Match", etag)
+		rec := httptest.NewRecorder()
+		s.Handler().ServeHTTP(rec, req)
+		if rec.Code != http.StatusNotModified || rec.Body.Len() != 0 {
+			t.Errorf("GET / with If-None-Match: %d, %d bytes; want 304 and no body", rec.Code, rec.Body.Len())
+		}
+	})
+}
+
+func TestStatusWrongMethod(t *testing.T) {
+	s := newClusterServer(newFakeCluster())
+	for _, tt := range []struct{ method, path string }{
+		{http.MethodPost, "/"},
+		{http.MethodDelete, "/"},
+		{http.MethodPost, "/status"},
+		{http.MethodPut, "/status"},
+	} {
+		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
+			assertError(t, do(t, s, tt.method, tt.path, strings.NewReader("{}")), http.StatusMethodNotAllowed)
+		})
+	}
+	assertError(t, do(t, s, http.MethodGet, "/index.html", nil), http.StatusNotFound)
+}
+
+// TestStatusMatchesPeers checks that /status lists peers exactly as /peers does.
+func TestStatusMatchesPeers(t *testing.T) {
+	c := peerTable{peers: []actors.PeerInfo{
+		{Addr: "127.0.0.1:9001", State: actors.StateAlive, LastSeen: time.Unix(1700000000, 0), Behind: 3},
+		{Addr: "127.0.0.1:9002", State: actors.StateDown},
+	}}
+	s := NewServer(Config{Counters: newFake(), Cluster: c, Node: testNode, Replica: testReplica})
+	var peers, status struct {
+		Peers json.RawMessage `json:"peers"`
+	}
+	for path, out := range map[string]any{"/peers": &peers, "/status": &status} {
+		rec := do(t, s, http.MethodGet, path, nil)
+		if rec.Code != http.StatusOK {
+			t.Fatalf("GET %s = %d: %s", path, rec.Code, rec.Body)
+		}
+		if err := json.Unmarshal(rec.Body.Bytes(), out); err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+	}
+	if string(peers.Peers) != string(status.Peers) {
+		t.Errorf("/status peers %s, /peers peers %s", status.Peers, peers.Peers)
+	}
+}
