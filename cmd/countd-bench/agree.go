@@ -1,0 +1,219 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+// maxJSONBody bounds a /counters or /peers reply (100k counters are ~3 MB).
+const maxJSONBody = 256 << 20
+
+// getJSON GETs http://addr+path and decodes the JSON reply into v.
+func getJSON(ctx context.Context, c *http.Client, addr, path string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
+	if err != nil {
+		return fmt.Errorf("GET %s%s: %w", addr, path, err)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return fmt.Errorf("GET %s%s: %w", addr, path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
+		return fmt.Errorf("GET %s%s: status %d: %s", addr, path, resp.StatusCode, strings.TrimSpace(string(msg)))
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxJSONBody)).Decode(v); err != nil {
+		return fmt.Errorf("GET %s%s: decode: %w", addr, path, err)
+	}
+	return nil
+}
+
+// fetchCounters returns GET /counters of one node.
+func fetchCounters(ctx context.Context, c *http.Client, addr string) (map[string]int64, error) {
+	var body struct {
+		Counters map[string]int64 `json:"counters"`
+	}
+	if err := getJSON(ctx, c, addr, "/counters", &body); err != nil {
+		return nil, err
+	}
+	if body.Counters == nil {
+		body.Counters = map[string]int64{}
+	}
+	return body.Counters, nil
+}
+
+// fetchAll runs get on every node at once and returns the results in order,
+// or the first error.
+func fetchAll[T any](ctx context.Context, addrs []string, get func(context.Context, string) (T, error)) ([]T, error) {
+	out := make([]T, len(addrs))
+	errs := make([]error, len(addrs))
+	var wg sync.WaitGroup
+	for i, a := range addrs {
+		wg.Go(func() { out[i], errs[i] = get(ctx, a) })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// agreement is the outcome of waitAgreement.
+type agreement struct {
+	// After is the time from since until the end of the first poll round
+	// in which every node reported the same counters: an upper bound, off
+	// by at most one round (about a millisecond on loopback for small
+	// states).
+	After time.Duration
+	// Counters is what they agreed on.
+	Counters map[string]int64
+	// Polls is how many rounds it took.
+	Polls int
+}
+
+// waitAgreement polls GET /counters on every node, all at once, until every
+// node reports the same counters, and measures the time from since. Between
+// rounds it waits as long as the last round took (at least a millisecond),
+// so polling a large state does not crowd out the nodes it measures.
+func waitAgreement(ctx context.Context, c *http.Client, addrs []string, since time.Time, timeout time.Duration) (agreement, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var lastErr error
+	var last []map[string]int64
+	for polls := 1; ; polls++ {
+		t0 := time.Now()
+		states, err := fetchAll(ctx, addrs, func(ctx context.Context, a string) (map[string]int64, error) {
+			return fetchCounters(ctx, c, a)
+		})
+		if err == nil && allEqual(states) {
+			return agreement{After: time.Since(since), Counters: states[0], Polls: polls}, nil
+		}
+		switch {
+		case err == nil:
+			last, lastErr = states, nil
+		case ctx.Err() == nil: // not just the deadline cutting a round short
+			lastErr = err
+		}
+		pause := max(time.Since(t0), time.Millisecond)
+		select {
+		case <-ctx.Done():
+			if lastErr == nil {
+				lastErr = fmt.Errorf("last round: %s", describeDisagreement(addrs, last))
+			}
+			return agreement{}, fmt.Errorf("nodes did not agree within %v: %w", timeout, lastErr)
+		case <-time.After(pause):
+		}
+	}
+}
+
+// allEqual reports whether every map equals the first.
+func allEqual(states []map[string]int64) bool {
+	for _, s := range states[1:] {
+		if !maps.Equal(s, states[0]) {
+			return false
+		}
+	}
+	return true
+}
+
+// describeDisagreement names, for an error message, how many counters each
+// node had and the total of their values.
+func describeDisagreement(addrs []string, states []map[string]int64) string {
+	if len(states) != len(addrs) {
+		return "no complete round"
+	}
+	parts := make([]string, len(addrs))
+	for i, s := range states {
+		var sum int64
+		for _, v := range s {
+			sum += v
+		}
+		parts[i] = fmt.Sprintf("%s has %d counters summing to %d", addrs[i], len(s), sum)
+	}
+	return strings.Join(parts, "; ")
+}
+
+// counterSum returns the sum of every counter's value.
+func counterSum(m map[string]int64) int64 {
+	var s int64
+	for _, v := range m {
+		s += v
+	}
+	return s
+}
+
+// waitReady polls the nodes every 50 ms until each answers GET /health and,
+// for nodes the tool started, its GET /peers lists every other node alive.
+// It fails early if a started node exits.
+func waitReady(ctx context.Context, cl *cluster, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	c := &http.Client{Timeout: 2 * time.Second}
+	defer c.CloseIdleConnections()
+	var lastErr error
+	for {
+		if err := cl.exitedNode(); err != nil {
+			return err
+		}
+		_, lastErr = fetchAll(ctx, cl.addrs, func(ctx context.Context, a string) (struct{}, error) {
+			return struct{}{}, nodeReady(ctx, c, a, cl.addrs, cl.procs != nil)
+		})
+		if lastErr == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			if err := cl.exitedNode(); err != nil {
+				return err
+			}
+			return fmt.Errorf("nodes not ready within %v: %w", timeout, lastErr)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// nodeReady checks one node: it answers /health and, if checkPeers, lists
+// every other address in all alive in GET /peers.
+func nodeReady(ctx context.Context, c *http.Client, addr string, all []string, checkPeers bool) error {
+	var health struct {
+		Status string `json:"status"`
+	}
+	if err := getJSON(ctx, c, addr, "/health", &health); err != nil {
+		return err
+	}
+	if health.Status != "ok" {
+		return fmt.Errorf("%s: health status %q", addr, health.Status)
+	}
+	if !checkPeers {
+		return nil
+	}
+	var body struct {
+		Peers []struct {
+			Addr  string `json:"addr"`
+			State string `json:"state"`
+		} `json:"peers"`
+	}
+	if err := getJSON(ctx, c, addr, "/peers", &body); err != nil {
+		return err
+	}
+	state := make(map[string]string, len(body.Peers))
+	for _, p := range body.Peers {
+		state[p.Addr] = p.State
+	}
+	for _, other := range all {
+		if other != addr && state[other] != "alive" {
+			return fmt.Errorf("%s sees %s as %q", addr, other, state[other])
+		}
+	}
+	return nil
+}

@@ -1,0 +1,240 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"sync/atomic"
+	"time"
+)
+
+// execute does what cfg asks: it runs every combination of -nodes and
+// -clients in the selected mode (or re-reads -from), prints each result as it
+// comes and a summary, and writes -json and -png. Whatever was measured is
+// written even when a later run fails or the user interrupts.
+func execute(ctx context.Context, cfg Config, stdout, stderr io.Writer) (*Report, error) {
+	if cfg.From != "" {
+		rep, err := readReport(cfg.From)
+		if err != nil {
+			return nil, err
+		}
+		printMachine(stdout, rep.Machine)
+		for i := range rep.Runs {
+			printResult(stdout, &rep.Runs[i])
+		}
+		printSummary(stdout, rep.Runs)
+		return rep, writeOutputs(&cfg, rep, stdout)
+	}
+
+	rep := &Report{Machine: machine(), Started: time.Now().UTC(), Args: cfg.Args}
+	printMachine(stdout, rep.Machine)
+	b := &bench{cfg: &cfg, stdout: stdout, stderr: stderr,
+		http: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 2}}}
+	err := b.runAll(ctx, rep)
+	if cerr := b.close(); cerr != nil {
+		fmt.Fprintln(stderr, "countd-bench: warning:", cerr)
+	}
+	printSummary(stdout, rep.Runs)
+	if len(rep.Runs) > 0 {
+		err = errors.Join(err, writeOutputs(&cfg, rep, stdout))
+	}
+	return rep, err
+}
+
+// writeOutputs writes -json and -png.
+func writeOutputs(cfg *Config, rep *Report, stdout io.Writer) error {
+	var errs []error
+	if cfg.JSON != "" {
+		if err := writeReport(cfg.JSON, rep); err != nil {
+			errs = append(errs, err)
+		} else {
+			fmt.Fprintf(stdout, "\nresults written to %s\n", cfg.JSON)
+		}
+	}
+	if cfg.PNG != "" {
+		if err := drawCharts(cfg.PNG, rep.Runs); err != nil {
+			errs = append(errs, err)
+		} else {
+			fmt.Fprintf(stdout, "charts drawn in %s\n", cfg.PNG)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// bench holds what lives across runs: the built binary, the bare server,
+// and the client that polls the nodes.
+type bench struct {
+	cfg            *Config
+	stdout, stderr io.Writer
+	http           *http.Client // for /counters, /metrics; not the load
+	binDir         string       // temporary directory of the built binary
+	bin            string
+	bare           *bareProc
+	runs           atomic.Int64 // runs started, to name create-mode counters
+}
+
+// close stops the bare server and removes the built binary.
+func (b *bench) close() error {
+	var errs []error
+	if b.bare != nil {
+		errs = append(errs, b.bare.Close(b.cfg.StopTimeout))
+	}
+	if b.binDir != "" {
+		errs = append(errs, os.RemoveAll(b.binDir))
+	}
+	b.http.CloseIdleConnections()
+	return errors.Join(errs...)
+}
+
+// runAll runs every combination, one cluster per node count (reused across
+// client counts), appending each result to rep as it completes.
+func (b *bench) runAll(ctx context.Context, rep *Report) error {
+	clients := b.cfg.Clients
+	if b.cfg.mode() == modeIdle {
+		clients = []int{0}
+	}
+	for _, n := range b.cfg.Nodes {
+		cl, err := b.cluster(ctx, n)
+		if err != nil {
+			return err
+		}
+		for _, c := range clients {
+			res, err := b.runOne(ctx, cl, c)
+			if res != nil {
+				rep.Runs = append(rep.Runs, *res)
+				printResult(b.stdout, res)
+			}
+			if err != nil {
+				if cerr := cl.Close(); cerr != nil {
+					fmt.Fprintln(b.stderr, "countd-bench: warning:", cerr)
+				}
+				return err
+			}
+		}
+		if err := cl.Close(); err != nil {
+			fmt.Fprintln(b.stderr, "countd-bench: warning:", err)
+		}
+	}
+	return nil
+}
+
+// cluster starts n nodes, or returns the -addrs cluster once it answers.
+func (b *bench) cluster(ctx context.Context, n int) (*cluster, error) {
+	if len(b.cfg.Addrs) > 0 {
+		cl := external(b.cfg.Addrs)
+		if err := waitReady(ctx, cl, b.cfg.ReadyTimeout); err != nil {
+			return nil, err
+		}
+		return cl, nil
+	}
+	if b.bin == "" {
+		if b.cfg.Bin != "" {
+			b.bin = b.cfg.Bin
+		} else {
+			dir, err := os.MkdirTemp("", "countd-bench-bin-")
+			if err != nil {
+				return nil, fmt.Errorf("build countd: %w", err)
+			}
+			b.binDir = dir
+			b.logf("building countd ...")
+			if b.bin, err = buildCountd(ctx, dir); err != nil {
+				return nil, err
+			}
+		}
+	}
+	t0 := time.Now()
+	b.logf("starting %d node(s) ...", n)
+	cl, err := startCluster(ctx, b.cfg, b.bin, n)
+	if err != nil {
+		return nil, err
+	}
+	b.logf("%d node(s) up, all see each other alive, after %.1fs", n, time.Since(t0).Seconds())
+	return cl, nil
+}
+
+// logf prints a status line on stderr unless -quiet.
+func (b *bench) logf(format string, args ...any) {
+	if !b.cfg.Quiet {
+		fmt.Fprintf(b.stderr, "countd-bench: "+format+"\n", args...)
+	}
+}
+
+// bareServer starts the bare server on first use.
+func (b *bench) bareServer(ctx context.Context) (*bareProc, error) {
+	if b.bare == nil {
+		bp, err := startBare(ctx, b.cfg.StopTimeout)
+		if err != nil {
+			return nil, err
+		}
+		b.bare = bp
+	}
+	return b.bare, nil
+}
+
+// runOne runs one combination in the selected mode.
+func (b *bench) runOne(ctx context.Context, cl *cluster, clients int) (*Result, error) {
+	b.runs.Add(1)
+	switch b.cfg.mode() {
+	case modeRounds:
+		return b.runRounds(ctx, cl, clients)
+	case modeIdle:
+		return b.runIdle(ctx, cl)
+	case modeCreate:
+		return b.runCreate(ctx, cl, clients)
+	}
+	return b.runLoad(ctx, cl, clients)
+}
+
+// newResult fills in what describes a run.
+func (b *bench) newResult(mode string, cl *cluster, clients int) *Result {
+	return &Result{
+		Mode: mode, Nodes: len(cl.addrs), Clients: clients, Target: b.cfg.Target,
+		Counters: b.cfg.Counters, Memory: b.cfg.Memory, External: cl.procs == nil,
+		NodeFlags: b.cfg.NodeFlags,
+	}
+}
+
+// progress starts the progress line of a run.
+func (b *bench) progress(cl *cluster, clients int) *progress {
+	var w io.Writer
+	if !b.cfg.Quiet {
+		w = b.stderr
+	}
+	return startProgress(w, fmt.Sprintf("[nodes=%d clients=%d]", len(cl.addrs), clients))
+}
+
+// warmUp sends 2 requests per client, to open the connections and warm the
+// servers' allocations before anything is measured.
+func warmUp(ctx context.Context, c *http.Client, clients int, url urlFunc) {
+	drive(ctx, driveSpec{client: c, clients: clients, url: limited(url, 2*clients)})
+}
+
+// limited stops url after total requests in all.
+func limited(url urlFunc, total int) urlFunc {
+	var n atomic.Int64
+	return func(client int, seq uint64) (string, bool) {
+		if n.Add(1) > int64(total) {
+			return "", false
+		}
+		return url(client, seq)
+	}
+}
+
+// sleepCtx waits for d or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// ms converts a duration to milliseconds.
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

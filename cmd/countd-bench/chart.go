@@ -1,0 +1,149 @@
+package main
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"image/color"
+	"maps"
+	"os"
+	"slices"
+	"strconv"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/plotutil"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
+)
+
+// drawCharts writes one PNG of four panels from the load-mode runs:
+// throughput and p99 latency against the client count (a line per node
+// count, and the bare server's throughput dashed), and against the node
+// count (a line per client count).
+func drawCharts(path string, runs []Result) error {
+	var load []Result
+	for _, r := range runs {
+		if r.Mode == modeLoad && r.Countd.Requests > 0 {
+			load = append(load, r)
+		}
+	}
+	if len(load) == 0 {
+		return errors.New("draw charts: no load-mode runs to draw")
+	}
+	throughput := func(r *Result) float64 { return r.Countd.Throughput }
+	p99 := func(r *Result) float64 { return r.Countd.Latency.P99MS }
+	byClients := func(r *Result) (x, series int) { return r.Clients, r.Nodes }
+	byNodes := func(r *Result) (x, series int) { return r.Nodes, r.Clients }
+
+	panels := [][]*plot.Plot{
+		{
+			panel(load, "Throughput by clients", "clients", "req/s", "nodes=%d", byClients, throughput, true),
+			panel(load, "p99 latency by clients", "clients", "ms", "nodes=%d", byClients, p99, false),
+		},
+		{
+			panel(load, "Throughput by nodes", "nodes", "req/s", "clients=%d", byNodes, throughput, false),
+			panel(load, "p99 latency by nodes", "nodes", "ms", "clients=%d", byNodes, p99, false),
+		},
+	}
+	for _, row := range panels {
+		for _, p := range row {
+			if p == nil {
+				return errors.New("draw charts: could not build a panel")
+			}
+		}
+	}
+	img := vgimg.New(vg.Points(1000), vg.Points(750))
+	dc := draw.New(img)
+	tiles := draw.Tiles{Rows: 2, Cols: 2, PadX: vg.Points(20), PadY: vg.Points(20),
+		PadTop: vg.Points(10), PadBottom: vg.Points(10), PadLeft: vg.Points(10), PadRight: vg.Points(10)}
+	canvases := plot.Align(panels, tiles, dc)
+	for i, row := range panels {
+		for j, p := range row {
+			p.Draw(canvases[i][j])
+		}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("draw charts: %w", err)
+	}
+	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(f); err != nil {
+		f.Close()
+		return fmt.Errorf("draw charts: write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("draw charts: %w", err)
+	}
+	return nil
+}
+
+// panel draws y against x, one line per series value. With withBare, the
+// bare server's throughput by x (averaged over series) is added dashed.
+// The x axis is logarithmic when x spans a factor of 4 or more, with a
+// tick at every x measured.
+func panel(runs []Result, title, xLabel, yLabel, seriesName string,
+	key func(*Result) (x, series int), y func(*Result) float64, withBare bool) *plot.Plot {
+	p := plot.New()
+	p.Title.Text = title
+	p.X.Label.Text = xLabel
+	p.Y.Label.Text = yLabel
+	p.Y.Min = 0
+	p.Legend.Top = true
+	p.Legend.Left = true
+
+	series := map[int]plotter.XYs{}
+	bare := map[int][]float64{}
+	var xs []int
+	for i := range runs {
+		x, s := key(&runs[i])
+		series[s] = append(series[s], plotter.XY{X: float64(x), Y: y(&runs[i])})
+		if !slices.Contains(xs, x) {
+			xs = append(xs, x)
+		}
+		if withBare && runs[i].Bare != nil {
+			bare[x] = append(bare[x], runs[i].Bare.Throughput)
+		}
+	}
+	slices.Sort(xs)
+	var args []any
+	for _, s := range slices.Sorted(maps.Keys(series)) {
+		pts := series[s]
+		slices.SortFunc(pts, func(a, b plotter.XY) int { return cmp.Compare(a.X, b.X) })
+		args = append(args, fmt.Sprintf(seriesName, s), pts)
+	}
+	if err := plotutil.AddLinePoints(p, args...); err != nil {
+		return nil
+	}
+	if len(bare) > 0 {
+		var pts plotter.XYs
+		for _, x := range xs {
+			if v := bare[x]; len(v) > 0 {
+				var sum float64
+				for _, t := range v {
+					sum += t
+				}
+				pts = append(pts, plotter.XY{X: float64(x), Y: sum / float64(len(v))})
+			}
+		}
+		if l, err := plotter.NewLine(pts); err == nil {
+			l.Color = color.Gray{Y: 100}
+			l.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
+			p.Add(l)
+			p.Legend.Add("bare net/http", l)
+		}
+	}
+
+	ticks := make(plot.ConstantTicks, len(xs))
+	for i, x := range xs {
+		ticks[i] = plot.Tick{Value: float64(x), Label: strconv.Itoa(x)}
+	}
+	p.X.Tick.Marker = ticks
+	if len(xs) > 1 && xs[0] > 0 && xs[len(xs)-1] >= 4*xs[0] {
+		p.X.Scale = plot.LogScale{}
+		p.X.Min, p.X.Max = float64(xs[0])/1.3, float64(xs[len(xs)-1])*1.3
+	} else {
+		p.X.Min, p.X.Max = float64(xs[0])-0.5, float64(xs[len(xs)-1])+0.5
+	}
+	return p
+}

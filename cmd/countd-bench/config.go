@@ -1,0 +1,218 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Modes of a run; see the package comment.
+const (
+	modeLoad   = "load"
+	modeRounds = "rounds"
+	modeIdle   = "idle"
+	modeCreate = "create"
+)
+
+// Config is what the flags ask for.
+type Config struct {
+	// Nodes and Clients are the cluster sizes and client counts to sweep;
+	// every combination is one run.
+	Nodes, Clients []int
+	// Duration is how long each run loads countd (load mode); the bare server
+	// gets as long again, alternating in slices of Chunk.
+	Duration, Chunk time.Duration
+	// Target is "one" (every client on the first node) or "all" (client i
+	// on node i mod N).
+	Target string
+	// Counters is how many named counters the load spreads over; 0 means the
+	// default counter (POST /increment).
+	Counters int
+	// Memory starts nodes with -memory instead of a data dir.
+	Memory bool
+	// Bin is a countd binary to run; empty means build one.
+	Bin string
+	// Addrs targets a running cluster (host:port each) instead of starting one.
+	Addrs []string
+	// NodeFlags are passed to every node after the tool's own flags, so they
+	// win (e.g. -flush-delay=5ms).
+	NodeFlags []string
+	// Bare measures the bare net/http server alongside (load mode).
+	Bare bool
+	// JSON and PNG, if set, are where results and charts are written.
+	JSON, PNG string
+	// Rounds > 0 selects rounds mode: that many bursts of Burst each.
+	Rounds int
+	Burst  time.Duration
+	// Idle > 0 selects idle mode for that long; Settle is how long it
+	// waits after the nodes see each other alive before it measures.
+	Idle, Settle time.Duration
+	// CreateCounters > 0 selects create mode with that many counters.
+	CreateCounters int
+	// ReadyTimeout bounds the wait for a started cluster to see itself
+	// alive; AgreeTimeout bounds each wait for agreement; StopTimeout is how
+	// long a node gets after SIGTERM before SIGKILL.
+	ReadyTimeout, AgreeTimeout, StopTimeout time.Duration
+	// Keep leaves the temporary directory (binary, data, node logs) behind.
+	Keep bool
+	// Quiet drops the once-a-second progress line.
+	Quiet bool
+	// From re-reads a results file instead of running anything (to print
+	// it again or to draw its charts).
+	From string
+	// Args is the command line, recorded in the results.
+	Args []string
+	// BareServer makes this process the bare server (hidden; the tool
+	// starts itself this way).
+	BareServer bool
+}
+
+// defaultConfig returns the defaults of every flag.
+func defaultConfig() Config {
+	return Config{
+		Nodes:        []int{1},
+		Clients:      []int{64},
+		Duration:     10 * time.Second,
+		Chunk:        time.Second,
+		Target:       "one",
+		Bare:         true,
+		Burst:        200 * time.Millisecond,
+		ReadyTimeout: 2 * time.Minute,
+		AgreeTimeout: 30 * time.Second,
+		StopTimeout:  10 * time.Second,
+	}
+}
+
+// mode returns which of the four modes the configuration selects.
+func (c *Config) mode() string {
+	switch {
+	case c.Rounds > 0:
+		return modeRounds
+	case c.Idle > 0:
+		return modeIdle
+	case c.CreateCounters > 0:
+		return modeCreate
+	}
+	return modeLoad
+}
+
+// validate checks the values that each flag's parser cannot check alone.
+// given names the flags set on the command line.
+func (c *Config) validate(given map[string]bool) error {
+	if c.From != "" {
+		return nil
+	}
+	modes := 0
+	for _, f := range []string{"rounds", "idle", "create-counters"} {
+		if given[f] {
+			modes++
+		}
+	}
+	switch {
+	case modes > 1:
+		return errors.New("-rounds, -idle and -create-counters are different modes: give at most one")
+	case c.Rounds < 0 || c.CreateCounters < 0 || c.Counters < 0:
+		return errors.New("-rounds, -counters and -create-counters must not be negative")
+	case c.Idle < 0 || c.Settle < 0 || c.Duration <= 0 || c.Chunk <= 0 || c.Burst <= 0:
+		return errors.New("-duration, -chunk and -burst must be positive, -idle and -settle not negative")
+	case c.ReadyTimeout <= 0 || c.AgreeTimeout <= 0 || c.StopTimeout <= 0:
+		return errors.New("-ready-timeout, -agree-timeout and -stop-timeout must be positive")
+	case c.Target != "one" && c.Target != "all":
+		return fmt.Errorf("invalid value %q for flag -target: want one or all", c.Target)
+	case c.CreateCounters > 10_000_000:
+		return errors.New("invalid value for flag -create-counters: at most 10000000")
+	case c.Counters > 1_000_000:
+		return errors.New("invalid value for flag -counters: at most 1000000")
+	}
+	if c.PNG != "" && c.mode() != modeLoad {
+		return errors.New("-png draws load-mode runs; it has no meaning with -rounds, -idle or -create-counters")
+	}
+	if len(c.Addrs) > 0 {
+		for _, f := range []string{"nodes", "bin", "node-flag", "memory", "keep"} {
+			if given[f] {
+				return fmt.Errorf("-%s applies to nodes the tool starts; it has no meaning with -addrs", f)
+			}
+		}
+		c.Nodes = []int{len(c.Addrs)}
+	}
+	return nil
+}
+
+// intList is a flag.Value for a comma-separated list of whole numbers in
+// [lo, hi], like -clients=1,8,64.
+type intList struct {
+	dst    *[]int
+	lo, hi int
+}
+
+func (l intList) String() string {
+	if l.dst == nil {
+		return ""
+	}
+	s := make([]string, len(*l.dst))
+	for i, v := range *l.dst {
+		s[i] = strconv.Itoa(v)
+	}
+	return strings.Join(s, ",")
+}
+
+func (l intList) Set(v string) error {
+	var out []int
+	for _, f := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < l.lo || n > l.hi {
+			return fmt.Errorf("want comma-separated whole numbers from %d to %d", l.lo, l.hi)
+		}
+		out = append(out, n)
+	}
+	*l.dst = out
+	return nil
+}
+
+// addrList is a flag.Value for -addrs: comma-separated host:port.
+type addrList struct{ dst *[]string }
+
+func (l addrList) String() string {
+	if l.dst == nil {
+		return ""
+	}
+	return strings.Join(*l.dst, ",")
+}
+
+func (l addrList) Set(v string) error {
+	var out []string
+	for _, f := range strings.Split(v, ",") {
+		f = strings.TrimPrefix(strings.TrimSpace(f), "http://")
+		host, port, err := net.SplitHostPort(f)
+		if err != nil || host == "" {
+			return fmt.Errorf("want comma-separated host:port, got %q", f)
+		}
+		if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+			return fmt.Errorf("bad port in %q", f)
+		}
+		out = append(out, f)
+	}
+	*l.dst = out
+	return nil
+}
+
+// repeated is a flag.Value that collects every use of a repeatable flag.
+type repeated struct{ dst *[]string }
+
+func (r repeated) String() string {
+	if r.dst == nil {
+		return ""
+	}
+	return strings.Join(*r.dst, " ")
+}
+
+func (r repeated) Set(v string) error {
+	if !strings.HasPrefix(v, "-") {
+		return fmt.Errorf("want a countd flag like -flush-delay=5ms, got %q", v)
+	}
+	*r.dst = append(*r.dst, v)
+	return nil
+}

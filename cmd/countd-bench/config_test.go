@@ -1,0 +1,85 @@
+package main
+
+import (
+	"io"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseFlags(t *testing.T) {
+	cfg, err := parseFlags([]string{"-nodes=1,3,5", "-clients=1,8,64", "-duration=3s", "-target=all",
+		"-node-flag=-flush-delay=5ms", "-node-flag=-heartbeat-interval=200ms", "-memory", "-json=/tmp/x.json"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(cfg.Nodes, []int{1, 3, 5}) || !slices.Equal(cfg.Clients, []int{1, 8, 64}) ||
+		cfg.Duration != 3*time.Second || cfg.Target != "all" || !cfg.Memory || cfg.mode() != modeLoad ||
+		!slices.Equal(cfg.NodeFlags, []string{"-flush-delay=5ms", "-heartbeat-interval=200ms"}) {
+		t.Fatalf("parsed %+v", cfg)
+	}
+
+	cfg, err = parseFlags([]string{"-addrs=127.0.0.1:8080,http://localhost:8081", "-idle=5s"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(cfg.Addrs, []string{"127.0.0.1:8080", "localhost:8081"}) || !slices.Equal(cfg.Nodes, []int{2}) ||
+		cfg.mode() != modeIdle {
+		t.Fatalf("parsed %+v", cfg)
+	}
+	if cfg, _ := parseFlags([]string{"-rounds=100", "-nodes=5"}, io.Discard); cfg.mode() != modeRounds {
+		t.Errorf("-rounds: mode %s", cfg.mode())
+	}
+	if cfg, _ := parseFlags([]string{"-create-counters=100000"}, io.Discard); cfg.mode() != modeCreate {
+		t.Errorf("-create-counters: mode %s", cfg.mode())
+	}
+}
+
+// TestBadFlags checks that every bad command line is one clear line naming
+// the problem, and exit status 2.
+func TestBadFlags(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-clients=0"}, "-clients"},
+		{[]string{"-clients=1,,2"}, "-clients"},
+		{[]string{"-nodes=x"}, "-nodes"},
+		{[]string{"-nodes=1000"}, "-nodes"},
+		{[]string{"-target=some"}, "-target"},
+		{[]string{"-duration=0s"}, "-duration"},
+		{[]string{"-duration=fast"}, "-duration"},
+		{[]string{"-rounds=5", "-idle=1s"}, "at most one"},
+		{[]string{"-rounds=-1"}, "negative"},
+		{[]string{"-rounds=3", "-png=x.png"}, "-png"},
+		{[]string{"-addrs=nohost"}, "-addrs"},
+		{[]string{"-addrs=h:99999"}, "-addrs"},
+		{[]string{"-addrs=h:1", "-nodes=3"}, "-nodes"},
+		{[]string{"-addrs=h:1", "-node-flag=-memory"}, "-node-flag"},
+		{[]string{"-node-flag=memory"}, "-node-flag"},
+		{[]string{"-create-counters=99999999"}, "-create-counters"},
+		{[]string{"stray"}, "stray"},
+		{[]string{"-no-such-flag"}, "no-such-flag"},
+	}
+	for _, tc := range tests {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			var stderr strings.Builder
+			code := run(tc.args, strings.NewReader(""), io.Discard, &stderr)
+			out := stderr.String()
+			if code != 2 || strings.Count(out, "\n") != 1 || !strings.Contains(out, tc.want) {
+				t.Fatalf("exit %d, stderr %q; want 2 and one line naming %q", code, out, tc.want)
+			}
+		})
+	}
+}
+
+func TestHelp(t *testing.T) {
+	var stderr strings.Builder
+	if code := run([]string{"-h"}, strings.NewReader(""), io.Discard, &stderr); code != 0 {
+		t.Fatalf("-h: exit %d", code)
+	}
+	if out := stderr.String(); !strings.Contains(out, "-clients list") || strings.Contains(out, "bare-server") {
+		t.Fatalf("help shows the wrong flags:\n%s", out)
+	}
+}

@@ -1,0 +1,42 @@
+// Command countd-bench measures a countd cluster from the outside, the way a
+// client sees it, and compares it with a bare net/http server in the same run.
+//
+// It starts N countd nodes as separate processes (building the binary from the
+// module root, or -bin), on free ports on 127.0.0.1 with their own temporary
+// data dirs, wires them with -peers and waits until every node sees every
+// other alive; or, with -addrs, it targets a cluster that is already running.
+// It then runs one of four modes over every combination of -nodes and
+// -clients:
+//
+//   - load (default): C keep-alive clients send POST /increment (or POST
+//     /counters/{name}/increment over -counters names) for -duration,
+//     alternating in -chunk slices with the same load on a bare net/http
+//     server doing one atomic add (a child process of this tool, started
+//     with the hidden -bare-server flag), so machine noise hits both alike;
+//     then it measures how long the nodes take to agree.
+//   - rounds (-rounds R): R short bursts, each followed by a measurement of
+//     the time until every node reports the same counters.
+//   - idle (-idle D): the CPU all nodes use over D while nothing happens,
+//     as a share of one core, and each node's memory.
+//   - create (-create-counters K): K distinct named counters created on one
+//     node, then the time to agreement and each node's memory.
+//
+// -json FILE writes every run's figures and the machine (CPU model, cores,
+// Go version, kernel); -from FILE reads such a file back to print it or chart
+// it. -png FILE draws one PNG of four panels from the load-mode runs:
+// throughput and p99 against clients (a line per node count, with the bare
+// server dashed) and against nodes (a line per client count).
+//
+// Latency is recorded in a log-linear histogram (128 sub-buckets per power of
+// two, so a percentile is within 0.8% of the exact sample); a reported
+// percentile is the upper bound of its bucket, so it never understates.
+// Replication figures come from each node's GET /metrics before and after the
+// load; CPU and peak memory of the nodes it started come from /proc.
+//
+// The files: main.go (flags), config.go (what the flags mean), cluster.go
+// (node processes), bare.go (the bare server), load.go (the clients and the
+// progress line), hist.go (latency histogram), agree.go (agreement and
+// readiness), metrics.go (/metrics), procstat.go (/proc), snapshot.go
+// (before/after figures), bench.go (runs and sweeps), modes.go (the four
+// modes), report.go (results, text and JSON), chart.go (PNG).
+package main

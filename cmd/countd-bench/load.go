@@ -1,0 +1,311 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// requestTimeout bounds one client request; countd answers 503 itself after
+// its -request-timeout (5s by default), so this only catches a hung node.
+const requestTimeout = 10 * time.Second
+
+// newLoadClient returns an HTTP client whose pool keeps one keep-alive
+// connection per client goroutine to every host.
+func newLoadClient(clients int) *http.Client {
+	return &http.Client{
+		Timeout: requestTimeout,
+		Transport: &http.Transport{
+			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConns:        0, // no limit across hosts
+			MaxIdleConnsPerHost: clients,
+			MaxConnsPerHost:     clients,
+			IdleConnTimeout:     90 * time.Second,
+			DisableCompression:  true,
+		},
+	}
+}
+
+// meter counts requests and errors as they happen, for the progress line.
+type meter struct {
+	reqs, errs atomic.Int64
+}
+
+// loadStats is what one or more load slices measured.
+type loadStats struct {
+	// Requests is every request sent and answered or failed; OK those
+	// answered 200.
+	Requests, OK int64
+	// Errors counts the failures by status code ("503") or, when no answer
+	// came, "timeout" or "transport".
+	Errors map[string]int64
+	// Unknown counts failures whose effect on the counter is unknown: no
+	// answer, or 503 (the change may or may not have been applied).
+	Unknown int64
+	// FirstError is the text of the first failure, for the report.
+	FirstError string
+	// Hist holds every request's latency.
+	Hist Histogram
+	// Elapsed is the wall time the slices took, from the first request
+	// sent to the last answer.
+	Elapsed time.Duration
+}
+
+// add folds o into s.
+func (s *loadStats) add(o *loadStats) {
+	s.Requests += o.Requests
+	s.OK += o.OK
+	s.Unknown += o.Unknown
+	if len(o.Errors) > 0 && s.Errors == nil {
+		s.Errors = make(map[string]int64)
+	}
+	for k, v := range o.Errors {
+		s.Errors[k] += v
+	}
+	if s.FirstError == "" {
+		s.FirstError = o.FirstError
+	}
+	s.Hist.Merge(&o.Hist)
+	s.Elapsed += o.Elapsed
+}
+
+// rate returns requests per second over the elapsed time, or 0.
+func (s *loadStats) rate() float64 {
+	if s.Elapsed <= 0 {
+		return 0
+	}
+	return float64(s.Requests) / s.Elapsed.Seconds()
+}
+
+// urlFunc returns the URL of a client's seq-th request, or false when there
+// is no more work.
+type urlFunc func(client int, seq uint64) (string, bool)
+
+// driveSpec is one slice of load.
+type driveSpec struct {
+	client  *http.Client
+	clients int
+	url     urlFunc
+	// until, if not zero, is when clients stop starting requests.
+	until time.Time
+	// meter, if not nil, is told of every request as it ends.
+	meter *meter
+}
+
+// drive runs clients goroutines, each sending one POST at a time, until the
+// deadline passes, the URL function runs out, or ctx ends; requests in
+// flight at the deadline finish and count. Requests cut off by ctx do not
+// count.
+func drive(ctx context.Context, s driveSpec) loadStats {
+	var (
+		mu    sync.Mutex
+		total loadStats
+		wg    sync.WaitGroup
+	)
+	start := time.Now()
+	for i := range s.clients {
+		wg.Go(func() {
+			var st loadStats
+			for seq := uint64(0); ; seq++ {
+				if ctx.Err() != nil || (!s.until.IsZero() && !time.Now().Before(s.until)) {
+					break
+				}
+				url, ok := s.url(i, seq)
+				if !ok {
+					break
+				}
+				t0 := time.Now()
+				code, err := post(ctx, s.client, url)
+				lat := time.Since(t0)
+				if err != nil && ctx.Err() != nil {
+					break // interrupted, not a failure of the server
+				}
+				st.Requests++
+				st.Hist.Record(lat)
+				if s.meter != nil {
+					s.meter.reqs.Add(1)
+				}
+				if err == nil && code == http.StatusOK {
+					st.OK++
+					continue
+				}
+				if s.meter != nil {
+					s.meter.errs.Add(1)
+				}
+				st.recordFailure(code, err, url)
+				if err != nil {
+					// No answer at all: a node may be gone. Do not spin on
+					// refused connections.
+					select {
+					case <-ctx.Done():
+					case <-time.After(10 * time.Millisecond):
+					}
+				}
+			}
+			mu.Lock()
+			total.add(&st)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	total.Elapsed = time.Since(start)
+	return total
+}
+
+// recordFailure counts one failed request by its status code, or by the
+// kind of transport error when there was no answer.
+func (s *loadStats) recordFailure(code int, err error, url string) {
+	if s.Errors == nil {
+		s.Errors = make(map[string]int64)
+	}
+	key := strconv.Itoa(code)
+	if err != nil {
+		key = "transport"
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			key = "timeout"
+		}
+	}
+	s.Errors[key]++
+	if err != nil || code == http.StatusServiceUnavailable {
+		s.Unknown++
+	}
+	if s.FirstError == "" {
+		if err != nil {
+			s.FirstError = fmt.Sprintf("POST %s: %v", url, err)
+		} else {
+			s.FirstError = fmt.Sprintf("POST %s: status %d", url, code)
+		}
+	}
+}
+
+// post sends one POST with no body and reads the whole reply, so that the
+// connection goes back to the pool.
+func post(ctx context.Context, c *http.Client, url string) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return 0, err
+	}
+	return resp.StatusCode, nil
+}
+
+// incrementURLs returns the URL function of the load mode: client i sends
+// to bases[i mod len(bases)]; with counters > 0 each client walks the
+// counter names bench-0 ... bench-(counters-1) from its own offset, else
+// every request is POST /increment.
+func incrementURLs(bases []string, counters int) urlFunc {
+	if counters == 0 {
+		urls := make([]string, len(bases))
+		for i, b := range bases {
+			urls[i] = "http://" + b + "/increment"
+		}
+		return func(client int, _ uint64) (string, bool) {
+			return urls[client%len(urls)], true
+		}
+	}
+	paths := make([]string, counters)
+	for i := range paths {
+		paths[i] = "/counters/bench-" + strconv.Itoa(i) + "/increment"
+	}
+	return func(client int, seq uint64) (string, bool) {
+		return "http://" + bases[client%len(bases)] + paths[(uint64(client)+seq)%uint64(counters)], true
+	}
+}
+
+// createURLs returns the URL function of the create mode: k distinct
+// counters named prefix-0 ... prefix-(k-1), each incremented once on base,
+// shared out among the clients as they ask.
+func createURLs(base, prefix string, k int) urlFunc {
+	var next atomic.Int64
+	return func(int, uint64) (string, bool) {
+		i := next.Add(1) - 1
+		if i >= int64(k) {
+			return "", false
+		}
+		return "http://" + base + "/counters/" + prefix + "-" + strconv.FormatInt(i, 10) + "/increment", true
+	}
+}
+
+// targets returns the nodes the clients load: the first, or all.
+func targets(addrs []string, target string) []string {
+	if target == "all" {
+		return addrs
+	}
+	return addrs[:1]
+}
+
+// progress prints one line a second on w while a run goes on: elapsed
+// time, the phase, requests and errors so far, and the request rate over
+// the last second.
+type progress struct {
+	countd, bare meter
+	phase        atomic.Pointer[string]
+	stopOnce     sync.Once
+	stopc, done  chan struct{}
+}
+
+// startProgress starts the progress line; with w nil it only counts.
+func startProgress(w io.Writer, label string) *progress {
+	p := &progress{stopc: make(chan struct{}), done: make(chan struct{})}
+	p.setPhase("start")
+	if w == nil {
+		close(p.done)
+		return p
+	}
+	go func() {
+		defer close(p.done)
+		start := time.Now()
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		var last int64
+		lastT := start
+		for {
+			select {
+			case <-p.stopc:
+				return
+			case now := <-t.C:
+				reqs := p.countd.reqs.Load()
+				all := reqs + p.bare.reqs.Load()
+				rate := float64(all-last) / now.Sub(lastT).Seconds()
+				last, lastT = all, now
+				fmt.Fprintf(w, "  %s %5.0fs  %-7s countd %s req, %s err  now %s req/s\n",
+					label, now.Sub(start).Seconds(), *p.phase.Load(),
+					group(float64(reqs)), group(float64(p.countd.errs.Load())), group(rate))
+			}
+		}
+	}()
+	return p
+}
+
+// setPhase names what is running now ("countd", "bare", "agree", ...).
+func (p *progress) setPhase(s string) { p.phase.Store(&s) }
+
+// stop ends the progress line; safe to call twice.
+func (p *progress) stop() {
+	p.stopOnce.Do(func() { close(p.stopc) })
+	<-p.done
+}
+
+// copyErrors returns a copy of m, never nil.
+func copyErrors(m map[string]int64) map[string]int64 {
+	out := make(map[string]int64, len(m))
+	maps.Copy(out, m)
+	return out
+}

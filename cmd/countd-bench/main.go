@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// run is main without the exit: 0 when every run finished, 1 when one
+// failed or was interrupted, 2 for bad flags.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	cfg, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "countd-bench:", err)
+		return 2
+	}
+	if cfg.BareServer {
+		return serveBare(stdin, stdout, stderr)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		// From now on a second Ctrl-C kills at once; the nodes die with us
+		// (they are started with a parent-death signal).
+		stop()
+	}()
+	if _, err := execute(ctx, cfg, stdout, stderr); err != nil {
+		if ctx.Err() != nil {
+			fmt.Fprintln(stderr, "countd-bench: interrupted")
+		} else {
+			fmt.Fprintln(stderr, "countd-bench:", err)
+		}
+		return 1
+	}
+	return 0
+}
+
+// parseFlags reads the command line into a Config.
+func parseFlags(args []string, stderr io.Writer) (Config, error) {
+	cfg := defaultConfig()
+	fs := flag.NewFlagSet("countd-bench", flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors are reported in one line by run
+	fs.Var(intList{&cfg.Nodes, 1, 256}, "nodes", "`list` of cluster sizes to start, comma separated (e.g. 1,3,5)")
+	fs.Var(intList{&cfg.Clients, 1, 10000}, "clients", "`list` of concurrent keep-alive client counts, comma separated (e.g. 1,8,64)")
+	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "load time on countd per run (the bare server gets as long again)")
+	fs.DurationVar(&cfg.Chunk, "chunk", cfg.Chunk, "length of each alternating countd/bare slice")
+	fs.StringVar(&cfg.Target, "target", cfg.Target, "one: load the first node; all: spread clients over every node")
+	fs.IntVar(&cfg.Counters, "counters", 0, "spread the load over this many named counters (0: POST /increment)")
+	fs.BoolVar(&cfg.Memory, "memory", false, "start nodes with -memory (no disk)")
+	fs.StringVar(&cfg.Bin, "bin", "", "countd binary to run (default: go build the module root)")
+	fs.Var(addrList{&cfg.Addrs}, "addrs", "target a running cluster instead of starting one: `host:port,...`")
+	fs.Var(repeated{&cfg.NodeFlags}, "node-flag", "extra countd `flag` for every node, e.g. -node-flag=-flush-delay=5ms (repeatable)")
+	fs.BoolVar(&cfg.Bare, "bare", cfg.Bare, "measure a bare net/http atomic add alongside and report ratios to it")
+	fs.StringVar(&cfg.JSON, "json", "", "write every result to this JSON file")
+	fs.StringVar(&cfg.PNG, "png", "", "draw throughput and p99 against clients and nodes into this PNG")
+	fs.IntVar(&cfg.Rounds, "rounds", 0, "rounds mode: this many bursts, each followed by time to agreement")
+	fs.DurationVar(&cfg.Burst, "burst", cfg.Burst, "load time of one round (-rounds)")
+	fs.DurationVar(&cfg.Idle, "idle", 0, "idle mode: measure the nodes' CPU and memory over this long with no load")
+	fs.DurationVar(&cfg.Settle, "settle", 0, "idle mode: wait this long after the nodes see each other alive before measuring")
+	fs.IntVar(&cfg.CreateCounters, "create-counters", 0, "create mode: create this many named counters on one node")
+	fs.DurationVar(&cfg.ReadyTimeout, "ready-timeout", cfg.ReadyTimeout, "longest wait for started nodes to see each other alive")
+	fs.DurationVar(&cfg.AgreeTimeout, "agree-timeout", cfg.AgreeTimeout, "longest wait for the nodes to agree")
+	fs.DurationVar(&cfg.StopTimeout, "stop-timeout", cfg.StopTimeout, "time a node gets after SIGTERM before SIGKILL")
+	fs.BoolVar(&cfg.Keep, "keep", false, "keep the temporary directory (binary, data dirs, node logs)")
+	fs.BoolVar(&cfg.Quiet, "quiet", false, "no progress line on stderr")
+	fs.StringVar(&cfg.From, "from", "", "read results from this JSON file instead of running (with -png, -json)")
+	fs.BoolVar(&cfg.BareServer, "bare-server", false, "") // hidden: run as the bare server
+	fs.Usage = func() {}                                  // flag calls it on every error; help is printed below
+
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printUsage(fs, stderr)
+		}
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected argument %q (flags look like -clients=8)", fs.Arg(0))
+	}
+	cfg.Args = args
+	given := make(map[string]bool)
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	return cfg, cfg.validate(given)
+}
+
+// printUsage prints help for every flag but the hidden one.
+func printUsage(fs *flag.FlagSet, w io.Writer) {
+	fmt.Fprintf(w, "Usage: countd-bench [flags]\n\n"+
+		"Starts a countd cluster (or uses -addrs), loads it, and compares it with a\n"+
+		"bare net/http atomic add measured in the same run.\n\n")
+	fs.VisitAll(func(f *flag.Flag) {
+		if f.Name == "bare-server" {
+			return
+		}
+		name, usage := flag.UnquoteUsage(f)
+		line := "  -" + f.Name
+		if name != "" {
+			line += " " + name
+		}
+		fmt.Fprintf(w, "%s\n    \t%s", line, usage)
+		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" && f.DefValue != "0s" {
+			fmt.Fprintf(w, " (default %s)", f.DefValue)
+		}
+		fmt.Fprintln(w)
+	})
+}

@@ -1,0 +1,105 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+)
+
+// clockTicks is USER_HZ, the unit of utime and stime in /proc/<pid>/stat.
+// Linux fixes it at 100 for user space on every architecture Go supports.
+const clockTicks = 100
+
+// procStat is what /proc says about one process.
+type procStat struct {
+	// CPU is user plus system time since the process started.
+	CPU time.Duration
+	// RSS is the resident set size now (VmRSS), in bytes.
+	RSS uint64
+	// PeakRSS is the largest resident set size so far (VmHWM), in bytes.
+	PeakRSS uint64
+}
+
+// readProc reads /proc/<pid>/stat and /proc/<pid>/status.
+func readProc(pid int) (procStat, error) {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return procStat{}, fmt.Errorf("cpu time of pid %d: %w", pid, err)
+	}
+	cpu, err := parseStat(stat)
+	if err != nil {
+		return procStat{}, fmt.Errorf("cpu time of pid %d: %w", pid, err)
+	}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return procStat{}, fmt.Errorf("memory of pid %d: %w", pid, err)
+	}
+	rss, hwm, err := parseStatus(status)
+	if err != nil {
+		return procStat{}, fmt.Errorf("memory of pid %d: %w", pid, err)
+	}
+	return procStat{CPU: cpu, RSS: rss, PeakRSS: hwm}, nil
+}
+
+// parseStat returns utime+stime from the text of /proc/<pid>/stat. The
+// command name (field 2) is in parentheses and may itself hold spaces and
+// parentheses, so fields are counted from the last ')'.
+func parseStat(b []byte) (time.Duration, error) {
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("malformed stat: no ')'")
+	}
+	f := bytes.Fields(b[i+1:])
+	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
+	const utime, stime = 14 - 3, 15 - 3
+	if len(f) <= stime {
+		return 0, fmt.Errorf("malformed stat: %d fields after the command name", len(f))
+	}
+	u, err := strconv.ParseUint(string(f[utime]), 10, 63)
+	if err != nil {
+		return 0, fmt.Errorf("malformed stat utime: %w", err)
+	}
+	s, err := strconv.ParseUint(string(f[stime]), 10, 63)
+	if err != nil {
+		return 0, fmt.Errorf("malformed stat stime: %w", err)
+	}
+	ticks := u + s
+	return time.Duration(ticks/clockTicks)*time.Second +
+		time.Duration(ticks%clockTicks)*(time.Second/clockTicks), nil
+}
+
+// parseStatus returns VmRSS and VmHWM, in bytes, from the text of
+// /proc/<pid>/status (lines like "VmHWM:\t   12345 kB").
+func parseStatus(b []byte) (rss, hwm uint64, err error) {
+	var haveRSS, haveHWM bool
+	for line := range bytes.Lines(b) {
+		key, rest, ok := bytes.Cut(line, []byte(":"))
+		if !ok {
+			continue
+		}
+		var dst *uint64
+		switch string(key) {
+		case "VmRSS":
+			dst, haveRSS = &rss, true
+		case "VmHWM":
+			dst, haveHWM = &hwm, true
+		default:
+			continue
+		}
+		f := bytes.Fields(rest)
+		if len(f) != 2 || string(f[1]) != "kB" {
+			return 0, 0, fmt.Errorf("malformed status line %q", bytes.TrimSpace(line))
+		}
+		kb, err := strconv.ParseUint(string(f[0]), 10, 53)
+		if err != nil {
+			return 0, 0, fmt.Errorf("malformed status line %q: %w", bytes.TrimSpace(line), err)
+		}
+		*dst = kb * 1024
+	}
+	if !haveRSS || !haveHWM {
+		return 0, 0, fmt.Errorf("status has no VmRSS or VmHWM line")
+	}
+	return rss, hwm, nil
+}

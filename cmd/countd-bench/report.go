@@ -1,0 +1,428 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"math"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Report is everything one invocation measured; -json writes it and -from
+// reads it back.
+type Report struct {
+	Machine Machine   `json:"machine"`
+	Started time.Time `json:"started"`
+	Args    []string  `json:"args"`
+	Runs    []Result  `json:"runs"`
+}
+
+// Machine describes where the figures were taken.
+type Machine struct {
+	CPUModel  string `json:"cpu_model"`
+	Cores     int    `json:"cores"`
+	GoVersion string `json:"go_version"`
+	Kernel    string `json:"kernel"`
+	OS        string `json:"os"`
+	Arch      string `json:"arch"`
+}
+
+// Result is one run: one combination of node count and client count in one
+// mode. Figures that could not be measured (for example a metric the nodes
+// do not expose) are null in JSON and "n/a" in text.
+type Result struct {
+	Mode      string   `json:"mode"`
+	Nodes     int      `json:"nodes"`
+	Clients   int      `json:"clients"`
+	Target    string   `json:"target"`
+	Counters  int      `json:"counters"`
+	Memory    bool     `json:"memory"`
+	External  bool     `json:"external"`
+	NodeFlags []string `json:"node_flags,omitempty"`
+
+	// Countd is the load on the nodes; Bare the same load on the bare
+	// server (load mode with -bare), and Ratio their throughputs' ratio.
+	Countd Side     `json:"countd"`
+	Bare   *Side    `json:"bare,omitempty"`
+	Ratio  *float64 `json:"ratio_to_bare"`
+
+	// AgreementMS is the time from the end of the load until every node
+	// reported the same counters.
+	AgreementMS *float64 `json:"agreement_ms"`
+	// Counted is how much the sum of all counters grew over the run, as
+	// the nodes agreed on it; with no loss and no double count it lies
+	// between Countd.OK and Countd.OK + Countd.Unknown.
+	Counted *int64 `json:"counted"`
+
+	Replication Replication `json:"replication"`
+	NodeStats   []NodeStat  `json:"node_stats"`
+
+	Rounds *RoundsResult `json:"rounds,omitempty"`
+	Idle   *IdleResult   `json:"idle,omitempty"`
+	Create *CreateResult `json:"create,omitempty"`
+
+	// Notes are what went wrong without stopping the run.
+	Notes []string `json:"notes,omitempty"`
+}
+
+// Side is the load one server took.
+type Side struct {
+	Requests   int64            `json:"requests"`
+	OK         int64            `json:"ok"`
+	Unknown    int64            `json:"unknown"`
+	Seconds    float64          `json:"seconds"`
+	Throughput float64          `json:"throughput_rps"`
+	Latency    Latency          `json:"latency"`
+	Errors     map[string]int64 `json:"errors"`
+	FirstError string           `json:"first_error,omitempty"`
+}
+
+// Latency is a request latency distribution in milliseconds; percentiles are
+// histogram bucket upper bounds (within 0.8% above the exact value).
+type Latency struct {
+	P50MS  float64 `json:"p50_ms"`
+	P99MS  float64 `json:"p99_ms"`
+	P999MS float64 `json:"p999_ms"`
+	MaxMS  float64 `json:"max_ms"`
+	MeanMS float64 `json:"mean_ms"`
+}
+
+// Replication is what the nodes' /metrics say about the run: totals over
+// all nodes, and per client change (a 200 answer to the load).
+type Replication struct {
+	Changes         *float64 `json:"changes"`
+	Pushes          *float64 `json:"pushes"`
+	PushFailures    *float64 `json:"push_failures"`
+	PushBytes       *float64 `json:"push_bytes"`
+	PushesPerChange *float64 `json:"pushes_per_change"`
+	BytesPerChange  *float64 `json:"bytes_per_change"`
+	EntriesPerPush  *float64 `json:"entries_per_push"`
+}
+
+// NodeStat is one node's resource use over the run. Source is "proc" for
+// nodes the tool started (read from /proc) and "metrics" for -addrs nodes
+// (process_cpu_seconds_total and process_resident_memory_bytes, which has
+// no peak).
+type NodeStat struct {
+	Addr         string   `json:"addr"`
+	PID          int      `json:"pid,omitempty"`
+	Source       string   `json:"source"`
+	CPUSeconds   *float64 `json:"cpu_seconds"`
+	RSSBytes     *float64 `json:"rss_bytes"`
+	PeakRSSBytes *float64 `json:"peak_rss_bytes"`
+}
+
+// RoundsResult is the rounds mode's time to agreement after each burst.
+type RoundsResult struct {
+	Rounds      int       `json:"rounds"`
+	BurstMS     float64   `json:"burst_ms"`
+	AgreementMS []float64 `json:"agreement_ms"`
+	P50MS       float64   `json:"p50_ms"`
+	P99MS       float64   `json:"p99_ms"`
+	MaxMS       float64   `json:"max_ms"`
+}
+
+// IdleResult is the idle mode's CPU use of all nodes together.
+type IdleResult struct {
+	SettleSeconds    float64  `json:"settle_seconds"`
+	Seconds          float64  `json:"seconds"`
+	CPUSeconds       *float64 `json:"cpu_seconds"`
+	CPUPercentOfCore *float64 `json:"cpu_percent_of_one_core"`
+}
+
+// CreateResult is the create mode's work.
+type CreateResult struct {
+	Counters       int     `json:"counters"`
+	Seconds        float64 `json:"seconds"`
+	AgreedCounters int     `json:"agreed_counters"`
+}
+
+// newSide summarises load statistics.
+func newSide(s *loadStats) Side {
+	return Side{
+		Requests:   s.Requests,
+		OK:         s.OK,
+		Unknown:    s.Unknown,
+		Seconds:    s.Elapsed.Seconds(),
+		Throughput: s.rate(),
+		Latency: Latency{
+			P50MS:  ms(s.Hist.Quantile(0.50)),
+			P99MS:  ms(s.Hist.Quantile(0.99)),
+			P999MS: ms(s.Hist.Quantile(0.999)),
+			MaxMS:  ms(s.Hist.Max),
+			MeanMS: ms(s.Hist.Mean()),
+		},
+		Errors:     copyErrors(s.Errors),
+		FirstError: s.FirstError,
+	}
+}
+
+// machine describes this machine.
+func machine() Machine {
+	m := Machine{Cores: runtime.NumCPU(), GoVersion: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	if f, err := os.Open("/proc/cpuinfo"); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			k, v, ok := strings.Cut(sc.Text(), ":")
+			if ok && strings.TrimSpace(k) == "model name" {
+				m.CPUModel = strings.TrimSpace(v)
+				break
+			}
+		}
+		f.Close()
+	}
+	return m
+}
+
+// writeReport writes r as indented JSON to path.
+func writeReport(path string, r *Report) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// readReport reads a file that writeReport wrote.
+func readReport(path string) (*Report, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read results: %w", err)
+	}
+	var r Report
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&r); err != nil {
+		return nil, fmt.Errorf("read results %s: %w", path, err)
+	}
+	return &r, nil
+}
+
+// printMachine prints the machine line that heads a report.
+func printMachine(w io.Writer, m Machine) {
+	fmt.Fprintf(w, "machine: %s, %d cores, %s, kernel %s, %s/%s\n",
+		orNA(m.CPUModel), m.Cores, m.GoVersion, orNA(m.Kernel), m.OS, m.Arch)
+}
+
+// printResult prints one run for people.
+func printResult(w io.Writer, r *Result) {
+	fmt.Fprintf(w, "\n%s\n", describeRun(r))
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	defer tw.Flush()
+	c := &r.Countd
+	if r.Mode != modeIdle {
+		line := fmt.Sprintf("  throughput\t%s req/s (%s requests in %.1fs)", group(c.Throughput), group(float64(c.Requests)), c.Seconds)
+		if r.Bare != nil {
+			line += fmt.Sprintf("; bare %s req/s; ratio %s", group(r.Bare.Throughput), fmtFloat(r.Ratio, "%.2f"))
+		}
+		fmt.Fprintln(tw, line)
+		line = "  latency\t" + fmtLatency(c.Latency)
+		if r.Bare != nil {
+			line += "; bare " + fmtLatency(r.Bare.Latency)
+		}
+		fmt.Fprintln(tw, line)
+		fmt.Fprintf(tw, "  errors\t%s\n", fmtErrors(c))
+		if r.Bare != nil && len(r.Bare.Errors) > 0 {
+			fmt.Fprintf(tw, "  bare errors\t%s\n", fmtErrors(r.Bare))
+		}
+		agreed := "  agreement\t" + fmtFloat(r.AgreementMS, "%.1f ms") + " after the load stopped"
+		if r.Rounds != nil {
+			agreed = "  agreement\tp99 " + fmtFloat(r.AgreementMS, "%.1f ms") + " after a burst"
+		}
+		if r.Counted != nil {
+			agreed += fmt.Sprintf("; counted %s for %s acknowledged", group(float64(*r.Counted)), group(float64(c.OK)))
+			if c.Unknown > 0 {
+				agreed += fmt.Sprintf(" and %s unknown", group(float64(c.Unknown)))
+			}
+		}
+		fmt.Fprintln(tw, agreed)
+		rp := &r.Replication
+		fmt.Fprintf(tw, "  replication\t%s pushes/change, %s bytes/change, %s entries/push; %s pushes, %s failed\n",
+			fmtFloat(rp.PushesPerChange, "%.4f"), fmtFloat(rp.BytesPerChange, "%.2f"), fmtFloat(rp.EntriesPerPush, "%.1f"),
+			fmtFloat(rp.Pushes, "%.0f"), fmtFloat(rp.PushFailures, "%.0f"))
+	}
+	if rr := r.Rounds; rr != nil {
+		fmt.Fprintf(tw, "  rounds\t%d bursts of %.0f ms: agreement p50 %.1f ms, p99 %.1f ms, max %.1f ms\n",
+			rr.Rounds, rr.BurstMS, rr.P50MS, rr.P99MS, rr.MaxMS)
+	}
+	if id := r.Idle; id != nil {
+		fmt.Fprintf(tw, "  idle\t%s CPU seconds over %.1fs = %s of one core, all %d nodes together\n",
+			fmtFloat(id.CPUSeconds, "%.3f"), id.Seconds, fmtFloat(id.CPUPercentOfCore, "%.2f%%"), r.Nodes)
+	}
+	if cr := r.Create; cr != nil {
+		fmt.Fprintf(tw, "  created\t%s counters in %.1fs; the nodes agree on %s counters\n",
+			group(float64(cr.Counters)), cr.Seconds, group(float64(cr.AgreedCounters)))
+	}
+	printNodeStats(tw, r.NodeStats)
+	for _, n := range r.Notes {
+		fmt.Fprintf(tw, "  note\t%s\n", n)
+	}
+}
+
+// printNodeStats prints one line per node, or one summary line for many.
+func printNodeStats(tw io.Writer, stats []NodeStat) {
+	if len(stats) > 8 {
+		var rss, peak []float64
+		for _, s := range stats {
+			if s.RSSBytes != nil {
+				rss = append(rss, *s.RSSBytes)
+			}
+			if s.PeakRSSBytes != nil {
+				peak = append(peak, *s.PeakRSSBytes)
+			}
+		}
+		fmt.Fprintf(tw, "  nodes\t%d: rss %s; peak rss %s\n", len(stats), spread(rss), spread(peak))
+		return
+	}
+	for _, s := range stats {
+		fmt.Fprintf(tw, "  node %s\tcpu %s s, rss %s, peak rss %s (%s)\n", s.Addr,
+			fmtFloat(s.CPUSeconds, "%.2f"), fmtBytes(s.RSSBytes), fmtBytes(s.PeakRSSBytes), s.Source)
+	}
+}
+
+// spread formats min/median/max of byte counts.
+func spread(v []float64) string {
+	if len(v) == 0 {
+		return "n/a"
+	}
+	slices.Sort(v)
+	return fmt.Sprintf("min %.1f MB, median %.1f MB, max %.1f MB", v[0]/1e6, v[len(v)/2]/1e6, v[len(v)-1]/1e6)
+}
+
+// describeRun is the heading of one run.
+func describeRun(r *Result) string {
+	store := "durable"
+	if r.Memory {
+		store = "memory"
+	}
+	if r.External {
+		store = "external cluster"
+	}
+	what := "POST /increment"
+	if r.Counters > 0 {
+		what = fmt.Sprintf("%d named counters", r.Counters)
+	}
+	s := fmt.Sprintf("%s: %d node(s), %s", r.Mode, r.Nodes, store)
+	if r.Mode != modeIdle {
+		on := "the first node"
+		if r.Target == "all" {
+			on = "all nodes"
+		}
+		s += fmt.Sprintf(", %d client(s) on %s", r.Clients, on)
+		if r.Mode != modeCreate {
+			s += ", " + what
+		}
+	}
+	if len(r.NodeFlags) > 0 {
+		s += ", node flags " + strings.Join(r.NodeFlags, " ")
+	}
+	return s
+}
+
+// printSummary prints one table row per run, for sweeps.
+func printSummary(w io.Writer, runs []Result) {
+	if len(runs) < 2 {
+		return
+	}
+	fmt.Fprintln(w, "\nsummary")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "mode\tnodes\tclients\treq/s\tbare req/s\tratio\tp50 ms\tp99 ms\tp99.9 ms\terrors\tagree ms\tpush/chg\tB/chg\t")
+	for _, r := range runs {
+		bare := "-"
+		if r.Bare != nil {
+			bare = group(r.Bare.Throughput)
+		}
+		var errs int64
+		for _, n := range r.Countd.Errors {
+			errs += n
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%.2f\t%.2f\t%.2f\t%d\t%s\t%s\t%s\t\n",
+			r.Mode, r.Nodes, r.Clients, group(r.Countd.Throughput), bare, fmtFloat(r.Ratio, "%.2f"),
+			r.Countd.Latency.P50MS, r.Countd.Latency.P99MS, r.Countd.Latency.P999MS, errs,
+			fmtFloat(r.AgreementMS, "%.1f"), fmtFloat(r.Replication.PushesPerChange, "%.4f"),
+			fmtFloat(r.Replication.BytesPerChange, "%.1f"))
+	}
+	tw.Flush()
+}
+
+func fmtLatency(l Latency) string {
+	return fmt.Sprintf("p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms", l.P50MS, l.P99MS, l.P999MS, l.MaxMS)
+}
+
+func fmtErrors(s *Side) string {
+	if len(s.Errors) == 0 {
+		return "none"
+	}
+	keys := slices.Sorted(maps.Keys(s.Errors))
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s: %d", k, s.Errors[k])
+	}
+	out := strings.Join(parts, ", ")
+	if s.FirstError != "" {
+		out += " (first: " + s.FirstError + ")"
+	}
+	return out
+}
+
+// fmtFloat formats *p, or "n/a" when it is nil.
+func fmtFloat(p *float64, format string) string {
+	if p == nil {
+		return "n/a"
+	}
+	return fmt.Sprintf(format, *p)
+}
+
+// fmtBytes formats a byte count in MB (10^6), or "n/a".
+func fmtBytes(p *float64) string {
+	if p == nil {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.1f MB", *p/1e6)
+}
+
+func orNA(s string) string {
+	if s == "" {
+		return "n/a"
+	}
+	return s
+}
+
+// group formats a number rounded to a whole, with thousands separators.
+func group(f float64) string {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return strconv.FormatFloat(f, 'f', -1, 64)
+	}
+	s := strconv.FormatInt(int64(math.Round(f)), 10)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	for i, ch := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(ch)
+	}
+	if neg {
+		return "-" + b.String()
+	}
+	return b.String()
+}
+
+// ptr returns a pointer to v, for the optional figures.
+func ptr[T any](v T) *T { return &v }
