@@ -164,7 +164,8 @@ type entryKey struct{ counter, replica string }
 type batch struct {
 	dirty   map[entryKey]struct{}
 	waiters []waiter
-	version uint64 // state version the batch makes durable
+	version uint64       // state version the batch makes durable
+	entries []crdt.Entry // what it writes
 	origin  origin
 	started time.Time // when its write began
 }
@@ -219,7 +220,13 @@ type CounterActor struct {
 	log     *slog.Logger
 	obs     Observer // nil: none
 	durable uint64   // every change up to this version is on disk
-	known   int      // counters last reported to obs
+	// disk holds the durable totals of every entry: what peers are sent.
+	// It has versions of its own, which change notices and deltas carry.
+	// A hot entry's in-memory version is nearly always ahead of the
+	// durable version, so a delta of state itself would hold it back for
+	// as long as clients keep changing it. In memory mode disk is state.
+	disk  *crdt.State
+	known int // counters last reported to obs
 
 	next     batch  // gathering
 	inFlight *batch // being written, or nil
@@ -245,9 +252,16 @@ type retryWrite struct{}
 // from store by the caller) and writes to store; a nil store keeps nothing.
 // obs, if not nil, is told about commits and the number of counters.
 func NewCounterProps(state *crdt.State, store Store, log *slog.Logger, obs Observer) *actor.Props {
+	disk := state
+	if store != nil {
+		disk = crdt.New(state.Replica())
+		if _, err := disk.Merge(state.DeltaSince(0, state.Version())); err != nil {
+			panic(fmt.Sprintf("actors: state does not merge into a copy of itself: %v", err))
+		}
+	}
 	return actor.PropsFromProducer(func() actor.Actor {
 		// A restart after a panic keeps the same state: it is the only copy.
-		return &CounterActor{state: state, store: store, log: log, obs: obs, durable: state.Version(), known: -1}
+		return &CounterActor{state: state, store: store, log: log, obs: obs, durable: state.Version(), disk: disk, known: -1}
 	})
 }
 
@@ -277,12 +291,12 @@ func (a *CounterActor) Receive(ctx actor.Context) {
 	case *GetAll:
 		answerTo(ctx, m.Reply).send(ctx, &AllCounters{Values: a.state.Values()})
 	case *DeltaSince:
-		entries, through := a.state.DeltaLimit(m.Version, a.durable, m.Limit)
+		entries, through := a.disk.DeltaLimit(m.Version, a.disk.Version(), m.Limit)
 		ctx.Respond(&Delta{
 			Replica: a.state.Replica(),
 			Version: through,
 			Entries: entries,
-			More:    through < a.durable,
+			More:    through < a.disk.Version(),
 		})
 	case *saved:
 		a.saved(ctx, m.err)
@@ -370,6 +384,7 @@ func (a *CounterActor) flush(ctx actor.Context, retry bool) {
 			entries = append(entries, e)
 		}
 	}
+	b.entries = entries
 	a.inFlight = &b
 	store, self, root := a.store, ctx.Self(), ctx.ActorSystem().Root
 	go func() { root.Send(self, &saved{err: store.Save(entries)}) }()
@@ -409,6 +424,9 @@ func (a *CounterActor) saved(ctx actor.Context, err error) {
 	}
 	a.retryDelay = 0
 	a.durable = b.version
+	if _, err := a.disk.Merge(b.entries); err != nil {
+		panic(fmt.Sprintf("actors: durable entries do not merge: %v", err)) // they came from state
+	}
 	if a.obs != nil {
 		a.obs.Committed(len(b.waiters), time.Since(b.started))
 	}
@@ -433,7 +451,7 @@ func (a *CounterActor) countCounters() {
 
 func (a *CounterActor) notify(ctx actor.Context, o origin) {
 	for _, pid := range a.subs {
-		ctx.Send(pid, &Changed{Version: a.durable, Origin: o.String()})
+		ctx.Send(pid, &Changed{Version: a.disk.Version(), Origin: o.String()})
 	}
 }
 
