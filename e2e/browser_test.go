@@ -41,16 +41,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 	chrome := findChromium(t)
 
 	ports := freePorts(t, 3)
-	var nodes []*clusterNode
-	for i, port := range ports {
-		var peers []string
-		for j, q := range ports {
-			if j != i {
-				peers = append(peers, strconv.Itoa(q))
-			}
-		}
-		nodes = append(nodes, newClusterNode(t, i, port, "-peers="+strings.Join(peers, ",")))
-	}
+	nodes := meshNodes(t, ports)
 	n0, n1, n2 := nodes[0], nodes[1], nodes[2]
 	startAll(t, nodes...)
 	c := newClient(t, 2)

@@ -62,6 +62,22 @@ func newClusterNode(t *testing.T, i, port int, extra ...string) *clusterNode {
 	return n
 }
 
+// meshNodes returns a cluster node per port, each with every other port in
+// -peers.
+func meshNodes(t *testing.T, ports []int) []*clusterNode {
+	var nodes []*clusterNode
+	for i, port := range ports {
+		var peers []string
+		for j, q := range ports {
+			if j != i {
+				peers = append(peers, strconv.Itoa(q))
+			}
+		}
+		nodes = append(nodes, newClusterNode(t, i, port, "-peers="+strings.Join(peers, ",")))
+	}
+	return nodes
+}
+
 func (n *clusterNode) url() string { return "http://" + n.addr }
 
 // startAll starts the nodes' processes at once and waits until each serves
@@ -167,16 +183,7 @@ func TestSeedClusterUnderSigstop(t *testing.T) {
 func TestAllNodesKilledAndRestarted(t *testing.T) {
 	const clientsPerNode = 3
 	ports := freePorts(t, 3)
-	var nodes []*clusterNode
-	for i, port := range ports {
-		var peers []string
-		for j, q := range ports {
-			if j != i {
-				peers = append(peers, strconv.Itoa(q))
-			}
-		}
-		nodes = append(nodes, newClusterNode(t, i, port, "-peers="+strings.Join(peers, ",")))
-	}
+	nodes := meshNodes(t, ports)
 	startAll(t, nodes...)
 
 	l := newClusterLoad(t, clusterCounters)
