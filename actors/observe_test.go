@@ -117,3 +117,40 @@ func TestPeerReportsHowFarBehind(t *testing.T) {
 		}
 	}
 }
+
+// TestFreshPeerIsNotCreditedWithChangesItNeverGot: a PeerActor that has not
+// yet brought its peer up to date knows nothing of what the peer holds. It
+// must neither report the peer as 0 behind because no change notice came
+// yet (a failed push already tells it this node's version), nor take a first
+// notice of changes the peer itself pushed as proof that the peer holds
+// everything before them.
+func TestFreshPeerIsNotCreditedWithChangesItNeverGot(t *testing.T) {
+	t.Run("failed pushes", func(t *testing.T) {
+		sys := newSystem(t)
+		tr := newFakeTransport()
+		tr.pushErr = errors.New("connection refused")
+		counter := counterProbe(t, sys, func() uint64 { return 5 })
+		cfg := testPeerConfig(tr, counter.pid)
+		cfg.HeartbeatInterval = 5 * time.Millisecond
+		_, parent := spawnPeer(t, sys, cfg)
+		// No notice comes: the state was loaded before the actor started.
+		fishFor(t, parent, wait, func(s *PeerStatus) bool { return s.Behind == 5 })
+	})
+	t.Run("first notice from the peer", func(t *testing.T) {
+		sys := newSystem(t)
+		tr := newFakeTransport()
+		tr.gated = true
+		counter := counterProbe(t, sys, func() uint64 { return 5 })
+		cfg := testPeerConfig(tr, counter.pid)
+		cfg.HeartbeatInterval = 5 * time.Millisecond
+		peer, parent := spawnPeer(t, sys, cfg)
+		tr.awaitPush(t) // the first full push, held: the peer has nothing yet
+		// The first health check has learnt the peer's replica id.
+		fishFor(t, parent, wait, func(s *PeerStatus) bool { return !s.LastSeen.IsZero() })
+		sys.Root.Send(peer, &Changed{Version: 5, Origin: "127.0.0.2:2"})
+		fishFor(t, parent, wait, func(s *PeerStatus) bool { return s.Behind == 5 })
+		tr.set(func(f *fakeTransport) { f.gated = false })
+		tr.gate <- struct{}{}
+		fishFor(t, parent, wait, func(s *PeerStatus) bool { return s.Behind == 0 })
+	})
+}

@@ -133,6 +133,7 @@ type PeerActor struct {
 	acked       uint64 // our durable version the peer holds
 	latest      uint64 // our durable version, from the last change notice
 	credited    uint64 // a version the peer holds because it sent all changes up to it
+	synced      bool   // a full push reached the peer's current process: acked is what it holds
 	fullNext    bool   // the next push sends full state
 	dirty       bool   // something to push
 	pushing     bool
@@ -215,7 +216,9 @@ func (p *PeerActor) stopTimers() {
 // lazily (that peer pushes them here itself), which keeps a full mesh from
 // multiplying pushes. Client changes go out after the flush delay.
 func (p *PeerActor) changed(ctx actor.Context, m *Changed) {
-	held := p.latest <= max(p.acked, p.credited)
+	// Until a full push reached the peer, latest and acked say nothing of
+	// what it holds: a fresh actor's latest is 0, not this node's version.
+	held := p.synced && p.latest <= max(p.acked, p.credited)
 	p.latest = max(p.latest, m.Version)
 	switch m.Origin {
 	case "":
@@ -316,6 +319,7 @@ func (p *PeerActor) flushed(ctx actor.Context, err error) {
 
 func (p *PeerActor) pushed(ctx actor.Context, m *pushDone) {
 	p.pushing = false
+	p.latest = max(p.latest, m.version) // known even if the push failed
 	if len(p.flushers) > 0 {
 		if m.err != nil {
 			p.flushed(ctx, m.err)
@@ -331,17 +335,16 @@ func (p *PeerActor) pushed(ctx actor.Context, m *pushDone) {
 		return
 	}
 	p.backoff = 0
-	p.latest = max(p.latest, m.version)
 	switch {
 	case m.since == 0:
 		// Full state: whoever answered now holds everything up to version.
-		p.acked, p.fullNext = m.version, false
+		p.acked, p.fullNext, p.synced = m.version, false, true
 	case m.reply.Replica == m.target:
 		p.acked = max(p.acked, m.version)
 	default:
 		// A different process answered than the one the delta was cut
 		// for: it may lack what its predecessor acknowledged.
-		p.fullNext, p.dirty = true, true
+		p.fullNext, p.dirty, p.synced, p.credited = true, true, false, 0
 	}
 	if m.reply.Replica != m.target {
 		// News: a process the push was not cut for. A reply from the
@@ -402,7 +405,7 @@ func (p *PeerActor) heartbeatDone(ctx actor.Context, m *heartbeatDone) {
 			p.log.Info("peer restarted", "replica", m.reply.Replica, "was", p.peerReplica)
 		}
 		p.peerReplica = m.reply.Replica
-		p.fullNext, p.credited = true, 0
+		p.fullNext, p.synced, p.credited = true, false, 0
 		p.markDirty(ctx)
 	}
 	ctx.Send(ctx.Parent(), &PeerStatus{From: ctx.Self(), Addr: p.addr, State: StateAlive, LastSeen: time.Now(),
@@ -411,6 +414,9 @@ func (p *PeerActor) heartbeatDone(ctx actor.Context, m *heartbeatDone) {
 
 // behind returns how many of our changes the peer has not acknowledged.
 func (p *PeerActor) behind() uint64 {
+	if !p.synced {
+		return p.latest
+	}
 	return p.latest - min(p.latest, max(p.acked, p.credited))
 }
 
