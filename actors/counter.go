@@ -424,7 +424,8 @@ func (a *CounterActor) saved(ctx actor.Context, err error) {
 	}
 	a.retryDelay = 0
 	a.durable = b.version
-	if _, err := a.disk.Merge(b.entries); err != nil {
+	newer, err := a.disk.Merge(b.entries)
+	if err != nil {
 		panic(fmt.Sprintf("actors: durable entries do not merge: %v", err)) // they came from state
 	}
 	if a.obs != nil {
@@ -435,7 +436,9 @@ func (a *CounterActor) saved(ctx actor.Context, err error) {
 	// first, so that a change a client saw acknowledged is already known to
 	// every PeerActor (a shutdown flush must not miss it).
 	a.flush(ctx, false)
-	a.notify(ctx, b.origin)
+	if len(newer) > 0 { // a batch of merges that changed nothing has no news for peers
+		a.notify(ctx, b.origin)
+	}
 	for _, w := range b.waiters {
 		w.to.send(ctx, w.reply)
 	}

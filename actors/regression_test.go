@@ -237,3 +237,48 @@ func TestDeltaCarriesAHotEntrysDurableTotals(t *testing.T) {
 		t.Fatalf("delta after the second write = %v, want %v", d.Entries, want)
 	}
 }
+
+// A merge that changes nothing, arriving while a write is in flight, waits
+// for the next write (its sender must not hear "durable" before the state it
+// saw is). That write makes nothing new durable, so it must not send a change
+// notice: a notice with no origin makes every PeerActor push at once.
+func TestBatchOfNoOpMergesSendsNoNotice(t *testing.T) {
+	sys := newSystem(t)
+	st := newFakeStore(true)
+	counter, _ := spawnCounter(t, sys, st)
+	sub := subscribe(t, sys, counter)
+	client := NewCounterClient(sys.Root, counter, wait)
+
+	inc := make(chan error, 1)
+	go func() { _, err := client.Increment(t.Context(), "a", 1); inc <- err }()
+	st.awaitSave(t) // held
+	// Enqueued now, behind the write in flight; a round trip after it
+	// proves the actor has taken it.
+	merged := sys.Root.RequestFuture(counter, &Merge{Entries: nil, From: "127.0.0.9:9"}, wait)
+	if _, err := sys.Root.RequestFuture(counter, &GetAll{}, wait).Result(); err != nil {
+		t.Fatal(err)
+	}
+	st.release <- struct{}{} // the increment's write ends; the merge's starts
+	if err := <-inc; err != nil {
+		t.Fatal(err)
+	}
+	if got := st.awaitSave(t); len(got) != 0 {
+		t.Fatalf("the merge's write = %v, want no entries", got)
+	}
+	st.release <- struct{}{}
+	if r, err := merged.Result(); err != nil || r.(*MergeResult).Err != nil {
+		t.Fatalf("merge = %v, %v", r, err)
+	}
+	// One notice for the increment's write, none for the merge's: the next
+	// notice is the next increment's, at a newer version.
+	first, _ := expect[*Changed](t, sub, wait)
+	go func() { _, err := client.Increment(t.Context(), "a", 1); inc <- err }()
+	st.awaitSave(t)
+	st.release <- struct{}{}
+	if err := <-inc; err != nil {
+		t.Fatal(err)
+	}
+	if next, _ := expect[*Changed](t, sub, wait); next.Version <= first.Version {
+		t.Fatalf("notices %+v then %+v: the write that made nothing new durable sent one", first, next)
+	}
+}

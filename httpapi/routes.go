@@ -60,9 +60,9 @@ func (s *Server) routes() http.Handler {
 		for name, h := range map[string]http.HandlerFunc{
 			"cmdline": pprof.Cmdline, "profile": pprof.Profile, "symbol": pprof.Symbol, "trace": pprof.Trace,
 		} {
-			r.Handle("/debug/pprof/"+name, h)
+			r.Handle("/debug/pprof/"+name, s.routeNamed("/debug/pprof/"+name, h))
 		}
-		r.PathPrefix("/debug/pprof/").HandlerFunc(pprof.Index) // heap, goroutine, ... by name
+		r.PathPrefix("/debug/pprof/").Handler(s.routeNamed("/debug/pprof/", pprof.Index)) // heap, goroutine, ... by name
 	}
 	if s.cfg.Cluster != nil {
 		handle("/replicate", http.MethodPost, s.handleReplicate)
