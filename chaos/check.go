@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"countd/internal/apiclient"
 )
 
 // CheckTimeout bounds how long the checks wait, after the heal, for the
@@ -104,7 +106,6 @@ func checkMembership(c *Cluster, timeout time.Duration) []string {
 				bad = append(bad, fmt.Sprintf("%s: %v", name, err))
 				continue
 			}
-			got := map[string]string{}
 			for _, r := range rows {
 				if removed[r.Addr] {
 					v := fmt.Sprintf("membership: removed node %s is listed again by %s: %s",
@@ -113,8 +114,8 @@ func checkMembership(c *Cluster, timeout time.Duration) []string {
 						out = append(out, v)
 					}
 				}
-				got[c.nameOf(r.Addr)] = r.State
 			}
+			got := apiclient.PeerStates(rows, c.nameOf)
 			want := map[string]string{}
 			for _, other := range live {
 				if other != name {

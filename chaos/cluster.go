@@ -2,8 +2,6 @@ package chaos
 
 import (
 	"bytes"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,14 +9,13 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
+	"countd/internal/apiclient"
 	"countd/internal/faultnet"
 	"countd/node"
 )
@@ -57,8 +54,8 @@ type Cluster struct {
 	opts      Options
 	Net       *faultnet.Network // node-to-node traffic
 	ClientNet *faultnet.Network // client traffic
-	client    *http.Client      // client changes, through ClientNet
-	ctl       *http.Client      // the harness's own requests, direct
+	client    apiclient.Client  // client changes, through ClientNet
+	ctl       apiclient.Client  // the harness's own requests, direct
 	logs      *logSink
 
 	mu      sync.Mutex
@@ -90,19 +87,19 @@ func NewCluster(t testing.TB, seed uint64, opts Options) *Cluster {
 		opts:      opts,
 		Net:       faultnet.New(seed),
 		ClientNet: faultnet.New(seed ^ 0xc11e47),
-		ctl:       &http.Client{Timeout: ctlTimeout},
+		ctl:       apiclient.Client{HTTP: &http.Client{Timeout: ctlTimeout}},
 		logs:      &logSink{max: 3000},
 		nodes:     map[string]*member{},
 		removed:   map[string]bool{},
 	}
-	c.client = &http.Client{Timeout: clientTimeout, Transport: c.ClientNet.Transport("client",
-		&http.Transport{MaxIdleConnsPerHost: 16, IdleConnTimeout: 30 * time.Second})}
+	c.client = apiclient.Client{HTTP: &http.Client{Timeout: clientTimeout, Transport: c.ClientNet.Transport("client",
+		&http.Transport{MaxIdleConnsPerHost: 16, IdleConnTimeout: 30 * time.Second})}}
 	t.Cleanup(func() {
 		c.Net.Heal()
 		c.ClientNet.Heal()
 		c.closeAll()
-		c.client.CloseIdleConnections()
-		c.ctl.CloseIdleConnections()
+		c.client.HTTP.CloseIdleConnections()
+		c.ctl.HTTP.CloseIdleConnections()
 	})
 	return c
 }
@@ -271,7 +268,7 @@ func (c *Cluster) Remove(name string) error {
 		if err != nil {
 			return err
 		}
-		resp, err := c.ctl.Do(req)
+		resp, err := c.ctl.HTTP.Do(req)
 		if err != nil {
 			return fmt.Errorf("DELETE /peers/%s on %s: %w", name, on, err)
 		}
@@ -367,84 +364,33 @@ func (c *Cluster) Logs(n int) string { return c.logs.tail(n) }
 // --- client side ---
 
 // Change adds delta (non-zero) to counter on the named node and classifies
-// the outcome. It goes through ClientNet and never fails the test.
+// the outcome (see apiclient.Client.Change). It goes through ClientNet and
+// never fails the test.
 func (c *Cluster) Change(client int, name, counter string, delta int64) Op {
-	op := Op{Client: client, Node: name, Counter: counter, Delta: delta}
-	verb, by := "increment", delta
-	if delta < 0 {
-		verb, by = "decrement", -delta
-	}
-	u := fmt.Sprintf("%s/counters/%s/%s?by=%d", c.URL(name), url.PathEscape(counter), verb, by)
-	resp, err := c.client.Post(u, "", nil)
-	if err != nil {
-		op.Outcome, op.Err = Unknown, err.Error()
-		if errors.Is(err, syscall.ECONNREFUSED) {
-			op.Outcome = Failed // nobody listened: nothing was applied
-		}
-		return op
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	switch {
-	case resp.StatusCode/100 == 2:
-		op.Outcome = OK
-	case resp.StatusCode/100 == 4:
-		op.Outcome, op.Err = Failed, fmt.Sprintf("%s: %s", resp.Status, bytes.TrimSpace(body))
-	default: // 503 after a timeout: the change may yet be applied
-		op.Outcome, op.Err = Unknown, fmt.Sprintf("%s: %s", resp.Status, bytes.TrimSpace(body))
+	r := c.client.Change(c.URL(name), counter, delta)
+	op := Op{Client: client, Node: name, Counter: counter, Delta: delta, Outcome: r.Outcome}
+	if r.Outcome != OK && r.Err != nil {
+		op.Err = r.Err.Error()
 	}
 	return op
 }
 
-// getJSON GETs path from the named node into out; status must be 200.
-func (c *Cluster) getJSON(name, path string, out any) error {
-	resp, err := c.ctl.Get(c.URL(name) + path)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s on %s: %s: %s", path, name, resp.Status, bytes.TrimSpace(body))
-	}
-	return json.Unmarshal(body, out)
-}
-
 // Counters returns GET /counters of the named node.
 func (c *Cluster) Counters(name string) (map[string]int64, error) {
-	var r struct {
-		Counters map[string]int64 `json:"counters"`
-	}
-	err := c.getJSON(name, "/counters", &r)
-	return r.Counters, err
+	return c.ctl.Counters(c.URL(name))
 }
 
 // PeerRow is one row of GET /peers.
-type PeerRow struct {
-	Addr  string `json:"addr"`
-	State string `json:"state"`
-}
+type PeerRow = apiclient.PeerRow
 
 // Peers returns GET /peers of the named node.
 func (c *Cluster) Peers(name string) ([]PeerRow, error) {
-	var r struct {
-		Peers []PeerRow `json:"peers"`
-	}
-	err := c.getJSON(name, "/peers", &r)
-	return r.Peers, err
+	return c.ctl.Peers(c.URL(name))
 }
 
 // describePeers renders a peer list with node names.
 func (c *Cluster) describePeers(rows []PeerRow) string {
-	parts := make([]string, len(rows))
-	for i, r := range rows {
-		parts[i] = c.nameOf(r.Addr) + "=" + r.State
-	}
-	slices.Sort(parts)
-	return "[" + strings.Join(parts, " ") + "]"
+	return apiclient.DescribePeers(rows, c.nameOf)
 }
 
 // waitFor polls cond until it holds or timeout passes; then it returns an
@@ -474,10 +420,7 @@ func (c *Cluster) meshed() (bool, string) {
 			bad = append(bad, fmt.Sprintf("%s: %v", name, err))
 			continue
 		}
-		states := map[string]string{}
-		for _, r := range rows {
-			states[c.nameOf(r.Addr)] = r.State
-		}
+		states := apiclient.PeerStates(rows, c.nameOf)
 		for _, other := range live {
 			if other != name && states[other] != "alive" {
 				bad = append(bad, fmt.Sprintf("%s lists %s", name, c.describePeers(rows)))

@@ -4,19 +4,19 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+
+	"countd/internal/apiclient"
 )
 
 // Outcome is what a client learned from one change.
-type Outcome int
+type Outcome = apiclient.Outcome
 
-// The outcomes of a change.
+// The outcomes of a change; apiclient.Client.Change says which is which.
 const (
-	OK      Outcome = iota // 2xx: applied and durable on that node
-	Failed                 // refused for certain (4xx, connection refused): not applied
-	Unknown                // no answer, a lost reply, a 5xx: it may have been applied
+	OK      = apiclient.OK      // 2xx: applied and durable on that node
+	Failed  = apiclient.Failed  // refused for certain (4xx, connection refused): not applied
+	Unknown = apiclient.Unknown // no answer, a lost reply, a 5xx: it may have been applied
 )
-
-func (o Outcome) String() string { return [...]string{"ok", "failed", "unknown"}[o] }
 
 // Op is one client change and its outcome.
 type Op struct {

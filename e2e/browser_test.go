@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"countd/internal/apiclient"
 )
 
 // longName is a counter name near the 128-character limit with no place
@@ -66,10 +68,8 @@ func TestStatusPageInBrowser(t *testing.T) {
 	want := map[string]int64{"apples": 7, "pears": -2, "default": 1, "big": 1<<53 + 12345, longName: 1}
 	api := awaitCounters(t, c, n0, want)
 
-	var health struct {
-		Replica string `json:"replica"`
-	}
-	if err := getJSON(c, n0.url()+"/health", &health); err != nil {
+	replica, err := apiclient.Client{HTTP: c}.Replica(n0.url())
+	if err != nil {
 		t.Fatal(err)
 	}
 
@@ -80,7 +80,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 	// Everything as the API says, every peer alive.
 	first := b.await("node0's page with its counters and both peers alive", func(v pageView) error {
 		return errors.Join(
-			match("node", v.Node, n0.addr), match("replica", v.Replica, health.Replica), match("banner", v.Banner, false),
+			match("node", v.Node, n0.addr), match("replica", v.Replica, replica), match("banner", v.Banner, false),
 			match("peers", v.states(), map[string]string{n1.addr: "alive", n2.addr: "alive"}),
 			match("counters", v.values(), api), match("wider than the window", v.Overflow, false))
 	})
@@ -375,16 +375,13 @@ func post(t *testing.T, c *http.Client, url string) {
 // no other), and returns what it reported.
 func awaitCounters(t *testing.T, c *http.Client, n *clusterNode, want map[string]int64) map[string]int64 {
 	t.Helper()
-	var got struct {
-		Counters map[string]int64 `json:"counters"`
-	}
+	var got map[string]int64
 	var err error
 	if !poll(agreeTimeout, func() bool {
-		got.Counters = nil
-		err = getJSON(c, n.url()+"/counters", &got)
-		return err == nil && maps.Equal(got.Counters, want)
+		got, err = apiclient.Client{HTTP: c}.Counters(n.url())
+		return err == nil && maps.Equal(got, want)
 	}) {
-		t.Fatalf("%s's counters are %v (error %v), want %v within %v", n.name, got.Counters, err, want, agreeTimeout)
+		t.Fatalf("%s's counters are %v (error %v), want %v within %v", n.name, got, err, want, agreeTimeout)
 	}
-	return got.Counters
+	return got
 }

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"countd/internal/apiclient"
 )
 
 // Cluster test timings. The node's timers are set fast by clusterFlags; the
@@ -282,14 +284,12 @@ func (v nodeView) String() string {
 
 func viewOf(c *http.Client, n *clusterNode) nodeView {
 	var v nodeView
-	var counters struct {
-		Counters map[string]int64 `json:"counters"`
-	}
-	if v.err = getJSON(c, n.url()+"/counters", &counters); v.err != nil {
+	counters, err := apiclient.Client{HTTP: c}.Counters(n.url())
+	if v.err = err; err != nil {
 		return v
 	}
 	v.values = make(map[string]int64)
-	for name, val := range counters.Counters {
+	for name, val := range counters {
 		if val != 0 {
 			v.values[name] = val
 		}
@@ -300,42 +300,16 @@ func viewOf(c *http.Client, n *clusterNode) nodeView {
 
 func peerStates(c *http.Client, n *clusterNode) (map[string]string, error) {
 	var peers struct {
-		Peers []struct {
-			Addr  string `json:"addr"`
-			State string `json:"state"`
-		} `json:"peers"`
-		Node string `json:"node"`
+		Peers []apiclient.PeerRow `json:"peers"`
+		Node  string              `json:"node"`
 	}
-	if err := getJSON(c, n.url()+"/peers", &peers); err != nil {
+	if err := (apiclient.Client{HTTP: c}).GetJSON(n.url(), "/peers", &peers); err != nil {
 		return nil, err
 	}
 	if peers.Node != n.addr {
 		return nil, fmt.Errorf("GET /peers names the node %q, want %q", peers.Node, n.addr)
 	}
-	states := make(map[string]string)
-	for _, p := range peers.Peers {
-		states[p.Addr] = p.State
-	}
-	return states, nil
-}
-
-func getJSON(c *http.Client, url string, out any) error {
-	resp, err := c.Get(url)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s: %s", url, resp.Status, strings.TrimSpace(string(body)))
-	}
-	if err := json.Unmarshal(body, out); err != nil {
-		return fmt.Errorf("GET %s: %q: %w", url, body, err)
-	}
-	return nil
+	return apiclient.PeerStates(peers.Peers, nil), nil
 }
 
 // peerWatch records when a node first listed every other node alive.

@@ -2,7 +2,6 @@ package node
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"countd/internal/apiclient"
 	"countd/internal/faultnet"
 )
 
@@ -43,7 +43,7 @@ type cluster struct {
 	t    testing.TB
 	base string // parent of the nodes' data dirs
 	net  *faultnet.Network
-	http *http.Client
+	http *http.Client // the test's own requests, straight to the nodes
 	logs *logSink
 	cfg  func(*Config) // applied to every node's Config before Open, if set
 
@@ -440,74 +440,14 @@ func (m *muteTransport) CloseIdleConnections() {
 
 // --- client side ---
 
-// outcome classifies what a client learned from one change.
-type outcome int
+// api returns a client of the nodes' HTTP API that sends through c.http.
+func (c *cluster) api() apiclient.Client { return apiclient.Client{HTTP: c.http} }
 
-const (
-	opOK      outcome = iota // 2xx: applied and durable
-	opFailed                 // a definite non-2xx answer: not applied
-	opUnknown                // no answer (transport error, timeout): may have applied
-)
-
-func (o outcome) String() string { return [...]string{"ok", "failed", "unknown"}[o] }
-
-// opResult is the result of one change.
-type opResult struct {
-	outcome outcome
-	status  int
-	value   int64 // the counter's value in a 2xx reply
-	err     error
-}
-
-// change adds delta (non-zero) to counter on the named node, with POST
-// .../increment?by=delta or .../decrement?by=-delta. It is safe to call
-// from any goroutine and never fails the test.
-func (c *cluster) change(name, counter string, delta int64) opResult {
-	op, by := "increment", delta
-	if delta < 0 {
-		op, by = "decrement", -delta
-	}
-	u := fmt.Sprintf("%s/counters/%s/%s?by=%d", c.url(name), url.PathEscape(counter), op, by)
-	resp, err := c.http.Post(u, "", nil)
-	if err != nil {
-		return opResult{outcome: opUnknown, err: err}
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		// The status line came: a 2xx was applied even if the body was lost.
-		if resp.StatusCode/100 == 2 {
-			return opResult{outcome: opOK, status: resp.StatusCode, err: err}
-		}
-		return opResult{outcome: opUnknown, status: resp.StatusCode, err: err}
-	}
-	if resp.StatusCode/100 != 2 {
-		return opResult{outcome: opFailed, status: resp.StatusCode, err: fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(body))}
-	}
-	var r struct {
-		Value int64 `json:"value"`
-	}
-	if err := json.Unmarshal(body, &r); err != nil {
-		return opResult{outcome: opOK, status: resp.StatusCode, err: fmt.Errorf("bad body %q: %v", body, err)}
-	}
-	return opResult{outcome: opOK, status: resp.StatusCode, value: r.Value}
-}
-
-// getJSON GETs path from the named node into out; status must be 200.
-func (c *cluster) getJSON(name, path string, out any) error {
-	resp, err := c.http.Get(c.url(name) + path)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s on %s: %s: %s", path, name, resp.Status, bytes.TrimSpace(body))
-	}
-	return json.Unmarshal(body, out)
+// change adds delta (non-zero) to counter on the named node and classifies
+// the outcome (see apiclient.Client.Change). It is safe to call from any
+// goroutine and never fails the test.
+func (c *cluster) change(name, counter string, delta int64) apiclient.Result {
+	return c.api().Change(c.url(name), counter, delta)
 }
 
 // postJSON POSTs body to path on the named node and returns the status.
@@ -532,7 +472,7 @@ func (c *cluster) get(name, counter string) (int64, error) {
 		Counter string `json:"counter"`
 		Value   int64  `json:"value"`
 	}
-	if err := c.getJSON(name, path, &r); err != nil {
+	if err := c.api().GetJSON(c.url(name), path, &r); err != nil {
 		return 0, err
 	}
 	if r.Counter != counter {
@@ -543,38 +483,14 @@ func (c *cluster) get(name, counter string) (int64, error) {
 
 // counters returns GET /counters of the named node.
 func (c *cluster) counters(name string) (map[string]int64, error) {
-	var r struct {
-		Counters map[string]int64 `json:"counters"`
-	}
-	err := c.getJSON(name, "/counters", &r)
-	return r.Counters, err
-}
-
-// peerRow is one row of GET /peers.
-type peerRow struct {
-	Addr     string `json:"addr"`
-	State    string `json:"state"`
-	LastSeen string `json:"last_seen"`
-	Behind   uint64 `json:"behind"`
+	return c.api().Counters(c.url(name))
 }
 
 // peers returns GET /peers of the named node.
-func (c *cluster) peers(name string) ([]peerRow, error) {
-	var r struct {
-		Peers []peerRow `json:"peers"`
-	}
-	err := c.getJSON(name, "/peers", &r)
-	return r.Peers, err
-}
+func (c *cluster) peers(name string) ([]apiclient.PeerRow, error) { return c.api().Peers(c.url(name)) }
 
 // replicaOf returns the replica id the named node reports in GET /health.
-func (c *cluster) replicaOf(name string) (string, error) {
-	var r struct {
-		Replica string `json:"replica"`
-	}
-	err := c.getJSON(name, "/health", &r)
-	return r.Replica, err
-}
+func (c *cluster) replicaOf(name string) (string, error) { return c.api().Replica(c.url(name)) }
 
 // removePeer sends DELETE /peers/{addr of peer} to the named node and
 // returns the status.
@@ -593,12 +509,8 @@ func (c *cluster) removePeer(on, peer string) (int, error) {
 }
 
 // describePeers renders a peer list with node names, for messages.
-func (c *cluster) describePeers(rows []peerRow) string {
-	parts := make([]string, len(rows))
-	for i, r := range rows {
-		parts[i] = c.nameOf(r.Addr) + "=" + r.State
-	}
-	return "[" + strings.Join(parts, " ") + "]"
+func (c *cluster) describePeers(rows []apiclient.PeerRow) string {
+	return apiclient.DescribePeers(rows, c.nameOf)
 }
 
 // --- what clients were told ---
@@ -617,15 +529,15 @@ type ledger struct {
 
 func newLedger() *ledger { return &ledger{acked: map[string]int64{}} }
 
-func (l *ledger) record(node, counter string, delta int64, r opResult) {
+func (l *ledger) record(node, counter string, delta int64, r apiclient.Result) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.ops[r.outcome]++
-	if r.outcome == opOK {
+	l.ops[r.Outcome]++
+	if r.Outcome == apiclient.OK {
 		l.acked[counter] += delta
 	}
-	if r.outcome != opOK && len(l.errs) < 5 {
-		l.errs = append(l.errs, fmt.Sprintf("%s %s %+d: %s: %v", node, counter, delta, r.outcome, r.err))
+	if r.Outcome != apiclient.OK && len(l.errs) < 5 {
+		l.errs = append(l.errs, fmt.Sprintf("%s %s %+d: %s: %v", node, counter, delta, r.Outcome, r.Err))
 	}
 }
 
@@ -635,9 +547,9 @@ func (l *ledger) exact(t testing.TB) map[string]int64 {
 	t.Helper()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.ops[opFailed] != 0 || l.ops[opUnknown] != 0 {
+	if l.ops[apiclient.Failed] != 0 || l.ops[apiclient.Unknown] != 0 {
 		t.Fatalf("not every change was acknowledged: %d ok, %d failed, %d unknown; first errors: %q",
-			l.ops[opOK], l.ops[opFailed], l.ops[opUnknown], l.errs)
+			l.ops[apiclient.OK], l.ops[apiclient.Failed], l.ops[apiclient.Unknown], l.errs)
 	}
 	return maps.Clone(l.acked)
 }
@@ -733,11 +645,7 @@ func (c *cluster) waitPeers(name, what string, cond func(map[string]string) bool
 		if err != nil {
 			return false, err.Error()
 		}
-		states := make(map[string]string, len(rows))
-		for _, r := range rows {
-			states[c.nameOf(r.Addr)] = r.State
-		}
-		return cond(states), c.describePeers(rows)
+		return cond(apiclient.PeerStates(rows, c.nameOf)), c.describePeers(rows)
 	})
 }
 

@@ -11,6 +11,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"countd/internal/apiclient"
 )
 
 // scrape GETs /metrics of the named node and returns its text and families.
@@ -75,15 +77,15 @@ func TestMetricsReportClientChangesReplicationAndPeers(t *testing.T) {
 	c := startCluster(t, 2)
 	const secret = "counter-name-not-a-label"
 	for i := range 5 {
-		if r := c.change("A", secret, 1); r.outcome != opOK {
-			t.Fatalf("increment %d: %v", i, r.err)
+		if r := c.change("A", secret, 1); r.Outcome != apiclient.OK {
+			t.Fatalf("increment %d: %v", i, r.Err)
 		}
 	}
-	if r := c.change("A", secret, -2); r.outcome != opOK {
-		t.Fatalf("decrement: %v", r.err)
+	if r := c.change("A", secret, -2); r.Outcome != apiclient.OK {
+		t.Fatalf("decrement: %v", r.Err)
 	}
-	if r := c.change("A", "bad name!", 1); r.status != http.StatusBadRequest {
-		t.Fatalf("bad name: status %d, want 400", r.status)
+	if r := c.change("A", "bad name!", 1); r.Status != http.StatusBadRequest {
+		t.Fatalf("bad name: status %d, want 400", r.Status)
 	}
 	resp, err := c.http.Get(c.url("A") + "/no-such-path-xyz")
 	if err != nil {

@@ -1,0 +1,208 @@
+// Package apiclient is a client for countd's HTTP API (DESIGN.md Part 1) for
+// tests and tools: the in-process cluster harnesses of node and chaos and the
+// process tests of e2e. It changes counters and classifies what the client
+// learned (Change), reads JSON endpoints (GetJSON, Counters, Peers, Replica)
+// and renders peer tables for messages. It imports nothing of countd, so a
+// test that runs the node as a process can use it and still test only the
+// binary.
+package apiclient
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"syscall"
+)
+
+// Outcome is what a client learned from one change.
+type Outcome int
+
+// The outcomes of a change.
+const (
+	OK      Outcome = iota // 2xx: applied and durable on that node
+	Failed                 // refused for certain (4xx, connection refused): not applied
+	Unknown                // no answer, a lost reply, a 5xx: it may have been applied
+)
+
+func (o Outcome) String() string {
+	if o < OK || o > Unknown {
+		return fmt.Sprintf("Outcome(%d)", int(o))
+	}
+	return [...]string{"ok", "failed", "unknown"}[o]
+}
+
+// Result is the result of one change.
+type Result struct {
+	Outcome Outcome
+	Status  int   // the reply's HTTP status; 0 if no reply came
+	Value   int64 // the counter's value in a 2xx reply; 0 if its body was unreadable
+	// Err says why the outcome is not OK; on OK it is set only when the
+	// 2xx reply's body could not be read or decoded (Value is then unknown).
+	Err error
+}
+
+// Client talks to countd nodes over HTTP. The zero value uses
+// http.DefaultClient; a Client is safe for concurrent use if HTTP is.
+type Client struct {
+	// HTTP sends every request. Its Timeout bounds one request; set it above
+	// the node's own request timeout, so a stuck node answers 503 before the
+	// client gives up.
+	HTTP *http.Client
+}
+
+func (c Client) http() *http.Client {
+	if c.HTTP == nil {
+		return http.DefaultClient
+	}
+	return c.HTTP
+}
+
+// Change adds delta (non-zero) to counter on the node at baseURL
+// ("http://host:port"), with POST /counters/{counter}/increment?by=delta or
+// .../decrement?by=-delta, and classifies the outcome:
+//
+//   - a 2xx status is OK: the node applied the change and made it durable
+//     before it sent the status line, so a body lost after it changes nothing;
+//   - a 4xx status, or a connection refused, is Failed: the node refused the
+//     change, or no node got it (net/http retries a POST on a new connection
+//     only if nothing of it was written on an old one);
+//   - anything else is Unknown: a transport error after the request may have
+//     left (a lost reply, a client timeout), or a 5xx (the node's own timeout
+//     or a failed store write, after which the change may still be applied).
+//
+// It never returns an error of its own: everything is in the Result.
+func (c Client) Change(baseURL, counter string, delta int64) Result {
+	verb, by := "increment", delta
+	if delta < 0 {
+		verb, by = "decrement", -delta
+	}
+	u := fmt.Sprintf("%s/counters/%s/%s?by=%d", baseURL, url.PathEscape(counter), verb, by)
+	resp, err := c.http().Post(u, "", nil)
+	if err != nil {
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			return Result{Outcome: Failed, Err: err}
+		}
+		return Result{Outcome: Unknown, Err: err}
+	}
+	defer resp.Body.Close()
+	body, rerr := io.ReadAll(resp.Body)
+	r := Result{Status: resp.StatusCode}
+	switch resp.StatusCode / 100 {
+	case 2:
+		r.Outcome = OK
+		var v struct {
+			Value int64 `json:"value"`
+		}
+		switch {
+		case rerr != nil:
+			r.Err = fmt.Errorf("%s, then reading the body: %w", resp.Status, rerr)
+		case json.Unmarshal(body, &v) != nil:
+			r.Err = fmt.Errorf("%s with a bad body %q", resp.Status, body)
+		default:
+			r.Value = v.Value
+		}
+		return r
+	case 4:
+		r.Outcome = Failed
+	default:
+		r.Outcome = Unknown
+	}
+	r.Err = fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(body))
+	if rerr != nil {
+		r.Err = fmt.Errorf("%w (reading the body: %v)", r.Err, rerr)
+	}
+	return r
+}
+
+// GetJSON GETs path from the node at baseURL and decodes the reply into
+// out. The status must be 200.
+func (c Client) GetJSON(baseURL, path string, out any) error {
+	u := baseURL + path
+	resp, err := c.http().Get(u)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("GET %s: %s, then reading the body: %w", u, resp.Status, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s: %s", u, resp.Status, bytes.TrimSpace(body))
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		return fmt.Errorf("GET %s: %q: %w", u, body, err)
+	}
+	return nil
+}
+
+// Counters returns GET /counters of the node at baseURL: every counter it
+// knows, by name.
+func (c Client) Counters(baseURL string) (map[string]int64, error) {
+	var r struct {
+		Counters map[string]int64 `json:"counters"`
+	}
+	err := c.GetJSON(baseURL, "/counters", &r)
+	return r.Counters, err
+}
+
+// PeerRow is one row of GET /peers.
+type PeerRow struct {
+	Addr     string `json:"addr"`
+	State    string `json:"state"`     // alive, suspect or down
+	LastSeen string `json:"last_seen"` // RFC 3339
+	Behind   uint64 `json:"behind"`
+}
+
+// Peers returns the rows of GET /peers of the node at baseURL.
+func (c Client) Peers(baseURL string) ([]PeerRow, error) {
+	var r struct {
+		Peers []PeerRow `json:"peers"`
+	}
+	err := c.GetJSON(baseURL, "/peers", &r)
+	return r.Peers, err
+}
+
+// Replica returns the replica id the node at baseURL reports in GET
+// /health. It changes on every start of the node's process.
+func (c Client) Replica(baseURL string) (string, error) {
+	var r struct {
+		Replica string `json:"replica"`
+	}
+	err := c.GetJSON(baseURL, "/health", &r)
+	return r.Replica, err
+}
+
+// PeerStates maps each row's peer, named by name (its address if name is
+// nil), to its state.
+func PeerStates(rows []PeerRow, name func(addr string) string) map[string]string {
+	out := make(map[string]string, len(rows))
+	for _, r := range rows {
+		out[nameOf(name, r.Addr)] = r.State
+	}
+	return out
+}
+
+// DescribePeers renders rows as "[A=alive B=down]", each peer named by name
+// (its address if name is nil), sorted, for messages.
+func DescribePeers(rows []PeerRow, name func(addr string) string) string {
+	parts := make([]string, len(rows))
+	for i, r := range rows {
+		parts[i] = nameOf(name, r.Addr) + "=" + r.State
+	}
+	slices.Sort(parts)
+	return "[" + strings.Join(parts, " ") + "]"
+}
+
+func nameOf(name func(string) string, addr string) string {
+	if name == nil {
+		return addr
+	}
+	return name(addr)
+}
