@@ -154,3 +154,19 @@ func TestFreshPeerIsNotCreditedWithChangesItNeverGot(t *testing.T) {
 		fishFor(t, parent, wait, func(s *PeerStatus) bool { return s.Behind == 0 })
 	})
 }
+
+// A peer that does not answer its health checks is still reported with how
+// far behind it is, so /peers and the status page do not show 0 for it.
+func TestUnansweringPeerIsReportedBehind(t *testing.T) {
+	sys := newSystem(t)
+	tr := newFakeTransport()
+	tr.healthErr = errors.New("timeout")
+	tr.pushErr = errors.New("connection refused")
+	counter := counterProbe(t, sys, func() uint64 { return 3 })
+	cfg := testPeerConfig(tr, counter.pid)
+	cfg.HeartbeatInterval = 5 * time.Millisecond
+	cfg.FailuresBeforeDown = 1000
+	peer, parent := spawnPeer(t, sys, cfg)
+	sys.Root.Send(peer, &Changed{Version: 3})
+	fishFor(t, parent, wait, func(s *PeerStatus) bool { return s.State == StateSuspect && s.Behind == 3 })
+}

@@ -50,8 +50,8 @@ const (
 // the 1 MiB a node accepts (an entry is at most about 230 bytes of JSON).
 const MaxPushEntries = 2000
 
-// PeerStatus tells the parent how a peer is doing: sent on every change of
-// state and after every successful health check (LastSeen).
+// PeerStatus tells the parent how a peer is doing: sent after every health
+// check (LastSeen is set when it succeeded).
 type PeerStatus struct {
 	From     *actor.PID // the reporting PeerActor
 	Addr     string
@@ -379,10 +379,11 @@ func (p *PeerActor) heartbeatDone(ctx actor.Context, m *heartbeatDone) {
 	if m.err != nil {
 		p.fails++
 		p.log.Debug("health check failed", "fails", p.fails, "err", m.err)
-		if p.fails == 1 && p.state == StateAlive {
-			p.state = StateSuspect
-			ctx.Send(ctx.Parent(), &PeerStatus{From: ctx.Self(), Addr: p.addr, State: StateSuspect, Replica: p.peerReplica})
-		}
+		// Every failed check reports, so that how far behind the peer is
+		// stays current while it does not answer.
+		p.state = StateSuspect
+		ctx.Send(ctx.Parent(), &PeerStatus{From: ctx.Self(), Addr: p.addr, State: StateSuspect, Replica: p.peerReplica,
+			Behind: p.behind()})
 		if p.fails == p.cfg.FailuresBeforeDown {
 			ctx.Send(ctx.Parent(), &PeerUnhealthy{From: ctx.Self(), Addr: p.addr, Err: m.err})
 		}

@@ -262,8 +262,8 @@ func (s *Supervisor) status(ctx actor.Context, m *PeerStatus) {
 	}
 	if !m.LastSeen.IsZero() {
 		mb.lastSeen = m.LastSeen
-		mb.behind = m.Behind
 	}
+	mb.behind = m.Behind
 }
 
 // unhealthy stops the PeerActor of a peer that failed its health checks and
