@@ -4,11 +4,12 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"countd/internal/bare"
 )
 
 // BenchmarkHTTPIncrement measures POST /increment over a real listener with
@@ -102,19 +103,11 @@ func drive(b *testing.B, c *http.Client, url string, clients, total int) time.Du
 // startBare serves a bare net/http handler that does one atomic add and
 // answers in the same shape as countd.
 func startBare(b *testing.B) string {
-	var v atomic.Int64
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		buf := make([]byte, 0, 96)
-		buf = append(buf, `{"counter":"default","value":`...)
-		buf = strconv.AppendInt(buf, v.Add(1), 10)
-		buf = append(buf, `,"node":"127.0.0.1:1"}`+"\n"...)
-		w.Header()["Content-Type"] = []string{"application/json"}
-		w.Write(buf)
-	})}
+	srv := &http.Server{Handler: bare.Handler()}
 	go srv.Serve(ln)
 	b.Cleanup(func() { srv.Close() })
 	return "http://" + ln.Addr().String()

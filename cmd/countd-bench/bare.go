@@ -10,27 +10,12 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"time"
-)
 
-// bareHandler is the yardstick: one atomic add per request and a reply in
-// countd's shape, with no routing, validation or persistence. It is the
-// same handler as node/bench_test.go's, so the figures compare.
-func bareHandler() http.Handler {
-	var v atomic.Int64
-	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		buf := make([]byte, 0, 96)
-		buf = append(buf, `{"counter":"default","value":`...)
-		buf = strconv.AppendInt(buf, v.Add(1), 10)
-		buf = append(buf, `,"node":"127.0.0.1:1"}`+"\n"...)
-		w.Header()["Content-Type"] = []string{"application/json"}
-		w.Write(buf)
-	})
-}
+	"countd/internal/bare"
+)
 
 // serveBare runs this process as the bare server (-bare-server): it listens
 // on a free port of 127.0.0.1, writes the address as the first line of
@@ -42,7 +27,8 @@ func serveBare(stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "countd-bench -bare-server:", err)
 		return 1
 	}
-	srv := &http.Server{Handler: bareHandler(), ReadHeaderTimeout: 10 * time.Second}
+	// The yardstick is internal/bare, the handler the Go benchmarks use too.
+	srv := &http.Server{Handler: bare.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	go func() {
