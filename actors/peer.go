@@ -16,7 +16,9 @@ type PeerConfig struct {
 	// Self is this node's advertised address, sent with every push.
 	Self string
 	// HeartbeatInterval is the mean time between health checks; each is
-	// jittered by ±25%, and the first comes after a random part of it.
+	// jittered by ±25%, and the first comes after a random part of it. With
+	// more than HeartbeatBudget peers alive it is stretched (see
+	// heartbeatInterval).
 	HeartbeatInterval time.Duration
 	// Timeout bounds one health check or push.
 	Timeout time.Duration
@@ -188,7 +190,7 @@ func (p *PeerActor) Receive(ctx actor.Context) {
 	case *antiEntropyTick:
 		p.fullNext = true
 		p.markDirty(ctx)
-		p.aeTimer = p.timer.SendOnce(jitter(p.cfg.AntiEntropyInterval), ctx.Self(), &antiEntropyTick{gen: p.gen})
+		p.aeTimer = p.timer.SendOnce(jitter(p.stretch(p.cfg.AntiEntropyInterval)), ctx.Self(), &antiEntropyTick{gen: p.gen})
 	}
 }
 
@@ -198,7 +200,7 @@ func (p *PeerActor) start(ctx actor.Context) {
 	p.fullNext = true
 	ctx.Send(p.cfg.Counter, &Subscribe{PID: ctx.Self()})
 	p.hbTimer = p.timer.SendOnce(rand.N(p.cfg.HeartbeatInterval)+1, ctx.Self(), &heartbeatTick{gen: p.gen})
-	p.aeTimer = p.timer.SendOnce(jitter(p.cfg.AntiEntropyInterval), ctx.Self(), &antiEntropyTick{gen: p.gen})
+	p.aeTimer = p.timer.SendOnce(jitter(p.stretch(p.cfg.AntiEntropyInterval)), ctx.Self(), &antiEntropyTick{gen: p.gen})
 	p.markDirty(ctx) // the first push brings the peer up to date
 }
 
@@ -375,7 +377,7 @@ func (p *PeerActor) heartbeat(ctx actor.Context) {
 
 func (p *PeerActor) heartbeatDone(ctx actor.Context, m *heartbeatDone) {
 	p.checking = false
-	p.hbTimer = p.timer.SendOnce(jitter(p.cfg.HeartbeatInterval), ctx.Self(), &heartbeatTick{gen: p.gen})
+	p.hbTimer = p.timer.SendOnce(jitter(p.heartbeatInterval()), ctx.Self(), &heartbeatTick{gen: p.gen})
 	if m.err != nil {
 		p.fails++
 		p.log.Debug("health check failed", "fails", p.fails, "err", m.err)
@@ -411,6 +413,27 @@ func (p *PeerActor) heartbeatDone(ctx actor.Context, m *heartbeatDone) {
 	}
 	ctx.Send(ctx.Parent(), &PeerStatus{From: ctx.Self(), Addr: p.addr, State: StateAlive, LastSeen: time.Now(),
 		Replica: p.peerReplica, Behind: p.behind()})
+}
+
+// HeartbeatBudget is how many peers a node health-checks per heartbeat
+// interval (and pushes full state to per anti-entropy interval), at most. Each PeerActor checks its own peer, so without a bound
+// a cluster of N nodes makes N(N-1) checks per interval, and on a VM a check
+// that wakes an idle process costs about a millisecond of CPU; past the
+// budget each peer is checked less often, a node's checks stay at about
+// HeartbeatBudget per interval, and a dead peer is found later in step
+// (32 nodes: every ~3.9 intervals).
+const HeartbeatBudget = 8
+
+// heartbeatInterval is the mean time until the next health check.
+func (p *PeerActor) heartbeatInterval() time.Duration { return p.stretch(p.cfg.HeartbeatInterval) }
+
+// stretch scales a per-peer interval so that all of a node's PeerActors
+// together keep to HeartbeatBudget per interval.
+func (p *PeerActor) stretch(d time.Duration) time.Duration {
+	if n := len(p.members); n > HeartbeatBudget {
+		return d * time.Duration(n) / HeartbeatBudget
+	}
+	return d
 }
 
 // behind returns how many of our changes the peer has not acknowledged.

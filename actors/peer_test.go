@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"testing"
@@ -263,5 +264,32 @@ func TestPeerThatIsThisNodeIsReported(t *testing.T) {
 	_, parent := spawnPeer(t, sys, cfg)
 	if m := fishFor(t, parent, wait, func(*PeerIsSelf) bool { return true }); m.Addr != "127.0.0.2:2" {
 		t.Fatalf("self report for %q", m.Addr)
+	}
+}
+
+// Past HeartbeatBudget peers, each peer is checked less often, so that a
+// node's heartbeat traffic does not grow with the cluster.
+func TestHeartbeatsSlowDownPastTheBudget(t *testing.T) {
+	sys := newSystem(t)
+	tr := newFakeTransport()
+	counter, _ := spawnCounter(t, sys, nil)
+	cfg := testPeerConfig(tr, counter)
+	cfg.HeartbeatInterval = 10 * time.Millisecond
+	peer, _ := spawnPeer(t, sys, cfg)
+	members := make([]string, 4*HeartbeatBudget) // checks every 4 intervals: 40 ms ±25%
+	for i := range members {
+		members[i] = fmt.Sprintf("127.0.0.3:%d", i+1)
+	}
+	sys.Root.Send(peer, &Members{Addrs: members})
+	// The check already scheduled may use the old pace; the ones after it
+	// must not. Timers never fire early, so 30 ms is a hard lower bound.
+	<-tr.healthCalls
+	prev := <-tr.healthCalls
+	for range 3 {
+		next := <-tr.healthCalls
+		if gap := next.Sub(prev); gap < 30*time.Millisecond-time.Millisecond {
+			t.Fatalf("health checks %v apart with %d peers, want at least 30ms (4 × 10ms − 25%%)", gap, len(members))
+		}
+		prev = next
 	}
 }
