@@ -164,7 +164,6 @@ type entryKey struct{ counter, replica string }
 type batch struct {
 	dirty   map[entryKey]struct{}
 	waiters []waiter
-	version uint64       // state version the batch makes durable
 	entries []crdt.Entry // what it writes
 	origin  origin
 	started time.Time // when its write began
@@ -215,18 +214,18 @@ type waiter struct {
 // Peers are only ever sent durable state (see DeltaSince), so a crash can lose
 // only changes that no client saw acknowledged.
 type CounterActor struct {
-	state   *crdt.State
-	store   Store // nil: keep nothing on disk
-	log     *slog.Logger
-	obs     Observer // nil: none
-	durable uint64   // every change up to this version is on disk
+	state *crdt.State
+	store Store // nil: keep nothing on disk
+	log   *slog.Logger
+	obs   Observer // nil: none
 	// disk holds the durable totals of every entry: what peers are sent.
 	// It has versions of its own, which change notices and deltas carry.
 	// A hot entry's in-memory version is nearly always ahead of the
 	// durable version, so a delta of state itself would hold it back for
 	// as long as clients keep changing it. In memory mode disk is state.
-	disk  *crdt.State
-	known int // counters last reported to obs
+	disk      *crdt.State
+	announced uint64 // the disk version subscribers were last told of
+	known     int    // counters last reported to obs
 
 	next     batch  // gathering
 	inFlight *batch // being written, or nil
@@ -261,7 +260,7 @@ func NewCounterProps(state *crdt.State, store Store, log *slog.Logger, obs Obser
 	}
 	return actor.PropsFromProducer(func() actor.Actor {
 		// A restart after a panic keeps the same state: it is the only copy.
-		return &CounterActor{state: state, store: store, log: log, obs: obs, durable: state.Version(), disk: disk, known: -1}
+		return &CounterActor{state: state, store: store, log: log, obs: obs, disk: disk, announced: disk.Version(), known: -1}
 	})
 }
 
@@ -315,7 +314,6 @@ func (a *CounterActor) changed(ctx actor.Context, to answer, counter string, v i
 		return
 	}
 	a.dirty(entryKey{counter, a.state.Replica()})
-	a.countCounters()
 	a.next.origin.add("")
 	a.await(ctx, to, &ChangeResult{Counter: counter, Value: v})
 }
@@ -332,7 +330,6 @@ func (a *CounterActor) merge(ctx actor.Context, m *Merge) {
 	}
 	if len(changed) > 0 {
 		a.next.origin.add(m.From)
-		a.countCounters()
 	}
 	if len(changed) == 0 && a.inFlight == nil && len(a.next.waiters) == 0 && len(a.next.dirty) == 0 {
 		// Nothing new and nothing unwritten: what the peer sent is durable here.
@@ -356,10 +353,7 @@ func (a *CounterActor) dirty(k entryKey) {
 func (a *CounterActor) await(ctx actor.Context, to answer, reply any) {
 	if a.store == nil {
 		to.send(ctx, reply)
-		if a.durable != a.state.Version() {
-			a.durable = a.state.Version()
-			a.notify(ctx, a.next.origin)
-		}
+		a.announce(ctx, a.next.origin)
 		a.next.origin = origin{}
 		return
 	}
@@ -377,7 +371,7 @@ func (a *CounterActor) flush(ctx actor.Context, retry bool) {
 	}
 	b := a.next
 	a.next = batch{}
-	b.version, b.started = a.state.Version(), time.Now()
+	b.started = time.Now()
 	entries := make([]crdt.Entry, 0, len(b.dirty))
 	for k := range b.dirty {
 		if e, ok := a.state.Get(k.counter, k.replica); ok {
@@ -423,9 +417,7 @@ func (a *CounterActor) saved(ctx actor.Context, err error) {
 		return
 	}
 	a.retryDelay = 0
-	a.durable = b.version
-	newer, err := a.disk.Merge(b.entries)
-	if err != nil {
+	if _, err := a.disk.Merge(b.entries); err != nil {
 		panic(fmt.Sprintf("actors: durable entries do not merge: %v", err)) // they came from state
 	}
 	if a.obs != nil {
@@ -436,9 +428,7 @@ func (a *CounterActor) saved(ctx actor.Context, err error) {
 	// first, so that a change a client saw acknowledged is already known to
 	// every PeerActor (a shutdown flush must not miss it).
 	a.flush(ctx, false)
-	if len(newer) > 0 { // a batch of merges that changed nothing has no news for peers
-		a.notify(ctx, b.origin)
-	}
+	a.announce(ctx, b.origin)
 	for _, w := range b.waiters {
 		w.to.send(ctx, w.reply)
 	}
@@ -452,9 +442,18 @@ func (a *CounterActor) countCounters() {
 	}
 }
 
-func (a *CounterActor) notify(ctx actor.Context, o origin) {
+// announce tells subscribers (and the observer) that the durable state
+// advanced, if it did: a write that made nothing new durable (a batch of
+// merges that changed nothing) is no news, and a notice with no origin would
+// make every PeerActor push.
+func (a *CounterActor) announce(ctx actor.Context, o origin) {
+	if a.disk.Version() == a.announced {
+		return
+	}
+	a.announced = a.disk.Version()
+	a.countCounters()
 	for _, pid := range a.subs {
-		ctx.Send(pid, &Changed{Version: a.disk.Version(), Origin: o.String()})
+		ctx.Send(pid, &Changed{Version: a.announced, Origin: o.String()})
 	}
 }
 

@@ -416,12 +416,13 @@ func (p *PeerActor) heartbeatDone(ctx actor.Context, m *heartbeatDone) {
 }
 
 // HeartbeatBudget is how many peers a node health-checks per heartbeat
-// interval (and pushes full state to per anti-entropy interval), at most. Each PeerActor checks its own peer, so without a bound
-// a cluster of N nodes makes N(N-1) checks per interval, and on a VM a check
-// that wakes an idle process costs about a millisecond of CPU; past the
-// budget each peer is checked less often, a node's checks stay at about
-// HeartbeatBudget per interval, and a dead peer is found later in step
-// (32 nodes: every ~3.9 intervals).
+// interval (and pushes full state to per anti-entropy interval), at most.
+// Each PeerActor checks its own peer, so without a bound a cluster of N
+// nodes makes N(N-1) checks per interval, and on a VM a check that wakes an
+// idle process costs about a millisecond of CPU. Past the budget each peer
+// is checked less often, a node's checks stay at about HeartbeatBudget per
+// interval, and a dead peer is found later in step (32 nodes: every ~3.9
+// intervals).
 const HeartbeatBudget = 8
 
 // heartbeatInterval is the mean time until the next health check.
