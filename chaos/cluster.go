@@ -1,10 +1,8 @@
 package chaos
 
 import (
-	"bytes"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -17,6 +15,7 @@ import (
 
 	"countd/internal/apiclient"
 	"countd/internal/faultnet"
+	"countd/internal/logsink"
 	"countd/node"
 )
 
@@ -56,7 +55,7 @@ type Cluster struct {
 	ClientNet *faultnet.Network // client traffic
 	client    apiclient.Client  // client changes, through ClientNet
 	ctl       apiclient.Client  // the harness's own requests, direct
-	logs      *logSink
+	logs      *logsink.Sink
 
 	mu      sync.Mutex
 	nodes   map[string]*member
@@ -88,7 +87,7 @@ func NewCluster(t testing.TB, seed uint64, opts Options) *Cluster {
 		Net:       faultnet.New(seed),
 		ClientNet: faultnet.New(seed ^ 0xc11e47),
 		ctl:       apiclient.Client{HTTP: &http.Client{Timeout: ctlTimeout}},
-		logs:      &logSink{max: 3000},
+		logs:      &logsink.Sink{Max: 3000},
 		nodes:     map[string]*member{},
 		removed:   map[string]bool{},
 	}
@@ -165,8 +164,8 @@ func (c *Cluster) open(name string, peers []string) error {
 	cfg.Listener, m.ln = m.ln, nil
 	cfg.Peers = peers
 	m.muted.Store(false)
-	cfg.RoundTripper = &muteTransport{muted: m.muted, base: c.Net.Transport(m.addr, nil)}
-	cfg.Logger = c.logs.logger(fmt.Sprintf("%s#%d", name, m.opens))
+	cfg.RoundTripper = faultnet.Muted(m.muted, c.Net.Transport(m.addr, nil))
+	cfg.Logger = c.logs.Logger(fmt.Sprintf("%s#%d", name, m.opens))
 	if c.opts.Config != nil {
 		c.opts.Config(name, &cfg)
 	}
@@ -224,25 +223,12 @@ func (c *Cluster) Restart(name string, wipe bool) error {
 		}
 		m.dir = dir
 	}
-	ln, err := relisten(m.addr)
+	ln, err := faultnet.Relisten(m.addr)
 	if err != nil {
 		return err
 	}
 	m.ln = ln
 	return c.open(name, c.peersOf(name))
-}
-
-// relisten listens on addr again. The port was ours, but an outgoing
-// connection may briefly hold it as its local port, so retry for a while.
-func relisten(addr string) (net.Listener, error) {
-	var err error
-	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
-		var ln net.Listener
-		if ln, err = net.Listen("tcp", addr); err == nil {
-			return ln, nil
-		}
-	}
-	return nil, fmt.Errorf("listen again on %s: %w", addr, err)
 }
 
 // Join starts a new node that knows only via; gossip must do the rest.
@@ -359,7 +345,10 @@ func (c *Cluster) nameOf(addr string) string {
 }
 
 // Logs returns the last n lines the nodes logged.
-func (c *Cluster) Logs(n int) string { return c.logs.tail(n) }
+func (c *Cluster) Logs(n int) string {
+	lines, _ := c.logs.Last(n)
+	return strings.Join(lines, "\n")
+}
 
 // --- client side ---
 
@@ -429,72 +418,4 @@ func (c *Cluster) meshed() (bool, string) {
 		}
 	}
 	return len(bad) == 0, strings.Join(bad, "; ")
-}
-
-// muteTransport loses every request while muted; otherwise it passes them
-// to base.
-type muteTransport struct {
-	muted *atomic.Bool
-	base  http.RoundTripper
-}
-
-func (m *muteTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if m.muted.Load() {
-		if req.Body != nil {
-			req.Body.Close()
-		}
-		return nil, faultnet.ErrDropped
-	}
-	return m.base.RoundTrip(req)
-}
-
-func (m *muteTransport) CloseIdleConnections() {
-	if c, ok := m.base.(interface{ CloseIdleConnections() }); ok {
-		c.CloseIdleConnections()
-	}
-}
-
-// --- logs ---
-
-// logSink keeps the last max lines every node logged, so a failing seed
-// can show what the nodes did.
-type logSink struct {
-	mu    sync.Mutex
-	max   int
-	lines []string
-	buf   []byte
-}
-
-func (s *logSink) logger(name string) *slog.Logger {
-	h := slog.NewTextHandler(s, &slog.HandlerOptions{Level: slog.LevelDebug})
-	return slog.New(h).With("n", name)
-}
-
-// Write implements io.Writer; slog writes whole lines.
-func (s *logSink) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.buf = append(s.buf, p...)
-	for {
-		i := bytes.IndexByte(s.buf, '\n')
-		if i < 0 {
-			break
-		}
-		s.lines = append(s.lines, string(s.buf[:i]))
-		s.buf = s.buf[i+1:]
-	}
-	if len(s.lines) > 2*s.max {
-		s.lines = append(s.lines[:0:0], s.lines[len(s.lines)-s.max:]...)
-	}
-	return len(p), nil
-}
-
-func (s *logSink) tail(n int) string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	lines := s.lines
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

@@ -1,10 +1,8 @@
 package node
 
 import (
-	"bytes"
 	"fmt"
 	"io"
-	"log/slog"
 	"maps"
 	"math/rand/v2"
 	"net"
@@ -20,6 +18,7 @@ import (
 
 	"countd/internal/apiclient"
 	"countd/internal/faultnet"
+	"countd/internal/logsink"
 )
 
 // This file is a harness for in-process cluster tests: several Nodes in one
@@ -44,7 +43,7 @@ type cluster struct {
 	base string // parent of the nodes' data dirs
 	net  *faultnet.Network
 	http *http.Client // the test's own requests, straight to the nodes
-	logs *logSink
+	logs *logsink.Sink
 	cfg  func(*Config) // applied to every node's Config before Open, if set
 
 	mu    sync.Mutex
@@ -78,7 +77,7 @@ func newCluster(t testing.TB, seed uint64) *cluster {
 		http: &http.Client{Timeout: clientTimeout, Transport: &http.Transport{
 			MaxIdleConnsPerHost: 16, IdleConnTimeout: 30 * time.Second,
 		}},
-		logs:  &logSink{},
+		logs:  &logsink.Sink{},
 		nodes: make(map[string]*tnode),
 	}
 	t.Cleanup(func() {
@@ -86,7 +85,7 @@ func newCluster(t testing.TB, seed uint64) *cluster {
 		c.closeAll()
 		c.http.CloseIdleConnections()
 		if t.Failed() {
-			c.logs.dump(t, 400)
+			dumpLogs(t, c.logs, 400)
 		}
 	})
 	return c
@@ -201,8 +200,8 @@ func (c *cluster) open(tn *tnode) *Node {
 		cfg.DataDir = tn.dir
 	}
 	tn.muted.Store(false)
-	cfg.RoundTripper = &muteTransport{muted: tn.muted, base: c.net.Transport(tn.addr, nil)}
-	cfg.Logger = c.logs.logger(fmt.Sprintf("%s#%d", tn.name, tn.starts))
+	cfg.RoundTripper = faultnet.Muted(tn.muted, c.net.Transport(tn.addr, nil))
+	cfg.Logger = c.logs.Logger(fmt.Sprintf("%s#%d", tn.name, tn.starts))
 	if c.cfg != nil {
 		c.cfg(&cfg)
 	}
@@ -309,23 +308,12 @@ func (c *cluster) restart(name string, mode restartMode) *Node {
 	case inMemory:
 		tn.memory = true
 	}
-	tn.ln = c.relisten(tn.addr)
-	return c.open(tn)
-}
-
-// relisten listens on addr again. The port was ours, but an outgoing
-// connection may briefly hold it as its local port, so retry for a while.
-func (c *cluster) relisten(addr string) net.Listener {
-	c.t.Helper()
-	var err error
-	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
-		var ln net.Listener
-		if ln, err = net.Listen("tcp", addr); err == nil {
-			return ln
-		}
+	ln, err := faultnet.Relisten(tn.addr)
+	if err != nil {
+		c.t.Fatal(err)
 	}
-	c.t.Fatalf("listen again on %s: %v", addr, err)
-	return nil
+	tn.ln = ln
+	return c.open(tn)
 }
 
 // closeAll closes every running node, concurrently.
@@ -413,29 +401,6 @@ func (c *cluster) heartbeat() time.Duration {
 		c.cfg(&cfg)
 	}
 	return cfg.HeartbeatInterval
-}
-
-// muteTransport loses every request while muted; otherwise it passes them
-// to base (the node's faultnet transport).
-type muteTransport struct {
-	muted *atomic.Bool
-	base  http.RoundTripper
-}
-
-func (m *muteTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if m.muted.Load() {
-		if req.Body != nil {
-			req.Body.Close()
-		}
-		return nil, faultnet.ErrDropped
-	}
-	return m.base.RoundTrip(req)
-}
-
-func (m *muteTransport) CloseIdleConnections() {
-	if c, ok := m.base.(interface{ CloseIdleConnections() }); ok {
-		c.CloseIdleConnections()
-	}
 }
 
 // --- client side ---
@@ -666,45 +631,14 @@ func (c *cluster) waitMesh(names ...string) {
 
 // --- logs ---
 
-// logSink collects every node's log lines, so a failing test can show what
-// the nodes did.
-type logSink struct {
-	mu    sync.Mutex
-	lines []string
-	buf   []byte
-}
-
-// logger returns a debug-level logger writing into the sink, each line
-// tagged with the node's name.
-func (s *logSink) logger(name string) *slog.Logger {
-	h := slog.NewTextHandler(s, &slog.HandlerOptions{Level: slog.LevelDebug})
-	return slog.New(h).With("n", name)
-}
-
-// Write implements io.Writer; slog writes whole lines.
-func (s *logSink) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.buf = append(s.buf, p...)
-	for {
-		i := bytes.IndexByte(s.buf, '\n')
-		if i < 0 {
-			break
-		}
-		s.lines = append(s.lines, string(s.buf[:i]))
-		s.buf = s.buf[i+1:]
+// dumpLogs logs the nodes' last n lines (all of them if COUNTD_TEST_LOGS=all).
+func dumpLogs(t testing.TB, s *logsink.Sink, n int) {
+	if os.Getenv("COUNTD_TEST_LOGS") == "all" {
+		n = 0
 	}
-	return len(p), nil
-}
-
-// dump logs the last n lines (all of them if COUNTD_TEST_LOGS=all).
-func (s *logSink) dump(t testing.TB, n int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	lines := s.lines
-	if os.Getenv("COUNTD_TEST_LOGS") != "all" && len(lines) > n {
-		t.Logf("node logs: last %d of %d lines (COUNTD_TEST_LOGS=all for every line):", n, len(lines))
-		lines = lines[len(lines)-n:]
+	lines, kept := s.Last(n)
+	if len(lines) < kept {
+		t.Logf("node logs: last %d of %d lines (COUNTD_TEST_LOGS=all for every line):", len(lines), kept)
 	}
 	t.Log("\n" + strings.Join(lines, "\n"))
 }
