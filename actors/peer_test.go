@@ -87,6 +87,19 @@ func (f *fakeTransport) awaitPush(t *testing.T) pushCall {
 	}
 }
 
+// awaitHealth waits for the PeerActor's next health check and returns when
+// it was made.
+func (f *fakeTransport) awaitHealth(t *testing.T) time.Time {
+	t.Helper()
+	select {
+	case at := <-f.healthCalls:
+		return at
+	case <-time.After(wait):
+		t.Fatal("no health check")
+		return time.Time{}
+	}
+}
+
 func testPeerConfig(tr Transport, counter *actor.PID) PeerConfig {
 	return PeerConfig{
 		Self:                "127.0.0.1:1",
@@ -212,9 +225,8 @@ func TestPeerReportsUnhealthyOnceAfterNFailures(t *testing.T) {
 		t.Fatalf("unhealthy after %d health checks, want 3", n)
 	}
 	// Three more failures must not repeat the report.
-	drained := len(tr.healthCalls)
-	for len(tr.healthCalls) < drained+3 {
-		<-time.After(time.Millisecond)
+	for range len(tr.healthCalls) + 3 {
+		tr.awaitHealth(t)
 	}
 	for _, m := range parent.drain() {
 		if _, ok := m.(*PeerUnhealthy); ok {
@@ -283,10 +295,10 @@ func TestHeartbeatsSlowDownPastTheBudget(t *testing.T) {
 	sys.Root.Send(peer, &Members{Addrs: members})
 	// The check already scheduled may use the old pace; the ones after it
 	// must not. Timers never fire early, so 30 ms is a hard lower bound.
-	<-tr.healthCalls
-	prev := <-tr.healthCalls
+	tr.awaitHealth(t)
+	prev := tr.awaitHealth(t)
 	for range 3 {
-		next := <-tr.healthCalls
+		next := tr.awaitHealth(t)
 		if gap := next.Sub(prev); gap < 30*time.Millisecond-time.Millisecond {
 			t.Fatalf("health checks %v apart with %d peers, want at least 30ms (4 × 10ms − 25%%)", gap, len(members))
 		}

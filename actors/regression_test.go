@@ -110,7 +110,10 @@ func TestClientChangeIsNotHeldByLazyForward(t *testing.T) {
 	counter := counterProbe(t, sys, func() uint64 { return version })
 	peer, _ := spawnPeer(t, sys, testPeerConfig(tr, counter.pid)) // HeartbeatInterval: 1h, FlushDelay: 1ms
 	tr.awaitPush(t)                                               // the initial full push
-	time.Sleep(50 * time.Millisecond)                             // let it be acknowledged
+	// Flush answers once nothing is owed: the initial push is acknowledged.
+	if r, err := sys.Root.RequestFuture(peer, &Flush{}, wait).Result(); err != nil || r.(*Flushed).Err != nil {
+		t.Fatalf("flush: %v %v", r, err)
+	}
 
 	sys.Root.Send(peer, &Changed{Version: 2, Origin: "127.0.0.3:3"}) // merged from a third node
 	sys.Root.Send(peer, &Changed{Version: 3, Origin: ""})            // a client change
