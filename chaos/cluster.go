@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -366,7 +367,7 @@ func (c *Cluster) Change(client int, name, counter string, delta int64) Op {
 
 // Counters returns GET /counters of the named node.
 func (c *Cluster) Counters(name string) (map[string]int64, error) {
-	return c.ctl.Counters(c.URL(name))
+	return c.ctl.Counters(context.Background(), c.URL(name))
 }
 
 // PeerRow is one row of GET /peers.
@@ -374,7 +375,7 @@ type PeerRow = apiclient.PeerRow
 
 // Peers returns GET /peers of the named node.
 func (c *Cluster) Peers(name string) ([]PeerRow, error) {
-	return c.ctl.Peers(c.URL(name))
+	return c.ctl.Peers(context.Background(), c.URL(name))
 }
 
 // describePeers renders a peer list with node names.

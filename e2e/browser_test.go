@@ -68,7 +68,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 	want := map[string]int64{"apples": 7, "pears": -2, "default": 1, "big": 1<<53 + 12345, longName: 1}
 	api := awaitCounters(t, c, n0, want)
 
-	replica, err := apiclient.Client{HTTP: c}.Replica(n0.url())
+	replica, err := apiclient.Client{HTTP: c}.Replica(t.Context(), n0.url())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -378,7 +378,7 @@ func awaitCounters(t *testing.T, c *http.Client, n *clusterNode, want map[string
 	var got map[string]int64
 	var err error
 	if !poll(agreeTimeout, func() bool {
-		got, err = apiclient.Client{HTTP: c}.Counters(n.url())
+		got, err = apiclient.Client{HTTP: c}.Counters(context.Background(), n.url())
 		return err == nil && maps.Equal(got, want)
 	}) {
 		t.Fatalf("%s's counters are %v (error %v), want %v within %v", n.name, got, err, want, agreeTimeout)

@@ -284,7 +284,7 @@ func (v nodeView) String() string {
 
 func viewOf(c *http.Client, n *clusterNode) nodeView {
 	var v nodeView
-	counters, err := apiclient.Client{HTTP: c}.Counters(n.url())
+	counters, err := apiclient.Client{HTTP: c}.Counters(context.Background(), n.url())
 	if v.err = err; err != nil {
 		return v
 	}
@@ -303,7 +303,7 @@ func peerStates(c *http.Client, n *clusterNode) (map[string]string, error) {
 		Peers []apiclient.PeerRow `json:"peers"`
 		Node  string              `json:"node"`
 	}
-	if err := (apiclient.Client{HTTP: c}).GetJSON(n.url(), "/peers", &peers); err != nil {
+	if err := (apiclient.Client{HTTP: c}).GetJSON(context.Background(), n.url(), "/peers", &peers); err != nil {
 		return nil, err
 	}
 	if peers.Node != n.addr {

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"maps"
@@ -437,7 +438,7 @@ func (c *cluster) get(name, counter string) (int64, error) {
 		Counter string `json:"counter"`
 		Value   int64  `json:"value"`
 	}
-	if err := c.api().GetJSON(c.url(name), path, &r); err != nil {
+	if err := c.api().GetJSON(context.Background(), c.url(name), path, &r); err != nil {
 		return 0, err
 	}
 	if r.Counter != counter {
@@ -448,14 +449,18 @@ func (c *cluster) get(name, counter string) (int64, error) {
 
 // counters returns GET /counters of the named node.
 func (c *cluster) counters(name string) (map[string]int64, error) {
-	return c.api().Counters(c.url(name))
+	return c.api().Counters(context.Background(), c.url(name))
 }
 
 // peers returns GET /peers of the named node.
-func (c *cluster) peers(name string) ([]apiclient.PeerRow, error) { return c.api().Peers(c.url(name)) }
+func (c *cluster) peers(name string) ([]apiclient.PeerRow, error) {
+	return c.api().Peers(context.Background(), c.url(name))
+}
 
 // replicaOf returns the replica id the named node reports in GET /health.
-func (c *cluster) replicaOf(name string) (string, error) { return c.api().Replica(c.url(name)) }
+func (c *cluster) replicaOf(name string) (string, error) {
+	return c.api().Replica(context.Background(), c.url(name))
+}
 
 // removePeer sends DELETE /peers/{addr of peer} to the named node and
 // returns the status.

@@ -2,53 +2,15 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"maps"
 	"net/http"
 	"strings"
 	"sync"
 	"time"
+
+	"countd/internal/apiclient"
 )
-
-// maxJSONBody bounds a /counters or /peers reply (100k counters are ~3 MB).
-const maxJSONBody = 256 << 20
-
-// getJSON GETs http://addr+path and decodes the JSON reply into v.
-func getJSON(ctx context.Context, c *http.Client, addr, path string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
-	if err != nil {
-		return fmt.Errorf("GET %s%s: %w", addr, path, err)
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return fmt.Errorf("GET %s%s: %w", addr, path, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
-		return fmt.Errorf("GET %s%s: status %d: %s", addr, path, resp.StatusCode, strings.TrimSpace(string(msg)))
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, maxJSONBody)).Decode(v); err != nil {
-		return fmt.Errorf("GET %s%s: decode: %w", addr, path, err)
-	}
-	return nil
-}
-
-// fetchCounters returns GET /counters of one node.
-func fetchCounters(ctx context.Context, c *http.Client, addr string) (map[string]int64, error) {
-	var body struct {
-		Counters map[string]int64 `json:"counters"`
-	}
-	if err := getJSON(ctx, c, addr, "/counters", &body); err != nil {
-		return nil, err
-	}
-	if body.Counters == nil {
-		body.Counters = map[string]int64{}
-	}
-	return body.Counters, nil
-}
 
 // fetchAll runs get on every node at once and returns the results in order,
 // or the first error.
@@ -93,7 +55,7 @@ func waitAgreement(ctx context.Context, c *http.Client, addrs []string, since ti
 	for polls := 1; ; polls++ {
 		t0 := time.Now()
 		states, err := fetchAll(ctx, addrs, func(ctx context.Context, a string) (map[string]int64, error) {
-			return fetchCounters(ctx, c, a)
+			return apiclient.Client{HTTP: c}.Counters(ctx, "http://"+a)
 		})
 		if err == nil && allEqual(states) {
 			return agreement{After: time.Since(since), Counters: states[0], Polls: polls}, nil
@@ -134,11 +96,7 @@ func describeDisagreement(addrs []string, states []map[string]int64) string {
 	}
 	parts := make([]string, len(addrs))
 	for i, s := range states {
-		var sum int64
-		for _, v := range s {
-			sum += v
-		}
-		parts[i] = fmt.Sprintf("%s has %d counters summing to %d", addrs[i], len(s), sum)
+		parts[i] = fmt.Sprintf("%s has %d counters summing to %d", addrs[i], len(s), counterSum(s))
 	}
 	return strings.Join(parts, "; ")
 }
@@ -185,10 +143,11 @@ func waitReady(ctx context.Context, cl *cluster, timeout time.Duration) error {
 // nodeReady checks one node: it answers /health and, if checkPeers, lists
 // every other address in all alive in GET /peers.
 func nodeReady(ctx context.Context, c *http.Client, addr string, all []string, checkPeers bool) error {
+	api, base := apiclient.Client{HTTP: c}, "http://"+addr
 	var health struct {
 		Status string `json:"status"`
 	}
-	if err := getJSON(ctx, c, addr, "/health", &health); err != nil {
+	if err := api.GetJSON(ctx, base, "/health", &health); err != nil {
 		return err
 	}
 	if health.Status != "ok" {
@@ -197,19 +156,11 @@ func nodeReady(ctx context.Context, c *http.Client, addr string, all []string, c
 	if !checkPeers {
 		return nil
 	}
-	var body struct {
-		Peers []struct {
-			Addr  string `json:"addr"`
-			State string `json:"state"`
-		} `json:"peers"`
-	}
-	if err := getJSON(ctx, c, addr, "/peers", &body); err != nil {
+	rows, err := api.Peers(ctx, base)
+	if err != nil {
 		return err
 	}
-	state := make(map[string]string, len(body.Peers))
-	for _, p := range body.Peers {
-		state[p.Addr] = p.State
-	}
+	state := apiclient.PeerStates(rows, nil)
 	for _, other := range all {
 		if other != addr && state[other] != "alive" {
 			return fmt.Errorf("%s sees %s as %q", addr, other, state[other])

@@ -9,6 +9,7 @@ package apiclient
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -122,9 +123,13 @@ func (c Client) Change(baseURL, counter string, delta int64) Result {
 
 // GetJSON GETs path from the node at baseURL and decodes the reply into
 // out. The status must be 200.
-func (c Client) GetJSON(baseURL, path string, out any) error {
+func (c Client) GetJSON(ctx context.Context, baseURL, path string, out any) error {
 	u := baseURL + path
-	resp, err := c.http().Get(u)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.http().Do(req)
 	if err != nil {
 		return err
 	}
@@ -144,11 +149,11 @@ func (c Client) GetJSON(baseURL, path string, out any) error {
 
 // Counters returns GET /counters of the node at baseURL: every counter it
 // knows, by name.
-func (c Client) Counters(baseURL string) (map[string]int64, error) {
+func (c Client) Counters(ctx context.Context, baseURL string) (map[string]int64, error) {
 	var r struct {
 		Counters map[string]int64 `json:"counters"`
 	}
-	err := c.GetJSON(baseURL, "/counters", &r)
+	err := c.GetJSON(ctx, baseURL, "/counters", &r)
 	return r.Counters, err
 }
 
@@ -161,21 +166,21 @@ type PeerRow struct {
 }
 
 // Peers returns the rows of GET /peers of the node at baseURL.
-func (c Client) Peers(baseURL string) ([]PeerRow, error) {
+func (c Client) Peers(ctx context.Context, baseURL string) ([]PeerRow, error) {
 	var r struct {
 		Peers []PeerRow `json:"peers"`
 	}
-	err := c.GetJSON(baseURL, "/peers", &r)
+	err := c.GetJSON(ctx, baseURL, "/peers", &r)
 	return r.Peers, err
 }
 
 // Replica returns the replica id the node at baseURL reports in GET
 // /health. It changes on every start of the node's process.
-func (c Client) Replica(baseURL string) (string, error) {
+func (c Client) Replica(ctx context.Context, baseURL string) (string, error) {
 	var r struct {
 		Replica string `json:"replica"`
 	}
-	err := c.GetJSON(baseURL, "/health", &r)
+	err := c.GetJSON(ctx, baseURL, "/health", &r)
 	return r.Replica, err
 }
 

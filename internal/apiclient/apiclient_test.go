@@ -115,11 +115,11 @@ func TestGetters(t *testing.T) {
 	defer srv.Close()
 	c := Client{HTTP: srv.Client()}
 
-	counters, err := c.Counters(srv.URL)
+	counters, err := c.Counters(t.Context(), srv.URL)
 	if err != nil || len(counters) != 2 || counters["a"] != 1 || counters["b"] != -2 {
 		t.Errorf("Counters: %v, %v", counters, err)
 	}
-	rows, err := c.Peers(srv.URL)
+	rows, err := c.Peers(t.Context(), srv.URL)
 	want := []PeerRow{{Addr: "h:2", State: "down", LastSeen: "2024-01-01T00:00:00Z", Behind: 5}, {Addr: "h:1", State: "alive"}}
 	if err != nil || len(rows) != 2 || rows[0] != want[0] || rows[1] != want[1] {
 		t.Errorf("Peers: %+v, %v", rows, err)
@@ -138,18 +138,18 @@ func TestGetters(t *testing.T) {
 	if got := PeerStates(rows, nil); len(got) != 2 || got["h:1"] != "alive" || got["h:2"] != "down" {
 		t.Errorf("PeerStates: %v", got)
 	}
-	if r, err := c.Replica(srv.URL); err != nil || r != "r1" {
+	if r, err := c.Replica(t.Context(), srv.URL); err != nil || r != "r1" {
 		t.Errorf("Replica: %q, %v", r, err)
 	}
 
 	var out any
-	if err := c.GetJSON(srv.URL, "/nope", &out); err == nil || !strings.Contains(err.Error(), "404") {
+	if err := c.GetJSON(t.Context(), srv.URL, "/nope", &out); err == nil || !strings.Contains(err.Error(), "404") {
 		t.Errorf("GetJSON of a 404: %v, want an error naming the status", err)
 	}
-	if err := c.GetJSON(srv.URL, "/bad", &out); err == nil {
+	if err := c.GetJSON(t.Context(), srv.URL, "/bad", &out); err == nil {
 		t.Error("GetJSON of a bad body: no error")
 	}
-	if err := c.GetJSON(refusedURL(t), "/counters", &out); err == nil {
+	if err := c.GetJSON(t.Context(), refusedURL(t), "/counters", &out); err == nil {
 		t.Error("GetJSON with nobody listening: no error")
 	}
 }
