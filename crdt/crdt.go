@@ -130,14 +130,11 @@ func (s *State) change(name string, by uint64, neg bool) (int64, error) {
 	if by == 0 {
 		return 0, fmt.Errorf("%w: change by 0", ErrInvalid)
 	}
-	c := s.counters[name]
-	var cur slot
-	if c != nil {
-		if sl := c.slot(s.replica); sl != nil {
-			cur = *sl
-		}
+	c, sl := s.find(name, s.replica)
+	var p, n uint64
+	if sl != nil {
+		p, n = sl.p, sl.n
 	}
-	p, n := cur.p, cur.n
 	var cp, cn u128
 	if c != nil {
 		cp, cn = c.p, c.n
@@ -154,7 +151,7 @@ func (s *State) change(name string, by uint64, neg bool) (int64, error) {
 	if carry != 0 || !ok {
 		return 0, fmt.Errorf("%w: counter %q", ErrOverflow, name)
 	}
-	s.set(name, s.replica, p, n)
+	s.set(name, s.replica, c, sl, p, n)
 	return v, nil
 }
 
@@ -180,11 +177,7 @@ func (s *State) Values() map[string]int64 {
 
 // Get returns the entry of counter name for replica, and whether it exists.
 func (s *State) Get(name, replica string) (Entry, bool) {
-	c := s.counters[name]
-	if c == nil {
-		return Entry{}, false
-	}
-	sl := c.slot(replica)
+	_, sl := s.find(name, replica)
 	if sl == nil {
 		return Entry{}, false
 	}
@@ -200,17 +193,16 @@ func (s *State) Merge(entries []Entry) ([]Entry, error) {
 	}
 	var changed []Entry
 	for _, e := range entries {
-		var cur slot
-		if c := s.counters[e.Counter]; c != nil {
-			if sl := c.slot(e.Replica); sl != nil {
-				cur = *sl
-			}
+		c, sl := s.find(e.Counter, e.Replica)
+		var cur slot // an absent entry counts as 0, 0
+		if sl != nil {
+			cur = *sl
 		}
 		p, n := max(cur.p, e.P), max(cur.n, e.N)
 		if p == cur.p && n == cur.n {
-			continue // nothing new (an absent entry counts as 0, 0)
+			continue // nothing new
 		}
-		s.set(e.Counter, e.Replica, p, n)
+		s.set(e.Counter, e.Replica, c, sl, p, n)
 		changed = append(changed, Entry{Counter: e.Counter, Replica: e.Replica, P: p, N: n})
 	}
 	return changed, nil
@@ -245,15 +237,24 @@ func (s *State) DeltaLimit(since, upTo uint64, limit int) (entries []Entry, thro
 	return entries, max(upTo, since)
 }
 
-// set stores totals for one entry, stamps it with the next version and keeps
-// the cached sums and the change log in step.
-func (s *State) set(name, replica string, p, n uint64) {
+// find returns counter name and its entry for replica; either is nil when
+// absent. Pass both to set, which creates what is missing.
+func (s *State) find(name, replica string) (*counter, *slot) {
 	c := s.counters[name]
+	if c == nil {
+		return nil, nil
+	}
+	return c, c.slot(replica)
+}
+
+// set stores totals for one entry (c and sl as find returned them), stamps
+// it with the next version and keeps the cached sums and the change log in
+// step.
+func (s *State) set(name, replica string, c *counter, sl *slot, p, n uint64) {
 	if c == nil {
 		c = &counter{}
 		s.counters[name] = c
 	}
-	sl := c.slot(replica)
 	if sl == nil {
 		c.slots = append(c.slots, slot{replica: replica})
 		last := len(c.slots) - 1
