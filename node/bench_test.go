@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,59 +18,83 @@ import (
 // atomic add, in the same run: the two alternate in chunks so that machine
 // noise hits both alike. It reports each side's rate and their ratio.
 //
+// The durable case also runs a third side, the durable yardstick
+// (bare.Syncing: the bare handler plus one group-committed fdatasync per
+// batch, in the same temp dir as the node's store), and reports its ratio to
+// bare (what this machine's disk allows any durable server) and the node's
+// ratio to it (what countd's code costs on top).
+//
 //	go test -run=^$ -bench=HTTPIncrement -benchtime=40000x ./node/
 func BenchmarkHTTPIncrement(b *testing.B) {
 	for _, mode := range []string{"memory", "durable"} {
 		b.Run(mode, func(b *testing.B) {
 			cfg := TestConfig()
 			cfg.Logger = discard()
+			var sticks []yardstick
 			if mode == "durable" {
 				cfg.Memory = false
 				cfg.DataDir = b.TempDir()
+				sticks = append(sticks, startSyncing(b, cfg.DataDir))
 			}
 			n, err := Open(cfg)
 			if err != nil {
 				b.Fatal(err)
 			}
 			defer n.Close()
-			compareWithBare(b, n.URL())
+			compareWithBare(b, n.URL(), sticks)
 		})
 	}
 }
 
+// A yardstick is a server countd is compared with: its URL and the name its
+// figures are reported under.
+type yardstick struct{ name, url string }
+
 // compareWithBare drives b.N POST /increment at base with 64 concurrent
 // keep-alive clients, and as many at a bare net/http handler doing one
-// atomic add, alternating in chunks so that machine noise hits both alike.
-// It reports both rates and their ratio. reset runs after the warm-up.
-func compareWithBare(b *testing.B, base string, reset ...func()) {
-	bare := startBare(b)
+// atomic add (and at each of the extra yardsticks), alternating in chunks so
+// that machine noise hits all alike. It reports the rates and the ratios.
+// reset runs after the warm-up.
+func compareWithBare(b *testing.B, base string, extra []yardstick, reset ...func()) {
+	sticks := append([]yardstick{{"bare", startBare(b)}}, extra...)
 	const clients, chunk = 64, 2000
 	client := &http.Client{Transport: &http.Transport{
-		MaxIdleConns: 2 * clients, MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients,
+		MaxIdleConns: (len(sticks) + 1) * clients, MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients,
 	}}
 	defer client.CloseIdleConnections()
-	nodeURL, bareURL := base+"/increment", bare+"/increment"
-	// Warm both up: connections, allocations.
-	drive(b, client, bareURL, clients, 2*clients)
+	nodeURL := base + "/increment"
+	// Warm all up: connections, allocations.
+	for _, s := range sticks {
+		drive(b, client, s.url+"/increment", clients, 2*clients)
+	}
 	drive(b, client, nodeURL, clients, 2*clients)
 	for _, f := range reset {
 		f()
 	}
 
-	var tNode, tBare time.Duration
+	var tNode time.Duration
+	tSticks := make([]time.Duration, len(sticks))
 	b.ResetTimer()
 	for done := 0; done < b.N; done += chunk {
 		k := min(chunk, b.N-done)
-		tBare += drive(b, client, bareURL, clients, k)
+		for i, s := range sticks {
+			tSticks[i] += drive(b, client, s.url+"/increment", clients, k)
+		}
 		tNode += drive(b, client, nodeURL, clients, k)
 	}
 	b.StopTimer()
-	rNode := float64(b.N) / tNode.Seconds()
-	rBare := float64(b.N) / tBare.Seconds()
+	rate := func(t time.Duration) float64 { return float64(b.N) / t.Seconds() }
+	rNode, rBare := rate(tNode), rate(tSticks[0])
 	b.ReportMetric(rNode, "req/s")
 	b.ReportMetric(rBare, "bare-req/s")
 	b.ReportMetric(rNode/rBare, "ratio-to-bare")
-	b.ReportMetric(0, "ns/op") // includes the bare half; the rates say it better
+	for i, s := range sticks[1:] {
+		r := rate(tSticks[i+1])
+		b.ReportMetric(r, s.name+"-req/s")
+		b.ReportMetric(r/rBare, s.name+"-ratio-to-bare")
+		b.ReportMetric(rNode/r, "ratio-to-"+s.name)
+	}
+	b.ReportMetric(0, "ns/op") // includes the yardsticks; the rates say it better
 }
 
 // drive sends total POSTs from clients goroutines and returns the wall time.
@@ -102,12 +127,25 @@ func drive(b *testing.B, c *http.Client, url string, clients, total int) time.Du
 
 // startBare serves a bare net/http handler that does one atomic add and
 // answers in the same shape as countd.
-func startBare(b *testing.B) string {
+func startBare(b *testing.B) string { return serve(b, bare.Handler()) }
+
+// startSyncing serves the durable yardstick with its file in dir.
+func startSyncing(b *testing.B, dir string) yardstick {
+	s, err := bare.NewSyncing(filepath.Join(dir, "yardstick"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	url := serve(b, s.Handler())
+	b.Cleanup(func() { s.Close() }) // after the server's (cleanups run last first)
+	return yardstick{"fsync", url}
+}
+
+func serve(b *testing.B, h http.Handler) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
-	srv := &http.Server{Handler: bare.Handler()}
+	srv := &http.Server{Handler: h}
 	go srv.Serve(ln)
 	b.Cleanup(func() { srv.Close() })
 	return "http://" + ln.Addr().String()
@@ -166,7 +204,7 @@ func BenchmarkClusterIncrement(b *testing.B) {
 				defer n.Close()
 				nodes = append(nodes, n)
 			}
-			compareWithBare(b, nodes[0].URL(), func() { pushes.Store(0) })
+			compareWithBare(b, nodes[0].URL(), nil, func() { pushes.Store(0) })
 			b.ReportMetric(float64(pushes.Load())/float64(b.N), "pushes/change")
 		})
 	}

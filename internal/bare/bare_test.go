@@ -1,0 +1,115 @@
+package bare
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+)
+
+// post sends one POST and returns the value in the reply.
+func post(t *testing.T, url string) int64 {
+	t.Helper()
+	resp, err := http.Post(url, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	var body struct{ Value int64 }
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatal(err)
+	}
+	return body.Value
+}
+
+func TestHandlerCounts(t *testing.T) {
+	srv := httptest.NewServer(Handler())
+	defer srv.Close()
+	for want := int64(1); want <= 3; want++ {
+		if got := post(t, srv.URL); got != want {
+			t.Fatalf("value %d, want %d", got, want)
+		}
+	}
+}
+
+// TestSyncingAnswersOnlyWhatIsWritten checks that every answer's value is
+// already in the file when the client reads it, with requests from many
+// clients sharing writes.
+func TestSyncingAnswersOnlyWhatIsWritten(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "yardstick")
+	s, err := NewSyncing(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s.Handler())
+	defer func() {
+		srv.Close()
+		if err := s.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	onDisk := func() int64 {
+		var buf [8]byte
+		if _, err := f.ReadAt(buf[:], 0); err != nil {
+			t.Error(err)
+		}
+		return int64(binary.BigEndian.Uint64(buf[:]))
+	}
+
+	const clients, each = 8, 25
+	seen := make([]bool, clients*each+1)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range each {
+				v := post(t, srv.URL)
+				if d := onDisk(); d < v {
+					t.Errorf("answered %d with %d in the file", v, d)
+				}
+				mu.Lock()
+				if v < 1 || v >= int64(len(seen)) || seen[v] {
+					t.Errorf("value %d out of range or answered twice", v)
+				} else {
+					seen[v] = true
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if d := onDisk(); d != clients*each {
+		t.Fatalf("file holds %d, want %d", d, clients*each)
+	}
+}
+
+// TestSyncingCloseAnswersWaiters checks that a request that cannot be
+// written any more is answered 503, not left hanging.
+func TestSyncingCloseAnswersWaiters(t *testing.T) {
+	s, err := NewSyncing(filepath.Join(t.TempDir(), "yardstick"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/increment", nil))
+	if rec.Code != http.StatusServiceUnavailable {
+		t.Fatalf("status %d after Close, want 503", rec.Code)
+	}
+}
