@@ -1,6 +1,7 @@
 package node
 
 import (
+	"flag"
 	"io"
 	"net"
 	"net/http"
@@ -14,7 +15,7 @@ import (
 )
 
 // BenchmarkHTTPIncrement measures POST /increment over a real listener with
-// 64 concurrent keep-alive clients, against a bare net/http handler doing one
+// 64 concurrent keep-alive clients (-bench.clients), against a bare net/http handler doing one
 // atomic add, in the same run: the two alternate in chunks so that machine
 // noise hits both alike. It reports each side's rate and their ratio.
 //
@@ -25,6 +26,7 @@ import (
 // ratio to it (what countd's code costs on top).
 //
 //	go test -run=^$ -bench=HTTPIncrement -benchtime=40000x ./node/
+//	go test -run=^$ -bench=HTTPIncrement/durable -benchtime=40000x ./node/ -args -bench.clients=256
 func BenchmarkHTTPIncrement(b *testing.B) {
 	for _, mode := range []string{"memory", "durable"} {
 		b.Run(mode, func(b *testing.B) {
@@ -46,18 +48,22 @@ func BenchmarkHTTPIncrement(b *testing.B) {
 	}
 }
 
+// benchClients is the number of concurrent clients of the HTTP benchmarks;
+// the targets are for 64.
+var benchClients = flag.Int("bench.clients", 64, "concurrent keep-alive clients in BenchmarkHTTPIncrement and BenchmarkClusterIncrement")
+
 // A yardstick is a server countd is compared with: its URL and the name its
 // figures are reported under.
 type yardstick struct{ name, url string }
 
-// compareWithBare drives b.N POST /increment at base with 64 concurrent
-// keep-alive clients, and as many at a bare net/http handler doing one
-// atomic add (and at each of the extra yardsticks), alternating in chunks so
-// that machine noise hits all alike. It reports the rates and the ratios.
-// reset runs after the warm-up.
+// compareWithBare drives b.N POST /increment at base with -bench.clients
+// concurrent keep-alive clients, and as many at a bare net/http handler
+// doing one atomic add (and at each extra yardstick), alternating in chunks
+// so that machine noise hits all alike. It reports the rates and the
+// ratios. reset runs after the warm-up.
 func compareWithBare(b *testing.B, base string, extra []yardstick, reset ...func()) {
 	sticks := append([]yardstick{{"bare", startBare(b)}}, extra...)
-	const clients, chunk = 64, 2000
+	clients, chunk := *benchClients, 2000
 	client := &http.Client{Transport: &http.Transport{
 		MaxIdleConns: (len(sticks) + 1) * clients, MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients,
 	}}
