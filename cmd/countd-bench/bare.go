@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -17,18 +18,50 @@ import (
 	"countd/internal/bare"
 )
 
-// serveBare runs this process as the bare server (-bare-server): it listens
-// on a free port of 127.0.0.1, writes the address as the first line of
-// stdout, and serves until SIGTERM or SIGINT, or until stdin ends (the tool
-// that started it is gone).
+// The yardsticks countd is compared with run as child processes of this
+// tool, so that they compete with the load generator for the CPU as the
+// nodes do. Both come from internal/bare, the handlers the Go benchmarks use
+// too: the bare server (-bare-server) does one atomic add per request; the
+// fsync yardstick (-fsync-server=FILE) does the same but answers only once
+// the value is on disk in FILE, with one group-committed pwrite+fdatasync
+// per batch of requests, the least any durable server pays.
+
+// fsyncFile is the name of the fsync yardstick's file in its directory.
+const fsyncFile = "yardstick"
+
+// serveBare runs this process as the bare server (-bare-server).
 func serveBare(stdin io.Reader, stdout, stderr io.Writer) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return serveYardstick("-bare-server", bare.Handler(), stdin, stdout, stderr)
+}
+
+// serveFsync runs this process as the fsync yardstick (-fsync-server=path):
+// it creates (or truncates) the file at path and answers each add once it
+// is written and flushed there.
+func serveFsync(path string, stdin io.Reader, stdout, stderr io.Writer) int {
+	s, err := bare.NewSyncing(path)
 	if err != nil {
-		fmt.Fprintln(stderr, "countd-bench -bare-server:", err)
+		fmt.Fprintln(stderr, "countd-bench -fsync-server:", err)
 		return 1
 	}
-	// The yardstick is internal/bare, the handler the Go benchmarks use too.
-	srv := &http.Server{Handler: bare.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	code := serveYardstick("-fsync-server", s.Handler(), stdin, stdout, stderr)
+	if err := s.Close(); err != nil {
+		fmt.Fprintln(stderr, "countd-bench -fsync-server:", err)
+		code = 1
+	}
+	return code
+}
+
+// serveYardstick serves h on a free port of 127.0.0.1: it writes the
+// address as the first line of stdout, and serves until SIGTERM or SIGINT,
+// or until stdin ends (the tool that started it is gone). flag names the
+// mode in error messages.
+func serveYardstick(flag string, h http.Handler, stdin io.Reader, stdout, stderr io.Writer) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintf(stderr, "countd-bench %s: %v\n", flag, err)
+		return 1
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	go func() {
@@ -41,37 +74,64 @@ func serveBare(stdin io.Reader, stdout, stderr io.Writer) int {
 	}()
 	fmt.Fprintln(stdout, ln.Addr().String())
 	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-		fmt.Fprintln(stderr, "countd-bench -bare-server:", err)
+		fmt.Fprintf(stderr, "countd-bench %s: %v\n", flag, err)
 		return 1
 	}
 	return 0
 }
 
-// bareProc is the bare server running as a child process.
-type bareProc struct {
+// yardstickProc is a yardstick server running as a child process.
+type yardstickProc struct {
 	*proc
 	addr  string
 	stdin io.Closer // closing it tells the server to exit
+	// dir is the temporary directory of the fsync yardstick's file, which
+	// Close removes; "" for the bare server.
+	dir string
 }
 
-// startBare starts this executable again as the bare server and waits for
-// its address.
-func startBare(ctx context.Context, stopTimeout time.Duration) (*bareProc, error) {
+// startBare starts the bare server.
+func startBare(ctx context.Context, stopTimeout time.Duration) (*yardstickProc, error) {
+	return startYardstick(ctx, "bare server", []string{"-bare-server"}, stopTimeout)
+}
+
+// startFsync starts the fsync yardstick with its file in a new temporary
+// directory. The directory sits beside the nodes' data dirs (both are made
+// in os.TempDir), so the yardstick flushes to the same filesystem as they
+// do.
+func startFsync(ctx context.Context, stopTimeout time.Duration) (*yardstickProc, error) {
+	dir, err := os.MkdirTemp("", "countd-bench-fsync-")
+	if err != nil {
+		return nil, fmt.Errorf("start fsync yardstick: %w", err)
+	}
+	y, err := startYardstick(ctx, "fsync yardstick",
+		[]string{"-fsync-server=" + filepath.Join(dir, fsyncFile)}, stopTimeout)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	y.dir = dir
+	return y, nil
+}
+
+// startYardstick starts this executable again with args and waits for the
+// address it prints.
+func startYardstick(ctx context.Context, name string, args []string, stopTimeout time.Duration) (*yardstickProc, error) {
 	exe, err := os.Executable()
 	if err != nil {
-		return nil, fmt.Errorf("start bare server: %w", err)
+		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	stdinR, stdinW, err := os.Pipe()
 	if err != nil {
-		return nil, fmt.Errorf("start bare server: %w", err)
+		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		stdinR.Close()
 		stdinW.Close()
-		return nil, fmt.Errorf("start bare server: %w", err)
+		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	p, err := startProc("bare server", exe, []string{"-bare-server"}, stdinR, outW, os.Stderr)
+	p, err := startProc(name, exe, args, stdinR, outW, os.Stderr)
 	stdinR.Close()
 	outW.Close()
 	if err != nil {
@@ -79,7 +139,7 @@ func startBare(ctx context.Context, stopTimeout time.Duration) (*bareProc, error
 		outR.Close()
 		return nil, err
 	}
-	b := &bareProc{proc: p, stdin: stdinW}
+	y := &yardstickProc{proc: p, stdin: stdinW}
 
 	line := make(chan string, 1)
 	go func() {
@@ -91,22 +151,26 @@ func startBare(ctx context.Context, stopTimeout time.Duration) (*bareProc, error
 	t := time.NewTimer(30 * time.Second)
 	defer t.Stop()
 	select {
-	case b.addr = <-line:
-		if _, _, err := net.SplitHostPort(b.addr); err == nil {
-			return b, nil
+	case y.addr = <-line:
+		if _, _, err := net.SplitHostPort(y.addr); err == nil {
+			return y, nil
 		}
-		err = fmt.Errorf("start bare server: it printed %q, not an address", b.addr)
+		err = fmt.Errorf("start %s: it printed %q, not an address", name, y.addr)
 	case <-t.C:
-		err = errors.New("start bare server: no address within 30s")
+		err = fmt.Errorf("start %s: no address within 30s", name)
 	case <-ctx.Done():
-		err = fmt.Errorf("start bare server: %w", ctx.Err())
+		err = fmt.Errorf("start %s: %w", name, ctx.Err())
 	}
-	b.Close(stopTimeout)
+	y.Close(stopTimeout)
 	return nil, err
 }
 
-// Close stops the bare server.
-func (b *bareProc) Close(timeout time.Duration) error {
-	b.stdin.Close()
-	return b.stop(timeout)
+// Close stops the server and removes its directory, if it has one.
+func (y *yardstickProc) Close(timeout time.Duration) error {
+	y.stdin.Close()
+	err := y.stop(timeout)
+	if y.dir != "" {
+		err = errors.Join(err, os.RemoveAll(y.dir))
+	}
+	return err
 }

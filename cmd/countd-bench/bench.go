@@ -64,23 +64,25 @@ func writeOutputs(cfg *Config, rep *Report, stdout io.Writer) error {
 	return errors.Join(errs...)
 }
 
-// bench holds what lives across runs: the built binary, the bare server,
-// and the client that polls the nodes.
+// bench holds what lives across runs: the built binary, the yardstick
+// servers, and the client that polls the nodes.
 type bench struct {
 	cfg            *Config
 	stdout, stderr io.Writer
 	http           *http.Client // for /counters, /metrics; not the load
 	binDir         string       // temporary directory of the built binary
 	bin            string
-	bare           *bareProc
+	bare, fsync    *yardstickProc
 	runs           atomic.Int64 // runs started, to name create-mode counters
 }
 
-// close stops the bare server and removes the built binary.
+// close stops the yardstick servers and removes the built binary.
 func (b *bench) close() error {
 	var errs []error
-	if b.bare != nil {
-		errs = append(errs, b.bare.Close(b.cfg.StopTimeout))
+	for _, y := range []*yardstickProc{b.bare, b.fsync} {
+		if y != nil {
+			errs = append(errs, y.Close(b.cfg.StopTimeout))
+		}
 	}
 	if b.binDir != "" {
 		errs = append(errs, os.RemoveAll(b.binDir))
@@ -163,15 +165,27 @@ func (b *bench) logf(format string, args ...any) {
 }
 
 // bareServer starts the bare server on first use.
-func (b *bench) bareServer(ctx context.Context) (*bareProc, error) {
+func (b *bench) bareServer(ctx context.Context) (*yardstickProc, error) {
 	if b.bare == nil {
-		bp, err := startBare(ctx, b.cfg.StopTimeout)
+		y, err := startBare(ctx, b.cfg.StopTimeout)
 		if err != nil {
 			return nil, err
 		}
-		b.bare = bp
+		b.bare = y
 	}
 	return b.bare, nil
+}
+
+// fsyncServer starts the fsync yardstick on first use.
+func (b *bench) fsyncServer(ctx context.Context) (*yardstickProc, error) {
+	if b.fsync == nil {
+		y, err := startFsync(ctx, b.cfg.StopTimeout)
+		if err != nil {
+			return nil, err
+		}
+		b.fsync = y
+	}
+	return b.fsync, nil
 }
 
 // runOne runs one combination in the selected mode.

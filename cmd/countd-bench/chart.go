@@ -20,8 +20,8 @@ import (
 
 // drawCharts writes one PNG of four panels from the load-mode runs:
 // throughput and p99 latency against the client count (a line per node
-// count, and the bare server's throughput dashed), and against the node
-// count (a line per client count).
+// count, the bare server's throughput dashed and the fsync yardstick's
+// dotted), and against the node count (a line per client count).
 func drawCharts(path string, runs []Result) error {
 	var load []Result
 	for _, r := range runs {
@@ -79,7 +79,7 @@ func drawCharts(path string, runs []Result) error {
 }
 
 // panel draws y against x, one line per series value. With withBare, the
-// bare server's throughput by x (averaged over series) is added dashed.
+// yardstick servers' throughput by x is added in grey (see yardstickLines).
 // The x axis is logarithmic when x spans a factor of 4 or more, with a
 // tick at every x measured.
 func panel(runs []Result, title, xLabel, yLabel, seriesName string,
@@ -93,16 +93,12 @@ func panel(runs []Result, title, xLabel, yLabel, seriesName string,
 	p.Legend.Left = true
 
 	series := map[int]plotter.XYs{}
-	bare := map[int][]float64{}
 	var xs []int
 	for i := range runs {
 		x, s := key(&runs[i])
 		series[s] = append(series[s], plotter.XY{X: float64(x), Y: y(&runs[i])})
 		if !slices.Contains(xs, x) {
 			xs = append(xs, x)
-		}
-		if withBare && runs[i].Bare != nil {
-			bare[x] = append(bare[x], runs[i].Bare.Throughput)
 		}
 	}
 	slices.Sort(xs)
@@ -115,22 +111,14 @@ func panel(runs []Result, title, xLabel, yLabel, seriesName string,
 	if err := plotutil.AddLinePoints(p, args...); err != nil {
 		return nil
 	}
-	if len(bare) > 0 {
-		var pts plotter.XYs
-		for _, x := range xs {
-			if v := bare[x]; len(v) > 0 {
-				var sum float64
-				for _, t := range v {
-					sum += t
-				}
-				pts = append(pts, plotter.XY{X: float64(x), Y: sum / float64(len(v))})
+	if withBare {
+		for _, yl := range yardstickLines(runs, key) {
+			if l, err := plotter.NewLine(yl.pts); err == nil {
+				l.Color = color.Gray{Y: 100}
+				l.Dashes = yl.dashes
+				p.Add(l)
+				p.Legend.Add(yl.name, l)
 			}
-		}
-		if l, err := plotter.NewLine(pts); err == nil {
-			l.Color = color.Gray{Y: 100}
-			l.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
-			p.Add(l)
-			p.Legend.Add("bare net/http", l)
 		}
 	}
 
@@ -146,4 +134,50 @@ func panel(runs []Result, title, xLabel, yLabel, seriesName string,
 		p.X.Min, p.X.Max = float64(xs[0])-0.5, float64(xs[len(xs)-1])+0.5
 	}
 	return p
+}
+
+// yardstickLine is one yardstick server's throughput in a panel.
+type yardstickLine struct {
+	name   string
+	pts    plotter.XYs
+	dashes []vg.Length
+}
+
+// yardsticks are the servers drawn beside countd: bare dashed, the fsync
+// yardstick dotted.
+var yardsticks = []struct {
+	name   string
+	side   func(*Result) *Side
+	dashes []vg.Length
+}{
+	{"bare net/http", func(r *Result) *Side { return r.Bare }, []vg.Length{vg.Points(4), vg.Points(3)}},
+	{"fsync yardstick", func(r *Result) *Side { return r.Fsync }, []vg.Length{vg.Points(1), vg.Points(2)}},
+}
+
+// yardstickLines returns a line per yardstick some run measured: its
+// throughput by x, averaged over the runs at that x (over every series).
+func yardstickLines(runs []Result, key func(*Result) (x, series int)) []yardstickLine {
+	var out []yardstickLine
+	for _, ys := range yardsticks {
+		byX := map[int][]float64{}
+		for i := range runs {
+			if s := ys.side(&runs[i]); s != nil {
+				x, _ := key(&runs[i])
+				byX[x] = append(byX[x], s.Throughput)
+			}
+		}
+		if len(byX) == 0 {
+			continue
+		}
+		var pts plotter.XYs
+		for _, x := range slices.Sorted(maps.Keys(byX)) {
+			var sum float64
+			for _, t := range byX[x] {
+				sum += t
+			}
+			pts = append(pts, plotter.XY{X: float64(x), Y: sum / float64(len(byX[x]))})
+		}
+		out = append(out, yardstickLine{ys.name, pts, ys.dashes})
+	}
+	return out
 }

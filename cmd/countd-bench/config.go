@@ -22,8 +22,8 @@ type Config struct {
 	// Nodes and Clients are the cluster sizes and client counts to sweep;
 	// every combination is one run.
 	Nodes, Clients []int
-	// Duration is how long each run loads countd (load mode); the bare server
-	// gets as long again, alternating in slices of Chunk.
+	// Duration is how long each run loads countd (load mode); each yardstick
+	// server gets as long again, alternating in slices of Chunk.
 	Duration, Chunk time.Duration
 	// Target is "one" (every client on the first node) or "all" (client i
 	// on node i mod N).
@@ -42,6 +42,9 @@ type Config struct {
 	NodeFlags []string
 	// Bare measures the bare net/http server alongside (load mode).
 	Bare bool
+	// Fsync, with Bare, also measures the fsync yardstick alongside when the
+	// tool starts durable nodes (not Memory, not Addrs).
+	Fsync bool
 	// JSON and PNG, if set, are where results and charts are written.
 	JSON, PNG string
 	// Rounds > 0 selects rounds mode: that many bursts of Burst each.
@@ -65,9 +68,11 @@ type Config struct {
 	From string
 	// Args is the command line, recorded in the results.
 	Args []string
-	// BareServer makes this process the bare server (hidden; the tool
-	// starts itself this way).
-	BareServer bool
+	// BareServer makes this process the bare server, and FsyncServer the
+	// fsync yardstick with its file at that path (hidden; the tool starts
+	// itself this way).
+	BareServer  bool
+	FsyncServer string
 }
 
 // defaultConfig returns the defaults of every flag.
@@ -79,11 +84,19 @@ func defaultConfig() Config {
 		Chunk:        time.Second,
 		Target:       "one",
 		Bare:         true,
+		Fsync:        true,
 		Burst:        200 * time.Millisecond,
 		ReadyTimeout: 2 * time.Minute,
 		AgreeTimeout: 30 * time.Second,
 		StopTimeout:  10 * time.Second,
 	}
+}
+
+// measureFsync reports whether load runs measure the fsync yardstick: only
+// beside the bare server, and only when the nodes are durable and started
+// by the tool on this machine, so that both flush to the same filesystem.
+func (c *Config) measureFsync() bool {
+	return c.Bare && c.Fsync && !c.Memory && len(c.Addrs) == 0
 }
 
 // mode returns which of the four modes the configuration selects.

@@ -74,12 +74,45 @@ func TestBadFlags(t *testing.T) {
 	}
 }
 
+// TestMeasureFsync checks when load runs measure the fsync yardstick: by
+// default, and never with -memory, -addrs, -bare=false or -fsync=false.
+func TestMeasureFsync(t *testing.T) {
+	tests := []struct {
+		args []string
+		want bool
+	}{
+		{nil, true},
+		{[]string{"-nodes=3", "-fsync"}, true},
+		{[]string{"-memory"}, false},
+		{[]string{"-fsync=false"}, false},
+		{[]string{"-bare=false"}, false},
+		{[]string{"-addrs=127.0.0.1:8080"}, false},
+	}
+	for _, tc := range tests {
+		name := strings.Join(tc.args, " ")
+		if name == "" {
+			name = "defaults"
+		}
+		t.Run(name, func(t *testing.T) {
+			cfg, err := parseFlags(tc.args, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.measureFsync(); got != tc.want {
+				t.Errorf("measureFsync() = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
 func TestHelp(t *testing.T) {
 	var stderr strings.Builder
 	if code := run([]string{"-h"}, strings.NewReader(""), io.Discard, &stderr); code != 0 {
 		t.Fatalf("-h: exit %d", code)
 	}
-	if out := stderr.String(); !strings.Contains(out, "-clients list") || strings.Contains(out, "bare-server") {
+	out := stderr.String()
+	if !strings.Contains(out, "-clients list") || !strings.Contains(out, "  -fsync\n") ||
+		strings.Contains(out, "bare-server") || strings.Contains(out, "fsync-server") {
 		t.Fatalf("help shows the wrong flags:\n%s", out)
 	}
 }

@@ -1,5 +1,6 @@
 // Command countd-bench measures a countd cluster from the outside, the way a
-// client sees it, and compares it with a bare net/http server in the same run.
+// client sees it, and compares it with a bare net/http server in the same run
+// and, when the nodes are durable, with the cheapest durable server too.
 //
 // It starts N countd nodes as separate processes (building the binary from the
 // module root, or -bin), on free ports on 127.0.0.1 with their own temporary
@@ -10,10 +11,9 @@
 //
 //   - load (default): C keep-alive clients send POST /increment (or POST
 //     /counters/{name}/increment over -counters names) for -duration,
-//     alternating in -chunk slices with the same load on a bare net/http
-//     server doing one atomic add (a child process of this tool, started
-//     with the hidden -bare-server flag), so machine noise hits both alike;
-//     then it measures how long the nodes take to agree.
+//     alternating in -chunk slices with the same load on the yardstick
+//     servers (below), so machine noise hits all alike; then it measures how
+//     long the nodes take to agree.
 //   - rounds (-rounds R): R short bursts, each followed by a measurement of
 //     the time until every node reports the same counters.
 //   - idle (-idle D): the CPU all nodes use over D while nothing happens,
@@ -21,11 +21,27 @@
 //   - create (-create-counters K): K distinct named counters created on one
 //     node, then the time to agreement and each node's memory.
 //
+// The yardsticks are child processes of this tool serving internal/bare.
+// The bare server (hidden flag -bare-server) does one atomic add per
+// request. The fsync yardstick (hidden flag -fsync-server=FILE, bare.Syncing)
+// does the same but answers only once the value is on disk: one
+// group-committed pwrite+fdatasync of a 4 KiB page per batch of requests, the
+// least any durable server pays. Its file is in a temporary directory beside
+// the nodes' data dirs (both in os.TempDir), so on the same filesystem, and
+// removed at the end. It runs with -bare (the default) when the tool starts
+// durable nodes itself (not -memory, not -addrs), unless -fsync=false. Each
+// round of slices drives bare, then the fsync yardstick, then countd, each
+// for the same time, so the load ends on countd. The report gives countd's
+// ratio to bare, the fsync yardstick's ratio to bare (what this machine's
+// disk allows any durable server) and countd's ratio to the fsync yardstick
+// (what countd's own code costs on top of that).
+//
 // -json FILE writes every run's figures and the machine (CPU model, cores,
 // Go version, kernel); -from FILE reads such a file back to print it or chart
 // it. -png FILE draws one PNG of four panels from the load-mode runs:
 // throughput and p99 against clients (a line per node count, with the bare
-// server dashed) and against nodes (a line per client count).
+// server dashed and the fsync yardstick dotted) and against nodes (a line per
+// client count).
 //
 // Latency is recorded in a log-linear histogram (128 sub-buckets per power of
 // two, so a percentile is within 0.8% of the exact sample); a reported
@@ -34,7 +50,7 @@
 // load; CPU and peak memory of the nodes it started come from /proc.
 //
 // The files: main.go (flags), config.go (what the flags mean), cluster.go
-// (node processes), bare.go (the bare server), load.go (the clients and the
+// (node processes), bare.go (the yardstick servers), load.go (the clients and the
 // progress line), hist.go (latency histogram), agree.go (agreement and
 // readiness), metrics.go (/metrics), procstat.go (/proc), snapshot.go
 // (before/after figures), bench.go (runs and sweeps), modes.go (the four

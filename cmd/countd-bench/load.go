@@ -252,13 +252,13 @@ func targets(addrs []string, target string) []string {
 }
 
 // progress prints one line a second on w while a run goes on: elapsed
-// time, the phase, requests and errors so far, and the request rate over
-// the last second.
+// time, the phase, countd's requests and errors so far, and the request
+// rate over the last second, on countd or a yardstick server.
 type progress struct {
-	countd, bare meter
-	phase        atomic.Pointer[string]
-	stopOnce     sync.Once
-	stopc, done  chan struct{}
+	countd, yardsticks meter
+	phase              atomic.Pointer[string]
+	stopOnce           sync.Once
+	stopc, done        chan struct{}
 }
 
 // startProgress starts the progress line; with w nil it only counts.
@@ -282,7 +282,7 @@ func startProgress(w io.Writer, label string) *progress {
 				return
 			case now := <-t.C:
 				reqs := p.countd.reqs.Load()
-				all := reqs + p.bare.reqs.Load()
+				all := reqs + p.yardsticks.reqs.Load()
 				rate := float64(all-last) / now.Sub(lastT).Seconds()
 				last, lastT = all, now
 				fmt.Fprintf(w, "  %s %5.0fs  %-7s countd %s req, %s err  now %s req/s\n",
@@ -294,7 +294,7 @@ func startProgress(w io.Writer, label string) *progress {
 	return p
 }
 
-// setPhase names what is running now ("countd", "bare", "agree", ...).
+// setPhase names what is running now ("countd", "bare", "fsync", "agree", ...).
 func (p *progress) setPhase(s string) { p.phase.Store(&s) }
 
 // stop ends the progress line; safe to call twice.

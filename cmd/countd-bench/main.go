@@ -29,6 +29,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if cfg.BareServer {
 		return serveBare(stdin, stdout, stderr)
 	}
+	if cfg.FsyncServer != "" {
+		return serveFsync(cfg.FsyncServer, stdin, stdout, stderr)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -56,8 +59,8 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.SetOutput(io.Discard) // errors are reported in one line by run
 	fs.Var(intList{&cfg.Nodes, 1, 256}, "nodes", "`list` of cluster sizes to start, comma separated (e.g. 1,3,5)")
 	fs.Var(intList{&cfg.Clients, 1, 10000}, "clients", "`list` of concurrent keep-alive client counts, comma separated (e.g. 1,8,64)")
-	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "load time on countd per run (the bare server gets as long again)")
-	fs.DurationVar(&cfg.Chunk, "chunk", cfg.Chunk, "length of each alternating countd/bare slice")
+	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "load time on countd per run (each yardstick server gets as long again)")
+	fs.DurationVar(&cfg.Chunk, "chunk", cfg.Chunk, "length of each alternating slice of load on bare, fsync yardstick and countd")
 	fs.StringVar(&cfg.Target, "target", cfg.Target, "one: load the first node; all: spread clients over every node")
 	fs.IntVar(&cfg.Counters, "counters", 0, "spread the load over this many named counters (0: POST /increment)")
 	fs.BoolVar(&cfg.Memory, "memory", false, "start nodes with -memory (no disk)")
@@ -65,6 +68,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.Var(addrList{&cfg.Addrs}, "addrs", "target a running cluster instead of starting one: `host:port,...`")
 	fs.Var(repeated{&cfg.NodeFlags}, "node-flag", "extra countd `flag` for every node, e.g. -node-flag=-flush-delay=5ms (repeatable)")
 	fs.BoolVar(&cfg.Bare, "bare", cfg.Bare, "measure a bare net/http atomic add alongside and report ratios to it")
+	fs.BoolVar(&cfg.Fsync, "fsync", cfg.Fsync, "with -bare and durable nodes the tool starts, also measure the fsync yardstick (the bare add answered after a group-committed fdatasync) and report ratios to it")
 	fs.StringVar(&cfg.JSON, "json", "", "write every result to this JSON file")
 	fs.StringVar(&cfg.PNG, "png", "", "draw throughput and p99 against clients and nodes into this PNG")
 	fs.IntVar(&cfg.Rounds, "rounds", 0, "rounds mode: this many bursts, each followed by time to agreement")
@@ -78,8 +82,9 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.BoolVar(&cfg.Keep, "keep", false, "keep the temporary directory (binary, data dirs, node logs)")
 	fs.BoolVar(&cfg.Quiet, "quiet", false, "no progress line on stderr")
 	fs.StringVar(&cfg.From, "from", "", "read results from this JSON file instead of running (with -png, -json)")
-	fs.BoolVar(&cfg.BareServer, "bare-server", false, "") // hidden: run as the bare server
-	fs.Usage = func() {}                                  // flag calls it on every error; help is printed below
+	fs.BoolVar(&cfg.BareServer, "bare-server", false, "")  // hidden: run as the bare server
+	fs.StringVar(&cfg.FsyncServer, "fsync-server", "", "") // hidden: run as the fsync yardstick, its file here
+	fs.Usage = func() {}                                   // flag calls it on every error; help is printed below
 
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -96,13 +101,14 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	return cfg, cfg.validate(given)
 }
 
-// printUsage prints help for every flag but the hidden one.
+// printUsage prints help for every flag but the hidden ones.
 func printUsage(fs *flag.FlagSet, w io.Writer) {
 	fmt.Fprintf(w, "Usage: countd-bench [flags]\n\n"+
 		"Starts a countd cluster (or uses -addrs), loads it, and compares it with a\n"+
-		"bare net/http atomic add measured in the same run.\n\n")
+		"bare net/http atomic add measured in the same run and, when the nodes are\n"+
+		"durable, with the same add made durable by a group-committed fdatasync.\n\n")
 	fs.VisitAll(func(f *flag.Flag) {
-		if f.Name == "bare-server" {
+		if f.Name == "bare-server" || f.Name == "fsync-server" {
 			return
 		}
 		name, usage := flag.UnquoteUsage(f)

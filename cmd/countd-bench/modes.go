@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 )
@@ -24,46 +25,52 @@ func (b *bench) agreeBefore(ctx context.Context, cl *cluster, res *Result) *agre
 	return &ag
 }
 
-// runLoad is the load mode: -duration of load on countd and as long on the
-// bare server, alternating in -chunk slices (bare first, so the run ends on
-// countd and agreement is timed from its last request), then the time until
-// the nodes agree.
+// runLoad is the load mode: -duration of load on countd and as long on each
+// yardstick server, alternating in -chunk slices of the same length, then
+// the time until the nodes agree. Every round drives bare, then the fsync
+// yardstick, then countd, so that the run ends on countd and agreement is
+// timed from its last request.
 func (b *bench) runLoad(ctx context.Context, cl *cluster, clients int) (*Result, error) {
 	res := b.newResult(modeLoad, cl, clients)
-	client := newLoadClient(clients)
-	defer client.CloseIdleConnections()
-	nodeURL := incrementURLs(targets(cl.addrs, b.cfg.Target), b.cfg.Counters)
-	var bareClient *http.Client
-	var bareURL urlFunc
+	countd := &leg{phase: "countd", client: newLoadClient(clients),
+		url: incrementURLs(targets(cl.addrs, b.cfg.Target), b.cfg.Counters)}
+	var bare, fsync *leg
 	if b.cfg.Bare {
-		bp, err := b.bareServer(ctx)
+		y, err := b.bareServer(ctx)
 		if err != nil {
 			return nil, err
 		}
-		bareClient = newLoadClient(clients)
-		defer bareClient.CloseIdleConnections()
-		bareURL = incrementURLs([]string{bp.addr}, b.cfg.Counters)
-		warmUp(ctx, bareClient, clients, bareURL)
+		bare = yardstickLeg("bare", y, clients, b.cfg.Counters)
 	}
-	warmUp(ctx, client, clients, nodeURL)
+	if b.cfg.measureFsync() {
+		y, err := b.fsyncServer(ctx)
+		if err != nil {
+			return nil, err
+		}
+		fsync = yardstickLeg("fsync", y, clients, b.cfg.Counters)
+	}
+	legs := slices.DeleteFunc([]*leg{bare, fsync, countd}, func(l *leg) bool { return l == nil })
+	for _, l := range legs {
+		defer l.client.CloseIdleConnections()
+		warmUp(ctx, l.client, clients, l.url)
+	}
 	ag0 := b.agreeBefore(ctx, cl, res)
 	before := b.snapshot(ctx, cl, res, false)
 
 	chunks := max(1, int(math.Ceil(float64(b.cfg.Duration)/float64(b.cfg.Chunk))))
 	slice := b.cfg.Duration / time.Duration(chunks)
 	prog := b.progress(cl, clients)
-	var cs, bs loadStats
 	for range chunks {
-		if bareClient != nil {
-			prog.setPhase("bare")
-			st := drive(ctx, driveSpec{client: bareClient, clients: clients, url: bareURL,
-				until: time.Now().Add(slice), meter: &prog.bare})
-			bs.add(&st)
+		for _, l := range legs {
+			m := &prog.yardsticks
+			if l == countd {
+				m = &prog.countd
+			}
+			prog.setPhase(l.phase)
+			st := drive(ctx, driveSpec{client: l.client, clients: clients, url: l.url,
+				until: time.Now().Add(slice), meter: m})
+			l.stats.add(&st)
 		}
-		prog.setPhase("countd")
-		st := drive(ctx, driveSpec{client: client, clients: clients, url: nodeURL,
-			until: time.Now().Add(slice), meter: &prog.countd})
-		cs.add(&st)
 		if ctx.Err() != nil {
 			prog.stop()
 			return nil, ctx.Err()
@@ -86,15 +93,32 @@ func (b *bench) runLoad(ctx context.Context, cl *cluster, clients int) (*Result,
 	}
 	after := b.snapshot(ctx, cl, res, true)
 
-	res.Countd = newSide(&cs)
-	if bareClient != nil {
-		res.Bare = ptr(newSide(&bs))
-		if res.Bare.Throughput > 0 {
-			res.Ratio = ptr(res.Countd.Throughput / res.Bare.Throughput)
+	res.Countd = newSide(&countd.stats)
+	if bare != nil {
+		res.Bare = ptr(newSide(&bare.stats))
+		res.Ratio = ratio(&res.Countd, res.Bare)
+		if fsync != nil {
+			res.Fsync = ptr(newSide(&fsync.stats))
+			res.FsyncRatioToBare = ratio(res.Fsync, res.Bare)
+			res.RatioToFsync = ratio(&res.Countd, res.Fsync)
 		}
 	}
 	b.fillStats(res, cl, before, after)
 	return res, nil
+}
+
+// leg is one server a load run drives in turn, and what it measured there.
+type leg struct {
+	phase  string // its name on the progress line
+	client *http.Client
+	url    urlFunc
+	stats  loadStats
+}
+
+// yardstickLeg is the leg of a yardstick server: the same requests as
+// countd's, on its one address.
+func yardstickLeg(phase string, y *yardstickProc, clients, counters int) *leg {
+	return &leg{phase: phase, client: newLoadClient(clients), url: incrementURLs([]string{y.addr}, counters)}
 }
 
 // runRounds is the rounds mode: -rounds bursts of -burst, each followed by

@@ -54,6 +54,14 @@ type Result struct {
 	Countd Side     `json:"countd"`
 	Bare   *Side    `json:"bare,omitempty"`
 	Ratio  *float64 `json:"ratio_to_bare"`
+	// Fsync is the same load on the fsync yardstick (load mode with -bare
+	// and -fsync on durable nodes the tool started; absent otherwise);
+	// FsyncRatioToBare is its throughput over bare's, what the disk allows
+	// any durable server here, and RatioToFsync countd's over its, what
+	// countd's code costs on top of that.
+	Fsync            *Side    `json:"fsync,omitempty"`
+	FsyncRatioToBare *float64 `json:"fsync_ratio_to_bare,omitempty"`
+	RatioToFsync     *float64 `json:"ratio_to_fsync,omitempty"`
 
 	// AgreementMS is the time from the end of the load until every node
 	// reported the same counters.
@@ -166,6 +174,14 @@ func newSide(s *loadStats) Side {
 	}
 }
 
+// ratio returns a's throughput over b's, or nil when b has none.
+func ratio(a, b *Side) *float64 {
+	if b.Throughput <= 0 {
+		return nil
+	}
+	return ptr(a.Throughput / b.Throughput)
+}
+
 // machine describes this machine.
 func machine() Machine {
 	m := Machine{Cores: runtime.NumCPU(), GoVersion: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH}
@@ -231,14 +247,25 @@ func printResult(w io.Writer, r *Result) {
 			line += fmt.Sprintf("; bare %s req/s; ratio %s", group(r.Bare.Throughput), fmtFloat(r.Ratio, "%.2f"))
 		}
 		fmt.Fprintln(tw, line)
+		if f := r.Fsync; f != nil {
+			fmt.Fprintf(tw, "  fsync yardstick\t%s req/s (%s requests in %.1fs), %s of bare; countd's ratio to fsync %s\n",
+				group(f.Throughput), group(float64(f.Requests)), f.Seconds,
+				fmtFloat(r.FsyncRatioToBare, "%.2f"), fmtFloat(r.RatioToFsync, "%.2f"))
+		}
 		line = "  latency\t" + fmtLatency(c.Latency)
 		if r.Bare != nil {
 			line += "; bare " + fmtLatency(r.Bare.Latency)
 		}
 		fmt.Fprintln(tw, line)
+		if r.Fsync != nil {
+			fmt.Fprintf(tw, "  fsync latency\t%s\n", fmtLatency(r.Fsync.Latency))
+		}
 		fmt.Fprintf(tw, "  errors\t%s\n", fmtErrors(c))
 		if r.Bare != nil && len(r.Bare.Errors) > 0 {
 			fmt.Fprintf(tw, "  bare errors\t%s\n", fmtErrors(r.Bare))
+		}
+		if r.Fsync != nil && len(r.Fsync.Errors) > 0 {
+			fmt.Fprintf(tw, "  fsync errors\t%s\n", fmtErrors(r.Fsync))
 		}
 		agreed := "  agreement\t" + fmtFloat(r.AgreementMS, "%.1f ms") + " after the load stopped"
 		if r.Rounds != nil {
@@ -334,14 +361,20 @@ func describeRun(r *Result) string {
 	return s
 }
 
-// printSummary prints one table row per run, for sweeps.
+// printSummary prints one table row per run, for sweeps. The fsync
+// yardstick's columns appear only when some run measured it.
 func printSummary(w io.Writer, runs []Result) {
 	if len(runs) < 2 {
 		return
 	}
+	withFsync := slices.ContainsFunc(runs, func(r Result) bool { return r.Fsync != nil })
 	fmt.Fprintln(w, "\nsummary")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "mode\tnodes\tclients\treq/s\tbare req/s\tratio\tp50 ms\tp99 ms\tp99.9 ms\terrors\tagree ms\tpush/chg\tB/chg\t")
+	head := "mode\tnodes\tclients\treq/s\tbare req/s\tratio\t"
+	if withFsync {
+		head += "fsync req/s\tto fsync\t"
+	}
+	fmt.Fprintln(tw, head+"p50 ms\tp99 ms\tp99.9 ms\terrors\tagree ms\tpush/chg\tB/chg\t")
 	for _, r := range runs {
 		bare := "-"
 		if r.Bare != nil {
@@ -351,8 +384,16 @@ func printSummary(w io.Writer, runs []Result) {
 		for _, n := range r.Countd.Errors {
 			errs += n
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%.2f\t%.2f\t%.2f\t%d\t%s\t%s\t%s\t\n",
-			r.Mode, r.Nodes, r.Clients, group(r.Countd.Throughput), bare, fmtFloat(r.Ratio, "%.2f"),
+		row := fmt.Sprintf("%s\t%d\t%d\t%s\t%s\t%s\t", r.Mode, r.Nodes, r.Clients,
+			group(r.Countd.Throughput), bare, fmtFloat(r.Ratio, "%.2f"))
+		if withFsync {
+			fsync, toFsync := "-", "-"
+			if r.Fsync != nil {
+				fsync, toFsync = group(r.Fsync.Throughput), fmtFloat(r.RatioToFsync, "%.2f")
+			}
+			row += fsync + "\t" + toFsync + "\t"
+		}
+		fmt.Fprintf(tw, "%s%.2f\t%.2f\t%.2f\t%d\t%s\t%s\t%s\t\n", row,
 			r.Countd.Latency.P50MS, r.Countd.Latency.P99MS, r.Countd.Latency.P999MS, errs,
 			fmtFloat(r.AgreementMS, "%.1f"), fmtFloat(r.Replication.PushesPerChange, "%.4f"),
 			fmtFloat(r.Replication.BytesPerChange, "%.1f"))

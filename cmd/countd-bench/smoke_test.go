@@ -14,36 +14,26 @@ import (
 )
 
 // TestMain lets the test binary stand in for the tool when the tool starts
-// itself as the bare server.
+// itself as a yardstick server.
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == "-bare-server" {
+	if len(os.Args) > 1 && (os.Args[1] == "-bare-server" || strings.HasPrefix(os.Args[1], "-fsync-server=")) {
 		os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 	}
 	os.Exit(m.Run())
 }
 
 // TestSmoke runs the tool's core end to end: it builds countd, starts one
-// durable node and the bare server, loads both with 2 clients for a second,
-// and checks that the report holds sane numbers, that the files it writes
-// read back, and that no process it started is left.
+// durable node, the bare server and the fsync yardstick, loads all three
+// with 2 clients for a second each, and checks that the report holds sane
+// numbers, that the files it writes read back, and that no process or
+// temporary directory it made is left.
 func TestSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs countd")
 	}
 	dir := t.TempDir()
-	cfg, err := parseFlags([]string{"-nodes=1", "-clients=2", "-duration=1s", "-chunk=250ms",
-		"-json=" + filepath.Join(dir, "r.json"), "-png=" + filepath.Join(dir, "r.png")}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	var stdout, stderr bytes.Buffer
-	rep, err := execute(ctx, cfg, &stdout, &stderr)
-	t.Logf("stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep, stdout, stderr := smokeRun(t, "-nodes=1", "-clients=2", "-duration=1s", "-chunk=250ms",
+		"-json="+filepath.Join(dir, "r.json"), "-png="+filepath.Join(dir, "r.png"))
 	if len(rep.Runs) != 1 {
 		t.Fatalf("%d runs, want 1", len(rep.Runs))
 	}
@@ -62,6 +52,11 @@ func TestSmoke(t *testing.T) {
 	check(l.P50MS > 0 && l.P50MS <= l.P99MS && l.P99MS <= l.P999MS && l.P999MS <= l.MaxMS, "latency %+v", l)
 	check(r.Bare != nil && r.Bare.Requests > 0 && r.Bare.OK == r.Bare.Requests, "bare side %+v", r.Bare)
 	check(r.Ratio != nil && *r.Ratio > 0, "ratio %v", r.Ratio)
+	f := r.Fsync
+	check(f != nil && f.Requests > 0 && f.OK == f.Requests && f.Latency.P50MS > 0, "fsync side %+v", f)
+	check(f != nil && f.Seconds >= 0.9 && f.Seconds < 5, "fsync yardstick load lasted %v, want about 1s", f)
+	check(r.FsyncRatioToBare != nil && *r.FsyncRatioToBare > 0, "fsync ratio to bare %v", r.FsyncRatioToBare)
+	check(r.RatioToFsync != nil && *r.RatioToFsync > 0, "ratio to fsync %v", r.RatioToFsync)
 	check(r.AgreementMS != nil && *r.AgreementMS >= 0, "agreement %v", r.AgreementMS)
 	check(r.Counted != nil && *r.Counted == c.OK, "counted %v for %d acknowledged", r.Counted, c.OK)
 	check(len(r.NodeStats) == 1, "node stats %+v", r.NodeStats)
@@ -77,22 +72,76 @@ func TestSmoke(t *testing.T) {
 	if p := r.Replication.PushesPerChange; p != nil && *p != 0 {
 		t.Errorf("one node made %v pushes per change", *p)
 	}
-	if kids := children(t); len(kids) > 0 {
-		t.Errorf("child processes left running: %v", kids)
-	}
-	check(strings.Contains(stderr.String(), "req/s"), "no progress line on stderr")
-	check(strings.Contains(stdout.String(), "ratio"), "no ratio in the report")
+	check(strings.Contains(stderr, "req/s"), "no progress line on stderr")
+	check(strings.Contains(stdout, "ratio"), "no ratio in the report")
+	check(strings.Contains(stdout, "fsync yardstick") && strings.Contains(stdout, "ratio to fsync"),
+		"no fsync yardstick in the report")
 
 	back, err := readReport(filepath.Join(dir, "r.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(back.Runs) != 1 || back.Runs[0].Countd.Requests != c.Requests || back.Machine.Cores <= 0 {
+	if len(back.Runs) != 1 || back.Runs[0].Countd.Requests != c.Requests || back.Machine.Cores <= 0 ||
+		back.Runs[0].Fsync == nil || back.Runs[0].Fsync.Requests != f.Requests {
 		t.Errorf("results file does not match the report: %+v", back)
 	}
 	if fi, err := os.Stat(filepath.Join(dir, "r.png")); err != nil || fi.Size() == 0 {
 		t.Errorf("no chart: %v", err)
 	}
+}
+
+// TestSmokeMemory checks that with -memory nodes the load mode measures
+// bare but not the fsync yardstick, and says nothing of it.
+func TestSmokeMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs countd")
+	}
+	path := filepath.Join(t.TempDir(), "r.json")
+	rep, stdout, _ := smokeRun(t, "-memory", "-nodes=1", "-clients=2", "-duration=500ms", "-chunk=250ms", "-json="+path)
+	if len(rep.Runs) != 1 {
+		t.Fatalf("%d runs, want 1", len(rep.Runs))
+	}
+	r := rep.Runs[0]
+	if r.Bare == nil || r.Bare.Requests == 0 || r.Ratio == nil {
+		t.Errorf("bare side %+v, ratio %v", r.Bare, r.Ratio)
+	}
+	if r.Fsync != nil || r.FsyncRatioToBare != nil || r.RatioToFsync != nil {
+		t.Errorf("a -memory run measured the fsync yardstick: %+v", r.Fsync)
+	}
+	if strings.Contains(stdout, "fsync") {
+		t.Errorf("the report of a -memory run mentions fsync:\n%s", stdout)
+	}
+	if b, err := os.ReadFile(path); err != nil || strings.Contains(string(b), "fsync") {
+		t.Errorf("the results of a -memory run mention fsync (read error %v)", err)
+	}
+}
+
+// smokeRun runs the tool with args and returns the report and its output.
+// Its temporary directories go in one of the test's own; it fails the test
+// if any of them, or any child process, is left afterwards.
+func smokeRun(t *testing.T, args ...string) (rep *Report, stdout, stderr string) {
+	t.Helper()
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	cfg, err := parseFlags(args, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var out, errOut bytes.Buffer
+	rep, err = execute(ctx, cfg, &out, &errOut)
+	t.Logf("stdout:\n%s\nstderr:\n%s", out.String(), errOut.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kids := children(t); len(kids) > 0 {
+		t.Errorf("child processes left running: %v", kids)
+	}
+	if left, _ := filepath.Glob(filepath.Join(tmp, "countd-bench-*")); len(left) > 0 {
+		t.Errorf("temporary directories left behind: %v", left)
+	}
+	return rep, out.String(), errOut.String()
 }
 
 // children lists the processes whose parent is this one (over every thread,
