@@ -17,8 +17,7 @@ type PeerConfig struct {
 	Self string
 	// HeartbeatInterval is the mean time between health checks; each is
 	// jittered by ±25%, and the first comes after a random part of it. With
-	// more than HeartbeatBudget peers alive it is stretched (see
-	// heartbeatInterval).
+	// more than HeartbeatBudget peers alive it is stretched (see stretch).
 	HeartbeatInterval time.Duration
 	// Timeout bounds one health check or push.
 	Timeout time.Duration
@@ -190,7 +189,7 @@ func (p *PeerActor) Receive(ctx actor.Context) {
 	case *antiEntropyTick:
 		p.fullNext = true
 		p.markDirty(ctx)
-		p.aeTimer = p.timer.SendOnce(jitter(p.stretch(p.cfg.AntiEntropyInterval)), ctx.Self(), &antiEntropyTick{gen: p.gen})
+		p.scheduleAntiEntropy(ctx)
 	}
 }
 
@@ -200,7 +199,7 @@ func (p *PeerActor) start(ctx actor.Context) {
 	p.fullNext = true
 	ctx.Send(p.cfg.Counter, &Subscribe{PID: ctx.Self()})
 	p.hbTimer = p.timer.SendOnce(rand.N(p.cfg.HeartbeatInterval)+1, ctx.Self(), &heartbeatTick{gen: p.gen})
-	p.aeTimer = p.timer.SendOnce(jitter(p.stretch(p.cfg.AntiEntropyInterval)), ctx.Self(), &antiEntropyTick{gen: p.gen})
+	p.scheduleAntiEntropy(ctx)
 	p.markDirty(ctx) // the first push brings the peer up to date
 }
 
@@ -377,7 +376,7 @@ func (p *PeerActor) heartbeat(ctx actor.Context) {
 
 func (p *PeerActor) heartbeatDone(ctx actor.Context, m *heartbeatDone) {
 	p.checking = false
-	p.hbTimer = p.timer.SendOnce(jitter(p.heartbeatInterval()), ctx.Self(), &heartbeatTick{gen: p.gen})
+	p.hbTimer = p.timer.SendOnce(jitter(p.stretch(p.cfg.HeartbeatInterval)), ctx.Self(), &heartbeatTick{gen: p.gen})
 	if m.err != nil {
 		p.fails++
 		p.log.Debug("health check failed", "fails", p.fails, "err", m.err)
@@ -425,8 +424,10 @@ func (p *PeerActor) heartbeatDone(ctx actor.Context, m *heartbeatDone) {
 // intervals).
 const HeartbeatBudget = 8
 
-// heartbeatInterval is the mean time until the next health check.
-func (p *PeerActor) heartbeatInterval() time.Duration { return p.stretch(p.cfg.HeartbeatInterval) }
+// scheduleAntiEntropy sets the timer of the next full-state push.
+func (p *PeerActor) scheduleAntiEntropy(ctx actor.Context) {
+	p.aeTimer = p.timer.SendOnce(jitter(p.stretch(p.cfg.AntiEntropyInterval)), ctx.Self(), &antiEntropyTick{gen: p.gen})
+}
 
 // stretch scales a per-peer interval so that all of a node's PeerActors
 // together keep to HeartbeatBudget per interval.
