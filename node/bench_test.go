@@ -141,9 +141,8 @@ func startSyncing(b *testing.B, dir string) yardstick {
 	if err != nil {
 		b.Fatal(err)
 	}
-	url := serve(b, s.Handler())
-	b.Cleanup(func() { s.Close() }) // after the server's (cleanups run last first)
-	return yardstick{"fsync", url}
+	b.Cleanup(func() { s.Close() }) // after the server's Close: cleanups run last first
+	return yardstick{"fsync", serve(b, s.Handler())}
 }
 
 func serve(b *testing.B, h http.Handler) string {

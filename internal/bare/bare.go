@@ -15,11 +15,16 @@ import (
 func Handler() http.Handler {
 	var v atomic.Int64
 	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		buf := make([]byte, 0, 96)
-		buf = append(buf, `{"counter":"default","value":`...)
-		buf = strconv.AppendInt(buf, v.Add(1), 10)
-		buf = append(buf, `,"node":"127.0.0.1:1"}`+"\n"...)
-		w.Header()["Content-Type"] = []string{"application/json"}
-		w.Write(buf)
+		reply(w, v.Add(1))
 	})
+}
+
+// reply answers with value v in countd's reply shape.
+func reply(w http.ResponseWriter, v int64) {
+	buf := make([]byte, 0, 96)
+	buf = append(buf, `{"counter":"default","value":`...)
+	buf = strconv.AppendInt(buf, v, 10)
+	buf = append(buf, `,"node":"127.0.0.1:1"}`+"\n"...)
+	w.Header()["Content-Type"] = []string{"application/json"}
+	w.Write(buf)
 }

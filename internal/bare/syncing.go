@@ -2,10 +2,10 @@ package bare
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
-	"strconv"
 	"sync"
 	"sync/atomic"
 )
@@ -51,30 +51,31 @@ func NewSyncing(path string) (*Syncing, error) {
 func (s *Syncing) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		v := s.value.Add(1)
-		ch := make(chan error, 1)
-		select {
-		case s.reqs <- ch:
-		case <-s.quit:
-			http.Error(w, "closed", http.StatusServiceUnavailable)
+		if err := s.durable(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
-		select {
-		case err := <-ch:
-			if err != nil {
-				http.Error(w, err.Error(), http.StatusServiceUnavailable)
-				return
-			}
-		case <-s.quit:
-			http.Error(w, "closed", http.StatusServiceUnavailable)
-			return
-		}
-		buf := make([]byte, 0, 96)
-		buf = append(buf, `{"counter":"default","value":`...)
-		buf = strconv.AppendInt(buf, v, 10)
-		buf = append(buf, `,"node":"127.0.0.1:1"}`+"\n"...)
-		w.Header()["Content-Type"] = []string{"application/json"}
-		w.Write(buf)
+		reply(w, v)
 	})
+}
+
+var errClosed = errors.New("bare: closed")
+
+// durable returns once a write covering every add made before the call is
+// on disk, or why none will be.
+func (s *Syncing) durable() error {
+	ch := make(chan error, 1)
+	select {
+	case s.reqs <- ch:
+	case <-s.quit:
+		return errClosed
+	}
+	select {
+	case err := <-ch:
+		return err
+	case <-s.quit:
+		return errClosed
+	}
 }
 
 // write is the writer goroutine: it takes every waiting request, writes and
