@@ -3,14 +3,14 @@ package main
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"countd/internal/apiclient"
 )
 
 // TestYardstickServers starts each yardstick server as a child process (the
@@ -46,9 +46,14 @@ func TestYardstickServers(t *testing.T) {
 			}
 			client := &http.Client{Timeout: 10 * time.Second}
 			defer client.CloseIdleConnections()
+			api := apiclient.Client{HTTP: client}
 			for want := int64(1); want <= 3; want++ {
-				if got := postValue(t, client, "http://"+y.addr+"/increment"); got != want {
-					t.Fatalf("value %d, want %d", got, want)
+				r := api.Change("http://"+y.addr, "default", 1)
+				if r.Status != http.StatusOK || r.Err != nil {
+					t.Fatalf("status %d: %v", r.Status, r.Err)
+				}
+				if r.Value != want {
+					t.Fatalf("value %d, want %d", r.Value, want)
 				}
 				if !tc.onDisk {
 					continue
@@ -72,25 +77,6 @@ func TestYardstickServers(t *testing.T) {
 			}
 		})
 	}
-}
-
-// postValue sends one POST and returns the counter value of the answer.
-func postValue(t *testing.T, c *http.Client, url string) int64 {
-	t.Helper()
-	resp, err := c.Post(url, "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		t.Fatalf("status %d: %s", resp.StatusCode, b)
-	}
-	var body struct{ Value int64 }
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		t.Fatal(err)
-	}
-	return body.Value
 }
 
 // TestFsyncServerBadFile checks that the fsync yardstick that cannot create
