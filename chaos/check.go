@@ -6,8 +6,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"countd/internal/apiclient"
 )
 
 // CheckTimeout bounds how long the checks wait, after the heal, for the
@@ -98,14 +96,7 @@ func checkMembership(c *Cluster, timeout time.Duration) []string {
 	}
 	var out []string
 	err := c.waitFor(timeout, "every live node lists exactly the other live nodes, all alive", func() (bool, string) {
-		live := c.Live()
-		var bad []string
-		for _, name := range live {
-			rows, err := c.Peers(name)
-			if err != nil {
-				bad = append(bad, fmt.Sprintf("%s: %v", name, err))
-				continue
-			}
+		ok, desc := c.meshed(func(name string, rows []PeerRow) {
 			for _, r := range rows {
 				if removed[r.Addr] {
 					v := fmt.Sprintf("membership: removed node %s is listed again by %s: %s",
@@ -115,18 +106,8 @@ func checkMembership(c *Cluster, timeout time.Duration) []string {
 					}
 				}
 			}
-			got := apiclient.PeerStates(rows, c.nameOf)
-			want := map[string]string{}
-			for _, other := range live {
-				if other != name {
-					want[other] = "alive"
-				}
-			}
-			if !maps.Equal(got, want) {
-				bad = append(bad, fmt.Sprintf("%s lists %s", name, c.describePeers(rows)))
-			}
-		}
-		return len(bad) == 0 && len(out) == 0, strings.Join(bad, "; ")
+		})
+		return ok && len(out) == 0, desc
 	})
 	if err != nil && len(out) == 0 {
 		out = append(out, "membership: "+err.Error())

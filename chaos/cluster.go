@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -119,7 +120,7 @@ func (c *Cluster) Start(n int) error {
 		}
 	}
 	return c.waitFor(20*time.Second, "every node lists every other alive", func() (bool, string) {
-		return c.meshed()
+		return c.meshed(nil)
 	})
 }
 
@@ -399,9 +400,10 @@ func (c *Cluster) waitFor(timeout time.Duration, what string, cond func() (bool,
 	}
 }
 
-// meshed reports whether every live node lists every other live node as
-// alive, and describes the tables that do not.
-func (c *Cluster) meshed() (bool, string) {
+// meshed reports whether every live node lists exactly the other live
+// nodes, all alive, and describes the tables that do not. It hands each
+// table it reads to seen, if set.
+func (c *Cluster) meshed(seen func(name string, rows []PeerRow)) (bool, string) {
 	live := c.Live()
 	var bad []string
 	for _, name := range live {
@@ -410,12 +412,17 @@ func (c *Cluster) meshed() (bool, string) {
 			bad = append(bad, fmt.Sprintf("%s: %v", name, err))
 			continue
 		}
-		states := apiclient.PeerStates(rows, c.nameOf)
+		if seen != nil {
+			seen(name, rows)
+		}
+		want := map[string]string{}
 		for _, other := range live {
-			if other != name && states[other] != "alive" {
-				bad = append(bad, fmt.Sprintf("%s lists %s", name, c.describePeers(rows)))
-				break
+			if other != name {
+				want[other] = "alive"
 			}
+		}
+		if !maps.Equal(apiclient.PeerStates(rows, c.nameOf), want) {
+			bad = append(bad, fmt.Sprintf("%s lists %s", name, c.describePeers(rows)))
 		}
 	}
 	return len(bad) == 0, strings.Join(bad, "; ")
