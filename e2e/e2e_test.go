@@ -215,7 +215,7 @@ func TestBadFlagExits2(t *testing.T) {
 			// A data dir of its own, so a node that wrongly starts writes
 			// nothing into the source tree before the context kills it.
 			args := append([]string{"-data-dir=" + t.TempDir()}, tc.args...)
-			cmd := exec.CommandContext(ctx, binPath, args...)
+			cmd := exec.CommandContext(ctx, binary(t), args...)
 			cmd.Env = append(cleanEnv(), tc.env...)
 			var stderr bytes.Buffer
 			cmd.Stderr = &stderr

@@ -21,7 +21,8 @@ import (
 	"time"
 )
 
-// binPath is the countd binary TestMain built for this run.
+// binPath is the countd binary TestMain built for this run; tests take it
+// from binary.
 var binPath string
 
 // Deadlines for process life-cycle steps. They are generous because a loaded
@@ -74,8 +75,20 @@ func buildAndRun(m *testing.M) int {
 // trackSources makes go test's cache see the sources the binary is built
 // from. This package imports none of them, so without it a cached PASS would
 // outlive a change to the node. The cache keys a test on the files it opens
-// while running, so the first test to start a node reads them all.
+// while running (not in TestMain), so the first test to ask for the binary
+// reads them all.
 var trackSources sync.Once
+
+// binary returns the countd binary TestMain built. Every test that runs it
+// gets it here, so that go test's cache sees its sources (trackSources).
+func binary(t *testing.T) string {
+	t.Helper()
+	trackSources.Do(readSources)
+	if binPath == "" {
+		t.Fatal("e2e: no binary; TestMain did not build countd")
+	}
+	return binPath
+}
 
 func readSources() {
 	root, err := moduleRoot()
@@ -194,22 +207,19 @@ func spawn(t *testing.T, args ...string) *proc {
 // node's, so signals and the cleanup's SIGKILL still reach the node itself.
 func spawnVia(t *testing.T, wrapper []string, args ...string) *proc {
 	t.Helper()
-	trackSources.Do(readSources)
-	if binPath == "" {
-		t.Fatal("e2e: no binary; TestMain did not build countd")
-	}
+	bin := binary(t)
 	p := &proc{
 		t:      t,
 		args:   append([]string{"-log-format=json"}, args...),
 		stderr: newLogBuffer(),
 		done:   make(chan struct{}),
 	}
-	argv := append(append(slices.Clone(wrapper), binPath), p.args...)
+	argv := append(append(slices.Clone(wrapper), bin), p.args...)
 	p.cmd = exec.Command(argv[0], argv[1:]...)
 	p.cmd.Stderr = p.stderr
 	p.cmd.Env = cleanEnv()
 	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("starting %s %q: %v", binPath, p.args, err)
+		t.Fatalf("starting %s %q: %v", bin, p.args, err)
 	}
 	p.started = time.Now()
 	go func() {
