@@ -164,30 +164,6 @@ func (b *bench) logf(format string, args ...any) {
 	}
 }
 
-// bareServer starts the bare server on first use.
-func (b *bench) bareServer(ctx context.Context) (*yardstickProc, error) {
-	if b.bare == nil {
-		y, err := startBare(ctx, b.cfg.StopTimeout)
-		if err != nil {
-			return nil, err
-		}
-		b.bare = y
-	}
-	return b.bare, nil
-}
-
-// fsyncServer starts the fsync yardstick on first use.
-func (b *bench) fsyncServer(ctx context.Context) (*yardstickProc, error) {
-	if b.fsync == nil {
-		y, err := startFsync(ctx, b.cfg.StopTimeout)
-		if err != nil {
-			return nil, err
-		}
-		b.fsync = y
-	}
-	return b.fsync, nil
-}
-
 // runOne runs one combination in the selected mode.
 func (b *bench) runOne(ctx context.Context, cl *cluster, clients int) (*Result, error) {
 	b.runs.Add(1)

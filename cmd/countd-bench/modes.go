@@ -35,19 +35,16 @@ func (b *bench) runLoad(ctx context.Context, cl *cluster, clients int) (*Result,
 	countd := &leg{phase: "countd", client: newLoadClient(clients),
 		url: incrementURLs(targets(cl.addrs, b.cfg.Target), b.cfg.Counters)}
 	var bare, fsync *leg
+	var err error
 	if b.cfg.Bare {
-		y, err := b.bareServer(ctx)
-		if err != nil {
+		if bare, err = b.yardstickLeg(ctx, "bare", &b.bare, startBare, clients); err != nil {
 			return nil, err
 		}
-		bare = yardstickLeg("bare", y, clients, b.cfg.Counters)
 	}
 	if b.cfg.measureFsync() {
-		y, err := b.fsyncServer(ctx)
-		if err != nil {
+		if fsync, err = b.yardstickLeg(ctx, "fsync", &b.fsync, startFsync, clients); err != nil {
 			return nil, err
 		}
-		fsync = yardstickLeg("fsync", y, clients, b.cfg.Counters)
 	}
 	legs := slices.DeleteFunc([]*leg{bare, fsync, countd}, func(l *leg) bool { return l == nil })
 	for _, l := range legs {
@@ -116,9 +113,18 @@ type leg struct {
 }
 
 // yardstickLeg is the leg of a yardstick server: the same requests as
-// countd's, on its one address.
-func yardstickLeg(phase string, y *yardstickProc, clients, counters int) *leg {
-	return &leg{phase: phase, client: newLoadClient(clients), url: incrementURLs([]string{y.addr}, counters)}
+// countd's, on its one address. It starts the server into *y on first use;
+// bench.close stops it.
+func (b *bench) yardstickLeg(ctx context.Context, phase string, y **yardstickProc,
+	start func(context.Context, time.Duration) (*yardstickProc, error), clients int) (*leg, error) {
+	if *y == nil {
+		p, err := start(ctx, b.cfg.StopTimeout)
+		if err != nil {
+			return nil, err
+		}
+		*y = p
+	}
+	return &leg{phase: phase, client: newLoadClient(clients), url: incrementURLs([]string{(*y).addr}, b.cfg.Counters)}, nil
 }
 
 // runRounds is the rounds mode: -rounds bursts of -burst, each followed by
