@@ -2,7 +2,6 @@ package chaos
 
 import (
 	"fmt"
-	"slices"
 	"sync"
 
 	"countd/internal/apiclient"
@@ -61,13 +60,6 @@ func (l *Ledger) Record(op Op) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.ops = append(l.ops, op)
-}
-
-// Ops returns every change recorded so far.
-func (l *Ledger) Ops() []Op {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return slices.Clone(l.ops)
 }
 
 // Counts returns how many changes had each outcome.

@@ -132,15 +132,6 @@ func (s *Schedule) String() string {
 	return b.String()
 }
 
-// Faults returns how many faults the schedule holds.
-func (s *Schedule) Faults() int {
-	n := 0
-	for _, st := range s.Steps {
-		n += len(st.Faults)
-	}
-	return n
-}
-
 // Kinds returns which kinds of fault the schedule holds.
 func (s *Schedule) Kinds() map[Kind]bool {
 	out := map[Kind]bool{}
