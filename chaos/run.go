@@ -3,6 +3,7 @@ package chaos
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -137,22 +138,13 @@ func (r *runner) client(i int) {
 		r.gate.RLock()
 		live := r.c.Live()
 		name := target
-		if target == "" || !contains(live, target) {
+		if target == "" || !slices.Contains(live, target) {
 			name = live[pick%len(live)]
 		}
 		op := r.c.Change(i, name, counter, delta)
 		r.gate.RUnlock()
 		r.res.Ledger.Record(op)
 	}
-}
-
-func contains(names []string, name string) bool {
-	for _, n := range names {
-		if n == name {
-			return true
-		}
-	}
-	return false
 }
 
 // step applies a step's faults, holds them, and returns with the nodes
