@@ -53,6 +53,7 @@ type clusterNode struct {
 	port int
 	addr string // 127.0.0.1:port, the node's name in /peers
 	args []string
+	wrap []string // a command that execs the binary in place (see spawnVia), or nil
 	proc *proc
 }
 
@@ -87,7 +88,7 @@ func (n *clusterNode) url() string { return "http://" + n.addr }
 func startAll(t *testing.T, nodes ...*clusterNode) {
 	t.Helper()
 	for _, n := range nodes {
-		n.proc = spawn(t, n.args...)
+		n.proc = spawnVia(t, n.wrap, n.args...)
 	}
 	for _, n := range nodes {
 		n.proc.waitStarted()

@@ -73,7 +73,6 @@ type netnsCluster struct {
 	prefix string   // countd-<pid>-<seq>
 	hub    string   // the namespace holding the bridges
 	spaces []string // every namespace created, in order; all deleted at the end
-	ns     []string // node i's namespace
 	nodes  []*clusterNode
 }
 
@@ -113,7 +112,6 @@ func newNetnsCluster(t *testing.T) *netnsCluster {
 		ns := fmt.Sprintf("%s-n%d", c.prefix, i)
 		c.ip("netns", "add", ns)
 		c.spaces = append(c.spaces, ns)
-		c.ns = append(c.ns, ns)
 		// Both ends are created inside the test's namespaces: no name is
 		// ever taken in the host namespace, even for a moment.
 		if err := run("ip", "-n", c.hub, "link", "add", c.port(i), "type", "veth", "peer", "name", "eth0", "netns", ns); err != nil {
@@ -129,7 +127,7 @@ func newNetnsCluster(t *testing.T) *netnsCluster {
 		nodeDialers.Store(addr, netnsDialer("/var/run/netns/"+ns))
 		t.Cleanup(func() { nodeDialers.Delete(addr) })
 		others := slices.Concat(addrs[:i], addrs[i+1:])
-		n := &clusterNode{name: "node" + strconv.Itoa(i), port: netnsPort, addr: addr}
+		n := &clusterNode{name: "node" + strconv.Itoa(i), port: netnsPort, addr: addr, wrap: []string{"ip", "netns", "exec", ns}}
 		n.args = append([]string{
 			"-bind=" + host, "-advertise=" + addr, "-port=" + strconv.Itoa(netnsPort),
 			"-peers=" + strings.Join(others, ","), "-data-dir=" + t.TempDir(),
@@ -137,16 +135,7 @@ func newNetnsCluster(t *testing.T) *netnsCluster {
 		c.nodes = append(c.nodes, n)
 	}
 
-	for i, n := range c.nodes {
-		n.proc = spawnVia(t, []string{"ip", "netns", "exec", c.ns[i]}, n.args...)
-	}
-	for _, n := range c.nodes {
-		n.proc.waitStarted()
-		n.proc.waitHealthy()
-		if n.proc.URL() != n.url() {
-			t.Fatalf("%s listens on %s, want %s", n.name, n.proc.URL(), n.url())
-		}
-	}
+	startAll(t, c.nodes...)
 	c.awaitViews("the start", allAliveViews(netnsNodes)...)
 	return c
 }
