@@ -25,6 +25,27 @@ func (b *bench) agreeBefore(ctx context.Context, cl *cluster, res *Result) *agre
 	return &ag
 }
 
+// agreeAfter waits until the nodes agree after the load that ended at end,
+// and sets on res the time that took and, if the nodes agreed before the
+// run (ag0), how much the sum of the counters grew. If they do not agree in
+// time, that becomes a note beginning with when, and the agreement is nil;
+// the only error is ctx's.
+func (b *bench) agreeAfter(ctx context.Context, cl *cluster, res *Result, ag0 *agreement, end time.Time, when string) (*agreement, error) {
+	ag, err := waitAgreement(ctx, b.http, cl.addrs, end, b.cfg.AgreeTimeout)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		res.Notes = append(res.Notes, when+": "+err.Error())
+		return nil, nil
+	}
+	res.AgreementMS = ptr(ms(ag.After))
+	if ag0 != nil {
+		res.Counted = ptr(counterSum(ag.Counters) - counterSum(ag0.Counters))
+	}
+	return &ag, nil
+}
+
 // runLoad is the load mode: -duration of load on countd and as long on each
 // yardstick server, alternating in -chunk slices of the same length, then
 // the time until the nodes agree. Every round drives bare, then the fsync
@@ -75,18 +96,10 @@ func (b *bench) runLoad(ctx context.Context, cl *cluster, clients int) (*Result,
 	}
 	loadEnd := time.Now()
 	prog.setPhase("agree")
-	ag, err := waitAgreement(ctx, b.http, cl.addrs, loadEnd, b.cfg.AgreeTimeout)
+	_, err = b.agreeAfter(ctx, cl, res, ag0, loadEnd, "after the load")
 	prog.stop()
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		res.Notes = append(res.Notes, "after the load: "+err.Error())
-	} else {
-		res.AgreementMS = ptr(ms(ag.After))
-		if ag0 != nil {
-			res.Counted = ptr(counterSum(ag.Counters) - counterSum(ag0.Counters))
-		}
+		return nil, err
 	}
 	after := b.snapshot(ctx, cl, res, true)
 
@@ -249,23 +262,17 @@ func (b *bench) runCreate(ctx context.Context, cl *cluster, clients int) (*Resul
 		return nil, ctx.Err()
 	}
 	prog.setPhase("agree")
-	ag, err := waitAgreement(ctx, b.http, cl.addrs, end, b.cfg.AgreeTimeout)
+	ag, err := b.agreeAfter(ctx, cl, res, ag0, end, "after creating")
 	prog.stop()
-	cr := &CreateResult{Counters: k, Seconds: st.Elapsed.Seconds()}
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		res.Notes = append(res.Notes, "after creating: "+err.Error())
-	} else {
-		res.AgreementMS = ptr(ms(ag.After))
+		return nil, err
+	}
+	cr := &CreateResult{Counters: k, Seconds: st.Elapsed.Seconds()}
+	if ag != nil {
 		for name := range ag.Counters {
 			if strings.HasPrefix(name, prefix+"-") {
 				cr.AgreedCounters++
 			}
-		}
-		if ag0 != nil {
-			res.Counted = ptr(counterSum(ag.Counters) - counterSum(ag0.Counters))
 		}
 	}
 	after := b.snapshot(ctx, cl, res, true)
