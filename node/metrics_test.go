@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -43,18 +44,9 @@ func metricValue(families map[string]*dto.MetricFamily, name string, labels ...s
 	if f == nil {
 		return 0, false
 	}
-next:
 	for _, m := range f.GetMetric() {
-		for _, want := range labels {
-			found := false
-			for _, l := range m.GetLabel() {
-				if l.GetName()+"="+l.GetValue() == want {
-					found = true
-				}
-			}
-			if !found {
-				continue next
-			}
+		if !hasLabels(m, labels) {
+			continue
 		}
 		switch {
 		case m.Counter != nil:
@@ -66,6 +58,20 @@ next:
 		}
 	}
 	return 0, false
+}
+
+// hasLabels reports whether m carries every pair in labels ("k=v").
+func hasLabels(m *dto.Metric, labels []string) bool {
+	have := make([]string, len(m.GetLabel()))
+	for i, l := range m.GetLabel() {
+		have[i] = l.GetName() + "=" + l.GetValue()
+	}
+	for _, want := range labels {
+		if !slices.Contains(have, want) {
+			return false
+		}
+	}
+	return true
 }
 
 // TestMetricsReportClientChangesReplicationAndPeers drives a two-node
