@@ -149,7 +149,7 @@ func TestSeedClusterUnderSigstop(t *testing.T) {
 	before := l.nodeStats(n1)
 	n1.signal(t, syscall.SIGSTOP)
 	stopped := time.Now()
-	seen, detected := watchState(nodes[0], n1, stopFor)
+	seen, detected := watchState(t, nodes[0], n1, stopFor)
 	n1.signal(t, syscall.SIGCONT)
 	during := l.nodeStats(n1).minus(before)
 	t.Logf("%s SIGSTOPped for %v; meanwhile its clients got %s; node0 saw it %s",
@@ -369,8 +369,9 @@ func allAlive(states map[string]string, self *clusterNode, nodes []*clusterNode)
 // watchState polls observer's view of target for d and returns how the
 // target's state changed over that time, with when each change was seen, and
 // whether it was ever seen as other than alive.
-func watchState(observer, target *clusterNode, d time.Duration) (changes string, notAlive bool) {
-	c := &http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: pollTimeout}
+func watchState(t *testing.T, observer, target *clusterNode, d time.Duration) (changes string, notAlive bool) {
+	c := newClient(t, 1)
+	c.Timeout = pollTimeout
 	defer c.CloseIdleConnections()
 	start := time.Now()
 	var seen []string

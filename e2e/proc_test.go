@@ -301,7 +301,8 @@ func listenAddr(out string) (string, bool) {
 // waitHealthy polls GET /health until it answers 200.
 func (p *proc) waitHealthy() {
 	p.t.Helper()
-	c := &http.Client{Transport: &http.Transport{Proxy: nil, DialContext: dialNode}, Timeout: time.Second}
+	c := newClient(p.t, 1)
+	c.Timeout = time.Second
 	defer c.CloseIdleConnections()
 	var last string
 	ok := poll(startTimeout, func() bool {
