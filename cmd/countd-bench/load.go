@@ -144,10 +144,7 @@ func drive(ctx context.Context, s driveSpec) loadStats {
 				if err != nil {
 					// No answer at all: a node may be gone. Do not spin on
 					// refused connections.
-					select {
-					case <-ctx.Done():
-					case <-time.After(10 * time.Millisecond):
-					}
+					sleepCtx(ctx, 10*time.Millisecond)
 				}
 			}
 			mu.Lock()
