@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"net/http"
 	"os"
@@ -50,20 +49,21 @@ func TestStatusPageInBrowser(t *testing.T) {
 
 	// A few changes, on every node; node0 shows them once they replicate.
 	for _, ch := range []struct {
-		node *clusterNode
-		path string
+		node    *clusterNode
+		counter string
+		delta   int64
 	}{
-		{n0, "/counters/apples/increment?by=3"},
-		{n1, "/counters/apples/increment?by=4"},
-		{n2, "/counters/pears/decrement?by=2"},
-		{n1, "/increment"},
+		{n0, "apples", 3},
+		{n1, "apples", 4},
+		{n2, "pears", -2},
+		{n1, "default", 1},
 		// Past 2^53 a JavaScript number is not exact; the page must show every digit.
-		{n2, "/counters/big/increment?by=9007199254740992"},
-		{n2, "/counters/big/increment?by=12345"},
+		{n2, "big", 1 << 53},
+		{n2, "big", 12345},
 		// A long name must wrap, not widen the page past a phone's screen.
-		{n0, "/counters/" + longName + "/increment"},
+		{n0, longName, 1},
 	} {
-		post(t, c, ch.node.url()+ch.path)
+		change(t, c, ch.node, ch.counter, ch.delta)
 	}
 	want := map[string]int64{"apples": 7, "pears": -2, "default": 1, "big": 1<<53 + 12345, longName: 1}
 	api := awaitCounters(t, c, n0, want)
@@ -112,7 +112,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 		return errors.Join(match(n2.name+" state", v.Peers[n2.addr].State, "alive"), match(n2.name+" text", v.Peers[n2.addr].Shown, "alive"))
 	})
 	t.Logf("%s shown alive %v after its restart", n2.name, time.Since(restarted).Round(time.Millisecond))
-	post(t, c, n2.url()+"/counters/plums/increment?by=5")
+	change(t, c, n2, "plums", 5)
 	want["plums"] = 5
 	api = awaitCounters(t, c, n0, want)
 	b.await("the change made on the restarted "+n2.name, func(v pageView) error { return match("counters", v.values(), api) })
@@ -357,17 +357,11 @@ func (b *browser) assertNoPageErrors() {
 	}
 }
 
-// post sends a POST that must answer 200.
-func post(t *testing.T, c *http.Client, url string) {
+// change adds delta to counter on n; n must answer 200 with a good body.
+func change(t *testing.T, c *http.Client, n *clusterNode, counter string, delta int64) {
 	t.Helper()
-	resp, err := c.Post(url, "", nil)
-	if err != nil {
-		t.Fatalf("POST %s: %v", url, err)
-	}
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("POST %s: %s %q %v", url, resp.Status, body, err)
+	if r := (apiclient.Client{HTTP: c}).Change(n.url(), counter, delta); r.Status != http.StatusOK || r.Err != nil {
+		t.Fatalf("%s: %s %+d: status %d: %v", n.name, counter, delta, r.Status, r.Err)
 	}
 }
 
