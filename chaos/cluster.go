@@ -3,11 +3,9 @@ package chaos
 import (
 	"context"
 	"fmt"
-	"io"
 	"maps"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -252,18 +250,8 @@ func (c *Cluster) Remove(name string) error {
 		if on == name {
 			continue
 		}
-		req, err := http.NewRequest(http.MethodDelete, c.URL(on)+"/peers/"+url.PathEscape(addr), nil)
-		if err != nil {
-			return err
-		}
-		resp, err := c.ctl.HTTP.Do(req)
-		if err != nil {
-			return fmt.Errorf("DELETE /peers/%s on %s: %w", name, on, err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusNoContent {
-			return fmt.Errorf("DELETE /peers/%s on %s: status %d, want 204", name, on, resp.StatusCode)
+		if err := c.ctl.RemovePeer(context.Background(), c.URL(on), addr); err != nil {
+			return fmt.Errorf("removing %s on %s: %w", name, on, err)
 		}
 	}
 	c.stop(c.member(name))

@@ -462,20 +462,10 @@ func (c *cluster) replicaOf(name string) (string, error) {
 	return c.api().Replica(context.Background(), c.url(name))
 }
 
-// removePeer sends DELETE /peers/{addr of peer} to the named node and
-// returns the status.
-func (c *cluster) removePeer(on, peer string) (int, error) {
-	req, err := http.NewRequest(http.MethodDelete, c.url(on)+"/peers/"+url.PathEscape(c.addr(peer)), nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode, nil
+// removePeer removes peer on the named node with DELETE /peers/{addr},
+// which must answer 204.
+func (c *cluster) removePeer(on, peer string) error {
+	return c.api().RemovePeer(context.Background(), c.url(on), c.addr(peer))
 }
 
 // describePeers renders a peer list with node names, for messages.

@@ -2,7 +2,6 @@ package node
 
 import (
 	"fmt"
-	"net/http"
 	"testing"
 )
 
@@ -10,8 +9,8 @@ import (
 // -peers naming only B) must not re-learn the removed C from B's gossip.
 func TestRemovalSurvivesRestart(t *testing.T) {
 	c := startCluster(t, 3, withSeed(90))
-	if status, err := c.removePeer("A", "C"); err != nil || status != http.StatusNoContent {
-		t.Fatalf("DELETE = %d, %v", status, err)
+	if err := c.removePeer("A", "C"); err != nil {
+		t.Fatal(err)
 	}
 	c.stop("A")
 	c.tnode("A").peers = c.addrs("B") // A's flags no longer name C

@@ -1,8 +1,8 @@
 // Package apiclient is a client for countd's HTTP API (DESIGN.md Part 1) for
 // tests and tools: the in-process cluster harnesses of node and chaos and the
 // process tests of e2e. It changes counters and classifies what the client
-// learned (Change), reads JSON endpoints (GetJSON, Counters, Peers, Replica)
-// and renders peer tables for messages. It imports nothing of countd, so a
+// learned (Change), reads JSON endpoints (GetJSON, Counters, Peers, Replica),
+// removes peers (RemovePeer) and renders peer tables for messages. It imports nothing of countd, so a
 // test that runs the node as a process can use it and still test only the
 // binary.
 package apiclient
@@ -182,6 +182,26 @@ func (c Client) Replica(ctx context.Context, baseURL string) (string, error) {
 	}
 	err := c.GetJSON(ctx, baseURL, "/health", &r)
 	return r.Replica, err
+}
+
+// RemovePeer removes the peer at addr from the node at baseURL for good,
+// with DELETE /peers/{addr}. The status must be 204.
+func (c Client) RemovePeer(ctx context.Context, baseURL, addr string) error {
+	u := baseURL + "/peers/" + url.PathEscape(addr)
+	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, u, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.http().Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusNoContent {
+		return fmt.Errorf("DELETE %s: %s, want 204: %s", u, resp.Status, bytes.TrimSpace(body))
+	}
+	return nil
 }
 
 // PeerStates maps each row's peer, named by name (its address if name is

@@ -161,3 +161,25 @@ func TestOutcomeString(t *testing.T) {
 		}
 	}
 }
+
+func TestRemovePeer(t *testing.T) {
+	status := http.StatusNoContent
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodDelete || r.URL.EscapedPath() != "/peers/10.0.0.1:80%2Fx" {
+			t.Errorf("got %s %s", r.Method, r.URL.EscapedPath())
+		}
+		w.WriteHeader(status)
+	}))
+	defer srv.Close()
+	var c Client
+	if err := c.RemovePeer(t.Context(), srv.URL, "10.0.0.1:80/x"); err != nil {
+		t.Fatalf("204: %v", err)
+	}
+	status = http.StatusOK
+	if err := c.RemovePeer(t.Context(), srv.URL, "10.0.0.1:80/x"); err == nil || !strings.Contains(err.Error(), "200") {
+		t.Fatalf("200 answered %v, want an error naming the status", err)
+	}
+	if err := c.RemovePeer(t.Context(), refusedURL(t), "10.0.0.1:80"); err == nil {
+		t.Fatal("refused connection answered no error")
+	}
+}
