@@ -299,7 +299,8 @@ func viewOf(c *http.Client, n *clusterNode) nodeView {
 	return v
 }
 
-func peerStates(c *http.Client, n *clusterNode) (map[string]string, error) {
+// peerRows is n's GET /peers, which must name n itself.
+func peerRows(c *http.Client, n *clusterNode) ([]apiclient.PeerRow, error) {
 	var peers struct {
 		Peers []apiclient.PeerRow `json:"peers"`
 		Node  string              `json:"node"`
@@ -310,7 +311,16 @@ func peerStates(c *http.Client, n *clusterNode) (map[string]string, error) {
 	if peers.Node != n.addr {
 		return nil, fmt.Errorf("GET /peers names the node %q, want %q", peers.Node, n.addr)
 	}
-	return apiclient.PeerStates(peers.Peers, nil), nil
+	return peers.Peers, nil
+}
+
+// peerStates is n's GET /peers as each peer's address -> state.
+func peerStates(c *http.Client, n *clusterNode) (map[string]string, error) {
+	rows, err := peerRows(c, n)
+	if err != nil {
+		return nil, err
+	}
+	return apiclient.PeerStates(rows, nil), nil
 }
 
 // peerWatch records when a node first listed every other node alive.

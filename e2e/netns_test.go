@@ -47,6 +47,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"countd/internal/apiclient"
 )
 
 const (
@@ -272,13 +274,14 @@ func (c *netnsCluster) awaitViews(what string, views ...view) time.Duration {
 			if obs.proc.exited() {
 				c.t.Fatalf("%s (pid %d) exited: %v", obs.name, obs.proc.PID(), obs.proc.waitErr)
 			}
-			states, err := peerStates(client, obs)
+			rows, err := peerRows(client, obs)
 			if err != nil {
 				last[v.observer] = err.Error()
 				ok = false
 				continue
 			}
-			last[v.observer] = c.describe(states)
+			last[v.observer] = apiclient.DescribePeers(rows, c.nameOf)
+			states := apiclient.PeerStates(rows, nil)
 			for _, j := range v.alive {
 				ok = ok && states[c.nodes[j].addr] == "alive"
 			}
@@ -300,20 +303,14 @@ func (c *netnsCluster) awaitViews(what string, views ...view) time.Duration {
 	return took
 }
 
-// describe renders a GET /peers result with node names instead of addresses.
-func (c *netnsCluster) describe(states map[string]string) string {
-	var parts []string
+// nameOf is the name of the node at addr, or addr if it is none of them.
+func (c *netnsCluster) nameOf(addr string) string {
 	for _, n := range c.nodes {
-		if s, ok := states[n.addr]; ok {
-			parts = append(parts, n.name+"="+s)
+		if n.addr == addr {
+			return n.name
 		}
 	}
-	for _, addr := range slices.Sorted(maps.Keys(states)) {
-		if !slices.ContainsFunc(c.nodes, func(n *clusterNode) bool { return n.addr == addr }) {
-			parts = append(parts, addr+"="+states[addr])
-		}
-	}
-	return "[" + strings.Join(parts, " ") + "]"
+	return addr
 }
 
 // awaitNodeAcks waits until every node has acknowledged n more requests than
