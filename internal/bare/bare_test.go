@@ -2,38 +2,36 @@ package bare
 
 import (
 	"encoding/binary"
-	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"countd/internal/apiclient"
 )
 
-// post sends one POST and returns the value in the reply.
-func post(t *testing.T, url string) int64 {
-	t.Helper()
-	resp, err := http.Post(url, "", nil)
-	if err != nil {
-		t.Fatal(err)
+// post sends one increment and returns the value in the reply, which must
+// be a 200.
+func post(url string) (int64, error) {
+	r := apiclient.Client{}.Change(url, "default", 1)
+	if r.Status != http.StatusOK || r.Err != nil {
+		return 0, fmt.Errorf("increment: status %d, %v", r.Status, r.Err)
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("status %d", resp.StatusCode)
-	}
-	var body struct{ Value int64 }
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		t.Fatal(err)
-	}
-	return body.Value
+	return r.Value, nil
 }
 
 func TestHandlerCounts(t *testing.T) {
 	srv := httptest.NewServer(Handler())
 	defer srv.Close()
 	for want := int64(1); want <= 3; want++ {
-		if got := post(t, srv.URL); got != want {
+		got, err := post(srv.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
 			t.Fatalf("value %d, want %d", got, want)
 		}
 	}
@@ -73,11 +71,13 @@ func TestSyncingAnswersOnlyWhatIsWritten(t *testing.T) {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for range each {
-				v := post(t, srv.URL)
+				v, err := post(srv.URL)
+				if err != nil {
+					t.Error(err) // not Fatal: this is not the test's goroutine
+					return
+				}
 				if d := onDisk(); d < v {
 					t.Errorf("answered %d with %d in the file", v, d)
 				}
@@ -89,7 +89,7 @@ func TestSyncingAnswersOnlyWhatIsWritten(t *testing.T) {
 				}
 				mu.Unlock()
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	if d := onDisk(); d != clients*each {
