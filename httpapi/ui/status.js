@@ -81,7 +81,6 @@
       seen.removeAttribute("title");
     }
     const behind = e.querySelector(".behind");
-    behind.dataset.behind = String(p.behind);
     behind.textContent = plural(p.behind, "change");
     behind.title = "changes on this node that " + p.addr + " has not acknowledged";
   }
@@ -91,7 +90,6 @@
   }
 
   function updateCounter(e, [name, value]) {
-    e.dataset.value = String(value);
     e.querySelector("th").textContent = name;
     e.querySelector(".value").textContent = String(value);
   }
@@ -100,7 +98,6 @@
     document.title = "countd " + st.node;
     $("node").textContent = st.node;
     $("replica").textContent = st.replica;
-    $("uptime").dataset.seconds = String(st.uptime_seconds);
     $("uptime").textContent = duration(st.uptime_seconds);
     if (st.started) $("uptime").title = "since " + st.started;
 
