@@ -12,7 +12,9 @@
 // tests and cluster_test.go the cluster ones. netns_test.go runs each node
 // in a network namespace of its own, joined by veth links to a bridge, and
 // cuts, splits and drops traffic one way at the link level; it needs root
-// and iproute2, and skips (saying why) without them.
+// and iproute2, and skips (saying why) without them. browser_test.go opens a
+// cluster node's status page in headless Chromium (through chromedp) and
+// skips when no Chromium or Chrome is installed.
 // The package is skipped under -short because it builds and runs the binary.
 //
 // E2E_RACE_NODE=1 builds the node itself with -race; a race it sees makes it
