@@ -124,27 +124,36 @@ func (c Client) Change(baseURL, counter string, delta int64) Result {
 // GetJSON GETs path from the node at baseURL and decodes the reply into
 // out. The status must be 200.
 func (c Client) GetJSON(ctx context.Context, baseURL, path string, out any) error {
-	u := baseURL + path
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	body, err := c.do(ctx, http.MethodGet, baseURL+path, http.StatusOK)
 	if err != nil {
 		return err
 	}
+	if err := json.Unmarshal(body, out); err != nil {
+		return fmt.Errorf("GET %s: %q: %w", baseURL+path, body, err)
+	}
+	return nil
+}
+
+// do sends a request without a body and returns the reply's body, which
+// must come with status want.
+func (c Client) do(ctx context.Context, method, u string, want int) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, method, u, nil)
+	if err != nil {
+		return nil, err
+	}
 	resp, err := c.http().Do(req)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return fmt.Errorf("GET %s: %s, then reading the body: %w", u, resp.Status, err)
+		return nil, fmt.Errorf("%s %s: %s, then reading the body: %w", method, u, resp.Status, err)
 	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s: %s", u, resp.Status, bytes.TrimSpace(body))
+	if resp.StatusCode != want {
+		return nil, fmt.Errorf("%s %s: %s, want %d: %s", method, u, resp.Status, want, bytes.TrimSpace(body))
 	}
-	if err := json.Unmarshal(body, out); err != nil {
-		return fmt.Errorf("GET %s: %q: %w", u, body, err)
-	}
-	return nil
+	return body, nil
 }
 
 // Counters returns GET /counters of the node at baseURL: every counter it
@@ -187,21 +196,8 @@ func (c Client) Replica(ctx context.Context, baseURL string) (string, error) {
 // RemovePeer removes the peer at addr from the node at baseURL for good,
 // with DELETE /peers/{addr}. The status must be 204.
 func (c Client) RemovePeer(ctx context.Context, baseURL, addr string) error {
-	u := baseURL + "/peers/" + url.PathEscape(addr)
-	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, u, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := c.http().Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusNoContent {
-		return fmt.Errorf("DELETE %s: %s, want 204: %s", u, resp.Status, bytes.TrimSpace(body))
-	}
-	return nil
+	_, err := c.do(ctx, http.MethodDelete, baseURL+"/peers/"+url.PathEscape(addr), http.StatusNoContent)
+	return err
 }
 
 // PeerStates maps each row's peer, named by name (its address if name is
