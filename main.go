@@ -22,8 +22,8 @@ import (
 	"strings"
 	"syscall"
 
-	"countd/httpapi"
 	"countd/node"
+	"countd/wire"
 )
 
 func main() {
@@ -110,14 +110,14 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (n
 		return cfg, err
 	}
 	var err error
-	if cfg.Peers, err = httpapi.ParseAddrList(peers); err != nil {
+	if cfg.Peers, err = wire.ParseAddrList(peers); err != nil {
 		return cfg, fmt.Errorf("invalid value for flag -peers: %w", err)
 	}
-	if cfg.NewNodes, err = httpapi.ParseAddrList(newNodes); err != nil {
+	if cfg.NewNodes, err = wire.ParseAddrList(newNodes); err != nil {
 		return cfg, fmt.Errorf("invalid value for flag -newnode: %w", err)
 	}
 	if cfg.Advertise != "" {
-		if cfg.Advertise, err = httpapi.ParseAddr(cfg.Advertise); err != nil {
+		if cfg.Advertise, err = wire.ParseAddr(cfg.Advertise); err != nil {
 			return cfg, fmt.Errorf("invalid value for flag -advertise: %w", err)
 		}
 	}

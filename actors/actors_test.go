@@ -375,10 +375,10 @@ func TestStoppedSubscriberIsDropped(t *testing.T) {
 	}
 }
 
-func TestCounterClient(t *testing.T) {
+func TestCounters(t *testing.T) {
 	sys := newSystem(t)
 	counter, _ := spawnCounter(t, sys, nil)
-	c := NewCounterClient(sys.Root, counter, wait)
+	c := NewCounters(sys.Root, counter, wait)
 	ctx := context.Background()
 	if v, err := c.Increment(ctx, "a", 5); err != nil || v != 5 {
 		t.Fatalf("Increment = %d, %v", v, err)
@@ -400,12 +400,12 @@ func TestCounterClient(t *testing.T) {
 	}
 }
 
-func TestCounterClientTimesOutWhenTheWriteHangs(t *testing.T) {
+func TestCountersTimesOutWhenTheWriteHangs(t *testing.T) {
 	sys := newSystem(t)
 	st := newFakeStore(true)
 	counter, _ := spawnCounter(t, sys, st)
 	t.Cleanup(func() { st.release <- struct{}{} }) // let the write end before the actor stops
-	c := NewCounterClient(sys.Root, counter, 50*time.Millisecond)
+	c := NewCounters(sys.Root, counter, 50*time.Millisecond)
 	start := time.Now()
 	if _, err := c.Increment(context.Background(), "a", 1); !errors.Is(err, ErrTimeout) {
 		t.Fatalf("Increment with a hung store: %v, want ErrTimeout", err)
@@ -415,16 +415,16 @@ func TestCounterClientTimesOutWhenTheWriteHangs(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := NewCounterClient(sys.Root, counter, wait).Value(ctx, "a"); !errors.Is(err, ErrTimeout) {
+	if _, err := NewCounters(sys.Root, counter, wait).Value(ctx, "a"); !errors.Is(err, ErrTimeout) {
 		t.Fatalf("Value with a done context: %v", err)
 	}
 }
 
-func TestCounterClientOfStoppedActor(t *testing.T) {
+func TestCountersOfStoppedActor(t *testing.T) {
 	sys := newSystem(t)
 	pid := sys.Root.Spawn(NewCounterProps(crdt.New(self), nil, slog.New(slog.DiscardHandler), nil))
 	sys.Root.StopFuture(pid).Wait()
-	if _, err := NewCounterClient(sys.Root, pid, wait).Increment(context.Background(), "a", 1); !errors.Is(err, ErrStopped) {
+	if _, err := NewCounters(sys.Root, pid, wait).Increment(context.Background(), "a", 1); !errors.Is(err, ErrStopped) {
 		t.Fatalf("Increment on a stopped actor: %v, want ErrStopped", err)
 	}
 }

@@ -8,15 +8,15 @@ import (
 	"countd/crdt"
 )
 
-// BenchmarkCounterClientIncrement measures one increment through the
+// BenchmarkCountersIncrement measures one increment through the
 // CounterActor (memory mode) from many goroutines, as HTTP handlers do.
 //
-//	go test -run=^$ -bench=CounterClient -benchmem ./actors/
-func BenchmarkCounterClientIncrement(b *testing.B) {
+//	go test -run=^$ -bench=Counters -benchmem ./actors/
+func BenchmarkCountersIncrement(b *testing.B) {
 	sys := newSystem(b)
 	pid := sys.Root.Spawn(NewCounterProps(crdt.New(self), nil, slog.New(slog.DiscardHandler), nil))
 	b.Cleanup(func() { sys.Root.PoisonFuture(pid).Wait() })
-	c := NewCounterClient(sys.Root, pid, wait)
+	c := NewCounters(sys.Root, pid, wait)
 	b.ReportAllocs()
 	b.SetParallelism(32)
 	b.RunParallel(func(pb *testing.PB) {

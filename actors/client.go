@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"countd/wire"
 	"errors"
 	"fmt"
 	"time"
@@ -9,10 +10,10 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 )
 
-// CounterClient is the synchronous face of a CounterActor for code outside
+// Counters is the synchronous face of a CounterActor for code outside
 // the actor system, such as HTTP handlers. Every call waits at most Timeout
 // (or less, if ctx ends sooner).
-type CounterClient struct{ asker }
+type Counters struct{ asker }
 
 // asker sends requests to one actor and waits a bounded time for replies.
 type asker struct {
@@ -21,13 +22,13 @@ type asker struct {
 	timeout time.Duration
 }
 
-// NewCounterClient returns a client of the CounterActor at pid.
-func NewCounterClient(root *actor.RootContext, pid *actor.PID, timeout time.Duration) *CounterClient {
-	return &CounterClient{asker{root: root, pid: pid, timeout: timeout}}
+// NewCounters returns a client of the CounterActor at pid.
+func NewCounters(root *actor.RootContext, pid *actor.PID, timeout time.Duration) *Counters {
+	return &Counters{asker{root: root, pid: pid, timeout: timeout}}
 }
 
 // Increment adds by to counter and returns its value once durable.
-func (c *CounterClient) Increment(ctx context.Context, counter string, by uint64) (int64, error) {
+func (c *Counters) Increment(ctx context.Context, counter string, by uint64) (int64, error) {
 	r, err := ask[*ChangeResult](ctx, c.asker, &Increment{Counter: counter, By: by})
 	if err != nil {
 		return 0, err
@@ -36,7 +37,7 @@ func (c *CounterClient) Increment(ctx context.Context, counter string, by uint64
 }
 
 // Decrement subtracts by from counter and returns its value once durable.
-func (c *CounterClient) Decrement(ctx context.Context, counter string, by uint64) (int64, error) {
+func (c *Counters) Decrement(ctx context.Context, counter string, by uint64) (int64, error) {
 	r, err := ask[*ChangeResult](ctx, c.asker, &Decrement{Counter: counter, By: by})
 	if err != nil {
 		return 0, err
@@ -45,7 +46,7 @@ func (c *CounterClient) Decrement(ctx context.Context, counter string, by uint64
 }
 
 // Value returns one counter's value.
-func (c *CounterClient) Value(ctx context.Context, counter string) (int64, error) {
+func (c *Counters) Value(ctx context.Context, counter string) (int64, error) {
 	r, err := ask[*CounterValue](ctx, c.asker, &GetCounter{Counter: counter})
 	if err != nil {
 		return 0, err
@@ -54,7 +55,7 @@ func (c *CounterClient) Value(ctx context.Context, counter string) (int64, error
 }
 
 // Values returns every counter's value.
-func (c *CounterClient) Values(ctx context.Context) (map[string]int64, error) {
+func (c *Counters) Values(ctx context.Context) (map[string]int64, error) {
 	r, err := ask[*AllCounters](ctx, c.asker, &GetAll{})
 	if err != nil {
 		return nil, err
@@ -63,7 +64,7 @@ func (c *CounterClient) Values(ctx context.Context) (map[string]int64, error) {
 }
 
 // Merge folds a peer's entries into the state and returns once durable.
-func (c *CounterClient) Merge(ctx context.Context, m *Merge) (int, error) {
+func (c *Counters) Merge(ctx context.Context, m *Merge) (int, error) {
 	r, err := ask[*MergeResult](ctx, c.asker, m)
 	if err != nil {
 		return 0, err
@@ -155,11 +156,11 @@ func (c asker) await(ctx context.Context, msg any, ch chan any, d time.Duration)
 	}
 }
 
-// ClusterClient is the synchronous face of the Supervisor (membership) and
+// Cluster is the synchronous face of the Supervisor (membership) and
 // of the replication endpoint, for HTTP handlers.
-type ClusterClient struct {
+type Cluster struct {
 	sup        asker
-	counters   *CounterClient
+	counters   *Counters
 	tombstones Tombstones
 }
 
@@ -168,16 +169,16 @@ type Tombstones interface {
 	SetTombstone(addr string, on bool) error
 }
 
-// NewClusterClient returns a client of the Supervisor at supervisor that
+// NewCluster returns a client of the Supervisor at supervisor that
 // merges replicated state through counters and keeps removals in
 // tombstones (nil: removals last until the process ends).
-func NewClusterClient(root *actor.RootContext, supervisor *actor.PID, counters *CounterClient,
-	tombstones Tombstones, timeout time.Duration) *ClusterClient {
-	return &ClusterClient{sup: asker{root: root, pid: supervisor, timeout: timeout}, counters: counters, tombstones: tombstones}
+func NewCluster(root *actor.RootContext, supervisor *actor.PID, counters *Counters,
+	tombstones Tombstones, timeout time.Duration) *Cluster {
+	return &Cluster{sup: asker{root: root, pid: supervisor, timeout: timeout}, counters: counters, tombstones: tombstones}
 }
 
 // Peers returns the membership table, sorted by address.
-func (c *ClusterClient) Peers(ctx context.Context) ([]PeerInfo, error) {
+func (c *Cluster) Peers(ctx context.Context) ([]PeerInfo, error) {
 	r, err := ask[*PeerList](ctx, c.sup, &GetPeers{})
 	if err != nil {
 		return nil, err
@@ -187,7 +188,7 @@ func (c *ClusterClient) Peers(ctx context.Context) ([]PeerInfo, error) {
 
 // AddPeer registers a peer, lifting a removal; created is false if it was
 // known already.
-func (c *ClusterClient) AddPeer(ctx context.Context, addr string) (created bool, err error) {
+func (c *Cluster) AddPeer(ctx context.Context, addr string) (created bool, err error) {
 	if c.tombstones != nil {
 		if err := c.tombstones.SetTombstone(addr, false); err != nil {
 			return false, fmt.Errorf("%w: %v", ErrStore, err)
@@ -202,7 +203,7 @@ func (c *ClusterClient) AddPeer(ctx context.Context, addr string) (created bool,
 
 // RemovePeer removes a peer for good, on disk too once the Supervisor has
 // accepted the removal.
-func (c *ClusterClient) RemovePeer(ctx context.Context, addr string) error {
+func (c *Cluster) RemovePeer(ctx context.Context, addr string) error {
 	r, err := ask[*RemoveResult](ctx, c.sup, &RemovePeer{Addr: addr})
 	if err != nil {
 		return err
@@ -221,7 +222,7 @@ func (c *ClusterClient) RemovePeer(ctx context.Context, addr string) error {
 // Replicate handles a push from another node: it tells the Supervisor about
 // the sender and its members (without waiting), then merges the entries and
 // returns once they are durable. req must be validated already.
-func (c *ClusterClient) Replicate(ctx context.Context, req *ReplicateRequest) (changed int, err error) {
+func (c *Cluster) Replicate(ctx context.Context, req *wire.ReplicateRequest) (changed int, err error) {
 	c.sup.root.Send(c.sup.pid, &Contact{Addr: req.From, Members: req.Members})
 	return c.counters.Merge(ctx, &Merge{Entries: req.Entries, From: req.From})
 }

@@ -132,7 +132,7 @@ type Changed struct {
 }
 
 // Reply, when set on a request, receives the answer instead of the sender.
-// It must have room for one value. CounterClient uses it: a buffered channel
+// It must have room for one value. Counters uses it: a buffered channel
 // costs a fraction of a protoactor future, and this is the hot path of every
 // HTTP request.
 type Reply chan<- any

@@ -8,5 +8,5 @@
 //
 // No actor blocks in Receive: disk and network work runs in a goroutine that
 // reports back to the actor as a message. Code outside the actor system talks
-// to the CounterActor through CounterClient, which waits a bounded time.
+// to the CounterActor through Counters, which waits a bounded time.
 package actors

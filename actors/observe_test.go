@@ -45,7 +45,7 @@ func TestCounterTellsObserverEveryCommitAndTheNumberOfCounters(t *testing.T) {
 	obs := &recordingObserver{}
 	pid := sys.Root.Spawn(NewCounterProps(crdt.New(self), st, slog.New(slog.DiscardHandler), obs))
 	t.Cleanup(func() { sys.Root.PoisonFuture(pid).Wait() })
-	client := NewCounterClient(sys.Root, pid, wait)
+	client := NewCounters(sys.Root, pid, wait)
 
 	const n = 30
 	var wg sync.WaitGroup

@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"countd/wire"
 	"errors"
 	"log/slog"
 	"math/rand/v2"
@@ -95,14 +96,14 @@ type (
 	antiEntropyTick struct{ gen uint64 }
 	heartbeatDone   struct {
 		gen   uint64
-		reply HealthReply
+		reply wire.HealthReply
 		err   error
 	}
 	pushDone struct {
 		gen            uint64 // the PeerActor instance that started the push
 		since, version uint64
 		target         string // the peer replica the push was meant for
-		reply          *ReplicateReply
+		reply          *wire.ReplicateReply
 		err            error
 	}
 )
@@ -285,7 +286,7 @@ func (p *PeerActor) push(ctx actor.Context) {
 		if d.More {
 			p.dirty = true // the rest goes in the next push
 		}
-		req := &ReplicateRequest{From: p.cfg.Self, Replica: d.Replica, Members: p.members, Entries: d.Entries}
+		req := &wire.ReplicateRequest{From: p.cfg.Self, Replica: d.Replica, Members: p.members, Entries: d.Entries}
 		tr, addr, timeout, gen := p.cfg.Transport, p.addr, p.cfg.Timeout, p.gen
 		self, root := ctx.Self(), ctx.ActorSystem().Root
 		go func() {

@@ -12,6 +12,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"countd/crdt"
+	"countd/wire"
 )
 
 // fakeTransport stands in for the network: it records every call, answers
@@ -29,7 +30,7 @@ type fakeTransport struct {
 
 type pushCall struct {
 	at  time.Time
-	req *ReplicateRequest
+	req *wire.ReplicateRequest
 }
 
 func newFakeTransport() *fakeTransport {
@@ -47,18 +48,18 @@ func (f *fakeTransport) set(fn func(f *fakeTransport)) {
 	fn(f)
 }
 
-func (f *fakeTransport) Health(ctx context.Context, addr string) (HealthReply, error) {
+func (f *fakeTransport) Health(ctx context.Context, addr string) (wire.HealthReply, error) {
 	f.mu.Lock()
 	replica, err := f.replica, f.healthErr
 	f.mu.Unlock()
 	f.healthCalls <- time.Now()
 	if err != nil {
-		return HealthReply{}, err
+		return wire.HealthReply{}, err
 	}
-	return HealthReply{Status: "ok", Node: addr, Replica: replica}, nil
+	return wire.HealthReply{Status: "ok", Node: addr, Replica: replica}, nil
 }
 
-func (f *fakeTransport) Replicate(ctx context.Context, addr string, req *ReplicateRequest) (*ReplicateReply, error) {
+func (f *fakeTransport) Replicate(ctx context.Context, addr string, req *wire.ReplicateRequest) (*wire.ReplicateReply, error) {
 	f.mu.Lock()
 	replica, err, gated := f.replica, f.pushErr, f.gated
 	f.mu.Unlock()
@@ -73,7 +74,7 @@ func (f *fakeTransport) Replicate(ctx context.Context, addr string, req *Replica
 	if err != nil {
 		return nil, err
 	}
-	return &ReplicateReply{Node: addr, Replica: replica, Changed: len(req.Entries)}, nil
+	return &wire.ReplicateReply{Node: addr, Replica: replica, Changed: len(req.Entries)}, nil
 }
 
 func (f *fakeTransport) awaitPush(t *testing.T) pushCall {
@@ -150,7 +151,7 @@ func TestPeerCoalescesChangeNotices(t *testing.T) {
 	if len(first.req.Entries) != 0 {
 		t.Fatalf("first push = %v, want the empty full state", first.req.Entries)
 	}
-	client := NewCounterClient(sys.Root, counter, wait)
+	client := NewCounters(sys.Root, counter, wait)
 	for i := 0; i < 1000; i++ {
 		if _, err := client.Increment(context.Background(), "c", 1); err != nil {
 			t.Fatal(err)

@@ -201,7 +201,7 @@ func TestDeltaCarriesAHotEntrysDurableTotals(t *testing.T) {
 	sys := newSystem(t)
 	st := newFakeStore(true)
 	counter, _ := spawnCounter(t, sys, st)
-	client := NewCounterClient(sys.Root, counter, wait)
+	client := NewCounters(sys.Root, counter, wait)
 
 	first := make(chan error, 1)
 	go func() { _, err := client.Increment(t.Context(), "hot", 1); first <- err }()
@@ -250,7 +250,7 @@ func TestBatchOfNoOpMergesSendsNoNotice(t *testing.T) {
 	st := newFakeStore(true)
 	counter, _ := spawnCounter(t, sys, st)
 	sub := subscribe(t, sys, counter)
-	client := NewCounterClient(sys.Root, counter, wait)
+	client := NewCounters(sys.Root, counter, wait)
 
 	inc := make(chan error, 1)
 	go func() { _, err := client.Increment(t.Context(), "a", 1); inc <- err }()

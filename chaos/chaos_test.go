@@ -18,6 +18,7 @@ import (
 	"countd/actors"
 	"countd/crdt"
 	"countd/node"
+	"countd/wire"
 )
 
 // ciSeeds run on every go test: short schedules that together hold every
@@ -242,7 +243,7 @@ func (c *corruptOnce) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	var r actors.ReplicateRequest
+	var r wire.ReplicateRequest
 	if json.Unmarshal(body, &r) == nil {
 		st := c.state
 		st.mu.Lock()

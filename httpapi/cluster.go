@@ -14,18 +14,19 @@ import (
 	"github.com/gorilla/mux"
 
 	"countd/actors"
+	"countd/wire"
 )
 
 // Cluster is what the membership and replication handlers need.
-// actors.ClusterClient implements it.
+// actors.Cluster implements it.
 type Cluster interface {
 	Peers(ctx context.Context) ([]actors.PeerInfo, error)
 	AddPeer(ctx context.Context, addr string) (created bool, err error)
 	RemovePeer(ctx context.Context, addr string) error
-	Replicate(ctx context.Context, req *actors.ReplicateRequest) (changed int, err error)
+	Replicate(ctx context.Context, req *wire.ReplicateRequest) (changed int, err error)
 }
 
-var _ Cluster = (*actors.ClusterClient)(nil)
+var _ Cluster = (*actors.Cluster)(nil)
 
 // handlePeers serves GET /peers.
 func (s *Server) handlePeers(w http.ResponseWriter, r *http.Request) {
@@ -77,7 +78,7 @@ func (s *Server) handleAddPeer(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, fmt.Errorf("%w: want {\"addr\": \"host:port\"}: %v", errBadRequest, err))
 		return
 	}
-	addr, err := ParseAddr(req.Addr)
+	addr, err := wire.ParseAddr(req.Addr)
 	if err != nil {
 		s.writeError(w, fmt.Errorf("%w: %v", errBadRequest, err))
 		return
@@ -104,7 +105,7 @@ func (s *Server) handleRemovePeer(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, fmt.Errorf("%w: bad address escape", errBadRequest))
 		return
 	}
-	addr, err := ParseAddr(raw)
+	addr, err := wire.ParseAddr(raw)
 	if err != nil {
 		s.writeError(w, fmt.Errorf("%w: %v", errBadRequest, err))
 		return
@@ -134,10 +135,10 @@ func (s *Server) handleReplicate(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, err)
 		return
 	}
-	s.writeJSON(w, http.StatusOK, &actors.ReplicateReply{Node: s.cfg.Node, Replica: s.cfg.Replica, Changed: changed})
+	s.writeJSON(w, http.StatusOK, &wire.ReplicateReply{Node: s.cfg.Node, Replica: s.cfg.Replica, Changed: changed})
 }
 
-// readBody reads a request body of at most maxBody bytes.
+// readBody reads a request body of at most wire.MaxBody bytes.
 func readBody(r *http.Request) ([]byte, error) {
 	body, err := io.ReadAll(r.Body)
 	var tooBig *http.MaxBytesError

@@ -13,13 +13,14 @@ import (
 
 	"countd/actors"
 	"countd/crdt"
+	"countd/wire"
 )
 
 // fakeCluster records what the cluster handlers ask of it.
 type fakeCluster struct {
 	mu         sync.Mutex
 	peers      map[string]string // addr -> state
-	replicated []*actors.ReplicateRequest
+	replicated []*wire.ReplicateRequest
 	err        error
 }
 
@@ -56,7 +57,7 @@ func (f *fakeCluster) RemovePeer(ctx context.Context, addr string) error {
 	return f.err
 }
 
-func (f *fakeCluster) Replicate(ctx context.Context, req *actors.ReplicateRequest) (int, error) {
+func (f *fakeCluster) Replicate(ctx context.Context, req *wire.ReplicateRequest) (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.err != nil {
@@ -81,7 +82,7 @@ func TestReplicateMergesAndAnswersWithReplica(t *testing.T) {
 		t.Fatalf("status %d: %s", rec.Code, rec.Body)
 	}
 	assertBody(t, rec.Body.Bytes(), `{"node":"`+testNode+`","replica":"`+testReplica+`","changed":1}`)
-	want := &actors.ReplicateRequest{
+	want := &wire.ReplicateRequest{
 		From: "127.0.0.1:9001", Replica: "00000000000000ab",
 		Members: []string{"127.0.0.1:9002", "127.0.0.1:9003"},
 		Entries: []crdt.Entry{{Counter: "c", Replica: "00000000000000ab", P: 5, N: 1}},
@@ -123,7 +124,7 @@ func TestReplicateRejectsBadPayloadsWithoutMerging(t *testing.T) {
 		for i := range members {
 			members[i] = "127.0.0.1:1"
 		}
-		b, _ := json.Marshal(actors.ReplicateRequest{From: "127.0.0.1:1", Replica: "00000000000000ab", Members: members})
+		b, _ := json.Marshal(wire.ReplicateRequest{From: "127.0.0.1:1", Replica: "00000000000000ab", Members: members})
 		c := newFakeCluster()
 		assertError(t, do(t, newClusterServer(c), http.MethodPost, "/replicate", strings.NewReader(string(b))), http.StatusBadRequest)
 	})
@@ -216,11 +217,11 @@ func FuzzDecodeReplicate(f *testing.F) {
 			}
 			return
 		}
-		if a, err := ParseAddr(req.From); err != nil || a != req.From {
+		if a, err := wire.ParseAddr(req.From); err != nil || a != req.From {
 			t.Fatalf("from %q is not in normal form", req.From)
 		}
 		for _, m := range req.Members {
-			if a, err := ParseAddr(m); err != nil || a != m {
+			if a, err := wire.ParseAddr(m); err != nil || a != m {
 				t.Fatalf("member %q is not in normal form", m)
 			}
 		}

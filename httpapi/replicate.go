@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"io"
 
-	"countd/actors"
 	"countd/crdt"
+	"countd/wire"
 )
 
 // MaxMembers caps the member list of one push.
@@ -17,17 +17,17 @@ const MaxMembers = 1024
 // rejects unknown fields, trailing data, a bad sender address or replica id,
 // bad member addresses and bad entries; on error nothing is returned, so a
 // bad payload can change no state. Member addresses come back normalised.
-func DecodeReplicate(body []byte) (*actors.ReplicateRequest, error) {
+func DecodeReplicate(body []byte) (*wire.ReplicateRequest, error) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
-	var req actors.ReplicateRequest
+	var req wire.ReplicateRequest
 	if err := dec.Decode(&req); err != nil {
 		return nil, fmt.Errorf("%w: replicate payload: %v", errBadRequest, err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, fmt.Errorf("%w: replicate payload: trailing data", errBadRequest)
 	}
-	from, err := ParseAddr(req.From)
+	from, err := wire.ParseAddr(req.From)
 	if err != nil {
 		return nil, fmt.Errorf("%w: replicate payload: from: %v", errBadRequest, err)
 	}
@@ -39,7 +39,7 @@ func DecodeReplicate(body []byte) (*actors.ReplicateRequest, error) {
 		return nil, fmt.Errorf("%w: replicate payload: over %d members", errBadRequest, MaxMembers)
 	}
 	for i, m := range req.Members {
-		if req.Members[i], err = ParseAddr(m); err != nil {
+		if req.Members[i], err = wire.ParseAddr(m); err != nil {
 			return nil, fmt.Errorf("%w: replicate payload: member %d: %v", errBadRequest, i, err)
 		}
 	}

@@ -9,18 +9,17 @@ import (
 	"net/http/pprof"
 	"net/url"
 	"strconv"
+	"strings"
 
 	"github.com/gorilla/mux"
 
 	"countd/crdt"
 	"countd/metrics"
+	"countd/wire"
 )
 
 // defaultCounter is the counter behind /increment, /decrement and /counter.
 const defaultCounter = "default"
-
-// maxBody is the largest request body accepted.
-const maxBody = 1 << 20
 
 // maxBy is the largest step a single increment or decrement may take: 2^53,
 // the largest integer every JSON client represents exactly.
@@ -181,7 +180,7 @@ func parseBy(q url.Values) (uint64, error) {
 
 // ParseBy parses the text of a by parameter: decimal digits only, 1 to 2^53.
 func ParseBy(s string) (uint64, error) {
-	if isDigits(s) && len(s) <= 32 {
+	if s != "" && len(s) <= 32 && strings.TrimLeft(s, "0123456789") == "" {
 		if n, err := strconv.ParseUint(s, 10, 64); err == nil && n >= 1 && n <= maxBy {
 			return n, nil
 		}
@@ -189,18 +188,18 @@ func ParseBy(s string) (uint64, error) {
 	return 0, fmt.Errorf("%w: by must be a whole number from 1 to %d, got %q", errBadRequest, uint64(maxBy), s)
 }
 
-// guard refuses bodies over maxBody with 413: up front when the length is
+// guard refuses bodies over wire.MaxBody with 413: up front when the length is
 // declared, else by reading the body now, so that no handler acts on part of
 // one.
 func (s *Server) guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ContentLength > maxBody {
+		if r.ContentLength > wire.MaxBody {
 			w.Header().Set("Connection", "close")
 			writeErrorJSON(w, http.StatusRequestEntityTooLarge, errTooLarge.Error())
 			return
 		}
 		if r.Body != nil && r.Body != http.NoBody {
-			r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+			r.Body = http.MaxBytesReader(w, r.Body, wire.MaxBody)
 			if r.ContentLength < 0 { // length unknown (chunked)
 				b, err := readBody(r)
 				if err != nil {

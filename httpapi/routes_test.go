@@ -22,6 +22,7 @@ import (
 
 	"countd/actors"
 	"countd/crdt"
+	"countd/wire"
 )
 
 const (
@@ -628,7 +629,7 @@ type unsizedReader struct{ r io.Reader }
 func (u unsizedReader) Read(p []byte) (int, error) { return u.r.Read(p) }
 
 func TestRoutesBodyTooLarge(t *testing.T) {
-	over := bytes.Repeat([]byte("x"), maxBody+1)
+	over := bytes.Repeat([]byte("x"), wire.MaxBody+1)
 	tests := []struct {
 		name    string
 		method  string
@@ -676,7 +677,7 @@ func TestRoutesBodyAtLimit(t *testing.T) {
 	for _, chunked := range []bool{false, true} {
 		t.Run("chunked="+strconv.FormatBool(chunked), func(t *testing.T) {
 			f := newFake()
-			var body io.Reader = bytes.NewReader(make([]byte, maxBody))
+			var body io.Reader = bytes.NewReader(make([]byte, wire.MaxBody))
 			if chunked {
 				body = unsizedReader{body}
 			}
@@ -794,7 +795,7 @@ func TestBlockedCountersAnswer503(t *testing.T) {
 			onDone:   func(ctx context.Context) error { return ctx.Err() },
 		},
 		{
-			// Counters bounds its own wait (as actors.CounterClient does
+			// Counters bounds its own wait (as actors.Counters does
 			// with RequestTimeout) and reports ErrTimeout.
 			name:      "no request deadline, counters gives up on its own",
 			selfBound: timeout,

@@ -17,8 +17,8 @@ import (
 )
 
 // Counters is what the handlers need from the counter owner.
-// actors.CounterClient implements it. Every method must bound its own wait
-// (CounterClient waits at most its timeout): the handlers pass the request's
+// actors.Counters implements it. Every method must bound its own wait
+// (Counters waits at most its timeout): the handlers pass the request's
 // context through rather than wrap each request in a timer of their own,
 // which costs several percent of throughput on the hot path.
 type Counters interface {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"countd/actors"
+	"countd/wire"
 )
 
 // peerTable is a Cluster that lists fixed peers, or fails with err.
@@ -30,7 +31,7 @@ var _ Cluster = peerTable{}
 func (c peerTable) Peers(context.Context) ([]actors.PeerInfo, error) { return c.peers, c.err }
 func (peerTable) AddPeer(context.Context, string) (bool, error)      { return false, errors.New("unused") }
 func (peerTable) RemovePeer(context.Context, string) error           { return errors.New("unused") }
-func (peerTable) Replicate(context.Context, *actors.ReplicateRequest) (int, error) {
+func (peerTable) Replicate(context.Context, *wire.ReplicateRequest) (int, error) {
 	return 0, errors.New("unused")
 }
 

@@ -22,6 +22,7 @@ import (
 	"countd/httpapi"
 	"countd/metrics"
 	"countd/store"
+	"countd/transport"
 )
 
 // StoreFile is the name of the store file inside the data dir.
@@ -38,9 +39,9 @@ type Node struct {
 	sys     *actor.ActorSystem
 	counter *actor.PID
 	sup     *actor.PID
-	client  *actors.CounterClient
-	cluster *actors.ClusterClient
-	peerNet *httpapi.Client
+	client  *actors.Counters
+	cluster *actors.Cluster
+	peerNet *transport.HTTP
 	http    *httpapi.Server
 	addr    string
 	metrics *metrics.Metrics
@@ -112,7 +113,7 @@ func Open(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("node: spawn counter: %w", err)
 	}
 	n.counter = counter
-	n.client = actors.NewCounterClient(n.sys.Root, counter, cfg.RequestTimeout)
+	n.client = actors.NewCounters(n.sys.Root, counter, cfg.RequestTimeout)
 
 	ln := cfg.Listener
 	if ln == nil {
@@ -126,7 +127,7 @@ func Open(cfg Config) (*Node, error) {
 	n.cfg.Port = ln.Addr().(*net.TCPAddr).Port
 	n.addr = n.cfg.advertise()
 	n.log = n.log.With("node", n.addr)
-	n.peerNet = httpapi.NewClient(cfg.RoundTripper, n.metrics)
+	n.peerNet = transport.New(cfg.RoundTripper, n.metrics)
 	supProps := actors.NewSupervisorProps(actors.SupervisorConfig{
 		Self: n.addr,
 		Peer: actors.PeerConfig{
@@ -158,7 +159,7 @@ func Open(cfg Config) (*Node, error) {
 	if n.db != nil {
 		tombstones = n.db
 	}
-	n.cluster = actors.NewClusterClient(n.sys.Root, n.sup, n.client, tombstones, cfg.RequestTimeout)
+	n.cluster = actors.NewCluster(n.sys.Root, n.sup, n.client, tombstones, cfg.RequestTimeout)
 	n.http = httpapi.NewServer(httpapi.Config{
 		Listener:       ln,
 		Node:           n.addr,
@@ -217,7 +218,7 @@ func (n *Node) URL() string {
 func (n *Node) Replica() string { return n.replica }
 
 // Counters returns the node's counter client, for in-process callers.
-func (n *Node) Counters() *actors.CounterClient { return n.client }
+func (n *Node) Counters() *actors.Counters { return n.client }
 
 // Close shuts the node down in order: HTTP first (in-flight requests finish),
 // then the actors, then the store. It is safe to call more than once.

@@ -1,4 +1,6 @@
-package httpapi
+// Package transport carries node-to-node traffic: HTTP implements
+// actors.Transport over the countd API (GET /health, POST /replicate).
+package transport
 
 import (
 	"bytes"
@@ -11,28 +13,29 @@ import (
 
 	"countd/actors"
 	"countd/metrics"
+	"countd/wire"
 )
 
-// Client is the HTTP transport between nodes: actors.Transport over the
-// countd API. It reuses keep-alive connections to each peer.
-type Client struct {
+// HTTP is the transport between nodes: actors.Transport over the countd
+// API. It reuses keep-alive connections to each peer.
+type HTTP struct {
 	http    *http.Client
 	metrics *metrics.Metrics // nil: none
 }
 
-var _ actors.Transport = (*Client)(nil)
+var _ actors.Transport = (*HTTP)(nil)
 
-// NewClient returns a client that sends through rt; nil means a transport
+// New returns a transport that sends through rt; nil means a transport
 // of its own with keep-alive connections. It records pushes and heartbeats
 // in m, which may be nil.
-func NewClient(rt http.RoundTripper, m *metrics.Metrics) *Client {
+func New(rt http.RoundTripper, m *metrics.Metrics) *HTTP {
 	if rt == nil {
 		rt = NewRoundTripper()
 	}
-	return &Client{http: &http.Client{Transport: rt}, metrics: m}
+	return &HTTP{http: &http.Client{Transport: rt}, metrics: m}
 }
 
-// NewRoundTripper returns the transport Client uses by default.
+// NewRoundTripper returns the round tripper HTTP uses by default.
 func NewRoundTripper() *http.Transport {
 	return &http.Transport{
 		MaxIdleConnsPerHost:   4,
@@ -41,16 +44,16 @@ func NewRoundTripper() *http.Transport {
 	}
 }
 
-// CloseIdleConnections closes the client's idle keep-alive connections.
-func (c *Client) CloseIdleConnections() { c.http.CloseIdleConnections() }
+// CloseIdleConnections closes the transport's idle keep-alive connections.
+func (c *HTTP) CloseIdleConnections() { c.http.CloseIdleConnections() }
 
 // Health implements actors.Transport with GET /health.
-func (c *Client) Health(ctx context.Context, addr string) (actors.HealthReply, error) {
-	var reply actors.HealthReply
+func (c *HTTP) Health(ctx context.Context, addr string) (wire.HealthReply, error) {
+	var reply wire.HealthReply
 	start := time.Now()
 	err := c.do(ctx, http.MethodGet, addr, "/health", nil, &reply)
 	if err == nil && reply.Status != "ok" {
-		err = fmt.Errorf("httpapi: %s reports status %q", addr, reply.Status)
+		err = fmt.Errorf("%s reports status %q", addr, reply.Status)
 	}
 	if err == nil {
 		c.metrics.Heartbeat(time.Since(start))
@@ -59,12 +62,12 @@ func (c *Client) Health(ctx context.Context, addr string) (actors.HealthReply, e
 }
 
 // Replicate implements actors.Transport with POST /replicate.
-func (c *Client) Replicate(ctx context.Context, addr string, req *actors.ReplicateRequest) (*actors.ReplicateReply, error) {
+func (c *HTTP) Replicate(ctx context.Context, addr string, req *wire.ReplicateRequest) (*wire.ReplicateReply, error) {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return nil, err
 	}
-	var reply actors.ReplicateReply
+	var reply wire.ReplicateReply
 	err = c.do(ctx, http.MethodPost, addr, "/replicate", body, &reply)
 	c.metrics.Pushed(len(body), len(req.Entries), err)
 	if err != nil {
@@ -73,7 +76,7 @@ func (c *Client) Replicate(ctx context.Context, addr string, req *actors.Replica
 	return &reply, nil
 }
 
-func (c *Client) do(ctx context.Context, method, addr, path string, body []byte, out any) error {
+func (c *HTTP) do(ctx context.Context, method, addr, path string, body []byte, out any) error {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -90,7 +93,7 @@ func (c *Client) do(ctx context.Context, method, addr, path string, body []byte,
 		return err
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	data, err := io.ReadAll(io.LimitReader(resp.Body, wire.MaxBody))
 	if err != nil {
 		return err
 	}
@@ -99,10 +102,10 @@ func (c *Client) do(ctx context.Context, method, addr, path string, body []byte,
 			Error string `json:"error"`
 		}
 		json.Unmarshal(data, &e)
-		return fmt.Errorf("httpapi: %s %s%s: status %d: %s", method, addr, path, resp.StatusCode, e.Error)
+		return fmt.Errorf("%s %s%s: status %d: %s", method, addr, path, resp.StatusCode, e.Error)
 	}
 	if err := json.Unmarshal(data, out); err != nil {
-		return fmt.Errorf("httpapi: %s %s%s: %w", method, addr, path, err)
+		return fmt.Errorf("%s %s%s: %w", method, addr, path, err)
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package httpapi
+package wire
 
 import (
 	"errors"
@@ -10,7 +10,7 @@ import (
 )
 
 // ErrBadAddr means a peer address is not a port, host:port or http://host:port.
-var ErrBadAddr = errors.New("httpapi: bad peer address")
+var ErrBadAddr = errors.New("bad peer address")
 
 // ParseAddr normalises a peer address to host:port. It accepts a bare port
 // ("8081", meaning 127.0.0.1:8081), "host:port", and "http://host:port" with

@@ -1,4 +1,4 @@
-package httpapi_test
+package wire_test
 
 import (
 	"errors"
@@ -8,7 +8,7 @@ import (
 	"testing"
 	"unicode"
 
-	"countd/httpapi"
+	"countd/wire"
 )
 
 func TestParseAddr(t *testing.T) {
@@ -67,12 +67,12 @@ func TestParseAddr(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := httpapi.ParseAddr(tt.in)
+			got, err := wire.ParseAddr(tt.in)
 			if tt.want == "" {
 				if err == nil {
 					t.Fatalf("ParseAddr(%q) = %q, want an error", tt.in, got)
 				}
-				if !errors.Is(err, httpapi.ErrBadAddr) {
+				if !errors.Is(err, wire.ErrBadAddr) {
 					t.Errorf("ParseAddr(%q) error %v does not wrap ErrBadAddr", tt.in, err)
 				}
 				if got != "" {
@@ -95,11 +95,11 @@ func TestParseAddr(t *testing.T) {
 // refused. Either is acceptable; any other address is not.
 func TestParseAddrUppercaseScheme(t *testing.T) {
 	for _, in := range []string{"HTTP://h:1", "Http://h:1/"} {
-		got, err := httpapi.ParseAddr(in)
+		got, err := wire.ParseAddr(in)
 		switch {
 		case err == nil && got != "h:1":
 			t.Errorf("ParseAddr(%q) = %q, want h:1 or an error", in, got)
-		case err != nil && !errors.Is(err, httpapi.ErrBadAddr):
+		case err != nil && !errors.Is(err, wire.ErrBadAddr):
 			t.Errorf("ParseAddr(%q) error %v does not wrap ErrBadAddr", in, err)
 		}
 	}
@@ -141,12 +141,12 @@ func TestParseAddrList(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := httpapi.ParseAddrList(tt.in)
+			got, err := wire.ParseAddrList(tt.in)
 			if tt.wantErr {
 				if err == nil {
 					t.Fatalf("ParseAddrList(%q) = %q, want an error", tt.in, got)
 				}
-				if !errors.Is(err, httpapi.ErrBadAddr) {
+				if !errors.Is(err, wire.ErrBadAddr) {
 					t.Errorf("ParseAddrList(%q) error %v does not wrap ErrBadAddr", tt.in, err)
 				}
 				if got != nil {
@@ -173,16 +173,16 @@ func FuzzParseAddr(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, in string) {
-		out, err := httpapi.ParseAddr(in)
+		out, err := wire.ParseAddr(in)
 		if err != nil {
-			if !errors.Is(err, httpapi.ErrBadAddr) {
+			if !errors.Is(err, wire.ErrBadAddr) {
 				t.Fatalf("ParseAddr(%q) error %v does not wrap ErrBadAddr", in, err)
 			}
 			return
 		}
 		// A normalised address is its own normal form, so a peer named two
 		// ways is registered once.
-		again, err := httpapi.ParseAddr(out)
+		again, err := wire.ParseAddr(out)
 		if err != nil {
 			t.Fatalf("ParseAddr(%q) = %q, which does not parse again: %v", in, out, err)
 		}
