@@ -306,3 +306,24 @@ func TestHeartbeatsSlowDownPastTheBudget(t *testing.T) {
 		prev = next
 	}
 }
+
+// Every Flush waiting on the same push is answered when it ends, and a Flush
+// sent without a sender (nobody to answer) is no trouble.
+func TestPeerAnswersEveryFlusher(t *testing.T) {
+	sys := newSystem(t)
+	tr := newFakeTransport()
+	tr.gated = true
+	counter, _ := spawnCounter(t, sys, nil)
+	peer, _ := spawnPeer(t, sys, testPeerConfig(tr, counter))
+	tr.awaitPush(t) // the first full push, held at the gate
+
+	sys.Root.Send(peer, &Flush{})
+	first := sys.Root.RequestFuture(peer, &Flush{}, wait)
+	second := sys.Root.RequestFuture(peer, &Flush{}, wait)
+	tr.gate <- struct{}{}
+	for i, f := range []*actor.Future{first, second} {
+		if r, err := f.Result(); err != nil || r.(*Flushed).Err != nil {
+			t.Fatalf("flush %d: %v %v", i+1, r, err)
+		}
+	}
+}
