@@ -250,9 +250,19 @@ func (p *PeerActor) push(ctx actor.Context, since uint64) {
 	from, members := p.cfg.Self, p.members
 	self, root := ctx.Self(), ctx.ActorSystem().Root
 	go func() {
-		res, err := root.RequestFuture(counter, &DeltaSince{Version: since, Limit: MaxPushEntries}, timeout).Result()
-		d, ok := res.(*Delta)
-		if err != nil || !ok {
+		// A Reply channel, not a protoactor future: a future's reply that
+		// races its timeout is written unlocked (protoactor-go #1145).
+		cut := make(chan any, 1)
+		root.Send(counter, &DeltaSince{Version: since, Limit: MaxPushEntries, Reply: cut})
+		var d *Delta
+		t := time.NewTimer(timeout)
+		select {
+		case r := <-cut:
+			d, _ = r.(*Delta)
+		case <-t.C:
+		}
+		t.Stop()
+		if d == nil {
 			root.Send(self, &pushDone{gen: gen, result: replication.Pushed{Err: ErrTimeout}})
 			return
 		}

@@ -132,9 +132,13 @@ func spawnPeer(t *testing.T, sys *actor.ActorSystem, cfg PeerConfig) (peer *acto
 // one entry at the given version, and records every request.
 func counterProbe(t *testing.T, sys *actor.ActorSystem, version func() uint64) *probe {
 	return newProbe(t, sys, func(msg any) any {
-		if _, ok := msg.(*DeltaSince); ok {
-			return &Delta{Replica: self, Version: version(),
+		if m, ok := msg.(*DeltaSince); ok {
+			d := &Delta{Replica: self, Version: version(),
 				Entries: []crdt.Entry{{Counter: "c", Replica: self, P: version()}}}
+			if m.Reply == nil {
+				return d
+			}
+			m.Reply <- d
 		}
 		return nil
 	})
