@@ -72,13 +72,13 @@ type PeerList struct{ Peers []PeerInfo }
 
 // PeerInfo is one row of the membership table.
 type PeerInfo struct {
-	Addr     string    `json:"addr"`
-	State    string    `json:"state"`
-	LastSeen time.Time `json:"last_seen"`
+	Addr     string
+	State    string
+	LastSeen time.Time
 	// Behind is how many of this node's changes (entry versions) the peer
 	// has not acknowledged yet: as of the last report of its PeerActor, or,
 	// while the peer is down, counted on from what it held then.
-	Behind uint64 `json:"behind"`
+	Behind uint64
 }
 
 type (
