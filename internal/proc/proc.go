@@ -31,9 +31,12 @@ type Spec struct {
 	// NAME`: the wrapper's PID becomes the process's, so signals still reach
 	// it.
 	Wrapper []string
-	Stdin   io.Reader
-	Stdout  io.Writer // nil: discarded
-	Stderr  io.Writer // gets stderr besides Output, if set
+	// Env is added to the environment, which has no COUNTD_* variables of
+	// this process's.
+	Env    []string
+	Stdin  io.Reader
+	Stdout io.Writer // nil: discarded
+	Stderr io.Writer // gets stderr besides Output, if set
 }
 
 // Proc is a child process this program started and owns. Its environment
@@ -67,7 +70,7 @@ func Start(s Spec) (*Proc, error) {
 	if s.Stderr != nil {
 		p.cmd.Stderr = io.MultiWriter(p.Output, s.Stderr)
 	}
-	p.cmd.Env = envWithout("COUNTD_")
+	p.cmd.Env = append(envWithout("COUNTD_"), s.Env...)
 	// A child of the process that outlives it keeps its stderr open; do not
 	// wait for that after the process itself has exited.
 	p.cmd.WaitDelay = time.Second
@@ -246,6 +249,15 @@ func (o *Output) Snapshot() (string, <-chan struct{}) {
 func (o *Output) String() string {
 	s, _ := o.Snapshot()
 	return s
+}
+
+// Lines returns the complete lines written so far.
+func (o *Output) Lines() []string {
+	s := o.String()
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		return strings.Split(s[:i], "\n")
+	}
+	return nil
 }
 
 // Tail returns the last n bytes of the output at most, trimmed, for

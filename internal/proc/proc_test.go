@@ -160,6 +160,16 @@ func TestEnvironmentHasNoCountdVariables(t *testing.T) {
 	if got := p.Output.String(); got != "port= keep=yes\n" {
 		t.Fatalf("stderr %q", got)
 	}
+	p, err := Start(Spec{Path: "/bin/sh", Args: []string{"-c", `echo "port=$COUNTD_PORT" >&2`}, Env: []string{"COUNTD_PORT=2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Wait(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.Output.String(); got != "port=2\n" {
+		t.Fatalf("with Env: stderr %q", got)
+	}
 }
 
 func TestWaitListening(t *testing.T) {
@@ -174,7 +184,7 @@ func TestWaitListening(t *testing.T) {
 	if _, err := p.WaitListening(10 * time.Second); err == nil || !strings.Contains(err.Error(), "exited before") {
 		t.Fatalf("WaitListening of a process that exits = %v", err)
 	}
-	if !strings.Contains(p.Output.Tail(100), "bad flag") {
+	if l := p.Output.Lines(); len(l) != 1 || l[0] != "bad flag" || !strings.Contains(p.Output.Tail(100), "bad flag") {
 		t.Fatalf("output %q", p.Output.String())
 	}
 }
