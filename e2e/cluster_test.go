@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"countd/internal/apiclient"
+	pollpkg "countd/internal/poll"
 )
 
 // Cluster test timings. The node's timers are set fast by clusterFlags; the
@@ -380,14 +381,14 @@ func watchState(t *testing.T, observer, target *clusterNode, d time.Duration) (c
 	start := time.Now()
 	var seen []string
 	last := ""
-	for time.Since(start) < d {
+	pollpkg.While(context.Background(), d, 20*time.Millisecond, "watching", func() (bool, string) {
 		if states, err := peerStates(c, observer); err == nil && states[target.addr] != last {
 			last = states[target.addr]
 			notAlive = notAlive || last != "alive"
 			seen = append(seen, fmt.Sprintf("%s@%v", last, time.Since(start).Round(10*time.Millisecond)))
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return true, ""
+	})
 	return strings.Join(seen, " → "), notAlive
 }
 
