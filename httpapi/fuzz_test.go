@@ -223,3 +223,31 @@ func FuzzDecodeChange(f *testing.F) {
 		}
 	})
 }
+
+// FuzzCheckQuery checks checkQuery, which reads every query without
+// allocating, against url.ParseQuery: it must accept exactly the queries
+// ParseQuery reads without error and whose every key is a parameter the
+// route takes.
+func FuzzCheckQuery(f *testing.F) {
+	for _, s := range []string{
+		"by=5", "by=5&by=6", "", "&", "&&by=1&", "by", "by=", "=5", "x=1", "by=1&x=2", "b%79=3", "by=%35",
+		"by=%zz", "%zz=1", "by=5%", "by=1;x=2", "by;=1", "by+=1", "by=+1", "b y=1", "by=1#x",
+	} {
+		f.Add(s)
+	}
+	params := []string{"by"}
+	f.Fuzz(func(t *testing.T, raw string) {
+		err := checkQuery(raw, params, "takes only by")
+		q, perr := url.ParseQuery(raw)
+		ok := perr == nil
+		for k := range q {
+			ok = ok && k == "by"
+		}
+		if (err == nil) != ok {
+			t.Fatalf("checkQuery(%q) = %v, but url.ParseQuery gives %v, %v", raw, err, q, perr)
+		}
+		if err != nil && (!errors.Is(err, errBadRequest) || statusOf(err) != http.StatusBadRequest) {
+			t.Fatalf("checkQuery(%q) error %v does not map to 400", raw, err)
+		}
+	})
+}

@@ -109,7 +109,7 @@ func allowed(r *mux.Router, req *http.Request, candidates []string) []string {
 
 // onlyParams refuses, with 400, a query that is not valid URL encoding or
 // that names a parameter other than params, so that a typo (?bye=5) is
-// never silently ignored.
+// never silently ignored, nor a pair url.Query would drop (?by=%zz).
 func (s *Server) onlyParams(params []string, h http.HandlerFunc) http.HandlerFunc {
 	takes := "this path takes no query parameters"
 	if len(params) > 0 {
@@ -117,21 +117,36 @@ func (s *Server) onlyParams(params []string, h http.HandlerFunc) http.HandlerFun
 	}
 	return func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.RawQuery != "" {
-			q, err := url.ParseQuery(r.URL.RawQuery)
-			if err != nil {
-				s.writeError(w, badRequest("the query %s is not valid URL encoding; write it as name=value&name=value",
-					quote(r.URL.RawQuery)))
+			if err := checkQuery(r.URL.RawQuery, params, takes); err != nil {
+				s.writeError(w, err)
 				return
-			}
-			for _, k := range slices.Sorted(maps.Keys(q)) {
-				if !slices.Contains(params, k) {
-					s.writeError(w, badRequest("unknown query parameter %s; %s", quote(k), takes))
-					return
-				}
 			}
 		}
 		h(w, r)
 	}
+}
+
+// checkQuery checks raw as url.ParseQuery reads it (pairs split on &, ;
+// refused, keys and values unescaped), without allocating when it is fine:
+// it runs on every change that has ?by=.
+func checkQuery(raw string, params []string, takes string) error {
+	for rest := raw; rest != ""; {
+		var pair string
+		pair, rest, _ = strings.Cut(rest, "&")
+		if pair == "" {
+			continue
+		}
+		key, value, _ := strings.Cut(pair, "=")
+		k, kerr := url.QueryUnescape(key)
+		_, verr := url.QueryUnescape(value)
+		if kerr != nil || verr != nil || strings.Contains(pair, ";") {
+			return badRequest("the query %s is not valid URL encoding; write it as name=value&name=value", quote(raw))
+		}
+		if !slices.Contains(params, k) {
+			return badRequest("unknown query parameter %s; %s", quote(k), takes)
+		}
+	}
+	return nil
 }
 
 // handleIncrement serves POST /increment and POST /counters/{name}/increment.
