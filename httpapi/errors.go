@@ -97,3 +97,13 @@ func quote(s string) string {
 	}
 	return fmt.Sprintf("%q", s)
 }
+
+// cut shortens what a client sent that needs no quoting (a method, an
+// escaped path) to a length a person can read.
+func cut(s string) string {
+	const limit = 64
+	if len(s) > limit {
+		return fmt.Sprintf("%s… (%d bytes)", s[:limit], len(s))
+	}
+	return s
+}

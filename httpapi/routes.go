@@ -80,13 +80,13 @@ func (s *Server) routes() http.Handler {
 
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		s.writeError(w, &clientError{kind: errNotFound, msg: fmt.Sprintf("no such path %s; the paths are %s",
-			quote(req.URL.EscapedPath()), strings.Join(paths, ", "))})
+			cut(req.URL.EscapedPath()), strings.Join(paths, ", "))})
 	})
 	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		allow := allowed(r, req, allMethods)
 		w.Header().Set("Allow", strings.Join(allow, ", "))
-		s.writeError(w, &clientError{kind: errMethod, msg: fmt.Sprintf("method %s is not allowed on %s; use %s",
-			quote(req.Method), quote(req.URL.EscapedPath()), strings.Join(allow, " or "))})
+		s.writeError(w, &clientError{kind: errMethod, msg: fmt.Sprintf("%s is not allowed on %s; use %s",
+			cut(req.Method), cut(req.URL.EscapedPath()), strings.Join(allow, " or "))})
 	})
 
 	return s.instrument(s.guard(r))
@@ -286,8 +286,11 @@ func counterName(r *http.Request) (string, error) {
 	}
 	name, err := url.PathUnescape(raw)
 	if err != nil || !crdt.ValidName(name) {
+		if err != nil {
+			name = raw
+		}
 		return "", badRequest("counter name %s is not valid: want 1 to %d characters, each a letter A-Z or a-z, a digit, '.', '_' or '-'",
-			quote(raw), crdt.MaxNameLen)
+			quote(name), crdt.MaxNameLen)
 	}
 	return name, nil
 }

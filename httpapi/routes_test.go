@@ -1266,7 +1266,7 @@ func TestMethodNotAllowedAllow(t *testing.T) {
 				if got := rec.Header().Get("Allow"); got != r.allow {
 					t.Errorf("Allow = %q, want %q", got, r.allow)
 				}
-				assertMentions(t, rec.Body.Bytes(), `"`+m+`"`, strings.ReplaceAll(r.allow, ", ", " or "))
+				assertMentions(t, rec.Body.Bytes(), m+" is not allowed on "+r.path, "use "+strings.ReplaceAll(r.allow, ", ", " or "))
 			})
 		}
 	}
@@ -1277,7 +1277,7 @@ func TestMethodNotAllowedAllow(t *testing.T) {
 func TestNotFoundListsPaths(t *testing.T) {
 	rec := do(t, newFullServer(newFake(), newFakeCluster()), "GET", "/nope", nil)
 	assertError(t, rec, http.StatusNotFound)
-	assertMentions(t, rec.Body.Bytes(), `"/nope"`, "/increment", "/counters/{name}/increment", "/peers/{addr}", "/metrics")
+	assertMentions(t, rec.Body.Bytes(), "no such path /nope;", "/increment", "/counters/{name}/increment", "/peers/{addr}", "/metrics")
 }
 
 // TestErrorMessages checks what a client reads for each error the
@@ -1292,8 +1292,8 @@ func TestErrorMessages(t *testing.T) {
 	}{
 		{"bad by", "POST", "/increment?by=0", nil, 400, []string{"by must be a whole number from 1 to 9007199254740992", `got "0"`}},
 		{"by twice", "POST", "/increment?by=1&by=2", nil, 400, []string{"by is given 2 times", "give it once"}},
-		{"bad name", "POST", "/counters/a%20b/increment", nil, 400, []string{`"a%20b"`, "1 to 128 characters", "'.', '_' or '-'"}},
-		{"long name cut", "GET", "/counters/" + strings.Repeat("x", 300) + "%20", nil, 400, []string{"… (303 bytes)"}},
+		{"bad name", "POST", "/counters/a%20b/increment", nil, 400, []string{`"a b"`, "1 to 128 characters", "'.', '_' or '-'"}},
+		{"long name cut", "GET", "/counters/" + strings.Repeat("x", 300) + "%20", nil, 400, []string{"… (301 bytes)"}},
 		{"timeout", "POST", "/increment", actors.ErrTimeout, 503, []string{"did not answer", "-request-timeout", "may or may not"}},
 		{"store", "POST", "/increment", fmt.Errorf("%w: disk full", actors.ErrStore), 503, []string{"could not write", "may or may not"}},
 		{"stopped", "GET", "/counter", actors.ErrStopped, 503, []string{"shutting down"}},
