@@ -100,7 +100,7 @@ func runSection(t *testing.T, s readmeSection) {
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			lines, kept := r.logs.Last(60)
+			lines, kept := r.logs.Last(30)
 			t.Logf("the nodes' last %d of %d log lines:\n%s", len(lines), kept, strings.Join(lines, "\n"))
 		}
 	})
@@ -251,8 +251,8 @@ func (r *sectionRun) settle(s readmeSection) {
 	}
 }
 
-// reply is what a node answered to one example, in README terms.
-type reply struct {
+// readmeReply is what a node answered to one example, in README terms.
+type readmeReply struct {
 	status      int
 	contentType string
 	lines       []string // the body's lines, grep applied, README addresses
@@ -279,7 +279,7 @@ func (r *sectionRun) check(ex readmeExample) string {
 }
 
 // do sends the example's request as curl would.
-func (r *sectionRun) do(ex readmeExample) (reply, error) {
+func (r *sectionRun) do(ex readmeExample) (readmeReply, error) {
 	u := r.mapPorts(ex.url)
 	u = strings.Replace(u, "localhost:", "127.0.0.1:", 1) // the nodes listen on IPv4
 	if !strings.Contains(u, "://") {
@@ -291,7 +291,7 @@ func (r *sectionRun) do(ex readmeExample) (reply, error) {
 	}
 	req, err := http.NewRequest(ex.method, u, body)
 	if err != nil {
-		return reply{}, err
+		return readmeReply{}, err
 	}
 	req.Header.Set("Accept", "*/*")
 	if ex.body != "" {
@@ -299,14 +299,14 @@ func (r *sectionRun) do(ex readmeExample) (reply, error) {
 	}
 	resp, err := r.http.Do(req)
 	if err != nil {
-		return reply{}, err
+		return readmeReply{}, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return reply{}, err
+		return readmeReply{}, err
 	}
-	got := reply{status: resp.StatusCode, contentType: resp.Header.Get("Content-Type")}
+	got := readmeReply{status: resp.StatusCode, contentType: resp.Header.Get("Content-Type")}
 	if text := strings.TrimRight(r.toReadme.Replace(string(b)), "\n"); text != "" {
 		for _, l := range strings.Split(text, "\n") {
 			if ex.grep == nil || ex.grep.MatchString(l) {
@@ -319,7 +319,7 @@ func (r *sectionRun) do(ex readmeExample) (reply, error) {
 
 // compare describes every way got differs from the example, one indented
 // line each, then the README's output and the node's.
-func (r *sectionRun) compare(ex readmeExample, got reply) string {
+func (r *sectionRun) compare(ex readmeExample, got readmeReply) string {
 	var diffs []string
 	if got.status != ex.status {
 		diffs = append(diffs, fmt.Sprintf("status: README %d, node %d", ex.status, got.status))
@@ -333,9 +333,9 @@ func (r *sectionRun) compare(ex readmeExample, got reply) string {
 		if !strings.HasPrefix(got.contentType, "application/json") {
 			diffs = append(diffs, fmt.Sprintf("Content-Type: README JSON, node %q", got.contentType))
 		}
-		w, g := mask(want[0], r.readmeIDs), ""
+		w, g := maskVolatile(want[0], r.readmeIDs), ""
 		if len(got.lines) == 1 {
-			g = mask(got.lines[0], r.nodeIDs)
+			g = maskVolatile(got.lines[0], r.nodeIDs)
 		}
 		diffs = append(diffs, jsonDiff(w, g)...)
 	default:
@@ -345,7 +345,7 @@ func (r *sectionRun) compare(ex readmeExample, got reply) string {
 				diffs = append(diffs, fmt.Sprintf("line %d: README %q, node has no such line", i+1, want[i]))
 			case i >= len(want):
 				diffs = append(diffs, fmt.Sprintf("line %d: node %q, README has no such line", i+1, got.lines[i]))
-			case mask(want[i], r.readmeIDs) != mask(got.lines[i], r.nodeIDs):
+			case maskVolatile(want[i], r.readmeIDs) != maskVolatile(got.lines[i], r.nodeIDs):
 				diffs = append(diffs, fmt.Sprintf("line %d: README %q, node %q", i+1, want[i], got.lines[i]))
 			}
 		}
@@ -354,8 +354,14 @@ func (r *sectionRun) compare(ex readmeExample, got reply) string {
 		return ""
 	}
 	var b strings.Builder
+	masked := false
 	for _, d := range diffs {
 		fmt.Fprintf(&b, "    %s\n", d)
+		masked = masked || strings.Contains(d, "<")
+	}
+	if masked {
+		b.WriteString("    (<replica-N> is the Nth distinct replica id of this section, so one node shows one id;\n" +
+			"    <time> an RFC 3339 time in whole seconds, UTC; <seconds> a whole number)\n")
 	}
 	if len(want) == 0 {
 		b.WriteString("    README: (no body)\n")
@@ -379,11 +385,11 @@ var (
 	uptimeField  = regexp.MustCompile(`"uptime_seconds":\d+`)
 )
 
-// mask replaces each time with <time>, uptime with <seconds>, and each
+// maskVolatile replaces each time with <time>, uptime with <seconds>, and each
 // replica id with <replica-N>, N counting the distinct ids in ids (which it
 // extends) in order of appearance. A value in another format stays as it is,
 // so that a change of format shows.
-func mask(s string, ids map[string]string) string {
+func maskVolatile(s string, ids map[string]string) string {
 	s = replicaField.ReplaceAllStringFunc(s, func(f string) string {
 		id := replicaField.FindStringSubmatch(f)[1]
 		if _, ok := ids[id]; !ok {
@@ -400,20 +406,20 @@ func mask(s string, ids map[string]string) string {
 // the order of fields.
 func jsonDiff(want, got string) []string {
 	var w, g any
-	if err := decodeJSON(want, &w); err != nil {
+	if err := decodeOneJSON(want, &w); err != nil {
 		return []string{"the README's output is not JSON: " + err.Error()}
 	}
-	if err := decodeJSON(got, &g); err != nil {
+	if err := decodeOneJSON(got, &g); err != nil {
 		return []string{"the node's reply is not one line of JSON: " + err.Error()}
 	}
-	diffs := diffValues("", w, g)
+	diffs := jsonDiffValues("", w, g)
 	if len(diffs) == 0 && want != got {
 		diffs = append(diffs, "same fields and values, in another order")
 	}
 	return diffs
 }
 
-func decodeJSON(s string, v *any) error {
+func decodeOneJSON(s string, v *any) error {
 	dec := json.NewDecoder(strings.NewReader(s))
 	dec.UseNumber()
 	if err := dec.Decode(v); err != nil {
@@ -425,7 +431,7 @@ func decodeJSON(s string, v *any) error {
 	return nil
 }
 
-func diffValues(path string, want, got any) []string {
+func jsonDiffValues(path string, want, got any) []string {
 	at := func(p string) string {
 		if p == "" {
 			return "the reply"
@@ -439,16 +445,16 @@ func diffValues(path string, want, got any) []string {
 			break
 		}
 		var diffs []string
-		for _, k := range sortedKeys(w) {
+		for _, k := range jsonKeys(w) {
 			if _, ok := g[k]; !ok {
 				diffs = append(diffs, fmt.Sprintf("%s: README has field %q, node has not", at(path), k))
 				continue
 			}
-			diffs = append(diffs, diffValues(join(path, k), w[k], g[k])...)
+			diffs = append(diffs, jsonDiffValues(jsonPath(path, k), w[k], g[k])...)
 		}
-		for _, k := range sortedKeys(g) {
+		for _, k := range jsonKeys(g) {
 			if _, ok := w[k]; !ok {
-				diffs = append(diffs, fmt.Sprintf("%s: node has field %q (%s), README has not", at(path), k, show(g[k])))
+				diffs = append(diffs, fmt.Sprintf("%s: node has field %q (%s), README has not", at(path), k, jsonText(g[k])))
 			}
 		}
 		return diffs
@@ -459,27 +465,27 @@ func diffValues(path string, want, got any) []string {
 		}
 		var diffs []string
 		for i := range min(len(w), len(g)) {
-			diffs = append(diffs, diffValues(fmt.Sprintf("%s[%d]", path, i), w[i], g[i])...)
+			diffs = append(diffs, jsonDiffValues(fmt.Sprintf("%s[%d]", path, i), w[i], g[i])...)
 		}
 		if len(w) != len(g) {
 			diffs = append(diffs, fmt.Sprintf("%s: README lists %d, node %d", at(path), len(w), len(g)))
 		}
 		return diffs
 	}
-	if kind(want) != kind(got) || show(want) != show(got) {
-		return []string{fmt.Sprintf("%s: README %s %s, node %s %s", at(path), kind(want), show(want), kind(got), show(got))}
+	if jsonKind(want) != jsonKind(got) || jsonText(want) != jsonText(got) {
+		return []string{fmt.Sprintf("%s: README %s %s, node %s %s", at(path), jsonKind(want), jsonText(want), jsonKind(got), jsonText(got))}
 	}
 	return nil
 }
 
-func join(path, key string) string {
+func jsonPath(path, key string) string {
 	if path == "" {
 		return key
 	}
 	return path + "." + key
 }
 
-func sortedKeys(m map[string]any) []string {
+func jsonKeys(m map[string]any) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
@@ -488,8 +494,8 @@ func sortedKeys(m map[string]any) []string {
 	return keys
 }
 
-// kind names a decoded JSON value's type.
-func kind(v any) string {
+// jsonKind names a decoded JSON value's type.
+func jsonKind(v any) string {
 	switch v.(type) {
 	case map[string]any:
 		return "object"
@@ -505,7 +511,7 @@ func kind(v any) string {
 	return "null"
 }
 
-func show(v any) string {
+func jsonText(v any) string {
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
