@@ -454,7 +454,7 @@ func jsonDiffValues(path string, want, got any) []string {
 		}
 		for _, k := range jsonKeys(g) {
 			if _, ok := w[k]; !ok {
-				diffs = append(diffs, fmt.Sprintf("%s: node has field %q (%s), README has not", at(path), k, jsonText(g[k])))
+				diffs = append(diffs, fmt.Sprintf("%s: node has field %q (%s), README has not", at(path), k, brief(jsonText(g[k]))))
 			}
 		}
 		return diffs
@@ -473,7 +473,7 @@ func jsonDiffValues(path string, want, got any) []string {
 		return diffs
 	}
 	if jsonKind(want) != jsonKind(got) || jsonText(want) != jsonText(got) {
-		return []string{fmt.Sprintf("%s: README %s %s, node %s %s", at(path), jsonKind(want), jsonText(want), jsonKind(got), jsonText(got))}
+		return []string{fmt.Sprintf("%s: README %s %s, node %s %s", at(path), jsonKind(want), brief(jsonText(want)), jsonKind(got), brief(jsonText(got)))}
 	}
 	return nil
 }
@@ -517,4 +517,13 @@ func jsonText(v any) string {
 	enc.SetEscapeHTML(false)
 	enc.Encode(v)
 	return strings.TrimSpace(b.String())
+}
+
+// brief shortens a value for a one-line message; the whole reply follows it.
+func brief(s string) string {
+	const limit = 120
+	if len(s) <= limit {
+		return s
+	}
+	return s[:limit] + "…"
 }
