@@ -93,17 +93,17 @@ func runSection(t *testing.T, s readmeSection) {
 		readmeIDs: map[string]string{},
 		nodeIDs:   map[string]string{},
 	}
-	t.Cleanup(r.http.CloseIdleConnections)
-	listeners := r.reservePorts(s)
-	for _, st := range s.starts {
-		r.start(st, listeners)
-	}
 	t.Cleanup(func() {
 		if t.Failed() {
 			lines, kept := r.logs.Last(30)
 			t.Logf("the nodes' last %d of %d log lines:\n%s", len(lines), kept, strings.Join(lines, "\n"))
 		}
 	})
+	t.Cleanup(r.http.CloseIdleConnections)
+	listeners := r.reservePorts(s)
+	for _, st := range s.starts {
+		r.start(st, listeners)
+	}
 	r.settle(s)
 	for _, ex := range s.examples {
 		if problem := r.check(ex); problem != "" {
