@@ -103,6 +103,7 @@ type MergeResult struct {
 type DeltaSince struct {
 	Version uint64
 	Limit   int
+	Reply   Reply
 }
 
 // Delta answers DeltaSince. Version is the durable version the entries bring
@@ -118,9 +119,6 @@ type Delta struct {
 // Subscribe registers PID for a *Changed notice after each durable change.
 // A subscriber is dropped when it stops.
 type Subscribe struct{ PID *actor.PID }
-
-// Unsubscribe removes PID from the subscribers.
-type Unsubscribe struct{ PID *actor.PID }
 
 // Changed tells a subscriber that the durable state reached Version.
 // Origin is the peer whose pushes caused every change since the last notice,
@@ -291,7 +289,7 @@ func (a *CounterActor) Receive(ctx actor.Context) {
 		answerTo(ctx, m.Reply).send(ctx, &AllCounters{Values: a.state.Values()})
 	case *DeltaSince:
 		entries, through := a.disk.DeltaLimit(m.Version, a.disk.Version(), m.Limit)
-		ctx.Respond(&Delta{
+		answerTo(ctx, m.Reply).send(ctx, &Delta{
 			Replica: a.state.Replica(),
 			Version: through,
 			Entries: entries,
@@ -301,8 +299,6 @@ func (a *CounterActor) Receive(ctx actor.Context) {
 		a.saved(ctx, m.err)
 	case *Subscribe:
 		a.subscribe(ctx, m.PID)
-	case *Unsubscribe:
-		a.unsubscribe(m.PID)
 	case *actor.Terminated:
 		a.unsubscribe(m.Who)
 	}
