@@ -35,6 +35,9 @@ func (peerTable) Replicate(context.Context, *wire.ReplicateRequest) (int, error)
 	return 0, errors.New("unused")
 }
 
+// noHistory is /status's history of a server never opened: nothing sampled.
+const noHistory = `"history":{"step_seconds":1,"changes_per_second":[],"behind":{}}`
+
 func TestStatus(t *testing.T) {
 	seen := time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("CET", 3600))
 	started := time.Now().Add(-90 * time.Second)
@@ -65,14 +68,14 @@ func TestStatus(t *testing.T) {
 					{"addr":"127.0.0.1:9001","state":"alive","last_seen":"2026-01-02T02:04:05Z","behind":0},
 					{"addr":"127.0.0.1:9002","state":"suspect","last_seen":"2026-01-02T02:04:05Z","behind":12},
 					{"addr":"127.0.0.1:9003","state":"down","behind":40}],
-				"counters":{"apples":5,"pears":-3}}`,
+				"counters":{"apples":5,"pears":-3},` + noHistory + `}`,
 		},
 		{
 			name:     "no cluster: peers is an empty list",
 			counters: loaded(),
 			started:  started,
 			want: `{"node":"` + testNode + `","replica":"` + testReplica + `","started":"` + startedText + `",
-				"peers":[],"counters":{"apples":5,"pears":-3}}`,
+				"peers":[],"counters":{"apples":5,"pears":-3},` + noHistory + `}`,
 		},
 		{
 			name:     "no peers and no counters: empty list and object",
@@ -80,12 +83,12 @@ func TestStatus(t *testing.T) {
 			cluster:  peerTable{},
 			started:  started,
 			want: `{"node":"` + testNode + `","replica":"` + testReplica + `","started":"` + startedText + `",
-				"peers":[],"counters":{}}`,
+				"peers":[],"counters":{},` + noHistory + `}`,
 		},
 		{
 			name:     "start time unknown",
 			counters: newFake(),
-			want:     `{"node":"` + testNode + `","replica":"` + testReplica + `","peers":[],"counters":{}}`,
+			want:     `{"node":"` + testNode + `","replica":"` + testReplica + `","peers":[],"counters":{},` + noHistory + `}`,
 		},
 	}
 	for _, tt := range tests {
