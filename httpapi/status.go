@@ -80,6 +80,11 @@ func (s *Server) handleStatusPage(w http.ResponseWriter, r *http.Request) {
 	if acceptsGzip(r.Header.Values("Accept-Encoding")) {
 		body, etag = statusPage.gzBody, statusPage.gzEtag
 		h.Set("Content-Encoding", "gzip")
+		// ServeContent leaves out the length of an encoded body, as if
+		// something else compressed it on the way; this one is whole, so
+		// say it, and serve it whole rather than in ranges.
+		h.Set("Content-Length", strconv.Itoa(len(body)))
+		r.Header.Del("Range")
 	}
 	h.Set("ETag", etag)
 	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(body))

@@ -1,17 +1,22 @@
 package httpapi
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"mime"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -253,5 +258,82 @@ func TestStatusMatchesPeers(t *testing.T) {
 	}
 	if string(peers.Peers) != string(status.Peers) {
 		t.Errorf("/status peers %s, /peers peers %s", status.Peers, peers.Peers)
+	}
+}
+
+// TestStatusPageGzip: the page is served gzip-compressed to a client that
+// accepts it, as the same bytes, and as is to one that does not; either way
+// caches are told the answer depends on Accept-Encoding.
+func TestStatusPageGzip(t *testing.T) {
+	s := newTestServer(newFake())
+	plain := do(t, s, http.MethodGet, "/", nil)
+	if plain.Code != http.StatusOK {
+		t.Fatalf("GET / = %d", plain.Code)
+	}
+	for _, tt := range []struct {
+		accept string
+		gzip   bool
+	}{
+		{"", false},
+		{"gzip", true},
+		{"gzip, deflate, br, zstd", true},
+		{"br;q=1.0, GZIP;q=0.5", true},
+		{"x-gzip", true},
+		{"*", true},
+		{"identity", false},
+		{"br", false},
+		{"gzip;q=0", false},
+		{"gzip;q=0.000, *;q=1", false},
+		{"*;q=0", false},
+		{"gzip;q=bogus", false},
+	} {
+		t.Run(tt.accept, func(t *testing.T) {
+			req := httptest.NewRequest(http.MethodGet, "/", nil)
+			if tt.accept != "" {
+				req.Header.Set("Accept-Encoding", tt.accept)
+			}
+			rec := httptest.NewRecorder()
+			s.Handler().ServeHTTP(rec, req)
+			h := rec.Header()
+			if rec.Code != http.StatusOK {
+				t.Fatalf("status %d", rec.Code)
+			}
+			if !slices.Contains(h.Values("Vary"), "Accept-Encoding") {
+				t.Errorf("Vary = %q, want Accept-Encoding", h.Values("Vary"))
+			}
+			body := rec.Body.Bytes()
+			if got := h.Get("Content-Encoding") == "gzip"; got != tt.gzip {
+				t.Fatalf("Content-Encoding = %q, want gzip: %v", h.Get("Content-Encoding"), tt.gzip)
+			}
+			if tt.gzip {
+				zr, err := gzip.NewReader(bytes.NewReader(body))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if body, err = io.ReadAll(zr); err != nil {
+					t.Fatal(err)
+				}
+				if rec.Body.Len() > plain.Body.Len()/2 {
+					t.Errorf("compressed %d bytes of %d: want at most half", rec.Body.Len(), plain.Body.Len())
+				}
+				if h.Get("ETag") == plain.Header().Get("ETag") {
+					t.Errorf("ETag %s for both encodings: a cache would mix them up", h.Get("ETag"))
+				}
+			}
+			if !bytes.Equal(body, plain.Body.Bytes()) {
+				t.Error("the page differs from the uncompressed one")
+			}
+			if cl := h.Get("Content-Length"); cl != strconv.Itoa(rec.Body.Len()) {
+				t.Errorf("Content-Length = %q, body %d bytes", cl, rec.Body.Len())
+			}
+
+			// Revalidation answers 304 for the representation the client holds.
+			req.Header.Set("If-None-Match", h.Get("ETag"))
+			again := httptest.NewRecorder()
+			s.Handler().ServeHTTP(again, req)
+			if again.Code != http.StatusNotModified {
+				t.Errorf("GET / with If-None-Match %s = %d, want 304", h.Get("ETag"), again.Code)
+			}
+		})
 	}
 }
