@@ -93,9 +93,10 @@ func (h *history) record(r reading) {
 }
 
 // historyReply is the history in GET /status. Each series holds one value
-// per step, oldest first, the last for the step of the reply; null where
-// nothing is known (before the first sample, a sample missed, a peer not
-// listed then).
+// per step for the last historyLen steps, oldest first, the last for the
+// step of the reply; null where nothing is known (before the first sample,
+// a sample missed, a peer not listed then). Before the first sample the
+// series are empty.
 type historyReply struct {
 	StepSeconds float64 `json:"step_seconds"`
 	// ChangesPerSecond is the rate of client changes (increments and
@@ -105,8 +106,8 @@ type historyReply struct {
 	Behind map[string][]*uint64 `json:"behind"`
 }
 
-// snapshot returns the history up to now's slot: size values per series
-// once the history is full, fewer before.
+// snapshot returns the window of size steps that ends at now's step, null
+// where nothing was sampled; no values at all before the first sample.
 func (h *history) snapshot(now time.Time) historyReply {
 	step, size := h.params()
 	h.mu.Lock()
@@ -116,8 +117,7 @@ func (h *history) snapshot(now time.Time) historyReply {
 		return out
 	}
 	last := max(slotOf(now, h.origin, step), h.samples[len(h.samples)-1].slot)
-	first := max(last-int64(size)+1, h.samples[0].slot)
-	n := int(last - first + 1)
+	first, n := last-int64(size)+1, size
 	out.ChangesPerSecond = make([]*float64, n)
 	for _, s := range h.samples {
 		i := int(s.slot - first)

@@ -18,7 +18,7 @@ import (
 )
 
 // TestHistory drives the history by hand through readings and checks what
-// GET /status would show of it.
+// GET /status would show of it: always the window of size steps up to now.
 func TestHistory(t *testing.T) {
 	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	at := func(sec float64) time.Time { return t0.Add(time.Duration(sec * float64(time.Second))) }
@@ -28,49 +28,56 @@ func TestHistory(t *testing.T) {
 	withPeers := func(r reading, behind map[string]uint64) reading { r.behind = behind; return r }
 	tests := []struct {
 		name     string
-		size     int // zero: historyLen
+		size     int
 		readings []reading
 		now      float64 // seconds after t0 at the snapshot
 		want     string  // the snapshot as JSON, step_seconds aside
 	}{
 		{
 			name: "nothing recorded yet",
+			size: 5,
 			now:  3,
 			want: `{"changes_per_second":[],"behind":{}}`,
 		},
 		{
 			name:     "rate is the change of the count over the time between readings",
+			size:     5,
 			readings: []reading{counted(0, 100), counted(1, 110), counted(2, 130), counted(3, 130), counted(3.5+0.5, 131)},
 			now:      4,
 			want:     `{"changes_per_second":[null,10,20,0,1],"behind":{}}`,
 		},
 		{
 			name:     "a ticker's jitter neither skips a step nor fills one twice",
+			size:     5,
 			readings: []reading{counted(0, 0), counted(0.998, 10), counted(2.003, 20), counted(2.999, 30)},
 			now:      3.001,
-			want:     `{"changes_per_second":[null,10,10,10],"behind":{}}`,
+			want:     `{"changes_per_second":[null,null,10,10,10],"behind":{}}`,
 		},
 		{
 			name:     "a missed step is null and the next rate spans the gap",
+			size:     5,
 			readings: []reading{counted(0, 0), counted(1, 5), counted(3, 25)},
 			now:      3,
-			want:     `{"changes_per_second":[null,5,null,10],"behind":{}}`,
+			want:     `{"changes_per_second":[null,null,5,null,10],"behind":{}}`,
 		},
 		{
 			name:     "a second reading in a step is dropped",
+			size:     5,
 			readings: []reading{counted(0, 0), counted(1, 5), counted(1.2, 500), counted(2, 6)},
 			now:      2,
-			want:     `{"changes_per_second":[null,5,1],"behind":{}}`,
+			want:     `{"changes_per_second":[null,null,null,5,1],"behind":{}}`,
 		},
 		{
 			name: "without metrics the rate is unknown",
+			size: 5,
 			readings: []reading{{at: at(0), behind: map[string]uint64{}}, {at: at(1), behind: map[string]uint64{}},
 				{at: at(2), behind: map[string]uint64{}}},
 			now:  2,
-			want: `{"changes_per_second":[null,null,null],"behind":{}}`,
+			want: `{"changes_per_second":[null,null,null,null,null],"behind":{}}`,
 		},
 		{
 			name:     "steps since the last reading are null up to now",
+			size:     5,
 			readings: []reading{counted(0, 0), counted(1, 3)},
 			now:      4.2,
 			want:     `{"changes_per_second":[null,3,null,null,null],"behind":{}}`,
@@ -91,6 +98,7 @@ func TestHistory(t *testing.T) {
 		},
 		{
 			name: "each peer's behind, null where it was not listed or membership did not answer",
+			size: 5,
 			readings: []reading{
 				withPeers(counted(0, 0), map[string]uint64{"a:1": 1}),
 				withPeers(counted(1, 0), map[string]uint64{"a:1": 2, "b:2": 7}),
