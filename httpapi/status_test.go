@@ -10,6 +10,8 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
+	"math"
 	"mime"
 	"net/http"
 	"net/http/httptest"
@@ -173,6 +175,9 @@ func TestStatusPage(t *testing.T) {
 	for _, want := range []string{
 		`<meta name="viewport"`, `id="banner"`, `id="peers"`, `id="counters"`, `id="node"`, `id="replica"`, `id="uptime"`,
 		`fetch("status"`, `setTimeout(refresh, REFRESH_MS)`, `dataset[attr] = key`, `e.dataset.state = p.state`,
+		// The charts, each an image with a text alternative.
+		`<svg id="rate-chart" role="img" aria-labelledby="rate-title rate-text"`, `id="rate-text"`,
+		`<figure class="spark">`, `svg.setAttribute("aria-label"`, `history.behind[p.addr]`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("page lacks %q", want)
@@ -335,5 +340,103 @@ func TestStatusPageGzip(t *testing.T) {
 				t.Errorf("GET / with If-None-Match %s = %d, want 304", h.Get("ETag"), again.Code)
 			}
 		})
+	}
+}
+
+// TestStatusPageContrast checks the page's colours in both schemes against
+// WCAG 2.2: text at least 4.5:1 against what it sits on (1.4.3), chart lines
+// and state borders at least 3:1 (1.4.11). The colours are read from
+// status.css, the light ones from its first :root and the dark ones from
+// the :root under prefers-color-scheme: dark.
+func TestStatusPageContrast(t *testing.T) {
+	css, err := ui.ReadFile("ui/status.css")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := regexp.MustCompile(`(?s):root\s*\{(.*?)\}`).FindAllSubmatch(css, -1)
+	dark := regexp.MustCompile(`(?s)@media\s*\(prefers-color-scheme:\s*dark\)\s*\{\s*:root`).Find(css)
+	if len(blocks) != 2 || dark == nil {
+		t.Fatalf("status.css: want a light :root and a dark one under prefers-color-scheme: dark; found %d :root blocks", len(blocks))
+	}
+	decl := regexp.MustCompile(`--([a-z-]+):\s*#([0-9a-fA-F]{3}|[0-9a-fA-F]{6})\s*;`)
+	light := map[string]string{}
+	for _, m := range decl.FindAllSubmatch(blocks[0][1], -1) {
+		light[string(m[1])] = string(m[2])
+	}
+	darkVars := maps.Clone(light)
+	for _, m := range decl.FindAllSubmatch(blocks[1][1], -1) {
+		darkVars[string(m[1])] = string(m[2])
+	}
+
+	type pair struct {
+		fg, bg string
+		min    float64
+	}
+	var pairs []pair
+	for _, bg := range []string{"bg", "card"} {
+		pairs = append(pairs, pair{"fg", bg, 4.5}, pair{"muted", bg, 4.5})
+	}
+	pairs = append(pairs, pair{"fg", "banner", 4.5})
+	for _, state := range []string{"alive", "suspect", "down", "muted"} { // muted: a state the page does not know
+		pairs = append(pairs, pair{"badge-fg", state, 4.5}, pair{state, "card", 3}, pair{state, "bg", 3})
+	}
+	pairs = append(pairs, pair{"accent", "card", 3}, pair{"down", "banner", 3})
+	for _, scheme := range []struct {
+		name string
+		vars map[string]string
+	}{{"light", light}, {"dark", darkVars}} {
+		for _, p := range pairs {
+			fg, bg := scheme.vars[p.fg], scheme.vars[p.bg]
+			if fg == "" || bg == "" {
+				t.Errorf("%s: --%s or --%s not set", scheme.name, p.fg, p.bg)
+				continue
+			}
+			if r := contrast(fg, bg); r < p.min {
+				t.Errorf("%s: --%s #%s on --%s #%s: contrast %.2f:1, want at least %.1f:1", scheme.name, p.fg, fg, p.bg, bg, r, p.min)
+			}
+		}
+	}
+}
+
+// contrast is the WCAG contrast ratio of two colours given as 3 or 6 hex digits.
+func contrast(a, b string) float64 {
+	lum := func(hex string) float64 {
+		if len(hex) == 3 {
+			hex = string([]byte{hex[0], hex[0], hex[1], hex[1], hex[2], hex[2]})
+		}
+		var l float64
+		for i, w := range []float64{0.2126, 0.7152, 0.0722} {
+			v, _ := strconv.ParseUint(hex[2*i:2*i+2], 16, 8)
+			c := float64(v) / 255
+			if c <= 0.04045 {
+				c /= 12.92
+			} else {
+				c = math.Pow((c+0.055)/1.055, 2.4)
+			}
+			l += w * c
+		}
+		return l
+	}
+	hi, lo := lum(a), lum(b)
+	if lo > hi {
+		hi, lo = lo, hi
+	}
+	return (hi + 0.05) / (lo + 0.05)
+}
+
+func TestContrast(t *testing.T) {
+	for _, tt := range []struct {
+		a, b string
+		want float64
+	}{
+		{"fff", "000", 21},
+		{"ffffff", "ffffff", 1},
+		{"ffffff", "3fb950", 2.54}, // the dark scheme's old badges, as issue 10 measured them
+		{"ffffff", "f85149", 3.35},
+		{"767676", "ffffff", 4.54},
+	} {
+		if got := contrast(tt.a, tt.b); math.Abs(got-tt.want) > 0.01 {
+			t.Errorf("contrast(%s, %s) = %.3f, want %.2f", tt.a, tt.b, got, tt.want)
+		}
 	}
 }
