@@ -27,8 +27,8 @@ type page struct {
 	body   []byte
 	gzBody []byte // body, gzip-compressed once at start
 	csp    string // allows the page's own inline style and script, by hash, and fetches to this origin
-	etag   string // of body; gzBody's is etag with -gz before the closing quote
-	gzEtag string
+	etag   string // of body
+	gzEtag string // of gzBody: etag with -gz, so a cache never takes one for the other
 }
 
 var statusPage = buildPage()

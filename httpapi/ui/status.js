@@ -208,7 +208,6 @@
     const failed = detail !== null;
     $("banner").hidden = !failed;
     $("banner-detail").textContent = failed ? detail : "";
-    document.body.classList.toggle("stale", failed);
   }
 
   // load fetches /status; its error says, for the banner, why it failed.
