@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"countd/actors"
+	"countd/internal/poll"
 	"countd/metrics"
 )
 
@@ -156,9 +158,13 @@ func TestHistorySamplerStops(t *testing.T) {
 		reads.Add(1)
 		return reading{at: at, counted: true, applied: uint64(reads.Load())}
 	})
-	if !pollUntil(5*time.Second, func() bool { return reads.Load() >= 3 }) {
+	_, err := poll.Until(t.Context(), 5*time.Second, time.Millisecond, "3 readings at a 1ms step", func() (bool, string) {
+		n := reads.Load()
+		return n >= 3, fmt.Sprintf("%d readings", n)
+	})
+	if err != nil {
 		h.stop()
-		t.Fatalf("%d readings within 5s at a 1ms step, want 3", reads.Load())
+		t.Fatal(err)
 	}
 	h.stop()
 	n := reads.Load()
@@ -188,7 +194,7 @@ func TestStatusHistoryWhileOpen(t *testing.T) {
 	base := "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port()))
 
 	var got historyReply
-	ok := pollUntil(10*time.Second, func() bool {
+	_, err := poll.Until(t.Context(), 10*time.Second, 5*time.Millisecond, "a positive rate and the peer's behind 7", func() (bool, string) {
 		resp, err := c.Post(base+"/increment", "", nil)
 		if err != nil {
 			t.Fatal(err)
@@ -212,26 +218,12 @@ func TestStatusHistoryWhileOpen(t *testing.T) {
 		for _, b := range got.Behind["127.0.0.1:9001"] {
 			behind = behind || (b != nil && *b == 7)
 		}
-		return rate && behind
+		return rate && behind, fmt.Sprintf("%+v", got)
 	})
-	if !ok {
-		t.Fatalf("history within 10s: %+v; want a positive rate and the peer's behind 7", got)
+	if err != nil {
+		t.Fatal(err)
 	}
 	if got.StepSeconds != 0.02 {
 		t.Errorf("step_seconds = %v, want 0.02", got.StepSeconds)
-	}
-}
-
-// pollUntil calls cond until it returns true or timeout passes.
-func pollUntil(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
