@@ -200,7 +200,7 @@ func TestStatusHistoryWhileOpen(t *testing.T) {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		if resp, err = c.Get(base + "/status"); err != nil {
+		if resp, err = c.Get(base + "/status?history=1"); err != nil {
 			t.Fatal(err)
 		}
 		defer resp.Body.Close()

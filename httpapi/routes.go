@@ -55,7 +55,7 @@ func (s *Server) routes() http.Handler {
 	handle("/counters", http.MethodGet, s.handleCounters)
 	handle("/health", http.MethodGet, s.handleHealth)
 	handle("/", http.MethodGet, s.handleStatusPage)
-	handle("/status", http.MethodGet, s.handleStatus)
+	handle("/status", http.MethodGet, s.handleStatus, "history")
 	if s.cfg.Metrics != nil {
 		handle("/metrics", http.MethodGet, s.cfg.Metrics.Handler().ServeHTTP)
 	}

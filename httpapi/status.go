@@ -133,13 +133,23 @@ type statusReply struct {
 	Counters      map[string]int64 `json:"counters"`
 	// History is what the page charts: the last minutes of changes per
 	// second and of each peer's behind, sampled while the server is open.
-	History historyReply `json:"history"`
+	// Only with ?history=1: it is a few KB, and for the page, not for
+	// people reading /status.
+	History *historyReply `json:"history,omitempty"`
 }
 
 // handleStatus serves GET /status, the JSON the status page shows: this
-// node, its peers as GET /peers lists them, every counter, and the history
-// the page charts.
+// node, its peers as GET /peers lists them, every counter, and with
+// ?history=1 the history the page charts.
 func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
+	withHistory := false
+	switch h := r.URL.Query()["history"]; {
+	case len(h) == 1 && h[0] == "1":
+		withHistory = true
+	case len(h) > 0:
+		s.writeError(w, badRequest("history takes only the value 1 (history=1 adds the charts' history)"))
+		return
+	}
 	var peers []actors.PeerInfo
 	if s.cfg.Cluster != nil {
 		var err error
@@ -161,7 +171,10 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 		Replica:  s.cfg.Replica,
 		Peers:    peerRows(peers),
 		Counters: values,
-		History:  s.hist.snapshot(time.Now()),
+	}
+	if withHistory {
+		h := s.hist.snapshot(time.Now())
+		reply.History = &h
 	}
 	if !s.cfg.Started.IsZero() {
 		reply.Started = s.cfg.Started.UTC().Format(time.RFC3339)

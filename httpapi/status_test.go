@@ -45,6 +45,25 @@ func (peerTable) Replicate(context.Context, *wire.ReplicateRequest) (int, error)
 // noHistory is /status's history of a server never opened: nothing sampled.
 const noHistory = `"history":{"step_seconds":1,"changes_per_second":[],"behind":{}}`
 
+// TestStatusHistoryOnlyWhenAsked: the charts' history comes with
+// ?history=1 only, and any other value of history is refused.
+func TestStatusHistoryOnlyWhenAsked(t *testing.T) {
+	s := NewServer(Config{Counters: newFake(), Cluster: peerTable{}, Node: testNode, Replica: testReplica})
+	want := `{"node":"` + testNode + `","replica":"` + testReplica + `","uptime_seconds":0,"peers":[],"counters":{},` + noHistory + `}`
+	rec := do(t, s, http.MethodGet, "/status?history=1", nil)
+	if rec.Code != http.StatusOK || rec.Body.String() != want+"\n" && rec.Body.String() != want {
+		t.Fatalf("GET /status?history=1: %d %s, want 200 %s", rec.Code, rec.Body, want)
+	}
+	if rec := do(t, s, http.MethodGet, "/status", nil); strings.Contains(rec.Body.String(), "history") {
+		t.Fatalf("GET /status carries the history: %s", rec.Body)
+	}
+	for _, q := range []string{"history=0", "history=yes", "history=1&history=1", "history="} {
+		if rec := do(t, s, http.MethodGet, "/status?"+q, nil); rec.Code != http.StatusBadRequest {
+			t.Errorf("GET /status?%s: %d %s, want 400", q, rec.Code, rec.Body)
+		}
+	}
+}
+
 func TestStatus(t *testing.T) {
 	seen := time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("CET", 3600))
 	started := time.Now().Add(-90 * time.Second)
@@ -75,14 +94,14 @@ func TestStatus(t *testing.T) {
 					{"addr":"127.0.0.1:9001","state":"alive","last_seen":"2026-01-02T02:04:05Z","behind":0},
 					{"addr":"127.0.0.1:9002","state":"suspect","last_seen":"2026-01-02T02:04:05Z","behind":12},
 					{"addr":"127.0.0.1:9003","state":"down","behind":40}],
-				"counters":{"apples":5,"pears":-3},` + noHistory + `}`,
+				"counters":{"apples":5,"pears":-3}}`,
 		},
 		{
 			name:     "no cluster: peers is an empty list",
 			counters: loaded(),
 			started:  started,
 			want: `{"node":"` + testNode + `","replica":"` + testReplica + `","started":"` + startedText + `",
-				"peers":[],"counters":{"apples":5,"pears":-3},` + noHistory + `}`,
+				"peers":[],"counters":{"apples":5,"pears":-3}}`,
 		},
 		{
 			name:     "no peers and no counters: empty list and object",
@@ -90,12 +109,12 @@ func TestStatus(t *testing.T) {
 			cluster:  peerTable{},
 			started:  started,
 			want: `{"node":"` + testNode + `","replica":"` + testReplica + `","started":"` + startedText + `",
-				"peers":[],"counters":{},` + noHistory + `}`,
+				"peers":[],"counters":{}}`,
 		},
 		{
 			name:     "start time unknown",
 			counters: newFake(),
-			want:     `{"node":"` + testNode + `","replica":"` + testReplica + `","peers":[],"counters":{},` + noHistory + `}`,
+			want:     `{"node":"` + testNode + `","replica":"` + testReplica + `","peers":[],"counters":{}}`,
 		},
 	}
 	for _, tt := range tests {
@@ -174,7 +193,7 @@ func TestStatusPage(t *testing.T) {
 	body := rec.Body.String()
 	for _, want := range []string{
 		`<meta name="viewport"`, `id="banner"`, `id="peers"`, `id="counters"`, `id="node"`, `id="replica"`, `id="uptime"`,
-		`fetch("status"`, `setTimeout(refresh, REFRESH_MS)`, `dataset[attr] = key`, `e.dataset.state = p.state`,
+		`fetch("status?history=1"`, `setTimeout(refresh, REFRESH_MS)`, `dataset[attr] = key`, `e.dataset.state = p.state`,
 		// The charts, each an image with a text alternative.
 		`<svg id="rate-chart" role="img" aria-labelledby="rate-title rate-text"`, `id="rate-text"`,
 		`<figure class="spark">`, `svg.setAttribute("aria-label"`, `history.behind[p.addr]`,

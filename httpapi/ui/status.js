@@ -215,7 +215,7 @@
     const abort = new AbortController();
     const timer = setTimeout(() => abort.abort(), TIMEOUT_MS);
     try {
-      const resp = await fetch("status", { cache: "no-store", signal: abort.signal, headers: { Accept: "application/json" } });
+      const resp = await fetch("status?history=1", { cache: "no-store", signal: abort.signal, headers: { Accept: "application/json" } });
       const text = await resp.text();
       if (!resp.ok) {
         let msg = text;
