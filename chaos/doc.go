@@ -20,7 +20,7 @@
 // have been applied), by the one rule of apiclient.Classify.
 //
 // When the steps are done Run heals everything, stops the clients, and Check
-// verifies the invariants of DESIGN.md that a cluster run can see:
+// verifies the invariants of docs/design.md (section 1) that a cluster run can see:
 //
 //   - convergence: every live node reports the same value of every counter
 //     within a bounded time;

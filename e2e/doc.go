@@ -1,8 +1,9 @@
 // Package e2e tests countd as its users run it: as a process. TestMain builds
 // the binary once; each test starts it with real flags, talks to it over
 // HTTP on the port it picked, and ends it with SIGTERM or SIGKILL, then checks
-// the contract of DESIGN.md Part 1 from the outside: no acknowledged increment
-// is lost across a crash, a graceful shutdown keeps everything, concurrent
+// the contract (the README's API and flags, the invariants of
+// docs/design.md) from the outside: no acknowledged increment is lost across
+// a crash, a graceful shutdown keeps everything, concurrent
 // clients are counted exactly, and bad flags fail fast with one clear line.
 // Clusters of such processes converge through SIGSTOP, a node added later with
 // -newnode, and every node killed at once.

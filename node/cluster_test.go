@@ -18,7 +18,7 @@ import (
 
 // These tests run whole clusters in one process over real HTTP
 // (internal/testcluster, wrapped in harness_test.go) and check the
-// invariants of DESIGN.md: convergence, no loss and no double count,
+// invariants of docs/design.md: convergence, no loss and no double count,
 // durability across restarts, and membership. No test puts a fault on the
 // clients' network, so every client change is acknowledged and every
 // expected value is exact.

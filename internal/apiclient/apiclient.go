@@ -1,4 +1,4 @@
-// Package apiclient is a client for countd's HTTP API (DESIGN.md Part 1) for
+// Package apiclient is a client for countd's HTTP API (the README's API section) for
 // tests and tools: the in-process cluster harness (internal/testcluster), the
 // process tests of e2e and cmd/countd-bench. It changes counters (Change,
 // Post), reads JSON endpoints (GetJSON, Counters, Peers, Replica), removes
