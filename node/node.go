@@ -144,6 +144,7 @@ func Open(cfg Config) (*Node, error) {
 			Logger:              n.log,
 		},
 		Removed:      removed,
+		Tombstones:   tombstones(n.db),
 		DownProbeMin: cfg.HeartbeatInterval,
 		DownProbeMax: max(cfg.DownProbeMax, cfg.HeartbeatInterval),
 		Logger:       n.log,
@@ -155,11 +156,7 @@ func Open(cfg Config) (*Node, error) {
 		n.closeStore()
 		return nil, fmt.Errorf("node: spawn supervisor: %w", err)
 	}
-	var tombstones actors.Tombstones
-	if n.db != nil {
-		tombstones = n.db
-	}
-	n.cluster = actors.NewCluster(n.sys.Root, n.sup, n.client, tombstones, cfg.RequestTimeout)
+	n.cluster = actors.NewCluster(n.sys.Root, n.sup, n.client, cfg.RequestTimeout)
 	n.http = httpapi.NewServer(httpapi.Config{
 		Listener:       ln,
 		Node:           n.addr,
@@ -186,6 +183,15 @@ func Open(cfg Config) (*Node, error) {
 	n.log.Info("node started", "listen", ln.Addr().String(),
 		"memory", cfg.Memory, "data", n.dataPath(), "counters", loaded)
 	return n, nil
+}
+
+// tombstones returns db as the Supervisor's store, or nil (no store) if db
+// is nil: a nil *store.DB in the interface would not compare equal to nil.
+func tombstones(db *store.DB) actors.Tombstones {
+	if db == nil {
+		return nil
+	}
+	return db
 }
 
 func (c *Config) advertise() string {
