@@ -119,9 +119,6 @@ type Delta struct {
 // A subscriber is dropped when it stops.
 type Subscribe struct{ PID *actor.PID }
 
-// Unsubscribe removes PID from the subscribers.
-type Unsubscribe struct{ PID *actor.PID }
-
 // Changed tells a subscriber that the durable state reached Version.
 // Origin is the peer whose pushes caused every change since the last notice,
 // or "" if any change came from a client (or from several peers): a
@@ -301,8 +298,6 @@ func (a *CounterActor) Receive(ctx actor.Context) {
 		a.saved(ctx, m.err)
 	case *Subscribe:
 		a.subscribe(ctx, m.PID)
-	case *Unsubscribe:
-		a.unsubscribe(m.PID)
 	case *actor.Terminated:
 		a.unsubscribe(m.Who)
 	}

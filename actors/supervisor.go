@@ -87,12 +87,12 @@ type PeerList struct{ Peers []PeerInfo }
 
 // PeerInfo is one row of the membership table.
 type PeerInfo struct {
-	Addr     string    `json:"addr"`
-	State    string    `json:"state"`
-	LastSeen time.Time `json:"last_seen"`
+	Addr     string
+	State    string
+	LastSeen time.Time
 	// Behind is how many of this node's changes (entry versions) the peer
 	// has not acknowledged yet, as of the last report of its PeerActor.
-	Behind uint64 `json:"behind"`
+	Behind uint64
 }
 
 type (

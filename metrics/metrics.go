@@ -126,9 +126,6 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
 }
 
-// Registry returns the registry, for tests that read values.
-func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
-
 // Change counts a client change: op is "increment" or "decrement".
 func (m *Metrics) Change(op, outcome string) {
 	if m == nil {

@@ -34,7 +34,7 @@ func NewSyncing(path string) (*Syncing, error) {
 		return nil, fmt.Errorf("bare: %w", err)
 	}
 	page := make([]byte, 4096)
-	if _, err := f.WriteAt(page, 0); err == nil {
+	if _, err = f.WriteAt(page, 0); err == nil {
 		err = f.Sync()
 	}
 	if err != nil {
