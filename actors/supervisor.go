@@ -229,11 +229,11 @@ func (s *Supervisor) Receive(ctx actor.Context) {
 func (s *Supervisor) change(ctx actor.Context, addr string, remove bool) {
 	c := tombstoneChange{addr: addr, remove: remove, to: ctx.Sender()}
 	if addr == s.cfg.Self {
-		s.answer(ctx, c, ErrSelf)
+		s.settle(ctx, c, ErrSelf)
 		return
 	}
 	if s.cfg.Tombstones == nil {
-		s.answer(ctx, c, nil)
+		s.settle(ctx, c, nil)
 		return
 	}
 	s.pending = append(s.pending, c)
@@ -265,12 +265,12 @@ func (s *Supervisor) written(ctx actor.Context, err error) {
 		s.log.Error("tombstone write failed; membership unchanged", "peer", c.addr, "remove", c.remove, "err", err)
 		err = fmt.Errorf("%w: %v", ErrStore, err)
 	}
-	s.answer(ctx, c, err)
+	s.settle(ctx, c, err)
 }
 
-// answer applies c to the membership table unless err is set, and answers
+// settle applies c to the membership table unless err is set, and answers
 // whoever asked.
-func (s *Supervisor) answer(ctx actor.Context, c tombstoneChange, err error) {
+func (s *Supervisor) settle(ctx actor.Context, c tombstoneChange, err error) {
 	var reply any
 	switch {
 	case c.remove && err != nil:
