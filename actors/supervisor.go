@@ -225,14 +225,19 @@ func (s *Supervisor) Receive(ctx actor.Context) {
 }
 
 // change queues a registration or removal behind the ones whose tombstones
-// are still being written, or applies it at once if there is no store.
+// are still being written. It applies it at once if there is no store, or
+// if it registers an address with no tombstone and none on the way: the
+// store holds no tombstone the table lacks, so there is nothing to lift
+// (this keeps -peers at start and POST /peers of a known peer off the disk).
 func (s *Supervisor) change(ctx actor.Context, addr string, remove bool) {
 	c := tombstoneChange{addr: addr, remove: remove, to: ctx.Sender()}
 	if addr == s.cfg.Self {
 		s.settle(ctx, c, ErrSelf)
 		return
 	}
-	if s.cfg.Tombstones == nil {
+	nothingToLift := !remove && !s.removed[addr] &&
+		!slices.ContainsFunc(s.pending, func(p tombstoneChange) bool { return p.addr == addr })
+	if s.cfg.Tombstones == nil || nothingToLift {
 		s.settle(ctx, c, nil)
 		return
 	}
