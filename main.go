@@ -15,12 +15,16 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"countd/node"
 	"countd/wire"
@@ -46,7 +50,7 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 
 	n, err := node.Open(cfg)
 	if err != nil {
-		cfg.Logger.Error("start failed", "err", err)
+		cfg.Logger.Error("start failed", "err", startProblem(err, cfg))
 		return 1
 	}
 	<-ctx.Done()
@@ -59,83 +63,183 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	return 0
 }
 
+// startProblem says in plain words why the node could not start, for the
+// causes a user meets and can fix; any other error it returns as it is.
+func startProblem(err error, cfg node.Config) string {
+	var op *net.OpError
+	switch {
+	case errors.Is(err, syscall.EADDRINUSE):
+		return fmt.Sprintf("port %d on %s is already in use; choose another -port, or -port=0 for a free one", cfg.Port, cfg.Bind)
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		return fmt.Sprintf("-bind %s is not an address of this machine; want 127.0.0.1, 0.0.0.0 or the address of one of its interfaces", cfg.Bind)
+	case errors.As(err, &op) && op.Op == "listen":
+		return fmt.Sprintf("cannot listen on %s: %v", net.JoinHostPort(cfg.Bind, strconv.Itoa(cfg.Port)), op.Err)
+	}
+	return err.Error()
+}
+
+// addrForms are the forms of a peer address, as -peers, -newnode and
+// -advertise take them.
+const addrForms = "a port (8081, meaning 127.0.0.1:8081), host:port or http://host:port, with a port from 1 to 65535"
+
+// A flagDef is one flag: its name, its value, what values it accepts (the
+// end of every error about it) and its help text.
+type flagDef struct {
+	name  string
+	value flag.Value
+	want  string
+	usage string
+}
+
 // parseConfig reads the flags, falling back to COUNTD_* environment variables
-// for flags not given, and builds the node's configuration and logger.
+// for flags not given, and builds the node's configuration and logger. Every
+// error about a value reads the same: invalid value "V" for flag -F (or for
+// COUNTD_F (flag -F)): want W.
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (node.Config, error) {
 	cfg := node.DefaultConfig()
+	var (
+		dataDir             string
+		peers, newNodes     addrList
+		logFormat, logLevel = "text", "info"
+	)
+	const (
+		positive = "a duration above 0 such as 500ms, 2s or 1m30s"
+		boolean  = "true or false"
+	)
+	defs := []flagDef{
+		{"port", intValue(&cfg.Port, 0, 65535), "a whole number from 0 to 65535",
+			"port to listen on; 0 picks a free port, which the start-up log shows"},
+		{"bind", (*stringValue)(&cfg.Bind), "an address of this machine such as 127.0.0.1 or 0.0.0.0",
+			"interface to listen on; 0.0.0.0 for multi-host"},
+		{"advertise", (*addrValue)(&cfg.Advertise), addrForms,
+			"address other nodes use for this node (default 127.0.0.1:<port>)"},
+		{"peers", &peers, "a comma-separated list, each " + addrForms,
+			"peers to register at start, comma separated: port, host:port or http://host:port"},
+		{"newnode", &newNodes, "a comma-separated list, each " + addrForms,
+			"addresses to add to the running cluster right after start (same forms as -peers)"},
+		{"data-dir", (*stringValue)(&dataDir), "a directory",
+			"where the node keeps its durable state; a relative path is from the working directory (default data/<port>)"},
+		{"memory", boolValue(&cfg.Memory), boolean, "keep no state on disk"},
+		{"pprof", boolValue(&cfg.Pprof), boolean, "serve Go's profiles at /debug/pprof/ (for measuring; off in production)"},
+		{"log-format", choiceValue(&logFormat, "text", "json"), "text or json", "log format: text or json"},
+		{"log-level", choiceValue(&logLevel, "debug", "info", "warn", "error"), "debug, info, warn or error",
+			"log level: debug, info, warn or error"},
+		{"request-timeout", durationValue(&cfg.RequestTimeout, 1), positive, "longest an HTTP request waits before 503"},
+		{"heartbeat-interval", durationValue(&cfg.HeartbeatInterval, 1), positive, "mean time between health checks of a peer"},
+		{"heartbeat-timeout", durationValue(&cfg.HeartbeatTimeout, 1), positive, "timeout of one health check or push"},
+		{"failures-before-down", intValue(&cfg.FailuresBeforeDown, 1, math.MaxInt32), "a whole number of 1 or more",
+			"failed health checks in a row before a peer is down"},
+		{"flush-delay", durationValue(&cfg.FlushDelay, 0), "a duration of 0 or more such as 0s, 20ms or 1s",
+			"wait after a change before pushing it, to batch changes"},
+		{"retry-min", durationValue(&cfg.RetryMin, 1), positive, "first backoff after a failed push"},
+		{"retry-max", durationValue(&cfg.RetryMax, 1), positive + ", not below -retry-min", "longest backoff between failed pushes"},
+		{"anti-entropy-interval", durationValue(&cfg.AntiEntropyInterval, 1), positive,
+			"mean time between full-state pushes to each peer"},
+		{"down-probe-max", durationValue(&cfg.DownProbeMax, 1), positive, "longest backoff between probes of a down peer"},
+		{"shutdown-timeout", durationValue(&cfg.ShutdownTimeout, 1), positive, "longest a graceful shutdown waits"},
+	}
+
 	fs := flag.NewFlagSet("countd", flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // errors are reported in one line by run
-	var (
-		peers, newNodes, dataDir string
-		logFormat, logLevel      string
-	)
-	fs.IntVar(&cfg.Port, "port", cfg.Port, "port to listen on")
-	fs.StringVar(&cfg.Bind, "bind", cfg.Bind, "interface to listen on (0.0.0.0 for multi-host)")
-	fs.StringVar(&cfg.Advertise, "advertise", "", "address other nodes use for this node (default 127.0.0.1:<port>)")
-	fs.StringVar(&peers, "peers", "", "peers to register at start, comma separated: port, host:port or http://host:port")
-	fs.StringVar(&newNodes, "newnode", "", "addresses to add to the running cluster right after start (same forms as -peers)")
-	fs.StringVar(&dataDir, "data-dir", "", "where the node keeps its durable state (default data/<port>)")
-	fs.BoolVar(&cfg.Memory, "memory", false, "keep no state on disk")
-	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve Go's profiles at /debug/pprof/ (for measuring; off in production)")
-	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
-	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
-	fs.DurationVar(&cfg.RequestTimeout, "request-timeout", cfg.RequestTimeout, "longest an HTTP request waits before 503")
-	fs.DurationVar(&cfg.HeartbeatInterval, "heartbeat-interval", cfg.HeartbeatInterval, "mean time between health checks of a peer")
-	fs.DurationVar(&cfg.HeartbeatTimeout, "heartbeat-timeout", cfg.HeartbeatTimeout, "timeout of one health check or push")
-	fs.IntVar(&cfg.FailuresBeforeDown, "failures-before-down", cfg.FailuresBeforeDown, "failed health checks in a row before a peer is down")
-	fs.DurationVar(&cfg.FlushDelay, "flush-delay", cfg.FlushDelay, "wait after a change before pushing it, to batch changes")
-	fs.DurationVar(&cfg.RetryMin, "retry-min", cfg.RetryMin, "first backoff after a failed push")
-	fs.DurationVar(&cfg.RetryMax, "retry-max", cfg.RetryMax, "longest backoff between failed pushes")
-	fs.DurationVar(&cfg.AntiEntropyInterval, "anti-entropy-interval", cfg.AntiEntropyInterval, "mean time between full-state pushes to each peer")
-	fs.DurationVar(&cfg.DownProbeMax, "down-probe-max", cfg.DownProbeMax, "longest backoff between probes of a down peer")
-	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "longest a graceful shutdown waits")
-	fs.Usage = func() {} // flag calls it on every error; help is printed below
-	usage := func() {
-		fmt.Fprintf(stderr, "Usage: countd [flags]\n\nEvery flag also reads COUNTD_<FLAG> (e.g. COUNTD_PEERS).\n\n")
-		fs.SetOutput(stderr)
-		fs.PrintDefaults()
-		fs.SetOutput(io.Discard)
+	fs.Usage = func() {}     // flag calls it on every error; help is printed below
+	failed := new(badValue)  // the value a Set refused, whichever way it came
+	wants := make(map[string]string, len(defs))
+	for _, d := range defs {
+		fs.Var(&recording{Value: d.value, name: d.name, failed: failed}, d.name, d.usage)
+		wants[d.name] = d.want
 	}
 
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			usage()
+			printUsage(stderr, fs)
+			return cfg, err
 		}
-		return cfg, err
+		return cfg, parseError(err, failed, wants)
 	}
 	if fs.NArg() > 0 {
-		return cfg, fmt.Errorf("unexpected argument %q (flags look like -port=8080)", fs.Arg(0))
+		return cfg, fmt.Errorf("unexpected argument %q; flags look like -port=8080 (countd -h lists them)", fs.Arg(0))
 	}
-	if err := applyEnv(fs, getenv); err != nil {
+	if err := applyEnv(fs, getenv, failed, wants); err != nil {
 		return cfg, err
 	}
-	var err error
-	if cfg.Peers, err = wire.ParseAddrList(peers); err != nil {
-		return cfg, fmt.Errorf("invalid value for flag -peers: %w", err)
-	}
-	if cfg.NewNodes, err = wire.ParseAddrList(newNodes); err != nil {
-		return cfg, fmt.Errorf("invalid value for flag -newnode: %w", err)
-	}
-	if cfg.Advertise != "" {
-		if cfg.Advertise, err = wire.ParseAddr(cfg.Advertise); err != nil {
-			return cfg, fmt.Errorf("invalid value for flag -advertise: %w", err)
-		}
-	}
+	cfg.Peers, cfg.NewNodes = peers, newNodes
 	cfg.DataDir = dataDir
 	if cfg.DataDir == "" {
 		cfg.DataDir = filepath.Join("data", strconv.Itoa(cfg.Port))
 	}
-	if err := cfg.Validate(); err != nil {
-		return cfg, fmt.Errorf("invalid value for flag %w", err)
+	// Absolute, so that the start-up log says where the state is whatever
+	// the working directory was.
+	abs, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return cfg, fmt.Errorf("invalid value %q for flag -data-dir: %v", cfg.DataDir, err)
 	}
-	if cfg.Logger, err = newLogger(logFormat, logLevel, stderr); err != nil {
+	cfg.DataDir = abs
+	if err := cfg.Validate(); err != nil {
 		return cfg, err
 	}
+	cfg.Logger = newLogger(logFormat, logLevel, stderr)
 	return cfg, nil
 }
 
+// badValue is the value a flag's Set last refused.
+type badValue struct {
+	name, value string
+	err         error
+}
+
+// recording wraps a flag's Value to remember a value it refuses, so the
+// error can be worded one way for every flag: flag's own wording differs
+// between bool flags and others.
+type recording struct {
+	flag.Value
+	name   string
+	failed *badValue
+}
+
+func (r *recording) Set(s string) error {
+	err := r.Value.Set(s)
+	if err != nil {
+		*r.failed = badValue{name: r.name, value: s, err: err}
+	}
+	return err
+}
+
+func (r *recording) IsBoolFlag() bool {
+	b, ok := r.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
+}
+
+// valueError words a refused value: where it came from, what is wrong with
+// it (if the value's Set says more than that it is invalid), and what is
+// accepted.
+func valueError(from string, b *badValue, want string) error {
+	msg := fmt.Sprintf("invalid value %q for %s: ", b.value, from)
+	if !errors.Is(b.err, errInvalid) {
+		msg += b.err.Error() + "; "
+	}
+	return errors.New(msg + "want " + want)
+}
+
+// parseError rewords an error of flag.FlagSet.Parse.
+func parseError(err error, failed *badValue, wants map[string]string) error {
+	if failed.name != "" {
+		return valueError("flag -"+failed.name, failed, wants[failed.name])
+	}
+	msg := err.Error()
+	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
+		return fmt.Errorf("unknown flag -%s (countd -h lists the flags)", name)
+	}
+	if name, ok := strings.CutPrefix(msg, "flag needs an argument: -"); ok {
+		return fmt.Errorf("flag -%s needs a value: want %s", name, wants[name])
+	}
+	if arg, ok := strings.CutPrefix(msg, "bad flag syntax: "); ok {
+		return fmt.Errorf("bad flag syntax %q; flags look like -port=8080 (countd -h lists them)", arg)
+	}
+	return err
+}
+
 // applyEnv sets every flag not given on the command line from COUNTD_<FLAG>.
-func applyEnv(fs *flag.FlagSet, getenv func(string) string) error {
+func applyEnv(fs *flag.FlagSet, getenv func(string) string, failed *badValue, wants map[string]string) error {
 	given := make(map[string]bool)
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	var err error
@@ -143,27 +247,162 @@ func applyEnv(fs *flag.FlagSet, getenv func(string) string) error {
 		if err != nil || given[f.Name] {
 			return
 		}
-		env := "COUNTD_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		env := envName(f.Name)
 		if v := getenv(env); v != "" {
-			if serr := fs.Set(f.Name, v); serr != nil {
-				err = fmt.Errorf("invalid value %q for %s (flag -%s): %v", v, env, f.Name, serr)
+			if fs.Set(f.Name, v) != nil {
+				err = valueError(fmt.Sprintf("%s (flag -%s)", env, f.Name), failed, wants[f.Name])
 			}
 		}
 	})
 	return err
 }
 
-func newLogger(format, level string, w io.Writer) (*slog.Logger, error) {
+func envName(flagName string) string {
+	return "COUNTD_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// printUsage writes the help -h asks for.
+func printUsage(w io.Writer, fs *flag.FlagSet) {
+	fmt.Fprintf(w, "Usage: countd [flags]\n\n"+
+		"Every flag also reads COUNTD_<FLAG> (e.g. COUNTD_PEERS, COUNTD_DATA_DIR); a flag on the command line wins.\n\n")
+	fs.VisitAll(func(f *flag.Flag) {
+		kind := ""
+		if k, ok := f.Value.(*recording).Value.(interface{ kind() string }); ok {
+			kind = " " + k.kind()
+		}
+		fmt.Fprintf(w, "  -%s%s\n    \t%s", f.Name, kind, f.Usage)
+		if f.DefValue != "" && f.DefValue != "false" {
+			fmt.Fprintf(w, " (default %s)", f.DefValue)
+		}
+		fmt.Fprintln(w)
+	})
+}
+
+func newLogger(format, level string, w io.Writer) *slog.Logger {
 	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("invalid value %q for flag -log-level: want debug, info, warn or error", level)
-	}
+	lvl.UnmarshalText([]byte(level)) // choiceValue took only names it knows
 	opts := &slog.HandlerOptions{Level: lvl}
-	switch format {
-	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
 	}
-	return nil, fmt.Errorf("invalid value %q for flag -log-format: want text or json", format)
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// errInvalid is what a flag value's Set returns when the value is not of
+// the flag's kind or range; the message then says only what is wanted.
+var errInvalid = errors.New("invalid")
+
+// intVal is an int flag from min to max.
+type intVal struct {
+	p        *int
+	min, max int
+}
+
+func intValue(p *int, min, max int) *intVal { return &intVal{p, min, max} }
+func (v *intVal) String() string            { return strconv.Itoa(*v.p) }
+func (v *intVal) kind() string              { return "int" }
+func (v *intVal) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < v.min || n > v.max {
+		return errInvalid
+	}
+	*v.p = n
+	return nil
+}
+
+// durationVal is a duration flag of min or more.
+type durationVal struct {
+	p   *time.Duration
+	min time.Duration
+}
+
+func durationValue(p *time.Duration, min time.Duration) *durationVal { return &durationVal{p, min} }
+func (v *durationVal) String() string                                { return v.p.String() }
+func (v *durationVal) kind() string                                  { return "duration" }
+func (v *durationVal) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil || d < v.min {
+		return errInvalid
+	}
+	*v.p = d
+	return nil
+}
+
+// boolVal is a bool flag: -memory alone means -memory=true.
+type boolVal bool
+
+func boolValue(p *bool) *boolVal    { return (*boolVal)(p) }
+func (v *boolVal) String() string   { return strconv.FormatBool(bool(*v)) }
+func (v *boolVal) IsBoolFlag() bool { return true }
+func (v *boolVal) Set(s string) error {
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		return errInvalid
+	}
+	*v = boolVal(b)
+	return nil
+}
+
+// stringValue is a string flag that takes any text.
+type stringValue string
+
+func (v *stringValue) String() string     { return string(*v) }
+func (v *stringValue) kind() string       { return "string" }
+func (v *stringValue) Set(s string) error { *v = stringValue(s); return nil }
+
+// choiceVal is a string flag that takes one of a few names, in any case.
+type choiceVal struct {
+	p       *string
+	choices []string
+}
+
+func choiceValue(p *string, choices ...string) *choiceVal { return &choiceVal{p, choices} }
+func (v *choiceVal) String() string                       { return *v.p }
+func (v *choiceVal) kind() string                         { return "string" }
+func (v *choiceVal) Set(s string) error {
+	if !slices.Contains(v.choices, strings.ToLower(s)) {
+		return errInvalid
+	}
+	*v.p = strings.ToLower(s)
+	return nil
+}
+
+// addrValue is one peer address flag, normalised to host:port; empty means
+// unset.
+type addrValue string
+
+func (v *addrValue) String() string { return string(*v) }
+func (v *addrValue) kind() string   { return "address" }
+func (v *addrValue) Set(s string) error {
+	if s == "" {
+		*v = ""
+		return nil
+	}
+	a, err := wire.ParseAddr(s)
+	if err != nil {
+		return errInvalid
+	}
+	*v = addrValue(a)
+	return nil
+}
+
+// addrList is a comma-separated list of peer addresses, normalised to
+// host:port, without duplicates or empty items.
+type addrList []string
+
+func (v *addrList) String() string { return strings.Join(*v, ",") }
+func (v *addrList) kind() string   { return "list" }
+func (v *addrList) Set(s string) error {
+	list, err := wire.ParseAddrList(s)
+	if err != nil {
+		// Name the item at fault: in a list, the whole value does not.
+		for _, item := range strings.Split(s, ",") {
+			if _, ierr := wire.ParseAddr(item); strings.TrimSpace(item) != "" && ierr != nil {
+				return fmt.Errorf("%q is not a peer address", strings.TrimSpace(item))
+			}
+		}
+		return errInvalid
+	}
+	*v = list
+	return nil
 }

@@ -4,15 +4,30 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
+	"net"
+	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"countd/node"
 )
+
+// absPath is p made absolute from the working directory.
+func absPath(t *testing.T, p string) string {
+	t.Helper()
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return abs
+}
 
 // envOf returns a getenv over m, so no test reads the real environment.
 func envOf(m map[string]string) func(string) string {
@@ -162,6 +177,7 @@ func TestParseConfig(t *testing.T) {
 			want := node.DefaultConfig()
 			want.DataDir = filepath.Join("data", "8080")
 			tt.want(&want)
+			want.DataDir = absPath(t, want.DataDir)
 			if !reflect.DeepEqual(got, want) {
 				t.Errorf("parseConfig(%q)\n got %+v\nwant %+v", tt.args, got, want)
 			}
@@ -179,7 +195,7 @@ func TestParseConfigDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Port != 8080 || cfg.Bind != "127.0.0.1" || cfg.DataDir != filepath.Join("data", "8080") ||
+	if cfg.Port != 8080 || cfg.Bind != "127.0.0.1" || cfg.DataDir != absPath(t, filepath.Join("data", "8080")) ||
 		cfg.Advertise != "" || cfg.Memory || cfg.Peers != nil || cfg.NewNodes != nil {
 		t.Errorf("defaults = port %d, bind %q, data dir %q, advertise %q, memory %v, peers %q, newnode %q; "+
 			"want 8080, 127.0.0.1, data/8080, empty, false, none, none",
@@ -379,11 +395,174 @@ func TestRunHelp(t *testing.T) {
 			if code != 0 {
 				t.Errorf("run(%s) = %d, want 0", arg, code)
 			}
-			for _, want := range []string{"Usage", "-port", "-peers", "-newnode", "COUNTD_"} {
+			for _, want := range []string{"Usage", "-port", "-peers", "-newnode", "COUNTD_",
+				"0 picks a free port", "a relative path is from the working directory"} {
 				if !strings.Contains(out, want) {
 					t.Errorf("help output lacks %q:\n%s", want, out)
 				}
 			}
 		})
+	}
+}
+
+// TestFlagErrorMessages checks every bad flag value is worded one way,
+// invalid value "V" for flag -F: want W, with W the values accepted, from
+// the command line or the environment, whether flag, its value type or the
+// node's validation refuses it.
+func TestFlagErrorMessages(t *testing.T) {
+	const (
+		port     = "want a whole number from 0 to 65535"
+		duration = "want a duration above 0 such as 500ms, 2s or 1m30s"
+		addrs    = "want a comma-separated list, each a port (8081, meaning 127.0.0.1:8081), host:port or http://host:port, with a port from 1 to 65535"
+	)
+	tests := []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{args: []string{"-port=abc"}, want: `invalid value "abc" for flag -port: ` + port},
+		{args: []string{"-port=70000"}, want: `invalid value "70000" for flag -port: ` + port},
+		{args: []string{"-port=-1"}, want: `invalid value "-1" for flag -port: ` + port},
+		{args: []string{"-port"}, want: `flag -port needs a value: ` + port},
+		{env: map[string]string{"COUNTD_PORT": "abc"}, want: `invalid value "abc" for COUNTD_PORT (flag -port): ` + port},
+		{args: []string{"-memory=maybe"}, want: `invalid value "maybe" for flag -memory: want true or false`},
+		{env: map[string]string{"COUNTD_PPROF": "yes"}, want: `invalid value "yes" for COUNTD_PPROF (flag -pprof): want true or false`},
+		{args: []string{"-peers=8081,foo/bar"}, want: `invalid value "8081,foo/bar" for flag -peers: "foo/bar" is not a peer address; ` + addrs},
+		{args: []string{"-newnode=h:0"}, want: `invalid value "h:0" for flag -newnode: "h:0" is not a peer address; ` + addrs},
+		{args: []string{"-advertise=a/b:1"}, want: `invalid value "a/b:1" for flag -advertise: want a port (8081, meaning 127.0.0.1:8081), host:port or http://host:port, with a port from 1 to 65535`},
+		{args: []string{"-log-level=loud"}, want: `invalid value "loud" for flag -log-level: want debug, info, warn or error`},
+		{args: []string{"-log-format=xml"}, want: `invalid value "xml" for flag -log-format: want text or json`},
+		{args: []string{"-heartbeat-interval=fast"}, want: `invalid value "fast" for flag -heartbeat-interval: ` + duration},
+		{args: []string{"-request-timeout=5"}, want: `invalid value "5" for flag -request-timeout: ` + duration},
+		{args: []string{"-shutdown-timeout=0s"}, want: `invalid value "0s" for flag -shutdown-timeout: ` + duration},
+		{args: []string{"-flush-delay=-1ms"}, want: `invalid value "-1ms" for flag -flush-delay: want a duration of 0 or more such as 0s, 20ms or 1s`},
+		{args: []string{"-failures-before-down=0"}, want: `invalid value "0" for flag -failures-before-down: want a whole number of 1 or more`},
+		{args: []string{"-retry-min=1s", "-retry-max=10ms"}, want: `invalid value "10ms" for flag -retry-max: want a duration not below -retry-min (1s)`},
+		{args: []string{"-nope=1"}, want: `unknown flag -nope (countd -h lists the flags)`},
+		{args: []string{"---x"}, want: `bad flag syntax "---x"; flags look like -port=8080 (countd -h lists them)`},
+		{args: []string{"extra"}, want: `unexpected argument "extra"; flags look like -port=8080 (countd -h lists them)`},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " ")+fmt.Sprint(tt.env), func(t *testing.T) {
+			_, err := parseConfig(tt.args, envOf(tt.env), &bytes.Buffer{})
+			if err == nil {
+				t.Fatalf("parseConfig(%q, env %v) = nil error", tt.args, tt.env)
+			}
+			if err.Error() != tt.want {
+				t.Errorf("error\n got %s\nwant %s", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestValidateWordsLikeFlags checks the node's own validation, which the
+// values main cannot check alone reach, words its errors as main does.
+func TestValidateWordsLikeFlags(t *testing.T) {
+	for _, edit := range []func(c *node.Config){
+		func(c *node.Config) { c.Port = 70000 },
+		func(c *node.Config) { c.RequestTimeout = 0 },
+		func(c *node.Config) { c.FlushDelay = -time.Millisecond },
+		func(c *node.Config) { c.RetryMin, c.RetryMax = time.Second, time.Millisecond },
+		func(c *node.Config) { c.FailuresBeforeDown = 0 },
+		func(c *node.Config) { c.DataDir = "" },
+	} {
+		c := node.DefaultConfig()
+		c.DataDir = "d"
+		edit(&c)
+		err := c.Validate()
+		if err == nil || !flagErrorForm.MatchString(err.Error()) {
+			t.Errorf("Validate = %v, want the form %s", err, flagErrorForm)
+		}
+	}
+}
+
+var flagErrorForm = regexp.MustCompile(`^invalid value "[^"]*" for flag -[a-z-]+: want .+$`)
+
+// TestParseConfigDataDirAbsolute checks the data dir reaches the node as
+// an absolute path, relative ones taken from the working directory, so the
+// start-up log says where the state is.
+func TestParseConfigDataDirAbsolute(t *testing.T) {
+	wd := t.TempDir()
+	t.Chdir(wd)
+	wd, err := os.Getwd() // the temp dir may be reached through a link
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{nil, filepath.Join(wd, "data", "8080")},
+		{[]string{"-port=9000"}, filepath.Join(wd, "data", "9000")},
+		{[]string{"-data-dir=state"}, filepath.Join(wd, "state")},
+		{[]string{"-data-dir=./a/../b/"}, filepath.Join(wd, "b")},
+		{[]string{"-data-dir=/var/lib/countd"}, "/var/lib/countd"},
+	} {
+		cfg, err := parseConfig(tt.args, envOf(nil), &bytes.Buffer{})
+		if err != nil {
+			t.Fatalf("parseConfig(%q): %v", tt.args, err)
+		}
+		if cfg.DataDir != tt.want {
+			t.Errorf("parseConfig(%q): data dir %q, want %q", tt.args, cfg.DataDir, tt.want)
+		}
+	}
+}
+
+// TestStartLogShowsAbsoluteDataDir starts a node from flags with a relative
+// data dir and checks the start-up log names it by its absolute path.
+func TestStartLogShowsAbsoluteDataDir(t *testing.T) {
+	wd := t.TempDir()
+	t.Chdir(wd)
+	var logs bytes.Buffer
+	cfg, err := parseConfig([]string{"-port=0", "-data-dir=rel", "-log-format=json"}, envOf(nil), &logs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := node.Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(logs.String()) {
+		var rec struct {
+			Msg  string `json:"msg"`
+			Data string `json:"data"`
+		}
+		if json.Unmarshal([]byte(line), &rec) != nil || rec.Msg != "node started" {
+			continue
+		}
+		if !filepath.IsAbs(rec.Data) || !strings.HasPrefix(rec.Data, filepath.Join(cfg.DataDir)+string(filepath.Separator)) {
+			t.Errorf("start-up log data = %q, want a path under the absolute %q", rec.Data, cfg.DataDir)
+		}
+		return
+	}
+	t.Fatalf("no \"node started\" record in the log:\n%s", logs.String())
+}
+
+// TestStartProblemPortInUse checks a node that cannot take its port says
+// so in plain words, with what to do.
+func TestStartProblemPortInUse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+	cfg, err := parseConfig([]string{"-memory", "-port=" + strconv.Itoa(port)}, envOf(nil), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := node.Open(cfg)
+	if err == nil {
+		n.Close()
+		t.Fatalf("node.Open on port %d in use succeeded", port)
+	}
+	msg := startProblem(err, cfg)
+	for _, want := range []string{fmt.Sprintf("port %d on 127.0.0.1 is already in use", port), "-port=0"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("startProblem = %q, want it to say %q", msg, want)
+		}
 	}
 }

@@ -103,6 +103,7 @@ type MergeResult struct {
 type DeltaSince struct {
 	Version uint64
 	Limit   int
+	Reply   Reply
 }
 
 // Delta answers DeltaSince. Version is the durable version the entries bring
@@ -288,7 +289,7 @@ func (a *CounterActor) Receive(ctx actor.Context) {
 		answerTo(ctx, m.Reply).send(ctx, &AllCounters{Values: a.state.Values()})
 	case *DeltaSince:
 		entries, through := a.disk.DeltaLimit(m.Version, a.disk.Version(), m.Limit)
-		ctx.Respond(&Delta{
+		answerTo(ctx, m.Reply).send(ctx, &Delta{
 			Replica: a.state.Replica(),
 			Version: through,
 			Entries: entries,

@@ -2,7 +2,6 @@ package actors
 
 import (
 	"context"
-	"countd/wire"
 	"errors"
 	"log/slog"
 	"math/rand/v2"
@@ -10,6 +9,9 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/scheduler"
+
+	"countd/replication"
+	"countd/wire"
 )
 
 // PeerConfig configures the PeerActors. Durations are wall-clock time.
@@ -19,6 +21,8 @@ type PeerConfig struct {
 	// HeartbeatInterval is the mean time between health checks; each is
 	// jittered by ±25%, and the first comes after a random part of it. With
 	// more than HeartbeatBudget peers alive it is stretched (see stretch).
+	// Changes that came from a third node are forwarded to the peer after
+	// it too (see replication.Config.LazyDelay).
 	HeartbeatInterval time.Duration
 	// Timeout bounds one health check or push.
 	Timeout time.Duration
@@ -61,6 +65,11 @@ type PeerStatus struct {
 	LastSeen time.Time
 	Replica  string
 	Behind   uint64 // this node's changes the peer has not acknowledged
+	// Held is this node's version the peer is known to hold, and Latest
+	// this node's latest version the PeerActor knows of (Behind is the
+	// difference). The parent goes on counting from Held once the
+	// PeerActor is stopped.
+	Held, Latest uint64
 }
 
 // PeerUnhealthy tells the parent that a peer failed FailuresBeforeDown health
@@ -92,7 +101,7 @@ type Members struct{ Addrs []string }
 // Timer and I/O results a PeerActor sends itself.
 type (
 	heartbeatTick   struct{ gen uint64 }
-	pushTick        struct{ gen uint64 }
+	pushTick        struct{ gen, seq uint64 }
 	antiEntropyTick struct{ gen uint64 }
 	heartbeatDone   struct {
 		gen   uint64
@@ -100,11 +109,8 @@ type (
 		err   error
 	}
 	pushDone struct {
-		gen            uint64 // the PeerActor instance that started the push
-		since, version uint64
-		target         string // the peer replica the push was meant for
-		reply          *wire.ReplicateReply
-		err            error
+		gen    uint64
+		result replication.Pushed
 	}
 )
 
@@ -118,45 +124,35 @@ func (m *heartbeatDone) generation() uint64   { return m.gen }
 func (m *pushDone) generation() uint64        { return m.gen }
 
 // PeerActor replicates this node's state to one remote node and watches its
-// health. At most one push is in flight; change notices that arrive meanwhile
-// only mark it dirty, so traffic stays bounded however fast clients write.
-// Each push carries everything changed since the version the peer last
-// acknowledged, so a failed push is simply retried (with capped exponential
-// backoff), and nothing is queued per change.
+// health. It is the shell of a replication.Peer, which decides what to push
+// and when: the actor feeds it messages, timer ticks and I/O results, and
+// carries out its decisions, running the I/O outside Receive and adding
+// jitter to the timers.
 type PeerActor struct {
-	addr  string
-	gen   uint64 // tells this instance's I/O results from a predecessor's
-	cfg   PeerConfig
-	log   *slog.Logger
-	timer *scheduler.TimerScheduler
+	addr     string
+	gen      uint64 // tells this instance's timers and I/O results from a predecessor's
+	cfg      PeerConfig
+	log      *slog.Logger
+	core     *replication.Peer
+	timer    *scheduler.TimerScheduler
+	members  []string
+	flushers []*actor.PID // waiting for a Flushed
 
-	// replication
-	peerReplica string // the peer's replica id, as last seen
-	acked       uint64 // our durable version the peer holds
-	latest      uint64 // our durable version, from the last change notice
-	credited    uint64 // a version the peer holds because it sent all changes up to it
-	synced      bool   // a full push reached the peer's current process: acked is what it holds
-	fullNext    bool   // the next push sends full state
-	dirty       bool   // something to push
-	pushing     bool
-	pushTimer   scheduler.CancelFunc
-	pushLazy    bool // the pending push timer is a lazy forward, not a retry
-	backoff     time.Duration
-	members     []string
-	flushers    []*actor.PID // waiting for a Flushed
-
-	// health
-	checking bool
-	fails    int
-	state    string
-	hbTimer  scheduler.CancelFunc
-	aeTimer  scheduler.CancelFunc
+	pushTimer, hbTimer, aeTimer scheduler.CancelFunc
 }
 
 // NewPeerProps returns the props of a PeerActor for the node at addr.
 func NewPeerProps(addr string, cfg PeerConfig) *actor.Props {
 	return actor.PropsFromProducer(func() actor.Actor {
-		return &PeerActor{addr: addr, gen: rand.Uint64(), cfg: cfg, log: cfg.Logger.With("peer", addr)}
+		return &PeerActor{addr: addr, gen: rand.Uint64(), cfg: cfg, log: cfg.Logger.With("peer", addr),
+			core: replication.New(replication.Config{
+				Addr:               addr,
+				FlushDelay:         cfg.FlushDelay,
+				LazyDelay:          cfg.HeartbeatInterval,
+				RetryMin:           cfg.RetryMin,
+				RetryMax:           cfg.RetryMax,
+				FailuresBeforeDown: cfg.FailuresBeforeDown,
+			})}
 	})
 }
 
@@ -167,204 +163,127 @@ func (p *PeerActor) Receive(ctx actor.Context) {
 	}
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
-		p.start(ctx)
+		p.timer = scheduler.NewTimerScheduler(ctx.ActorSystem().Root)
+		ctx.Send(p.cfg.Counter, &Subscribe{PID: ctx.Self()})
+		p.hbTimer = p.timer.SendOnce(rand.N(p.cfg.HeartbeatInterval)+1, ctx.Self(), &heartbeatTick{gen: p.gen})
+		p.scheduleAntiEntropy(ctx)
+		p.step(ctx, replication.Start{})
 	case *actor.Stopping, *actor.Restarting:
-		p.stopTimers()
+		for _, cancel := range []scheduler.CancelFunc{p.pushTimer, p.hbTimer, p.aeTimer} {
+			if cancel != nil {
+				cancel()
+			}
+		}
 	case *Changed:
-		p.changed(ctx, m)
+		p.step(ctx, replication.Changed{Version: m.Version, Origin: m.Origin})
 	case *Flush:
-		p.flush(ctx)
+		if ctx.Sender() != nil {
+			p.flushers = append(p.flushers, ctx.Sender())
+		}
+		p.step(ctx, replication.Flush{})
 	case *Members:
 		p.members = m.Addrs
-		p.markDirty(ctx)
+		p.step(ctx, replication.MembersChanged{})
 	case *pushTick:
-		p.pushTimer = nil
-		p.push(ctx)
+		p.step(ctx, replication.PushDue{Seq: m.seq})
 	case *pushDone:
-		p.pushed(ctx, m)
+		if m.result.Err != nil {
+			p.log.Debug("push failed", "err", m.result.Err)
+		}
+		p.step(ctx, m.result)
 	case *heartbeatTick:
-		p.hbTimer = nil
-		p.heartbeat(ctx)
+		p.checkHealth(ctx)
 	case *heartbeatDone:
-		p.heartbeatDone(ctx, m)
+		// One check at a time: the next is armed only when this one ended.
+		p.hbTimer = p.timer.SendOnce(jitter(p.stretch(p.cfg.HeartbeatInterval)), ctx.Self(), &heartbeatTick{gen: p.gen})
+		if m.err != nil {
+			p.log.Debug("health check failed", "err", m.err)
+		}
+		p.step(ctx, replication.Health{Replica: m.reply.Replica, Self: m.reply.Node == p.cfg.Self, Err: m.err})
 	case *antiEntropyTick:
-		p.fullNext = true
-		p.markDirty(ctx)
 		p.scheduleAntiEntropy(ctx)
+		p.step(ctx, replication.AntiEntropy{})
 	}
 }
 
-func (p *PeerActor) start(ctx actor.Context) {
-	p.timer = scheduler.NewTimerScheduler(ctx.ActorSystem().Root)
-	p.state = StateAlive
-	p.fullNext = true
-	ctx.Send(p.cfg.Counter, &Subscribe{PID: ctx.Self()})
-	p.hbTimer = p.timer.SendOnce(rand.N(p.cfg.HeartbeatInterval)+1, ctx.Self(), &heartbeatTick{gen: p.gen})
-	p.scheduleAntiEntropy(ctx)
-	p.markDirty(ctx) // the first push brings the peer up to date
-}
-
-func (p *PeerActor) stopTimers() {
-	for _, c := range []scheduler.CancelFunc{p.pushTimer, p.hbTimer, p.aeTimer} {
-		if c != nil {
-			c()
-		}
+// step feeds the core an event and carries out its decisions.
+func (p *PeerActor) step(ctx actor.Context, e replication.Event) {
+	was := p.core.Replica()
+	actions := p.core.Step(e)
+	if now := p.core.Replica(); was != "" && now != was {
+		p.log.Info("peer restarted", "replica", now, "was", was)
 	}
-	p.pushTimer, p.hbTimer, p.aeTimer = nil, nil, nil
-}
-
-// changed handles a change notice. Changes that came from this very peer
-// need no push back; changes that came from one other peer are forwarded
-// lazily (that peer pushes them here itself), which keeps a full mesh from
-// multiplying pushes. Client changes go out after the flush delay.
-func (p *PeerActor) changed(ctx actor.Context, m *Changed) {
-	// Until a full push reached the peer, latest and acked say nothing of
-	// what it holds: a fresh actor's latest is 0, not this node's version.
-	held := p.synced && p.latest <= max(p.acked, p.credited)
-	p.latest = max(p.latest, m.Version)
-	switch m.Origin {
-	case "":
-		p.markDirty(ctx)
-	case p.addr:
-		// Our next push carries them anyway; the peer has them.
-		if held {
-			p.credited = p.latest
-		}
-	default:
-		p.dirty = true
-		if p.pushTimer == nil && !p.pushing {
-			p.schedulePush(ctx, p.cfg.HeartbeatInterval)
-			p.pushLazy = true
+	for _, a := range actions {
+		switch a := a.(type) {
+		case replication.Push:
+			p.push(ctx, a.Since)
+		case replication.SchedulePush:
+			if p.pushTimer != nil {
+				p.pushTimer()
+			}
+			d := a.Min + rand.N(a.Max-a.Min+1)
+			p.pushTimer = p.timer.SendOnce(d, ctx.Self(), &pushTick{gen: p.gen, seq: a.Seq})
+		case replication.Report:
+			s := &PeerStatus{From: ctx.Self(), Addr: p.addr, State: StateSuspect, Replica: a.Replica,
+				Behind: a.Behind(), Held: a.Held, Latest: a.Latest}
+			if a.Answered {
+				s.State, s.LastSeen = StateAlive, time.Now()
+			}
+			ctx.Send(ctx.Parent(), s)
+		case replication.ReportUnhealthy:
+			ctx.Send(ctx.Parent(), &PeerUnhealthy{From: ctx.Self(), Addr: p.addr, Err: a.Err})
+		case replication.ReportSelf:
+			ctx.Send(ctx.Parent(), &PeerIsSelf{From: ctx.Self(), Addr: p.addr})
+		case replication.AnswerFlush:
+			for _, pid := range p.flushers {
+				ctx.Send(pid, &Flushed{Err: a.Err})
+			}
+			p.flushers = nil
 		}
 	}
 }
 
-// markDirty records that the peer needs a push and schedules one unless a
-// push is already scheduled or in flight (it will look at dirty when done).
-func (p *PeerActor) markDirty(ctx actor.Context) {
-	p.dirty = true
-	if p.pushTimer != nil && p.pushLazy {
-		p.cancelPush() // a lazy forward must not hold back a client change
-	}
-	p.schedulePush(ctx, p.cfg.FlushDelay)
-}
-
-func (p *PeerActor) schedulePush(ctx actor.Context, d time.Duration) {
-	if p.pushTimer != nil || p.pushing {
-		return
-	}
-	p.pushLazy = false
-	p.pushTimer = p.timer.SendOnce(d, ctx.Self(), &pushTick{gen: p.gen})
-}
-
-func (p *PeerActor) cancelPush() {
-	if p.pushTimer != nil {
-		p.pushTimer()
-		p.pushTimer = nil
-	}
-}
-
-// push asks the CounterActor for the delta the peer lacks, then sends it
-// from a goroutine that reports back with a *pushDone.
-func (p *PeerActor) push(ctx actor.Context) {
-	if p.pushing || !p.dirty {
-		return
-	}
-	p.dirty, p.pushing = false, true
-	since := p.acked
-	if p.fullNext {
-		since = 0
-	}
-	target := p.peerReplica
-	f := ctx.RequestFuture(p.cfg.Counter, &DeltaSince{Version: since, Limit: MaxPushEntries}, p.cfg.Timeout)
-	ctx.ReenterAfter(f, func(res any, err error) {
-		d, ok := res.(*Delta)
-		if err != nil || !ok {
-			p.pushed(ctx, &pushDone{gen: p.gen, since: since, target: target, err: ErrTimeout})
+// push cuts the delta since the given version and sends it, from a
+// goroutine that reports back with a *pushDone.
+func (p *PeerActor) push(ctx actor.Context, since uint64) {
+	tr, addr, timeout, gen, counter := p.cfg.Transport, p.addr, p.cfg.Timeout, p.gen, p.cfg.Counter
+	from, members := p.cfg.Self, p.members
+	self, root := ctx.Self(), ctx.ActorSystem().Root
+	go func() {
+		// A Reply channel, not a protoactor future: a future's reply that
+		// races its timeout is written unlocked (protoactor-go #1145).
+		cut := make(chan any, 1)
+		root.Send(counter, &DeltaSince{Version: since, Limit: MaxPushEntries, Reply: cut})
+		var d *Delta
+		t := time.NewTimer(timeout)
+		select {
+		case r := <-cut:
+			d, _ = r.(*Delta)
+		case <-t.C:
+		}
+		t.Stop()
+		if d == nil {
+			root.Send(self, &pushDone{gen: gen, result: replication.Pushed{Err: ErrTimeout}})
 			return
 		}
-		if d.More {
-			p.dirty = true // the rest goes in the next push
+		c, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		req := &wire.ReplicateRequest{From: from, Replica: d.Replica, Members: members, Entries: d.Entries}
+		result := replication.Pushed{Version: d.Version, More: d.More}
+		reply, err := tr.Replicate(c, addr, req)
+		switch {
+		case err != nil:
+			result.Err = err
+		case reply == nil:
+			result.Err = errNoReply
+		default:
+			result.Replica = reply.Replica
 		}
-		req := &wire.ReplicateRequest{From: p.cfg.Self, Replica: d.Replica, Members: p.members, Entries: d.Entries}
-		tr, addr, timeout, gen := p.cfg.Transport, p.addr, p.cfg.Timeout, p.gen
-		self, root := ctx.Self(), ctx.ActorSystem().Root
-		go func() {
-			c, cancel := context.WithTimeout(context.Background(), timeout)
-			defer cancel()
-			reply, err := tr.Replicate(c, addr, req)
-			if err == nil && reply == nil {
-				err = errNoReply
-			}
-			root.Send(self, &pushDone{gen: gen, since: since, version: d.Version, target: target, reply: reply, err: err})
-		}()
-	})
+		root.Send(self, &pushDone{gen: gen, result: result})
+	}()
 }
 
-// flush pushes at once, without the flush delay, and answers when done.
-func (p *PeerActor) flush(ctx actor.Context) {
-	if !p.dirty && !p.pushing {
-		ctx.Respond(&Flushed{})
-		return
-	}
-	p.flushers = append(p.flushers, ctx.Sender())
-	p.cancelPush()
-	p.push(ctx)
-}
-
-func (p *PeerActor) flushed(ctx actor.Context, err error) {
-	for _, pid := range p.flushers {
-		ctx.Send(pid, &Flushed{Err: err})
-	}
-	p.flushers = nil
-}
-
-func (p *PeerActor) pushed(ctx actor.Context, m *pushDone) {
-	p.pushing = false
-	p.latest = max(p.latest, m.version) // known even if the push failed
-	if len(p.flushers) > 0 {
-		if m.err != nil {
-			p.flushed(ctx, m.err)
-		} else if !p.dirty {
-			defer p.flushed(ctx, nil)
-		}
-	}
-	if m.err != nil {
-		p.dirty = true
-		p.backoff = min(max(2*p.backoff, p.cfg.RetryMin), p.cfg.RetryMax)
-		p.log.Debug("push failed", "err", m.err, "retry_in", p.backoff)
-		p.schedulePush(ctx, p.backoff/2+rand.N(p.backoff/2+1))
-		return
-	}
-	p.backoff = 0
-	switch {
-	case m.since == 0:
-		// Full state: whoever answered now holds everything up to version.
-		p.acked, p.fullNext, p.synced = m.version, false, true
-	case m.reply.Replica == m.target:
-		p.acked = max(p.acked, m.version)
-	default:
-		// A different process answered than the one the delta was cut
-		// for: it may lack what its predecessor acknowledged.
-		p.fullNext, p.dirty, p.synced, p.credited = true, true, false, 0
-	}
-	if m.reply.Replica != m.target {
-		// News: a process the push was not cut for. A reply from the
-		// target itself must not undo a newer id a heartbeat has seen.
-		p.peerReplica = m.reply.Replica
-	}
-	if p.dirty && len(p.flushers) > 0 {
-		p.push(ctx)
-	} else if p.dirty {
-		p.schedulePush(ctx, p.cfg.FlushDelay)
-	}
-}
-
-func (p *PeerActor) heartbeat(ctx actor.Context) {
-	if p.checking {
-		return
-	}
-	p.checking = true
+func (p *PeerActor) checkHealth(ctx actor.Context) {
 	tr, addr, timeout, gen := p.cfg.Transport, p.addr, p.cfg.Timeout, p.gen
 	self, root := ctx.Self(), ctx.ActorSystem().Root
 	go func() {
@@ -373,46 +292,6 @@ func (p *PeerActor) heartbeat(ctx actor.Context) {
 		reply, err := tr.Health(c, addr)
 		root.Send(self, &heartbeatDone{gen: gen, reply: reply, err: err})
 	}()
-}
-
-func (p *PeerActor) heartbeatDone(ctx actor.Context, m *heartbeatDone) {
-	p.checking = false
-	p.hbTimer = p.timer.SendOnce(jitter(p.stretch(p.cfg.HeartbeatInterval)), ctx.Self(), &heartbeatTick{gen: p.gen})
-	if m.err != nil {
-		p.fails++
-		p.log.Debug("health check failed", "fails", p.fails, "err", m.err)
-		// Every failed check reports, so that how far behind the peer is
-		// stays current while it does not answer.
-		p.state = StateSuspect
-		ctx.Send(ctx.Parent(), &PeerStatus{From: ctx.Self(), Addr: p.addr, State: StateSuspect, Replica: p.peerReplica,
-			Behind: p.behind()})
-		if p.fails == p.cfg.FailuresBeforeDown {
-			ctx.Send(ctx.Parent(), &PeerUnhealthy{From: ctx.Self(), Addr: p.addr, Err: m.err})
-		}
-		return
-	}
-	if p.fails > 0 && p.dirty && !p.pushing {
-		// The peer answers again: retry now, not when the backoff ends.
-		p.cancelPush()
-		p.backoff = 0
-		p.schedulePush(ctx, 0)
-	}
-	if m.reply.Node == p.cfg.Self {
-		ctx.Send(ctx.Parent(), &PeerIsSelf{From: ctx.Self(), Addr: p.addr})
-		return
-	}
-	p.fails = 0
-	p.state = StateAlive
-	if m.reply.Replica != p.peerReplica {
-		if p.peerReplica != "" {
-			p.log.Info("peer restarted", "replica", m.reply.Replica, "was", p.peerReplica)
-		}
-		p.peerReplica = m.reply.Replica
-		p.fullNext, p.synced, p.credited = true, false, 0
-		p.markDirty(ctx)
-	}
-	ctx.Send(ctx.Parent(), &PeerStatus{From: ctx.Self(), Addr: p.addr, State: StateAlive, LastSeen: time.Now(),
-		Replica: p.peerReplica, Behind: p.behind()})
 }
 
 // HeartbeatBudget is how many peers a node health-checks per heartbeat
@@ -437,14 +316,6 @@ func (p *PeerActor) stretch(d time.Duration) time.Duration {
 		return d * time.Duration(n) / HeartbeatBudget
 	}
 	return d
-}
-
-// behind returns how many of our changes the peer has not acknowledged.
-func (p *PeerActor) behind() uint64 {
-	if !p.synced {
-		return p.latest
-	}
-	return p.latest - min(p.latest, max(p.acked, p.credited))
 }
 
 var errNoReply = errors.New("actors: transport returned no reply")

@@ -132,9 +132,13 @@ func spawnPeer(t *testing.T, sys *actor.ActorSystem, cfg PeerConfig) (peer *acto
 // one entry at the given version, and records every request.
 func counterProbe(t *testing.T, sys *actor.ActorSystem, version func() uint64) *probe {
 	return newProbe(t, sys, func(msg any) any {
-		if _, ok := msg.(*DeltaSince); ok {
-			return &Delta{Replica: self, Version: version(),
+		if m, ok := msg.(*DeltaSince); ok {
+			d := &Delta{Replica: self, Version: version(),
 				Entries: []crdt.Entry{{Counter: "c", Replica: self, P: version()}}}
+			if m.Reply == nil {
+				return d
+			}
+			m.Reply <- d
 		}
 		return nil
 	})
@@ -304,5 +308,26 @@ func TestHeartbeatsSlowDownPastTheBudget(t *testing.T) {
 			t.Fatalf("health checks %v apart with %d peers, want at least 30ms (4 × 10ms − 25%%)", gap, len(members))
 		}
 		prev = next
+	}
+}
+
+// Every Flush waiting on the same push is answered when it ends, and a Flush
+// sent without a sender (nobody to answer) is no trouble.
+func TestPeerAnswersEveryFlusher(t *testing.T) {
+	sys := newSystem(t)
+	tr := newFakeTransport()
+	tr.gated = true
+	counter, _ := spawnCounter(t, sys, nil)
+	peer, _ := spawnPeer(t, sys, testPeerConfig(tr, counter))
+	tr.awaitPush(t) // the first full push, held at the gate
+
+	sys.Root.Send(peer, &Flush{})
+	first := sys.Root.RequestFuture(peer, &Flush{}, wait)
+	second := sys.Root.RequestFuture(peer, &Flush{}, wait)
+	tr.gate <- struct{}{}
+	for i, f := range []*actor.Future{first, second} {
+		if r, err := f.Result(); err != nil || r.(*Flushed).Err != nil {
+			t.Fatalf("flush %d: %v %v", i+1, r, err)
+		}
 	}
 }

@@ -91,7 +91,8 @@ type PeerInfo struct {
 	State    string
 	LastSeen time.Time
 	// Behind is how many of this node's changes (entry versions) the peer
-	// has not acknowledged yet, as of the last report of its PeerActor.
+	// has not acknowledged yet: as of the last report of its PeerActor, or,
+	// while the peer is down, counted on from what it held then.
 	Behind uint64
 }
 
@@ -120,7 +121,8 @@ type member struct {
 	addr     string
 	state    string
 	lastSeen time.Time
-	behind   uint64
+	behind   uint64     // as its PeerActor last reported
+	held     uint64     // this node's version the peer held, as last reported
 	pid      *actor.PID // the PeerActor; nil while down
 	probing  bool
 	backoff  time.Duration
@@ -150,6 +152,7 @@ type Supervisor struct {
 	removed  map[string]bool
 	pending  []tombstoneChange // the first is being written
 	stopping bool
+	latest   uint64 // this node's latest durable version, for the down peers' behind
 }
 
 // NewSupervisorProps returns the props of a Supervisor. A PeerActor that
@@ -183,6 +186,11 @@ func (s *Supervisor) Receive(ctx actor.Context) {
 	case *actor.Started:
 		s.timer = scheduler.NewTimerScheduler(ctx.ActorSystem().Root)
 		s.pid = ctx.Self()
+		if s.cfg.Peer.Counter != nil {
+			ctx.Send(s.cfg.Peer.Counter, &Subscribe{PID: ctx.Self()})
+		}
+	case *Changed:
+		s.latest = max(s.latest, m.Version)
 	case *actor.Stopping:
 		s.stopping = true
 		for _, mb := range s.members {
@@ -368,7 +376,8 @@ func (s *Supervisor) status(ctx actor.Context, m *PeerStatus) {
 	if !m.LastSeen.IsZero() {
 		mb.lastSeen = m.LastSeen
 	}
-	mb.behind = m.Behind
+	mb.behind, mb.held = m.Behind, m.Held
+	s.latest = max(s.latest, m.Latest)
 }
 
 // unhealthy stops the PeerActor of a peer that failed its health checks and
@@ -495,7 +504,12 @@ func (s *Supervisor) announce(ctx actor.Context) {
 func (s *Supervisor) list() *PeerList {
 	out := make([]PeerInfo, 0, len(s.members))
 	for _, mb := range s.members {
-		out = append(out, PeerInfo{Addr: mb.addr, State: mb.state, LastSeen: mb.lastSeen, Behind: mb.behind})
+		behind := mb.behind
+		if mb.state == StateDown {
+			// No PeerActor reports on it: count on from what it held.
+			behind = s.latest - min(s.latest, mb.held)
+		}
+		out = append(out, PeerInfo{Addr: mb.addr, State: mb.state, LastSeen: mb.lastSeen, Behind: behind})
 	}
 	slices.SortFunc(out, func(a, b PeerInfo) int { return strings.Compare(a.Addr, b.Addr) })
 	return &PeerList{Peers: out}

@@ -17,6 +17,8 @@ import (
 
 	"countd/actors"
 	"countd/crdt"
+	"countd/internal/apiclient"
+	"countd/internal/testcluster"
 	"countd/node"
 	"countd/wire"
 )
@@ -64,13 +66,14 @@ func (t *totals) add(r *Result) {
 	}
 	t.events.Add(int64(r.Events))
 	t.steps.Add(int64(len(r.Schedule.Steps)))
-	for i, n := range r.Ledger.Counts() {
-		t.ops[i].Add(int64(n))
+	n := r.Ledger.Counts()
+	for _, o := range []apiclient.Outcome{apiclient.OK, apiclient.Failed, apiclient.Unknown} {
+		t.ops[o].Add(n.Of(o))
 	}
 }
 
 func (t *totals) String() string {
-	ok, failed, unknown := t.ops[OK].Load(), t.ops[Failed].Load(), t.ops[Unknown].Load()
+	ok, failed, unknown := t.ops[apiclient.OK].Load(), t.ops[apiclient.Failed].Load(), t.ops[apiclient.Unknown].Load()
 	return fmt.Sprintf("%d seeds (%d failed), %d steps, %d fault events, %d client ops (%d ok, %d failed, %d unknown)",
 		t.seeds.Load(), t.failed.Load(), t.steps.Load(), t.events.Load(), ok+failed+unknown, ok, failed, unknown)
 }
@@ -111,12 +114,11 @@ func TestChaos(t *testing.T) {
 func runSeed(t *testing.T, seed uint64, sum *totals) {
 	s := Generate(seed)
 	start := time.Now()
-	res := Run(t, s, Options{})
+	res := Run(t, s, testcluster.Options{})
 	sum.add(res)
 	n := res.Ledger.Counts()
-	t.Logf("seed %d: %d nodes, %d steps, %d fault events, %d ops (%d ok, %d failed, %d unknown) in %v",
-		seed, s.Nodes, len(s.Steps), res.Events, n[OK]+n[Failed]+n[Unknown], n[OK], n[Failed], n[Unknown],
-		time.Since(start).Round(time.Millisecond))
+	t.Logf("seed %d: %d nodes, %d steps, %d fault events, %d ops (%s) in %v",
+		seed, s.Nodes, len(s.Steps), res.Events, n.Total(), n, time.Since(start).Round(time.Millisecond))
 	if res.Failed() {
 		logs := ""
 		if *flagLogs > 0 {
@@ -188,16 +190,16 @@ func (skipSave) Save([]crdt.Entry) error { return nil }
 // with the real store must pass, or the test proves nothing.
 func TestChaosCatchesSkippedPersist(t *testing.T) {
 	t.Run("control", func(t *testing.T) {
-		res := Run(t, crashSchedule(), Options{})
+		res := Run(t, crashSchedule(), testcluster.Options{})
 		if res.Failed() {
 			t.Fatalf("the unbroken cluster fails:\n%s", res.Report())
 		}
-		if n := res.Ledger.Counts(); n[OK] == 0 {
+		if n := res.Ledger.Counts(); n.OK == 0 {
 			t.Fatal("no change was acknowledged")
 		}
 	})
 	t.Run("broken", func(t *testing.T) {
-		res := Run(t, crashSchedule(), Options{Config: func(name string, cfg *node.Config) {
+		res := Run(t, crashSchedule(), testcluster.Options{Config: func(name string, cfg *node.Config) {
 			if name == "B" {
 				cfg.WrapStore = func(actors.Store) actors.Store { return skipSave{} }
 			}
@@ -206,8 +208,8 @@ func TestChaosCatchesSkippedPersist(t *testing.T) {
 			t.Fatal(res.Err)
 		}
 		if len(res.Violations) == 0 {
-			t.Fatalf("B skipped every write and crashed, yet no invariant broke (B acknowledged %v)\n%s",
-				res.Ledger.AckedOn("B"), res.Report())
+			t.Fatalf("B skipped every write and crashed, yet no invariant broke (B's changes: %s)\n%s",
+				res.Ledger.Node("B"), res.Report())
 		}
 		if !strings.Contains(strings.Join(res.Violations, "\n"), "acknowledged changes lost") {
 			t.Fatalf("want a lost-change violation, got:\n%s", res.Report())
@@ -282,13 +284,13 @@ func TestChaosCatchesBrokenMerge(t *testing.T) {
 		},
 	}
 	t.Run("control", func(t *testing.T) {
-		if res := Run(t, sched, Options{}); res.Failed() {
+		if res := Run(t, sched, testcluster.Options{}); res.Failed() {
 			t.Fatalf("the unbroken cluster fails:\n%s", res.Report())
 		}
 	})
 	t.Run("broken", func(t *testing.T) {
 		st := &corruptState{runs: map[string]bool{}}
-		res := Run(t, sched, Options{Config: func(name string, cfg *node.Config) {
+		res := Run(t, sched, testcluster.Options{Config: func(name string, cfg *node.Config) {
 			if name == "A" {
 				cfg.RoundTripper = &corruptOnce{base: cfg.RoundTripper, state: st}
 			}

@@ -1,11 +1,16 @@
 package chaos
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"slices"
 	"strings"
 	"time"
+
+	"countd/internal/apiclient"
+	"countd/internal/poll"
+	"countd/internal/testcluster"
 )
 
 // CheckTimeout bounds how long the checks wait, after the heal, for the
@@ -20,7 +25,7 @@ const settledFor = 3 * time.Second
 // Check verifies the invariants on a healed cluster whose clients have
 // stopped, and returns each one broken, described. It waits at most
 // timeout for each of convergence and membership.
-func Check(c *Cluster, l *Ledger, timeout time.Duration) []string {
+func Check(c *testcluster.Cluster, l *apiclient.Ledger, timeout time.Duration) []string {
 	var out []string
 	if v := checkCounters(c, l.Bounds(), timeout); v != "" {
 		out = append(out, v)
@@ -32,26 +37,25 @@ func Check(c *Cluster, l *Ledger, timeout time.Duration) []string {
 // checkCounters waits until every live node reports the same value of
 // every counter and each value lies within its bounds (invariants 1 and 2,
 // and 3 across crash-restarts).
-func checkCounters(c *Cluster, bounds map[string]Bounds, timeout time.Duration) string {
-	start := time.Now()
+func checkCounters(c *testcluster.Cluster, bounds map[string]apiclient.Bounds, timeout time.Duration) string {
 	var last observation
 	var lastKey string
 	var same time.Time
-	for {
+	poll.Until(context.Background(), timeout, testcluster.PollEvery, "convergence", func() (bool, string) {
 		obs := observe(c)
+		last = obs
 		if obs.agreed() && len(obs.outside(bounds)) == 0 {
-			return ""
+			return true, ""
 		}
 		key := obs.String()
 		if key != lastKey {
 			lastKey, same = key, time.Now()
 		}
-		last = obs
-		settled := obs.agreed() && time.Since(same) >= settledFor
-		if settled || time.Since(start) > timeout {
-			break
-		}
-		time.Sleep(pollEvery)
+		// Settled: nothing will repair it, so stop waiting.
+		return obs.agreed() && time.Since(same) >= settledFor, key
+	})
+	if last.agreed() && len(last.outside(bounds)) == 0 {
+		return ""
 	}
 	var b strings.Builder
 	if !last.agreed() {
@@ -71,14 +75,14 @@ func checkCounters(c *Cluster, bounds map[string]Bounds, timeout time.Duration) 
 	return b.String()
 }
 
-func offBy(v int64, b Bounds) int64 {
+func offBy(v int64, b apiclient.Bounds) int64 {
 	if v < b.Lo {
 		return v - b.Lo
 	}
 	return v - b.Hi
 }
 
-func describeBounds(bounds map[string]Bounds) string {
+func describeBounds(bounds map[string]apiclient.Bounds) string {
 	var parts []string
 	for _, name := range slices.Sorted(maps.Keys(bounds)) {
 		parts = append(parts, fmt.Sprintf("%s %s", name, bounds[name]))
@@ -89,18 +93,18 @@ func describeBounds(bounds map[string]Bounds) string {
 // checkMembership waits until every live node lists every other one as
 // alive and lists nothing else; a removed node listed at any time is a
 // violation at once.
-func checkMembership(c *Cluster, timeout time.Duration) []string {
+func checkMembership(c *testcluster.Cluster, timeout time.Duration) []string {
 	removed := map[string]bool{}
 	for _, name := range c.Removed() {
 		removed[c.Addr(name)] = true
 	}
 	var out []string
-	err := c.waitFor(timeout, "every live node lists exactly the other live nodes, all alive", func() (bool, string) {
-		ok, desc := c.meshed(func(name string, rows []PeerRow) {
+	_, err := poll.Until(context.Background(), timeout, testcluster.PollEvery, "every live node lists exactly the other live nodes, all alive", func() (bool, string) {
+		ok, desc := meshed(c, func(name string, rows []apiclient.PeerRow) {
 			for _, r := range rows {
 				if removed[r.Addr] {
 					v := fmt.Sprintf("membership: removed node %s is listed again by %s: %s",
-						c.nameOf(r.Addr), name, c.describePeers(rows))
+						c.NameOf(r.Addr), name, c.DescribePeers(rows))
 					if !slices.Contains(out, v) {
 						out = append(out, v)
 					}
@@ -115,6 +119,34 @@ func checkMembership(c *Cluster, timeout time.Duration) []string {
 	return out
 }
 
+// meshed reports whether every live node lists exactly the other live
+// nodes, all alive, and describes the tables that do not. It hands each
+// table it reads to seen, if set.
+func meshed(c *testcluster.Cluster, seen func(name string, rows []apiclient.PeerRow)) (bool, string) {
+	live := c.Live()
+	var bad []string
+	for _, name := range live {
+		rows, err := c.Peers(name)
+		if err != nil {
+			bad = append(bad, fmt.Sprintf("%s: %v", name, err))
+			continue
+		}
+		if seen != nil {
+			seen(name, rows)
+		}
+		want := map[string]string{}
+		for _, other := range live {
+			if other != name {
+				want[other] = "alive"
+			}
+		}
+		if !maps.Equal(apiclient.PeerStates(rows, c.NameOf), want) {
+			bad = append(bad, fmt.Sprintf("%s lists %s", name, c.DescribePeers(rows)))
+		}
+	}
+	return len(bad) == 0, strings.Join(bad, "; ")
+}
+
 // observation is every live node's GET /counters at one moment.
 type observation struct {
 	nodes  []string
@@ -122,7 +154,7 @@ type observation struct {
 	errs   []error
 }
 
-func observe(c *Cluster) observation {
+func observe(c *testcluster.Cluster) observation {
 	var o observation
 	for _, name := range c.Live() {
 		v, err := c.Counters(name)
@@ -171,7 +203,7 @@ func (o observation) value(name string) int64 {
 
 // outside returns the counters whose value (on the first node) is outside
 // their bounds; a counter no client changed must be 0.
-func (o observation) outside(bounds map[string]Bounds) []string {
+func (o observation) outside(bounds map[string]apiclient.Bounds) []string {
 	names := o.counters()
 	for name := range bounds {
 		names = append(names, name)

@@ -10,14 +10,14 @@
 // on a wiped data dir, a new node joining, and a node removed with DELETE
 // /peers.
 //
-// Run executes a Schedule against a Cluster: N in-process nodes (package
-// node) talking real HTTP on 127.0.0.1 ports picked by the kernel, each with
-// its own data dir, every node-to-node request going through one
+// Run executes a Schedule against a testcluster.Cluster: N in-process nodes
+// (package node) talking real HTTP on 127.0.0.1 ports picked by the kernel,
+// each with its own data dir, every node-to-node request going through one
 // faultnet.Network. Clients go through a second network of their own, so a
 // fault between nodes never touches them and a client-side fault (lost
-// replies) never touches replication. Every client change is recorded in a
-// Ledger as ok, failed (a definite refusal) or unknown (no answer, a 5xx, a
-// lost reply: it may have been applied).
+// replies) never touches replication. Every client change is recorded in an
+// apiclient.Ledger as ok, failed (surely not applied) or unknown (it may
+// have been applied), by the one rule of apiclient.Classify.
 //
 // When the steps are done Run heals everything, stops the clients, and Check
 // verifies the invariants of DESIGN.md that a cluster run can see:

@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -9,7 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"countd/internal/apiclient"
 	"countd/internal/faultnet"
+	"countd/internal/poll"
+	"countd/internal/testcluster"
 )
 
 // agreeTimeout bounds the wait for agreement before a wipe or a removal.
@@ -18,17 +22,20 @@ const agreeTimeout = 20 * time.Second
 // Result is what one run of a schedule did and found.
 type Result struct {
 	Schedule   *Schedule
-	Ledger     *Ledger
-	Events     int      // faults applied
-	Violations []string // broken invariants; empty when all held
-	Err        error    // the harness itself failed (not an invariant)
-	Timeline   []string // what happened when, for a failure report
+	Ledger     *apiclient.Ledger // every client change, classified
+	Events     int               // faults applied
+	Violations []string          // broken invariants; empty when all held
+	Err        error             // the harness itself failed (not an invariant)
+	Timeline   []string          // what happened when, for a failure report
 
-	cluster *Cluster
+	cluster *testcluster.Cluster
 }
 
 // Logs returns the last n lines the run's nodes logged.
-func (r *Result) Logs(n int) string { return r.cluster.Logs(n) }
+func (r *Result) Logs(n int) string {
+	lines, _ := r.cluster.Logs(n)
+	return strings.Join(lines, "\n")
+}
 
 // Failed reports whether the run broke an invariant or could not finish.
 func (r *Result) Failed() bool { return len(r.Violations) > 0 || r.Err != nil }
@@ -48,21 +55,25 @@ func (r *Result) Report() string {
 	for _, line := range r.Timeline {
 		b.WriteString("  " + line + "\n")
 	}
-	n := r.Ledger.Counts()
-	fmt.Fprintf(&b, "client changes: %d ok, %d failed, %d unknown\n", n[OK], n[Failed], n[Unknown])
+	fmt.Fprintf(&b, "client changes: %s\n", r.Ledger)
 	return b.String()
 }
 
 // Run starts a cluster, plays the schedule against it with clients
 // changing counters all along, heals everything, stops the clients and
-// checks every invariant. The cluster is closed when t's test ends.
-func Run(t testing.TB, s *Schedule, opts Options) *Result {
+// checks every invariant. The cluster runs with opts, but its networks are
+// seeded from the schedule; it is closed when t's test ends.
+func Run(t testing.TB, s *Schedule, opts testcluster.Options) *Result {
 	t.Helper()
-	c := NewCluster(t, s.Seed, opts)
+	opts.Seed = s.Seed
+	if opts.LogLines == 0 {
+		opts.LogLines = logLines
+	}
+	c := testcluster.New(t, opts)
 	r := &runner{
 		c:     c,
 		s:     s,
-		res:   &Result{Schedule: s, Ledger: &Ledger{}, cluster: c},
+		res:   &Result{Schedule: s, Ledger: &apiclient.Ledger{}, cluster: c},
 		start: time.Now(),
 	}
 	r.pace.cond = sync.NewCond(&r.pace.mu)
@@ -93,8 +104,7 @@ func Run(t testing.TB, s *Schedule, opts Options) *Result {
 	}
 	r.pace.stop()
 	clients.Wait()
-	n := r.res.Ledger.Counts()
-	r.logf("healed; clients stopped after %d ok, %d failed, %d unknown changes", n[OK], n[Failed], n[Unknown])
+	r.logf("healed; clients stopped after %s changes", r.res.Ledger.Counts())
 	if r.res.Err == nil && len(r.res.Violations) == 0 {
 		r.res.Violations = Check(r.c, r.res.Ledger, CheckTimeout)
 	}
@@ -102,8 +112,12 @@ func Run(t testing.TB, s *Schedule, opts Options) *Result {
 	return r.res
 }
 
+// logLines is how many of the nodes' log lines a run keeps, for a failure
+// report.
+const logLines = 3000
+
 type runner struct {
-	c     *Cluster
+	c     *testcluster.Cluster
 	s     *Schedule
 	res   *Result
 	start time.Time
@@ -141,9 +155,9 @@ func (r *runner) client(i int) {
 		if target == "" || !slices.Contains(live, target) {
 			name = live[pick%len(live)]
 		}
-		op := r.c.Change(i, name, counter, delta)
+		res := r.c.Change(name, counter, delta)
 		r.gate.RUnlock()
-		r.res.Ledger.Record(op)
+		r.res.Ledger.Record(name, counter, delta, res)
 	}
 }
 
@@ -158,7 +172,7 @@ func (r *runner) step(st Step) error {
 		r.res.Events++
 		switch f.Kind {
 		case Partition:
-			c.Net.Partition(r.addrs(f.Groups[0]), r.addrs(f.Groups[1]))
+			c.Net.Partition(c.Addrs(f.Groups[0]...), c.Addrs(f.Groups[1]...))
 		case OneWay:
 			for _, a := range f.Groups[0] {
 				for _, b := range f.Groups[1] {
@@ -166,7 +180,7 @@ func (r *runner) step(st Step) error {
 				}
 			}
 		case Isolate:
-			c.Net.Partition([]string{c.Addr(f.Node)}, r.addrs(without(c.Live(), f.Node)))
+			c.Net.Partition([]string{c.Addr(f.Node)}, c.Addrs(without(c.Live(), f.Node)...))
 		case Bridge:
 			b, cc := c.Addr(f.Groups[1][0]), c.Addr(f.Groups[1][1])
 			c.Net.Set(b, cc, faultnet.Rule{Cut: true})
@@ -192,10 +206,12 @@ func (r *runner) step(st Step) error {
 	case Crash:
 		c.Mute(f.Node, true)
 		hold(st.Hold / 2)
-		c.Crash(f.Node)
+		if err := c.Crash(f.Node); err != nil {
+			return err
+		}
 		r.logf("  %s stopped", f.Node)
 		hold(st.Hold / 2)
-		if err := c.Restart(f.Node, false); err != nil {
+		if err := r.restart(f.Node, testcluster.SameDir); err != nil {
 			return err
 		}
 		r.logf("  %s restarted on its data dir", f.Node)
@@ -204,15 +220,21 @@ func (r *runner) step(st Step) error {
 		if !r.settle("wipe of " + f.Node) {
 			return nil
 		}
-		c.Crash(f.Node)
-		err := c.Restart(f.Node, true)
+		err := c.Crash(f.Node)
+		if err == nil {
+			err = r.restart(f.Node, testcluster.WipedDir)
+		}
 		r.gate.Unlock()
 		if err != nil {
 			return err
 		}
 		r.logf("  %s restarted on a wiped data dir", f.Node)
 	case Join:
-		if err := c.Join(f.Node, f.Via); err != nil {
+		if err := c.Reserve(f.Node); err != nil {
+			return err
+		}
+		// It knows only Via; gossip must do the rest.
+		if err := c.Open(f.Node, c.Addrs(f.Via), false); err != nil {
 			return err
 		}
 		r.logf("  %s started", f.Node)
@@ -240,7 +262,7 @@ func (r *runner) settle(why string) bool {
 	r.c.Net.Heal()
 	r.c.ClientNet.Heal()
 	r.logf("  clients paused, network healed; waiting for agreement before the %s", why)
-	err := r.c.waitFor(agreeTimeout, "every live node agrees", func() (bool, string) {
+	_, err := poll.Until(context.Background(), agreeTimeout, testcluster.PollEvery, "every live node agrees", func() (bool, string) {
 		obs := observe(r.c)
 		return obs.agreed(), obs.String()
 	})
@@ -253,12 +275,13 @@ func (r *runner) settle(why string) bool {
 	return true
 }
 
-func (r *runner) addrs(names []string) []string {
-	out := make([]string, len(names))
-	for i, n := range names {
-		out[i] = r.c.Addr(n)
+// restart starts a stopped node again, knowing every node but the removed
+// ones (those that joined since it started included).
+func (r *runner) restart(name string, mode testcluster.RestartMode) error {
+	if err := r.c.SetPeers(name, r.c.Others(name)); err != nil {
+		return err
 	}
-	return out
+	return r.c.Restart(name, mode)
 }
 
 // hold keeps a fault in place for d. It is the fault's duration, not a wait

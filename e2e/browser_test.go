@@ -18,6 +18,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"countd/internal/apiclient"
+	"countd/internal/proc"
 )
 
 // longName is a counter name near the 128-character limit with no place
@@ -231,7 +232,7 @@ type browser struct {
 // any helper process of that browser left behind.
 func openBrowser(t *testing.T, path string) *browser {
 	t.Helper()
-	out := newLogBuffer()
+	out := proc.NewOutput()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(path),
 		chromedp.Headless,
@@ -271,7 +272,7 @@ func openBrowser(t *testing.T, path string) *browser {
 		cancelAlloc()
 		wg.Wait()
 		if t.Failed() {
-			lines := out.lines()
+			lines := out.Lines()
 			t.Logf("browser output (last %d of %d lines):\n%s",
 				min(len(lines), 40), len(lines), strings.Join(lines[max(0, len(lines)-40):], "\n"))
 			b.mu.Lock()

@@ -2,10 +2,7 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"math/rand/v2"
 	"net/http"
@@ -19,6 +16,7 @@ import (
 	"time"
 
 	"countd/internal/apiclient"
+	pollpkg "countd/internal/poll"
 )
 
 // Cluster test timings. The node's timers are set fast by clusterFlags; the
@@ -54,7 +52,7 @@ type clusterNode struct {
 	addr string // 127.0.0.1:port, the node's name in /peers
 	args []string
 	wrap []string // a command that execs the binary in place (see spawnVia), or nil
-	proc *proc
+	proc *node
 }
 
 func newClusterNode(t *testing.T, i, port int, extra ...string) *clusterNode {
@@ -102,11 +100,8 @@ func startAll(t *testing.T, nodes ...*clusterNode) {
 // signal sends sig to the node's process, failing the test if it has died.
 func (n *clusterNode) signal(t *testing.T, sig syscall.Signal) {
 	t.Helper()
-	if n.proc.exited() {
-		t.Fatalf("%s (pid %d) exited on its own: %v", n.name, n.proc.PID(), n.proc.waitErr)
-	}
-	if err := n.proc.cmd.Process.Signal(sig); err != nil {
-		t.Fatalf("%v to %s (pid %d): %v", sig, n.name, n.proc.PID(), err)
+	if err := n.proc.Signal(sig); err != nil {
+		t.Fatalf("%s: %v", n.name, err)
 	}
 }
 
@@ -142,7 +137,7 @@ func TestSeedClusterUnderSigstop(t *testing.T) {
 	n3Started := time.Now()
 	l.addClients(n3, clientsPerNode)
 	found := watchPeers(t, n3, nodes)
-	l.waitAcked(t, l.acked.Load()+300)
+	l.waitAcked(t, l.ledger.Counts().OK+300)
 
 	// The fault: node1 hangs, neither crashed nor answering, while clients
 	// keep sending to it and its peers keep pushing to it.
@@ -151,7 +146,7 @@ func TestSeedClusterUnderSigstop(t *testing.T) {
 	stopped := time.Now()
 	seen, detected := watchState(t, nodes[0], n1, stopFor)
 	n1.signal(t, syscall.SIGCONT)
-	during := l.nodeStats(n1).minus(before)
+	during := l.nodeStats(n1).Minus(before)
 	t.Logf("%s SIGSTOPped for %v; meanwhile its clients got %s; node0 saw it %s",
 		n1.name, time.Since(stopped).Round(time.Millisecond), during, seen)
 	if !detected {
@@ -159,8 +154,8 @@ func TestSeedClusterUnderSigstop(t *testing.T) {
 	}
 
 	// The load goes on until node1 is serving again.
-	resumed := l.nodeStats(n1).acked
-	if !poll(progressTimeout, func() bool { return l.nodeStats(n1).acked >= resumed+50 }) {
+	resumed := l.nodeStats(n1).OK
+	if !poll(progressTimeout, func() bool { return l.nodeStats(n1).OK >= resumed+50 }) {
 		t.Fatalf("%s acknowledged no 50 more changes within %v of SIGCONT: %s", n1.name, progressTimeout, l)
 	}
 	l.stop()
@@ -195,7 +190,7 @@ func TestAllNodesKilledAndRestarted(t *testing.T) {
 	}
 	l.waitAcked(t, 1500)
 
-	inFlight, ackedAtKill := l.inFlight.Load(), l.acked.Load()
+	inFlight, ackedAtKill := l.inFlight.Load(), l.ledger.Counts().OK
 	for _, n := range nodes {
 		n.signal(t, syscall.SIGKILL)
 	}
@@ -252,7 +247,7 @@ func awaitAgreement(t *testing.T, nodes []*clusterNode, l *clusterLoad) map[stri
 	var report strings.Builder
 	for i, n := range nodes {
 		if n.proc.exited() {
-			t.Fatalf("%s (pid %d) exited: %v", n.name, n.proc.PID(), n.proc.waitErr)
+			t.Fatalf("%s (pid %d) exited: %v", n.name, n.proc.PID(), n.proc.Err())
 		}
 		fmt.Fprintf(&report, "\n  %s: %s", n.name, views[i])
 	}
@@ -386,69 +381,35 @@ func watchState(t *testing.T, observer, target *clusterNode, d time.Duration) (c
 	start := time.Now()
 	var seen []string
 	last := ""
-	for time.Since(start) < d {
+	pollpkg.While(context.Background(), d, 20*time.Millisecond, "watching", func() (bool, string) {
 		if states, err := peerStates(c, observer); err == nil && states[target.addr] != last {
 			last = states[target.addr]
 			notAlive = notAlive || last != "alive"
 			seen = append(seen, fmt.Sprintf("%s@%v", last, time.Since(start).Round(10*time.Millisecond)))
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return true, ""
+	})
 	return strings.Join(seen, " → "), notAlive
-}
-
-// opStats counts the outcomes of a set of changes, in units (the sum of by).
-type opStats struct {
-	acked   int64 // 200: applied
-	failed  int64 // a 4xx, or refused at connect: not applied
-	unknown int64 // transport error, timeout or 5xx: may have applied
-}
-
-// counterStats splits a counter's changes by direction: invariant 2 bounds
-// a PN-counter's value by acked and unknown increments and decrements.
-type counterStats struct{ inc, dec opStats }
-
-// nodeStats counts requests (not units) sent to one node.
-type nodeStats struct{ acked, failed, unknown, refused, status5xx int64 }
-
-func (s nodeStats) String() string {
-	return fmt.Sprintf("%d acked, %d failed, %d unknown (%d of them 5xx); %d refused at connect",
-		s.acked, s.failed, s.unknown, s.status5xx, s.refused)
-}
-
-func (s nodeStats) minus(o nodeStats) nodeStats {
-	return nodeStats{s.acked - o.acked, s.failed - o.failed, s.unknown - o.unknown, s.refused - o.refused, s.status5xx - o.status5xx}
 }
 
 // clusterLoad sends increments and decrements of named counters, with a
 // random step, from keep-alive clients on any number of nodes until stopped,
-// and tallies what each client can know about each change.
+// and keeps what each client can know about each change in an
+// apiclient.Ledger (by node name and counter).
 type clusterLoad struct {
 	t        *testing.T
 	counters []string
 	ctx      context.Context // cancelled only if the test ends without stop
 	halt     atomic.Bool     // clients finish their request and return
 	wg       sync.WaitGroup
-	acked    atomic.Int64 // requests acknowledged, over all nodes
 	inFlight atomic.Int64
-
-	mu      sync.Mutex
-	stats   map[string]*counterStats
-	nodes   map[string]*nodeStats
-	bad     int            // 200 replies with a bad body (counted acked)
-	samples map[string]int // a few error texts
+	ledger   apiclient.Ledger
+	bad      atomic.Int64 // 2xx replies with a bad body (counted acked)
 }
 
 func newClusterLoad(t *testing.T, counters []string) *clusterLoad {
 	ctx, cancel := context.WithCancel(context.Background())
-	l := &clusterLoad{
-		t: t, counters: counters, ctx: ctx,
-		stats: make(map[string]*counterStats), nodes: make(map[string]*nodeStats),
-		samples: make(map[string]int),
-	}
-	for _, c := range counters {
-		l.stats[c] = &counterStats{}
-	}
+	l := &clusterLoad{t: t, counters: counters, ctx: ctx}
 	// Registered after the nodes, so it runs before they are killed.
 	t.Cleanup(func() {
 		cancel()
@@ -461,98 +422,35 @@ func newClusterLoad(t *testing.T, counters []string) *clusterLoad {
 func (l *clusterLoad) addClients(node *clusterNode, n int) {
 	c := newClient(l.t, n)
 	c.Timeout = opTimeout
-	l.mu.Lock()
-	l.nodes[node.name] = &nodeStats{}
-	l.mu.Unlock()
+	api := apiclient.Client{HTTP: c}
 	for range n {
 		l.wg.Go(func() {
 			for !l.halt.Load() && l.ctx.Err() == nil {
-				l.one(c, node)
+				l.one(api, node)
 			}
 		})
 	}
 }
 
-func (l *clusterLoad) one(c *http.Client, node *clusterNode) {
+func (l *clusterLoad) one(api apiclient.Client, node *clusterNode) {
 	counter := l.counters[rand.N(len(l.counters))]
-	dec := rand.N(3) == 0 // a third are decrements
-	by := 1 + rand.Int64N(5)
-	op := "increment"
-	if dec {
-		op = "decrement"
-	}
-	url := fmt.Sprintf("%s/counters/%s/%s?by=%d", node.url(), counter, op, by)
-	req, err := http.NewRequestWithContext(l.ctx, http.MethodPost, url, nil)
-	if err != nil {
-		panic(err) // the URL is built from known-good parts
+	delta := 1 + rand.Int64N(5)
+	if rand.N(3) == 0 { // a third are decrements
+		delta = -delta
 	}
 	l.inFlight.Add(1)
-	resp, err := c.Do(req)
+	r := api.ChangeContext(l.ctx, node.url(), counter, delta)
 	l.inFlight.Add(-1)
-
-	var body []byte
-	if err == nil {
-		body, err = io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil && resp.StatusCode == http.StatusOK {
-			err = nil // the node sent 200: it applied the change
-			body = nil
-		}
+	if r.Outcome == apiclient.OK && (r.Err != nil || r.Counter != counter || r.Node != node.addr) {
+		l.bad.Add(1)
 	}
-
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	cs, ns := l.stats[counter], l.nodes[node.name]
-	st := &cs.inc
-	if dec {
-		st = &cs.dec
-	}
-	switch {
-	case err != nil && errors.Is(err, syscall.ECONNREFUSED):
-		// Refused at connect: this request reached no node, and net/http
-		// retries a POST on a new connection only if nothing of it was
-		// written on an old one, so no earlier attempt did either.
-		st.failed += by
-		ns.failed++
-		ns.refused++
-		l.sampleLocked(errKind(err))
-	case err != nil:
-		st.unknown += by
-		ns.unknown++
-		l.sampleLocked(errKind(err))
-	case resp.StatusCode == http.StatusOK:
-		st.acked += by
-		ns.acked++
-		l.acked.Add(1)
-		var r reply
-		if json.Unmarshal(body, &r) != nil || r.Counter != counter || r.Node != node.addr {
-			l.bad++
-			l.sampleLocked(fmt.Sprintf("bad 200 body %q", body))
-		}
-	case resp.StatusCode >= 500:
-		// A 503 is the node's own timeout or a failed store write: the
-		// change may still be applied (actors.ErrTimeout, ErrStore).
-		st.unknown += by
-		ns.unknown++
-		ns.status5xx++
-		l.sampleLocked(fmt.Sprintf("%s: %s", resp.Status, strings.TrimSpace(string(body))))
-	default:
-		st.failed += by
-		ns.failed++
-		l.sampleLocked(fmt.Sprintf("%s: %s", resp.Status, strings.TrimSpace(string(body))))
-	}
-}
-
-func (l *clusterLoad) sampleLocked(s string) {
-	if _, ok := l.samples[s]; ok || len(l.samples) < 6 {
-		l.samples[s]++
-	}
+	l.ledger.Record(node.name, counter, delta, r)
 }
 
 // waitAcked waits until n requests in all have been acknowledged.
 func (l *clusterLoad) waitAcked(t *testing.T, n int64) {
 	t.Helper()
-	if !poll(progressTimeout, func() bool { return l.acked.Load() >= n }) {
+	if !poll(progressTimeout, func() bool { return l.ledger.Counts().OK >= n }) {
 		t.Fatalf("fewer than %d acks within %v: %s", n, progressTimeout, l)
 	}
 }
@@ -563,27 +461,11 @@ func (l *clusterLoad) stop() {
 	l.wg.Wait()
 }
 
-func (l *clusterLoad) nodeStats(n *clusterNode) nodeStats {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if s, ok := l.nodes[n.name]; ok {
-		return *s
-	}
-	return nodeStats{}
-}
+// nodeStats counts the requests sent to n by outcome.
+func (l *clusterLoad) nodeStats(n *clusterNode) apiclient.Counts { return l.ledger.Node(n.name) }
 
 func (l *clusterLoad) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var total nodeStats
-	for _, s := range l.nodes {
-		total.acked += s.acked
-		total.failed += s.failed
-		total.unknown += s.unknown
-		total.refused += s.refused
-		total.status5xx += s.status5xx
-	}
-	return fmt.Sprintf("requests: %s; bad 200 bodies %d; errors seen: %v", total, l.bad, l.samples)
+	return fmt.Sprintf("requests: %s; bad 200 bodies %d", &l.ledger, l.bad.Load())
 }
 
 // checkBounds checks invariant 2 per counter: the agreed value is at least
@@ -591,32 +473,29 @@ func (l *clusterLoad) String() string {
 // what may have been added minus what was surely subtracted.
 func (l *clusterLoad) checkBounds(t *testing.T, values map[string]int64) {
 	t.Helper()
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	for _, name := range slices.Sorted(maps.Keys(values)) {
-		if _, ok := l.stats[name]; !ok {
+		if l.ledger.Counter(name).Changes.Total() == 0 {
 			t.Errorf("counter %q = %d, but no client changed it", name, values[name])
 		}
 	}
-	if l.bad > 0 {
-		t.Errorf("%d replies were 200 with a bad body", l.bad)
+	if n := l.bad.Load(); n > 0 {
+		t.Errorf("%d replies were 200 with a bad body", n)
 	}
 	for _, name := range l.counters {
-		s, v := l.stats[name], values[name]
-		lo := s.inc.acked - s.dec.acked - s.dec.unknown
-		hi := s.inc.acked + s.inc.unknown - s.dec.acked
+		s, v := l.ledger.Counter(name), values[name]
+		b := s.Bounds()
 		t.Logf("%s = %d in [%d, %d]: +%d acked, +%d unknown, +%d failed; -%d acked, -%d unknown, -%d failed",
-			name, v, lo, hi, s.inc.acked, s.inc.unknown, s.inc.failed, s.dec.acked, s.dec.unknown, s.dec.failed)
-		if s.inc.acked == 0 || s.dec.acked == 0 {
+			name, v, b.Lo, b.Hi, s.Up.OK, s.Up.Unknown, s.Up.Failed, s.Down.OK, s.Down.Unknown, s.Down.Failed)
+		if s.Up.OK == 0 || s.Down.OK == 0 {
 			t.Errorf("%s: no acknowledged increment or no acknowledged decrement; the load did not test it", name)
 		}
-		if v < lo {
+		if v < b.Lo {
 			t.Errorf("%s = %d < %d (acked increments %d - acked decrements %d - unknown decrements %d): acknowledged increments lost or decrements counted twice",
-				name, v, lo, s.inc.acked, s.dec.acked, s.dec.unknown)
+				name, v, b.Lo, s.Up.OK, s.Down.OK, s.Down.Unknown)
 		}
-		if v > hi {
+		if v > b.Hi {
 			t.Errorf("%s = %d > %d (acked increments %d + unknown increments %d - acked decrements %d): increments counted twice or acknowledged decrements lost",
-				name, v, hi, s.inc.acked, s.inc.unknown, s.dec.acked)
+				name, v, b.Hi, s.Up.OK, s.Up.Unknown, s.Down.OK)
 		}
 	}
 }

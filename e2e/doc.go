@@ -7,9 +7,12 @@
 // Clusters of such processes converge through SIGSTOP, a node added later with
 // -newnode, and every node killed at once.
 //
-// proc_test.go holds the process handling (build, start, port discovery,
-// health wait, kill, stop, logs on failure); e2e_test.go holds the single-node
-// tests and cluster_test.go the cluster ones. netns_test.go runs each node
+// proc_test.go holds the process handling: thin wrappers over internal/proc
+// (build, start, port discovery, health wait, kill, stop) that fail the test
+// and log a node's stderr on failure. e2e_test.go holds the single-node tests
+// and cluster_test.go the cluster ones; both keep what clients were told in
+// an apiclient.Ledger, whose one rule (apiclient.Classify) decides which
+// changes were applied, not applied, or may have been. netns_test.go runs each node
 // in a network namespace of its own, joined by veth links to a bridge, and
 // cuts, splits and drops traffic one way at the link level; it needs root
 // and iproute2, and skips (saying why) without them. browser_test.go opens a

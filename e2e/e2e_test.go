@@ -3,17 +3,16 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"countd/internal/apiclient"
+	"countd/internal/proc"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -43,36 +42,35 @@ func TestKill9UnderLoadLosesNothing(t *testing.T) {
 	case <-time.After(time.Minute):
 		t.Fatalf("no %d acks within a minute: %s", killAt, l)
 	}
-	inFlight, ackedAtKill := l.inFlight.Load(), l.acked.Load()
+	inFlight, ackedAtKill := l.inFlight.Load(), l.ledger.Counts().OK
 	node.Kill()
 	l.wait()
 
-	acked, unknown, refused := l.acked.Load(), l.unknown.Load(), l.refused.Load()
-	maybe := unknown - refused // sent, outcome unknown: may have applied
+	n, b := l.ledger.Counts(), l.ledger.Bounds()["default"]
 	t.Logf("at SIGKILL: %d acked, %d requests in flight; after: %s", ackedAtKill, inFlight, l)
-	if n := acked + l.failed.Load() + unknown; n != total {
-		t.Fatalf("outcomes add up to %d, want %d: %s", n, total, l)
+	if n.Total() != total {
+		t.Fatalf("outcomes add up to %d, want %d: %s", n.Total(), total, l)
 	}
-	if acked == 0 {
+	if n.OK == 0 {
 		t.Fatal("no increment was acknowledged")
 	}
 	if inFlight == 0 {
 		t.Fatal("no request was in flight at the kill; the test did not kill under load")
 	}
 	if l.bad.Load() > 0 {
-		t.Errorf("%d replies with status 200 but a bad body: %s", l.bad.Load(), l)
+		t.Errorf("%d replies with status 2xx but not a 200 counter reply: %s", l.bad.Load(), l)
 	}
 
 	restarted := startNode(t, "-port=0", "-data-dir="+dir)
 	got := getCounter(t, restarted.URL())
-	t.Logf("after restart: value %d; bounds [%d acked, %d = acked + %d sent with unknown outcome]; highest value in an ack: %d",
-		got, acked, acked+maybe, maybe, l.maxValue.Load())
-	if got < acked {
-		t.Errorf("value %d after SIGKILL and restart < %d acknowledged increments: acknowledged writes were lost", got, acked)
+	t.Logf("after restart: value %d; bounds %s (apiclient.Classify); highest value in an ack: %d",
+		got, b, l.maxValue.Load())
+	if got < b.Lo {
+		t.Errorf("value %d after SIGKILL and restart < %d acknowledged increments: acknowledged writes were lost", got, b.Lo)
 	}
-	if got > acked+maybe {
+	if got > b.Hi {
 		t.Errorf("value %d after SIGKILL and restart > %d acked + %d that may have applied: something was counted twice",
-			got, acked, maybe)
+			got, b.Acked, b.Hi-b.Acked)
 	}
 	restarted.Stop()
 }
@@ -86,7 +84,7 @@ func TestGracefulShutdownKeepsEverything(t *testing.T) {
 
 	l := startLoad(t, node.URL(), total, clients, 0)
 	l.wait()
-	if l.acked.Load() != total {
+	if l.ledger.Counts().OK != total {
 		t.Fatalf("want all %d increments acknowledged: %s", total, l)
 	}
 	if got := getCounter(t, node.URL()); got != total {
@@ -120,7 +118,7 @@ func TestExactCount(t *testing.T) {
 			elapsed := time.Since(start)
 			t.Logf("%d increments from %d clients in %v (%.0f/s)", total, clients,
 				elapsed.Round(time.Millisecond), total/elapsed.Seconds())
-			if l.acked.Load() != total || l.bad.Load() != 0 {
+			if l.ledger.Counts().OK != total || l.bad.Load() != 0 {
 				t.Fatalf("want all %d increments acknowledged with a good body: %s", total, l)
 			}
 			if got := l.maxValue.Load(); got != total {
@@ -169,10 +167,10 @@ func TestSeedCommandStartsAlone(t *testing.T) {
 
 	// Watch stderr until the window since exec ends, failing as soon as it
 	// holds too many lines.
-	end := time.NewTimer(window - time.Since(node.started))
+	end := time.NewTimer(window - time.Since(node.Started))
 	defer end.Stop()
 	for watching := true; watching; {
-		out, more := node.stderr.snapshot()
+		out, more := node.Output.Snapshot()
 		if n := strings.Count(out, "\n"); n >= maxLines {
 			t.Fatalf("%d log lines within %v of start, want fewer than %d (log flood?):\n%s", n, window, maxLines, out)
 		}
@@ -182,11 +180,11 @@ func TestSeedCommandStartsAlone(t *testing.T) {
 			watching = false
 		}
 	}
-	if n := strings.Count(node.stderr.String(), "\n"); n >= maxLines {
+	if n := strings.Count(node.Output.String(), "\n"); n >= maxLines {
 		t.Fatalf("%d log lines within %v of start, want fewer than %d", n, window, maxLines)
 	}
 	if node.exited() {
-		t.Fatalf("node exited within %v of start: %v", window, node.waitErr)
+		t.Fatalf("node exited within %v of start: %v", window, node.Err())
 	}
 	if got := getCounter(t, node.URL()); got != 1 {
 		t.Errorf("GET /counter after %v = %d, want 1", window, got)
@@ -210,21 +208,21 @@ func TestBadFlagExits2(t *testing.T) {
 		{"bad env port", nil, []string{"COUNTD_PORT=abc"}, "-port"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
-			defer cancel()
 			// A data dir of its own, so a node that wrongly starts writes
-			// nothing into the source tree before the context kills it.
+			// nothing into the source tree before it is killed.
 			args := append([]string{"-data-dir=" + t.TempDir()}, tc.args...)
-			cmd := exec.CommandContext(ctx, binary(t), args...)
-			cmd.Env = append(cleanEnv(), tc.env...)
-			var stderr bytes.Buffer
-			cmd.Stderr = &stderr
-			err := cmd.Run()
-			var exit *exec.ExitError
-			if !errors.As(err, &exit) || exit.ExitCode() != 2 {
-				t.Fatalf("countd %q (env %q): %v, want exit status 2; stderr:\n%s", args, tc.env, err, stderr.String())
+			p, err := proc.Start(proc.Spec{Name: "countd", Path: binary(t), Args: args, Env: tc.env})
+			if err != nil {
+				t.Fatal(err)
 			}
-			out := stderr.String()
+			defer p.Close(exitTimeout)
+			if err := p.Wait(startTimeout); err != nil {
+				t.Fatalf("countd %q (env %q): %v, want exit status 2; stderr:\n%s", args, tc.env, err, p.Output)
+			}
+			if code := p.State().ExitCode(); code != 2 {
+				t.Fatalf("countd %q (env %q): %v, want exit status 2; stderr:\n%s", args, tc.env, p.Err(), p.Output)
+			}
+			out := p.Output.String()
 			if lines := strings.Count(out, "\n"); lines != 1 || !strings.HasSuffix(out, "\n") {
 				t.Fatalf("stderr has %d lines, want exactly one:\n%s", lines, out)
 			}
@@ -235,14 +233,12 @@ func TestBadFlagExits2(t *testing.T) {
 	}
 }
 
-// load sends POST /increment from concurrent clients and tallies what each
-// client can know about its request: the outcome categories of invariant 2.
+// load sends POST /increment from concurrent clients and keeps what each
+// client can know about its request in an apiclient.Ledger: the outcomes of
+// invariant 2, by the one rule of apiclient.Classify.
 type load struct {
-	acked    atomic.Int64 // 200: applied and durable
-	failed   atomic.Int64 // a definite non-2xx answer: not applied
-	unknown  atomic.Int64 // transport error or timeout: may or may not have applied
-	refused  atomic.Int64 // the part of unknown refused at connect: not applied (see record)
-	bad      atomic.Int64 // 200 whose body is not a counter reply
+	ledger   apiclient.Ledger
+	bad      atomic.Int64 // 2xx that is not a 200 counter reply (counted acked)
 	inFlight atomic.Int64 // requests sent and not yet answered
 	maxValue atomic.Int64 // highest value in a 200 reply
 
@@ -250,9 +246,6 @@ type load struct {
 	reached chan struct{}      // closed when acked reaches the threshold, if any
 	done    chan struct{}      // closed when every client has finished
 	cancel  context.CancelFunc // aborts the clients' requests
-
-	mu      sync.Mutex
-	samples map[string]int // a few error texts, for failure messages
 }
 
 // startLoad starts clients goroutines that together send total increments to
@@ -261,20 +254,17 @@ type load struct {
 func startLoad(t *testing.T, url string, total, clients int, threshold int64) *load {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	l := &load{reached: make(chan struct{}), done: make(chan struct{}), cancel: cancel, samples: make(map[string]int)}
+	l := &load{reached: make(chan struct{}), done: make(chan struct{}), cancel: cancel}
 	c := newClient(t, clients)
+	api := apiclient.Client{HTTP: c}
 	var wg sync.WaitGroup
 	for range clients {
 		wg.Go(func() {
 			for ctx.Err() == nil && l.next.Add(1) <= int64(total) {
-				req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"/increment", nil)
-				if err != nil {
-					panic(err) // url is the node's own http://127.0.0.1:PORT
-				}
 				l.inFlight.Add(1)
-				resp, err := c.Do(req)
+				r := api.Post(ctx, url+"/increment")
 				l.inFlight.Add(-1)
-				l.record(resp, err, threshold)
+				l.record(r, threshold)
 			}
 		})
 	}
@@ -296,58 +286,18 @@ func startLoad(t *testing.T, url string, total, clients int, threshold int64) *l
 	return l
 }
 
-func (l *load) record(resp *http.Response, err error, threshold int64) {
-	switch {
-	case err != nil:
-		l.unknown.Add(1)
-		// A refused connect means this request reached no node. net/http
-		// retries a POST on a new connection only if nothing of it was
-		// written on the old one, so no earlier attempt reached one either.
-		if errors.Is(err, syscall.ECONNREFUSED) {
-			l.refused.Add(1)
-		}
-		l.sample(errKind(err))
-	case resp.StatusCode != http.StatusOK:
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		resp.Body.Close()
-		if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-			l.bad.Add(1) // a 2xx other than 200 is not in the contract
-		} else {
-			l.failed.Add(1)
-		}
-		l.sample(fmt.Sprintf("%s: %s", resp.Status, bytes.TrimSpace(body)))
-	default:
-		r, err := readReply(resp)
-		if err != nil {
-			// The node answered 200 and so applied it, whatever the body.
+func (l *load) record(r apiclient.Result, threshold int64) {
+	if r.Outcome == apiclient.OK {
+		// The node answered 2xx and so applied it, whatever the body.
+		if r.Status != http.StatusOK || r.Err != nil || r.Counter != "default" || r.Node == "" {
 			l.bad.Add(1)
-			l.sample(err.Error())
 		}
 		for v := l.maxValue.Load(); r.Value > v && !l.maxValue.CompareAndSwap(v, r.Value); {
 			v = l.maxValue.Load()
 		}
-		if n := l.acked.Add(1); n == threshold {
-			close(l.reached)
-		}
 	}
-}
-
-// errKind is a transport error without the addresses in it, so that one
-// kind of failure counts as one sample: "connection reset by peer".
-func errKind(err error) string {
-	s := err.Error()
-	if i := strings.LastIndex(s, ": "); i >= 0 {
-		return s[i+2:]
-	}
-	return s
-}
-
-// sample counts an error text, keeping at most a few distinct ones.
-func (l *load) sample(s string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if _, ok := l.samples[s]; ok || len(l.samples) < 5 {
-		l.samples[s]++
+	if n := l.ledger.Record("node", "default", 1, r); r.Outcome == apiclient.OK && n.OK == threshold {
+		close(l.reached)
 	}
 }
 
@@ -356,10 +306,7 @@ func (l *load) sample(s string) {
 func (l *load) wait() { <-l.done }
 
 func (l *load) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return fmt.Sprintf("acked %d, failed %d, unknown %d (of which refused at connect %d), bad replies %d; errors seen: %v",
-		l.acked.Load(), l.failed.Load(), l.unknown.Load(), l.refused.Load(), l.bad.Load(), l.samples)
+	return fmt.Sprintf("%s; bad replies %d", &l.ledger, l.bad.Load())
 }
 
 // newClient returns a keep-alive client for conns concurrent requests to one

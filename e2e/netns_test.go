@@ -272,7 +272,7 @@ func (c *netnsCluster) awaitViews(what string, views ...view) time.Duration {
 		for _, v := range views {
 			obs := c.nodes[v.observer]
 			if obs.proc.exited() {
-				c.t.Fatalf("%s (pid %d) exited: %v", obs.name, obs.proc.PID(), obs.proc.waitErr)
+				c.t.Fatalf("%s (pid %d) exited: %v", obs.name, obs.proc.PID(), obs.proc.Err())
 			}
 			rows, err := peerRows(client, obs)
 			if err != nil {
@@ -315,11 +315,11 @@ func (c *netnsCluster) nameOf(addr string) string {
 
 // awaitNodeAcks waits until every node has acknowledged n more requests than
 // in before, which shows that the load reaches each side of a fault.
-func (c *netnsCluster) awaitNodeAcks(l *clusterLoad, before map[string]nodeStats, n int64, what string) {
+func (c *netnsCluster) awaitNodeAcks(l *clusterLoad, before map[string]apiclient.Counts, n int64, what string) {
 	c.t.Helper()
 	ok := poll(progressTimeout, func() bool {
 		for _, node := range c.nodes {
-			if l.nodeStats(node).acked < before[node.name].acked+n {
+			if l.nodeStats(node).OK < before[node.name].OK+n {
 				return false
 			}
 		}
@@ -328,14 +328,14 @@ func (c *netnsCluster) awaitNodeAcks(l *clusterLoad, before map[string]nodeStats
 	if !ok {
 		var b strings.Builder
 		for _, node := range c.nodes {
-			fmt.Fprintf(&b, "\n  %s: %s", node.name, l.nodeStats(node).minus(before[node.name]))
+			fmt.Fprintf(&b, "\n  %s: %s", node.name, l.nodeStats(node).Minus(before[node.name]))
 		}
 		c.t.Fatalf("%s: not every node acknowledged %d more requests within %v:%s", what, n, progressTimeout, b.String())
 	}
 }
 
-func (c *netnsCluster) stats(l *clusterLoad) map[string]nodeStats {
-	m := make(map[string]nodeStats)
+func (c *netnsCluster) stats(l *clusterLoad) map[string]apiclient.Counts {
+	m := make(map[string]apiclient.Counts)
 	for _, n := range c.nodes {
 		m[n.name] = l.nodeStats(n)
 	}

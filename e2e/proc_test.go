@@ -1,24 +1,20 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io/fs"
 	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	pollpkg "countd/internal/poll"
+	"countd/internal/proc"
 )
 
 // binPath is the countd binary TestMain built for this run; tests take it
@@ -43,7 +39,8 @@ func TestMain(m *testing.M) {
 }
 
 // buildAndRun builds the binary into a temp dir, runs the tests, and removes
-// the dir whatever the tests did.
+// the dir whatever the tests did. E2E_RACE_NODE builds it with -race: the
+// node then exits 66 if it saw a data race, which fails Stop.
 func buildAndRun(m *testing.M) int {
 	dir, err := os.MkdirTemp("", "countd-e2e-")
 	if err != nil {
@@ -51,22 +48,8 @@ func buildAndRun(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-
-	root, err := moduleRoot()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e: finding the module root:", err)
-		return 1
-	}
-	binPath = filepath.Join(dir, "countd")
-	args := []string{"build", "-o", binPath}
-	if os.Getenv("E2E_RACE_NODE") != "" {
-		// The node exits 66 at the end if it saw a data race, which fails Stop.
-		args = append(args, "-race")
-	}
-	build := exec.Command("go", append(args, "countd")...)
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "e2e: go build countd in %s: %v\n%s", root, err, out)
+	if binPath, err = proc.Build(context.Background(), dir, os.Getenv("E2E_RACE_NODE") != ""); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
 	return m.Run()
@@ -91,7 +74,7 @@ func binary(t *testing.T) string {
 }
 
 func readSources() {
-	root, err := moduleRoot()
+	root, err := proc.ModuleRoot(context.Background())
 	if err != nil {
 		return
 	}
@@ -108,77 +91,12 @@ func readSources() {
 	})
 }
 
-// moduleRoot is the directory holding countd's go.mod: what `go env GOMOD`
-// says, or the parent of this package when go cannot tell.
-func moduleRoot() (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err == nil {
-		if gomod := strings.TrimSpace(string(out)); gomod != "" && gomod != os.DevNull {
-			return filepath.Dir(gomod), nil
-		}
-	}
-	root, aerr := filepath.Abs("..")
-	if aerr != nil {
-		return "", errors.Join(err, aerr)
-	}
-	if _, serr := os.Stat(filepath.Join(root, "go.mod")); serr != nil {
-		return "", errors.Join(err, serr)
-	}
-	return root, nil
-}
-
-// logBuffer collects a process's stderr. It is safe for the copying goroutine
-// of os/exec and the test to use at once, and lets a waiter block until more
-// output arrives instead of polling.
-type logBuffer struct {
-	mu      sync.Mutex
-	buf     bytes.Buffer
-	changed chan struct{} // closed and replaced on every write
-}
-
-func newLogBuffer() *logBuffer { return &logBuffer{changed: make(chan struct{})} }
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	n, err := b.buf.Write(p)
-	close(b.changed)
-	b.changed = make(chan struct{})
-	return n, err
-}
-
-// snapshot returns the output so far and a channel closed at the next write.
-func (b *logBuffer) snapshot() (string, <-chan struct{}) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String(), b.changed
-}
-
-func (b *logBuffer) String() string {
-	s, _ := b.snapshot()
-	return s
-}
-
-// lines returns the complete lines written so far.
-func (b *logBuffer) lines() []string {
-	s := b.String()
-	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
-		return strings.Split(s[:i], "\n")
-	}
-	return nil
-}
-
-// proc is one countd process that a test started. Everything it does to the
-// process goes through its own handle (its PID), never by name.
-type proc struct {
-	t       *testing.T
-	args    []string
-	cmd     *exec.Cmd
-	stderr  *logBuffer
-	started time.Time
-
-	done    chan struct{} // closed once the process is reaped
-	waitErr error         // cmd.Wait's result; read only after done
+// node is one countd process that a test started, through internal/proc:
+// everything done to it goes through its own PID, never by name. Its
+// methods fail the test.
+type node struct {
+	t *testing.T
+	*proc.Proc
 
 	url  string // http://127.0.0.1:PORT, once "node started" is seen
 	addr string // the listen field of "node started"
@@ -188,7 +106,7 @@ type proc struct {
 // override), finds the port it listens on from its "node started" log line,
 // and waits until GET /health answers 200. The process is killed and reaped
 // when the test ends, and its stderr is logged if the test failed.
-func startNode(t *testing.T, args ...string) *proc {
+func startNode(t *testing.T, args ...string) *node {
 	t.Helper()
 	p := spawn(t, args...)
 	p.waitStarted()
@@ -197,7 +115,7 @@ func startNode(t *testing.T, args ...string) *proc {
 }
 
 // spawn starts the process and registers its cleanup, without waiting for it.
-func spawn(t *testing.T, args ...string) *proc {
+func spawn(t *testing.T, args ...string) *node {
 	t.Helper()
 	return spawnVia(t, nil, args...)
 }
@@ -205,209 +123,91 @@ func spawn(t *testing.T, args ...string) *proc {
 // spawnVia is spawn with the binary run through a wrapper command that execs
 // it in place, such as `ip netns exec NAME`: the wrapper's PID becomes the
 // node's, so signals and the cleanup's SIGKILL still reach the node itself.
-func spawnVia(t *testing.T, wrapper []string, args ...string) *proc {
+func spawnVia(t *testing.T, wrapper []string, args ...string) *node {
 	t.Helper()
-	bin := binary(t)
-	p := &proc{
-		t:      t,
-		args:   append([]string{"-log-format=json"}, args...),
-		stderr: newLogBuffer(),
-		done:   make(chan struct{}),
+	p, err := proc.Start(proc.Spec{Name: "countd", Path: binary(t), Wrapper: wrapper,
+		Args: append([]string{"-log-format=json"}, args...)})
+	if err != nil {
+		t.Fatal(err)
 	}
-	argv := append(append(slices.Clone(wrapper), bin), p.args...)
-	p.cmd = exec.Command(argv[0], argv[1:]...)
-	p.cmd.Stderr = p.stderr
-	p.cmd.Env = cleanEnv()
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("starting %s %q: %v", bin, p.args, err)
-	}
-	p.started = time.Now()
-	go func() {
-		p.waitErr = p.cmd.Wait()
-		close(p.done)
-	}()
 	t.Cleanup(func() {
-		if !p.exited() {
-			_ = p.cmd.Process.Kill()
-			select {
-			case <-p.done:
-			case <-time.After(exitTimeout):
-				t.Errorf("pid %d not reaped %v after SIGKILL", p.PID(), exitTimeout)
-			}
+		if err := p.Close(exitTimeout); err != nil {
+			t.Error(err)
 		}
 		if t.Failed() {
-			t.Logf("stderr of countd %q (pid %d):\n%s", p.args, p.PID(), p.stderr.String())
+			t.Logf("stderr of countd %q (pid %d):\n%s", p.Args, p.PID(), p.Output)
 		}
 	})
-	return p
-}
-
-// cleanEnv is the test's environment without COUNTD_* variables, so a
-// developer's shell cannot change what a test starts.
-func cleanEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "COUNTD_") {
-			env = append(env, kv)
-		}
-	}
-	return env
+	return &node{t: t, Proc: p}
 }
 
 // waitStarted waits for the JSON "node started" line and reads its listen field.
-func (p *proc) waitStarted() {
+func (p *node) waitStarted() {
 	p.t.Helper()
-	deadline := time.NewTimer(startTimeout)
-	defer deadline.Stop()
-	for {
-		out, more := p.stderr.snapshot()
-		if addr, ok := listenAddr(out); ok {
-			p.addr = addr
-			p.url = "http://" + addr
-			return
-		}
-		select {
-		case <-more:
-		case <-p.done:
-			// The last output may have landed just before the exit.
-			if addr, ok := listenAddr(p.stderr.String()); ok {
-				p.t.Fatalf("pid %d exited (%v) right after starting on %s", p.PID(), p.waitErr, addr)
-			}
-			p.t.Fatalf("pid %d exited before \"node started\": %v", p.PID(), p.waitErr)
-		case <-deadline.C:
-			p.t.Fatalf("pid %d: no \"node started\" log line within %v", p.PID(), startTimeout)
-		}
+	addr, err := p.WaitListening(startTimeout)
+	if err != nil {
+		p.t.Fatal(err)
 	}
-}
-
-// listenAddr finds the listen field of the first complete "node started"
-// line in JSON log output.
-func listenAddr(out string) (string, bool) {
-	for line := range strings.Lines(out) {
-		if !strings.HasSuffix(line, "\n") {
-			break // still being written
-		}
-		var rec struct {
-			Msg    string `json:"msg"`
-			Listen string `json:"listen"`
-		}
-		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "node started" && rec.Listen != "" {
-			return rec.Listen, true
-		}
-	}
-	return "", false
+	p.addr, p.url = addr, "http://"+addr
 }
 
 // waitHealthy polls GET /health until it answers 200.
-func (p *proc) waitHealthy() {
+func (p *node) waitHealthy() {
 	p.t.Helper()
 	c := newClient(p.t, 1)
 	c.Timeout = time.Second
 	defer c.CloseIdleConnections()
-	var last string
-	ok := poll(startTimeout, func() bool {
-		if p.exited() {
-			return true // reported below
-		}
-		resp, err := c.Get(p.url + "/health")
-		if err != nil {
-			last = err.Error()
-			return false
-		}
-		resp.Body.Close()
-		last = resp.Status
-		return resp.StatusCode == http.StatusOK
-	})
-	if p.exited() {
-		p.t.Fatalf("pid %d exited while waiting for /health: %v", p.PID(), p.waitErr)
-	}
-	if !ok {
-		p.t.Fatalf("pid %d: GET %s/health not 200 within %v; last: %s", p.PID(), p.url, startTimeout, last)
+	if err := p.WaitHealthy(context.Background(), c, p.url, startTimeout); err != nil {
+		p.t.Fatal(err)
 	}
 }
 
 // poll calls cond every pollInterval until it returns true or timeout
 // passes; it reports whether cond came true.
 func poll(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(pollInterval)
-	}
+	_, err := pollpkg.Until(context.Background(), timeout, pollInterval, "", func() (bool, string) { return cond(), "" })
+	return err == nil
 }
 
 // URL is the base URL of the node's HTTP API, http://127.0.0.1:PORT.
-func (p *proc) URL() string { return p.url }
+func (p *node) URL() string { return p.url }
 
-// PID is the process id of the node.
-func (p *proc) PID() int { return p.cmd.Process.Pid }
-
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
+func (p *node) exited() bool { return p.Exited() }
 
 // Kill sends SIGKILL to the node and waits until it is reaped. It fails the
 // test if the node had already died on its own.
-func (p *proc) Kill() {
+func (p *node) Kill() {
 	p.t.Helper()
-	if p.exited() {
-		p.t.Fatalf("pid %d exited on its own before SIGKILL: %v", p.PID(), p.waitErr)
+	if err := p.Proc.Kill(exitTimeout); err != nil {
+		p.t.Fatal(err)
 	}
-	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		p.t.Fatalf("SIGKILL pid %d: %v", p.PID(), err)
-	}
-	p.await("SIGKILL")
 }
 
 // Stop sends SIGTERM, waits for the node to exit, and asserts exit status 0:
 // a graceful shutdown.
-func (p *proc) Stop() {
+func (p *node) Stop() {
 	p.t.Helper()
-	if p.exited() {
-		p.t.Fatalf("pid %d exited on its own before SIGTERM: %v", p.PID(), p.waitErr)
-	}
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		p.t.Fatalf("SIGTERM pid %d: %v", p.PID(), err)
-	}
-	p.await("SIGTERM")
-	if st := p.cmd.ProcessState; !st.Exited() || st.ExitCode() != 0 {
-		p.t.Fatalf("pid %d after SIGTERM: %v, want exit status 0", p.PID(), st)
+	if err := p.Proc.Stop(exitTimeout); err != nil {
+		p.t.Fatal(err)
 	}
 }
 
-func (p *proc) await(sig string) {
+// await waits until the node is reaped after sig.
+func (p *node) await(sig string) {
 	p.t.Helper()
-	select {
-	case <-p.done:
-	case <-time.After(exitTimeout):
-		_ = p.cmd.Process.Kill()
-		p.t.Fatalf("pid %d still running %v after %s", p.PID(), exitTimeout, sig)
+	if err := p.Wait(exitTimeout); err != nil {
+		p.t.Fatalf("%v after %s", err, sig)
 	}
 }
 
-// freePorts returns n distinct ports that were free a moment ago: it listens
-// on port 0 n times at once and closes the listeners. Another process may
-// take one meanwhile; tests use it only where a flag needs a number.
+// freePorts returns n distinct ports that were free a moment ago. Another
+// process may take one meanwhile; tests use it only where a flag needs a
+// number.
 func freePorts(t *testing.T, n int) []int {
 	t.Helper()
-	ports := make([]int, n)
-	for i := range ports {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("finding a free port: %v", err)
-		}
-		defer ln.Close()
-		ports[i] = ln.Addr().(*net.TCPAddr).Port
+	ports, err := proc.FreePorts(n)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return ports
 }

@@ -1,14 +1,12 @@
 package httpapi
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -62,6 +60,22 @@ func peerRows(peers []actors.PeerInfo) []peerRow {
 	return out
 }
 
+// peerBodyForm is the body POST /peers takes, for error messages.
+const peerBodyForm = `{"addr":"host:port"}`
+
+// addrForms are the forms of a peer address wire.ParseAddr accepts.
+const addrForms = "a port (8081, meaning 127.0.0.1:8081), host:port or http://host:port"
+
+// addrError turns a wire.ParseAddr error into a 400 that lists the forms
+// accepted.
+func addrError(err error) error {
+	msg := err.Error()
+	if !strings.Contains(msg, "http://host:port") { // some already list them
+		msg += "; want " + addrForms
+	}
+	return badRequest("%s", msg)
+}
+
 // handleAddPeer serves POST /peers {"addr": "host:port"}.
 func (s *Server) handleAddPeer(w http.ResponseWriter, r *http.Request) {
 	body, err := readBody(r)
@@ -69,18 +83,19 @@ func (s *Server) handleAddPeer(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, err)
 		return
 	}
-	var req struct {
-		Addr string `json:"addr"`
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		s.writeError(w, fmt.Errorf("%w: want {\"addr\": \"host:port\"}: %v", errBadRequest, err))
+	req, err := decodeFlat(body, peerBodyForm, map[string]string{"addr": "a string"})
+	if err != nil {
+		s.writeError(w, err)
 		return
 	}
-	addr, err := wire.ParseAddr(req.Addr)
+	given, ok := req["addr"].(string)
+	if !ok {
+		s.writeError(w, badRequest("the request body has no field \"addr\"; want %s", peerBodyForm))
+		return
+	}
+	addr, err := wire.ParseAddr(given)
 	if err != nil {
-		s.writeError(w, fmt.Errorf("%w: %v", errBadRequest, err))
+		s.writeError(w, addrError(err))
 		return
 	}
 	created, err := s.cfg.Cluster.AddPeer(r.Context(), addr)
@@ -102,12 +117,12 @@ func (s *Server) handleAddPeer(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleRemovePeer(w http.ResponseWriter, r *http.Request) {
 	raw, err := url.PathUnescape(mux.Vars(r)["addr"])
 	if err != nil {
-		s.writeError(w, fmt.Errorf("%w: bad address escape", errBadRequest))
+		s.writeError(w, badRequest("the peer address in the path is not valid URL encoding; want %s", addrForms))
 		return
 	}
 	addr, err := wire.ParseAddr(raw)
 	if err != nil {
-		s.writeError(w, fmt.Errorf("%w: %v", errBadRequest, err))
+		s.writeError(w, addrError(err))
 		return
 	}
 	if err := s.cfg.Cluster.RemovePeer(r.Context(), addr); err != nil {
@@ -146,7 +161,7 @@ func readBody(r *http.Request) ([]byte, error) {
 	case errors.As(err, &tooBig):
 		return nil, errTooLarge
 	case err != nil:
-		return nil, fmt.Errorf("%w: reading body: %v", errBadRequest, err)
+		return nil, badRequest("the request body could not be read in full")
 	}
 	return body, nil
 }

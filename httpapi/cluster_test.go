@@ -234,3 +234,62 @@ func FuzzDecodeReplicate(f *testing.F) {
 		}
 	})
 }
+
+// TestPeersErrorMessages checks what a client reads when POST /peers or
+// DELETE /peers/{addr} is refused: what was wrong and the forms accepted.
+func TestPeersErrorMessages(t *testing.T) {
+	const forms = "host:port or http://host:port"
+	for _, tc := range []struct {
+		name, method, path, body string
+		words                    []string
+	}{
+		{"not json", "POST", "/peers", `{"addr":nul}`, []string{"not valid JSON", `{"addr":"host:port"}`}},
+		{"empty", "POST", "/peers", ``, []string{"body is empty", `{"addr":"host:port"}`}},
+		{"empty object", "POST", "/peers", `{}`, []string{`no field "addr"`}},
+		{"unknown key", "POST", "/peers", `{"address":"9001"}`, []string{`unknown field "address"`, `{"addr":"host:port"}`}},
+		{"key in another case", "POST", "/peers", `{"Addr":"9001"}`, []string{`unknown field "Addr"`}},
+		{"key twice", "POST", "/peers", `{"addr":"9001","addr":"9002"}`, []string{"given twice"}},
+		{"number", "POST", "/peers", `{"addr":9001}`, []string{`"addr" must be a string, not a number`}},
+		{"bad host", "POST", "/peers", `{"addr":"a/b:1"}`, []string{`"a/b:1"`, forms}},
+		{"bad port", "POST", "/peers", `{"addr":"h:0"}`, []string{"1 to 65535", forms}},
+		{"no port", "POST", "/peers", `{"addr":"nowhere"}`, []string{`"nowhere"`, forms}},
+		{"self", "POST", "/peers", `{"addr":"` + testNode + `"}`, []string{"this node itself"}},
+		{"delete bad addr", "DELETE", "/peers/nowhere", ``, []string{`"nowhere"`, forms}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newFakeCluster()
+			c.peers["127.0.0.1:5"] = actors.StateAlive
+			rec := do(t, newClusterServer(c), tc.method, tc.path, strings.NewReader(tc.body))
+			assertError(t, rec, http.StatusBadRequest)
+			assertMentions(t, rec.Body.Bytes(), tc.words...)
+			if len(c.peers) != 1 {
+				t.Fatalf("membership changed: %v", c.peers)
+			}
+			if msg := errorMessage(t, rec.Body.Bytes()); strings.Count(msg, forms) > 1 {
+				t.Errorf("message %q lists the accepted forms more than once", msg)
+			}
+		})
+	}
+}
+
+// TestReplicateErrorMessages checks a refused push says what is wrong,
+// without Go's wording.
+func TestReplicateErrorMessages(t *testing.T) {
+	for name, tc := range map[string]struct {
+		body  string
+		words []string
+	}{
+		"not json":   {`{"from":`, []string{"replicate payload", "not valid JSON"}},
+		"wrong type": {`{"from":"127.0.0.1:1","replica":"00000000000000ab","entries":[{"counter":"a","replica":"00000000000000ab","p":-1}]}`, []string{`"entries.p"`, "whole number of 0 or more", "-1"}},
+		"unknown":    {`{"from":"127.0.0.1:1","replica":"00000000000000ab","extra":1}`, []string{`unknown field "extra"`}},
+		"replica":    {`{"from":"127.0.0.1:1","replica":"XYZ"}`, []string{`"XYZ"`, "16 lowercase hex digits"}},
+		"entry name": {`{"from":"127.0.0.1:1","replica":"00000000000000ab","entries":[{"counter":"a b","replica":"00000000000000ab","p":1}]}`, []string{"entry 0", `"a b"`, "1 to 128 characters"}},
+		"from":       {`{"from":"nowhere","replica":"00000000000000ab"}`, []string{"from", `"nowhere"`, "host:port"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			rec := do(t, newClusterServer(newFakeCluster()), http.MethodPost, "/replicate", strings.NewReader(tc.body))
+			assertError(t, rec, http.StatusBadRequest)
+			assertMentions(t, rec.Body.Bytes(), tc.words...)
+		})
+	}
+}

@@ -3,19 +3,38 @@ package httpapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 
 	"countd/actors"
 	"countd/crdt"
+	"countd/wire"
 )
 
-// Errors raised by the handlers themselves.
+// Kinds of error the handlers raise themselves; each maps to one status.
+// The handlers wrap them in a clientError that says, for the client, what
+// was wrong and what is accepted.
 var (
-	errBadRequest = errors.New("bad request")
-	errTooLarge   = errors.New("request body over 1 MiB")
-	errNotFound   = errors.New("no such path")
-	errMethod     = errors.New("method not allowed")
+	errBadRequest = errors.New("httpapi: bad request")
+	errTooLarge   = errors.New("httpapi: request body too large")
+	errNotFound   = errors.New("httpapi: no such path")
+	errMethod     = errors.New("httpapi: method not allowed")
 )
+
+// clientError is an error about a request: kind (one of the sentinels
+// above) decides the status, msg is what the client reads.
+type clientError struct {
+	kind error
+	msg  string
+}
+
+func (e *clientError) Error() string { return e.msg }
+func (e *clientError) Unwrap() error { return e.kind }
+
+// badRequest returns a 400 error whose message is the formatted text.
+func badRequest(format string, args ...any) error {
+	return &clientError{kind: errBadRequest, msg: fmt.Sprintf(format, args...)}
+}
 
 // statusOf is the one table from error to HTTP status.
 func statusOf(err error) int {
@@ -35,4 +54,56 @@ func statusOf(err error) int {
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError
+}
+
+// maybeApplied ends every message whose outcome the client cannot know.
+const maybeApplied = "; if this was a change, it may or may not have been applied"
+
+// messageOf is the one table from error to what the client reads: plain
+// English that says what went wrong and, where the client can fix it, what
+// is accepted. Other packages' sentinels keep their prefixes for logs; they
+// never reach the client as they are.
+func messageOf(err error) string {
+	var ce *clientError
+	switch {
+	case errors.As(err, &ce):
+		return ce.msg
+	case errors.Is(err, errTooLarge):
+		return fmt.Sprintf("request body is over 1 MiB (%d bytes), the most a node accepts", wire.MaxBody)
+	case errors.Is(err, crdt.ErrOverflow):
+		return "the change would take the counter outside -9223372036854775808 to 9223372036854775807; nothing was changed"
+	case errors.Is(err, crdt.ErrInvalid):
+		return "invalid counter data; nothing was changed"
+	case errors.Is(err, actors.ErrSelf):
+		return "that address is this node itself; a node cannot be its own peer"
+	case errors.Is(err, actors.ErrTimeout):
+		return "the node did not answer within its request timeout (-request-timeout)" + maybeApplied
+	case errors.Is(err, actors.ErrStore):
+		return "the node could not write its state to disk" + maybeApplied
+	case errors.Is(err, actors.ErrStopped):
+		return "the node is shutting down" + maybeApplied
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return "the request was cancelled or ran out of time" + maybeApplied
+	}
+	return "internal error; the node's log has the details"
+}
+
+// quote quotes what a client sent for an error message, cut to a length a
+// person can read.
+func quote(s string) string {
+	const limit = 64
+	if len(s) > limit {
+		return fmt.Sprintf("%q… (%d bytes)", s[:limit], len(s))
+	}
+	return fmt.Sprintf("%q", s)
+}
+
+// cut shortens what a client sent that needs no quoting (a method, an
+// escaped path) to a length a person can read.
+func cut(s string) string {
+	const limit = 64
+	if len(s) > limit {
+		return fmt.Sprintf("%s… (%d bytes)", s[:limit], len(s))
+	}
+	return s
 }

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"math/big"
@@ -143,6 +144,110 @@ func FuzzCounterRoute(f *testing.F) {
 			if got := fake.snapshot().values; len(got) != len(want) || got[name] != want[name] {
 				t.Fatalf("%s %q: state %v, want %v", route.method, target, got, want)
 			}
+		}
+	})
+}
+
+// FuzzDecodeChange feeds decodeChange, the decoder of a change's body. It
+// must accept exactly the bodies that are blank, or one JSON object whose
+// only key is "by" (spelt so, once) with a whole number from 1 to 2^53, and
+// return that number; everything else is a 400.
+func FuzzDecodeChange(f *testing.F) {
+	for _, s := range []string{
+		``, ` `, "\n\t", `{}`, `{"by":1}`, `{"by":5}`, ` {"by" : 7 } `, `{"by":` + pow53Text + `}`,
+		`{"by":` + pow53Plus1 + `}`, `{"by":0}`, `{"by":-1}`, `{"by":1.5}`, `{"by":5.0}`, `{"by":1e3}`, `{"by":007}`,
+		`{"by":"5"}`, `{"by":null}`, `{"by":true}`, `{"by":[5]}`, `{"by":{}}`, `{"By":5}`, `{"bY":5}`,
+		`{"by":5,"by":6}`, `{"by":5,"x":1}`, `{"by":5}{}`, `{"by":5} x`, `by=5`, `5`, `null`, `[]`, `{`, `{"by":5`,
+		`{"by":5,}`, `{'by':5}`, "{\"by\":5}\x00", `{"b\u0079":5}`, "{\"by\":5}\u00a0",
+	} {
+		f.Add([]byte(s))
+	}
+	maxByInt := new(big.Int).SetUint64(maxBy)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		by, given, err := decodeChange(body)
+		blank := len(bytes.Trim(body, " \t\r\n")) == 0
+		if err != nil {
+			if !errors.Is(err, errBadRequest) || statusOf(err) != http.StatusBadRequest {
+				t.Fatalf("decodeChange(%q) error %v does not map to 400", body, err)
+			}
+			if by != 0 || given {
+				t.Fatalf("decodeChange(%q) = %d, %v with error %v, want nothing set", body, by, given, err)
+			}
+			if blank {
+				t.Fatalf("decodeChange(%q) refused a blank body: %v", body, err)
+			}
+			// The converse: {"by":N}, written plainly with N in range, is accepted.
+			var plain struct {
+				By json.Number `json:"by"`
+			}
+			if json.Unmarshal(body, &plain) == nil && isASCIIDigits(string(plain.By)) {
+				if canon, _ := json.Marshal(map[string]json.Number{"by": plain.By}); bytes.Equal(canon, body) {
+					if v, _ := new(big.Int).SetString(string(plain.By), 10); v.Sign() > 0 && v.Cmp(maxByInt) <= 0 {
+						t.Fatalf("decodeChange(%q) refused a plain body: %v", body, err)
+					}
+				}
+			}
+			return
+		}
+		if blank {
+			if given {
+				t.Fatalf("decodeChange(%q) = %d from a blank body", body, by)
+			}
+			return
+		}
+		// Accepted: one valid JSON object, whose only key is exactly "by".
+		if !json.Valid(body) {
+			t.Fatalf("decodeChange(%q) accepted a body that is not JSON", body)
+		}
+		var fields map[string]json.RawMessage
+		if err := json.Unmarshal(body, &fields); err != nil {
+			t.Fatalf("decodeChange(%q) accepted a body that is not an object: %v", body, err)
+		}
+		for k := range fields {
+			if k != "by" {
+				t.Fatalf("decodeChange(%q) accepted the key %q", body, k)
+			}
+		}
+		raw, has := fields["by"]
+		if has != given {
+			t.Fatalf("decodeChange(%q): given = %v, but the object has by = %v", body, given, has)
+		}
+		if given {
+			if by < 1 || by > maxBy {
+				t.Fatalf("decodeChange(%q) = %d, outside 1..2^53", body, by)
+			}
+			// JSON forbids leading zeros, so the literal is the canonical decimal.
+			if string(raw) != strconv.FormatUint(by, 10) {
+				t.Fatalf("decodeChange(%q) = %d, but by is written %s", body, by, raw)
+			}
+		}
+	})
+}
+
+// FuzzCheckQuery checks checkQuery, which reads every query without
+// allocating, against url.ParseQuery: it must accept exactly the queries
+// ParseQuery reads without error and whose every key is a parameter the
+// route takes.
+func FuzzCheckQuery(f *testing.F) {
+	for _, s := range []string{
+		"by=5", "by=5&by=6", "", "&", "&&by=1&", "by", "by=", "=5", "x=1", "by=1&x=2", "b%79=3", "by=%35",
+		"by=%zz", "%zz=1", "by=5%", "by=1;x=2", "by;=1", "by+=1", "by=+1", "b y=1", "by=1#x",
+	} {
+		f.Add(s)
+	}
+	params := []string{"by"}
+	f.Fuzz(func(t *testing.T, raw string) {
+		err := checkQuery(raw, params, "takes only by")
+		q, perr := url.ParseQuery(raw)
+		ok := perr == nil
+		for k := range q {
+			ok = ok && k == "by"
+		}
+		if (err == nil) != ok {
+			t.Fatalf("checkQuery(%q) = %v, but url.ParseQuery gives %v, %v", raw, err, q, perr)
+		}
+		if err != nil && (!errors.Is(err, errBadRequest) || statusOf(err) != http.StatusBadRequest) {
+			t.Fatalf("checkQuery(%q) error %v does not map to 400", raw, err)
 		}
 	})
 }

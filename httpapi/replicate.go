@@ -1,14 +1,14 @@
 package httpapi
 
 import (
-	"bytes"
-	"encoding/json"
-	"fmt"
-	"io"
+	"strings"
 
 	"countd/crdt"
 	"countd/wire"
 )
+
+// replicateForm is the body POST /replicate takes, for error messages.
+const replicateForm = `{"from":"host:port","replica":"0123456789abcdef","members":["host:port",...],"entries":[{"counter":"name","replica":"0123456789abcdef","p":N,"n":N},...]}`
 
 // MaxMembers caps the member list of one push.
 const MaxMembers = 1024
@@ -18,33 +18,31 @@ const MaxMembers = 1024
 // bad member addresses and bad entries; on error nothing is returned, so a
 // bad payload can change no state. Member addresses come back normalised.
 func DecodeReplicate(body []byte) (*wire.ReplicateRequest, error) {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
 	var req wire.ReplicateRequest
-	if err := dec.Decode(&req); err != nil {
-		return nil, fmt.Errorf("%w: replicate payload: %v", errBadRequest, err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, fmt.Errorf("%w: replicate payload: trailing data", errBadRequest)
+	if err := decodeObject(body, &req, replicateForm); err != nil {
+		return nil, badRequest("replicate payload: %v", err)
 	}
 	from, err := wire.ParseAddr(req.From)
 	if err != nil {
-		return nil, fmt.Errorf("%w: replicate payload: from: %v", errBadRequest, err)
+		return nil, badRequest("replicate payload: from: %v", addrError(err))
 	}
 	req.From = from
 	if !crdt.ValidReplica(req.Replica) {
-		return nil, fmt.Errorf("%w: replicate payload: replica id %q", errBadRequest, req.Replica)
+		return nil, badRequest("replicate payload: replica id %s is not %d lowercase hex digits", quote(req.Replica), crdt.ReplicaLen)
 	}
 	if len(req.Members) > MaxMembers {
-		return nil, fmt.Errorf("%w: replicate payload: over %d members", errBadRequest, MaxMembers)
+		return nil, badRequest("replicate payload: %d members, over the most, %d", len(req.Members), MaxMembers)
 	}
 	for i, m := range req.Members {
 		if req.Members[i], err = wire.ParseAddr(m); err != nil {
-			return nil, fmt.Errorf("%w: replicate payload: member %d: %v", errBadRequest, i, err)
+			return nil, badRequest("replicate payload: member %d: %v", i, addrError(err))
 		}
 	}
 	if err := crdt.Validate(req.Entries); err != nil {
-		return nil, fmt.Errorf("%w: replicate payload: %v", errBadRequest, err)
+		// crdt's text, without its package prefix: "entry 3: counter name ..."
+		detail := strings.TrimPrefix(err.Error(), crdt.ErrInvalid.Error()+": ")
+		return nil, badRequest("replicate payload: %s is not valid (counter names are 1 to %d characters from A-Z, a-z, 0-9, '.', '_' and '-'; replica ids %d lowercase hex digits)",
+			detail, crdt.MaxNameLen, crdt.ReplicaLen)
 	}
 	return &req, nil
 }

@@ -3,11 +3,14 @@ package httpapi
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/pprof"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -30,23 +33,24 @@ func (s *Server) routes() http.Handler {
 	r := mux.NewRouter()
 	r.UseEncodedPath() // so a name holding %2F is a bad name, not another path
 	r.SkipClean(true)  // "." and ".." are counter names, not segments to redirect away
-	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		s.writeError(w, errNotFound)
-	})
-	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		s.writeError(w, errMethod)
-	})
 
+	var paths []string           // every path template, for the 404 message
+	methods := map[string]bool{} // every method some route takes, for Allow
 	// handle registers h for path and method, naming the route for the
-	// request metrics by its template.
-	handle := func(path, method string, h http.HandlerFunc) {
-		r.Handle(path, s.routeNamed(path, h)).Methods(method)
+	// request metrics by its template. params are the query parameters the
+	// route takes; any other is refused.
+	handle := func(path, method string, h http.HandlerFunc, params ...string) {
+		if !slices.Contains(paths, path) {
+			paths = append(paths, path)
+		}
+		methods[method] = true
+		r.Handle(path, s.routeNamed(path, s.onlyParams(params, h))).Methods(method)
 	}
-	handle("/increment", http.MethodPost, s.handleIncrement)
-	handle("/decrement", http.MethodPost, s.handleDecrement)
+	handle("/increment", http.MethodPost, s.handleIncrement, "by")
+	handle("/decrement", http.MethodPost, s.handleDecrement, "by")
 	handle("/counter", http.MethodGet, s.handleCounter)
-	handle("/counters/{name}/increment", http.MethodPost, s.handleIncrement)
-	handle("/counters/{name}/decrement", http.MethodPost, s.handleDecrement)
+	handle("/counters/{name}/increment", http.MethodPost, s.handleIncrement, "by")
+	handle("/counters/{name}/decrement", http.MethodPost, s.handleDecrement, "by")
 	handle("/counters/{name}", http.MethodGet, s.handleCounter)
 	handle("/counters", http.MethodGet, s.handleCounters)
 	handle("/health", http.MethodGet, s.handleHealth)
@@ -55,22 +59,94 @@ func (s *Server) routes() http.Handler {
 	if s.cfg.Metrics != nil {
 		handle("/metrics", http.MethodGet, s.cfg.Metrics.Handler().ServeHTTP)
 	}
+	if s.cfg.Cluster != nil {
+		handle("/peers", http.MethodGet, s.handlePeers)
+		handle("/peers", http.MethodPost, s.handleAddPeer)
+		handle("/peers/{addr}", http.MethodDelete, s.handleRemovePeer)
+		handle("/replicate", http.MethodPost, s.handleReplicate)
+	}
 	if s.cfg.Pprof {
+		// Go's own handlers, which take their own query parameters
+		// (?seconds=, ?debug=) and any method.
 		for name, h := range map[string]http.HandlerFunc{
 			"cmdline": pprof.Cmdline, "profile": pprof.Profile, "symbol": pprof.Symbol, "trace": pprof.Trace,
 		} {
 			r.Handle("/debug/pprof/"+name, s.routeNamed("/debug/pprof/"+name, h))
 		}
 		r.PathPrefix("/debug/pprof/").Handler(s.routeNamed("/debug/pprof/", pprof.Index)) // heap, goroutine, ... by name
+		paths = append(paths, "/debug/pprof/")
 	}
-	if s.cfg.Cluster != nil {
-		handle("/replicate", http.MethodPost, s.handleReplicate)
-		handle("/peers", http.MethodGet, s.handlePeers)
-		handle("/peers", http.MethodPost, s.handleAddPeer)
-		handle("/peers/{addr}", http.MethodDelete, s.handleRemovePeer)
-	}
+	allMethods := slices.Sorted(maps.Keys(methods))
+
+	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		s.writeError(w, &clientError{kind: errNotFound, msg: fmt.Sprintf("no such path %s; the paths are %s",
+			cut(req.URL.EscapedPath()), strings.Join(paths, ", "))})
+	})
+	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		allow := allowed(r, req, allMethods)
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		s.writeError(w, &clientError{kind: errMethod, msg: fmt.Sprintf("%s is not allowed on %s; use %s",
+			cut(req.Method), cut(req.URL.EscapedPath()), strings.Join(allow, " or "))})
+	})
 
 	return s.instrument(s.guard(r))
+}
+
+// allowed lists the methods among candidates that r routes req's path
+// with, for the Allow header of a 405.
+func allowed(r *mux.Router, req *http.Request, candidates []string) []string {
+	var out []string
+	for _, m := range candidates {
+		try := *req
+		try.Method = m
+		var match mux.RouteMatch
+		if r.Match(&try, &match) && match.MatchErr == nil {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// onlyParams refuses, with 400, a query that is not valid URL encoding or
+// that names a parameter other than params, so that a typo (?bye=5) is
+// never silently ignored, nor a pair url.Query would drop (?by=%zz).
+func (s *Server) onlyParams(params []string, h http.HandlerFunc) http.HandlerFunc {
+	takes := "this path takes no query parameters"
+	if len(params) > 0 {
+		takes = "this path takes only " + strings.Join(params, ", ")
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.RawQuery != "" {
+			if err := checkQuery(r.URL.RawQuery, params, takes); err != nil {
+				s.writeError(w, err)
+				return
+			}
+		}
+		h(w, r)
+	}
+}
+
+// checkQuery checks raw as url.ParseQuery reads it (pairs split on &, ;
+// refused, keys and values unescaped), without allocating when it is fine:
+// it runs on every change that has ?by=.
+func checkQuery(raw string, params []string, takes string) error {
+	for rest := raw; rest != ""; {
+		var pair string
+		pair, rest, _ = strings.Cut(rest, "&")
+		if pair == "" {
+			continue
+		}
+		key, value, _ := strings.Cut(pair, "=")
+		k, kerr := url.QueryUnescape(key)
+		_, verr := url.QueryUnescape(value)
+		if kerr != nil || verr != nil || strings.Contains(pair, ";") {
+			return badRequest("the query %s is not valid URL encoding; write it as name=value&name=value", quote(raw))
+		}
+		if !slices.Contains(params, k) {
+			return badRequest("unknown query parameter %s; %s", quote(k), takes)
+		}
+	}
+	return nil
 }
 
 // handleIncrement serves POST /increment and POST /counters/{name}/increment.
@@ -105,12 +181,62 @@ func (s *Server) applyChange(r *http.Request,
 	if err != nil {
 		return 0, "", err
 	}
-	by, err := parseBy(r.URL.Query())
+	by, err := changeBy(r)
 	if err != nil {
 		return 0, "", err
 	}
 	v, err := apply(r.Context(), name, by)
 	return v, name, err
+}
+
+// changeBy reads the step of a change: ?by=N or a JSON body {"by":N}, at
+// most one of them; 1 if neither. The body is read as JSON whatever its
+// Content-Type, since curl -d sends a form type; an empty body is no body.
+func changeBy(r *http.Request) (uint64, error) {
+	by, inQuery, err := parseBy(r.URL.Query())
+	if err != nil || r.Body == nil || r.Body == http.NoBody {
+		return by, err
+	}
+	body, err := readBody(r)
+	if err != nil {
+		return 0, err
+	}
+	bodyBy, inBody, err := decodeChange(body)
+	switch {
+	case err != nil:
+		return 0, err
+	case inBody && inQuery:
+		return 0, badRequest("by is given both in the query and in the body; give it once")
+	case inBody:
+		return bodyBy, nil
+	}
+	return by, nil
+}
+
+// changeBodyForm is what a change's body may hold, for error messages.
+const changeBodyForm = `{"by":N} with N a whole number from 1 to 9007199254740992, or no body`
+
+// decodeChange parses the body of a change: empty (or only white space),
+// or a JSON object {"by":N} where N is a JSON number written as ?by= is
+// (digits only, 1 to 2^53). {} is allowed and sets nothing. given reports
+// whether the body set by; on error, nothing is set.
+func decodeChange(body []byte) (by uint64, given bool, err error) {
+	if len(bytes.Trim(body, jsonSpace)) == 0 {
+		return 0, false, nil
+	}
+	v, err := decodeFlat(body, changeBodyForm, map[string]string{"by": "a number"})
+	if err != nil {
+		return 0, false, err
+	}
+	n, ok := v["by"].(json.Number)
+	if !ok {
+		return 0, false, nil // {}
+	}
+	by, err = ParseBy(string(n))
+	if err != nil {
+		return 0, false, err
+	}
+	return by, true, nil
 }
 
 // handleCounter serves GET /counter and GET /counters/{name}.
@@ -160,22 +286,27 @@ func counterName(r *http.Request) (string, error) {
 	}
 	name, err := url.PathUnescape(raw)
 	if err != nil || !crdt.ValidName(name) {
-		return "", fmt.Errorf("%w: counter name must be 1 to %d characters from [A-Za-z0-9._-]",
-			errBadRequest, crdt.MaxNameLen)
+		if err != nil {
+			name = raw
+		}
+		return "", badRequest("counter name %s is not valid: want 1 to %d characters, each a letter A-Z or a-z, a digit, '.', '_' or '-'",
+			quote(name), crdt.MaxNameLen)
 	}
 	return name, nil
 }
 
-// parseBy reads the optional by parameter: a whole number from 1 to 2^53.
-func parseBy(q url.Values) (uint64, error) {
+// parseBy reads the optional by parameter: a whole number from 1 to 2^53,
+// 1 when absent. given reports whether the query held it.
+func parseBy(q url.Values) (by uint64, given bool, err error) {
 	vals, ok := q["by"]
 	if !ok {
-		return 1, nil
+		return 1, false, nil
 	}
 	if len(vals) != 1 {
-		return 0, fmt.Errorf("%w: by given more than once", errBadRequest)
+		return 0, true, badRequest("by is given %d times in the query; give it once", len(vals))
 	}
-	return ParseBy(vals[0])
+	by, err = ParseBy(vals[0])
+	return by, true, err
 }
 
 // ParseBy parses the text of a by parameter: decimal digits only, 1 to 2^53.
@@ -185,7 +316,7 @@ func ParseBy(s string) (uint64, error) {
 			return n, nil
 		}
 	}
-	return 0, fmt.Errorf("%w: by must be a whole number from 1 to %d, got %q", errBadRequest, uint64(maxBy), s)
+	return 0, badRequest("by must be a whole number from 1 to %d (2^53), written in digits only; got %s", uint64(maxBy), quote(s))
 }
 
 // guard refuses bodies over wire.MaxBody with 413: up front when the length is
@@ -195,7 +326,7 @@ func (s *Server) guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ContentLength > wire.MaxBody {
 			w.Header().Set("Connection", "close")
-			writeErrorJSON(w, http.StatusRequestEntityTooLarge, errTooLarge.Error())
+			s.writeError(w, errTooLarge)
 			return
 		}
 		if r.Body != nil && r.Body != http.NoBody {
@@ -204,7 +335,7 @@ func (s *Server) guard(next http.Handler) http.Handler {
 				b, err := readBody(r)
 				if err != nil {
 					w.Header().Set("Connection", "close")
-					writeErrorJSON(w, statusOf(err), err.Error())
+					s.writeError(w, err)
 					return
 				}
 				r.Body = io.NopCloser(bytes.NewReader(b))

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"math"
 	"mime"
@@ -22,6 +23,7 @@ import (
 
 	"countd/actors"
 	"countd/crdt"
+	"countd/metrics"
 	"countd/wire"
 )
 
@@ -210,6 +212,49 @@ func assertErrorResponse(t *testing.T, code int, h http.Header, body []byte, sta
 	msg, ok := e["error"].(string)
 	if !ok || msg == "" || len(e) != 1 {
 		t.Errorf(`error body = %q, want {"error": "<non-empty>"} alone`, body)
+	}
+	assertPlain(t, msg)
+}
+
+// internalWords mark an error message that speaks Go rather than English:
+// package prefixes and encoding/json's own wording.
+var internalWords = []string{
+	"httpapi:", "actors:", "crdt:", "wire:", "store:", "json:", "bad request:",
+	"invalid character", "Go value", "Go struct", "unmarshal", "literal null",
+}
+
+// assertPlain fails if msg, an error message meant for a client, carries
+// a Go package prefix or a decoder's internals.
+func assertPlain(t *testing.T, msg string) {
+	t.Helper()
+	for _, w := range internalWords {
+		if strings.Contains(msg, w) {
+			t.Errorf("error message %q speaks Go (%q), not to the user", msg, w)
+		}
+	}
+}
+
+// errorMessage returns the message of a JSON error body.
+func errorMessage(t *testing.T, body []byte) string {
+	t.Helper()
+	var e struct {
+		Error string `json:"error"`
+	}
+	if err := json.Unmarshal(body, &e); err != nil {
+		t.Fatalf("error body %q: %v", body, err)
+	}
+	return e.Error
+}
+
+// assertMentions fails unless the error body's message holds every one of
+// words.
+func assertMentions(t *testing.T, body []byte, words ...string) {
+	t.Helper()
+	msg := errorMessage(t, body)
+	for _, w := range words {
+		if !strings.Contains(msg, w) {
+			t.Errorf("error message %q does not mention %q", msg, w)
+		}
 	}
 }
 
@@ -677,7 +722,9 @@ func TestRoutesBodyAtLimit(t *testing.T) {
 	for _, chunked := range []bool{false, true} {
 		t.Run("chunked="+strconv.FormatBool(chunked), func(t *testing.T) {
 			f := newFake()
-			var body io.Reader = bytes.NewReader(make([]byte, wire.MaxBody))
+			// {"by":1} padded with white space to exactly wire.MaxBody.
+			at := append([]byte(`{"by":1}`), bytes.Repeat([]byte(" "), wire.MaxBody-8)...)
+			var body io.Reader = bytes.NewReader(at)
 			if chunked {
 				body = unsizedReader{body}
 			}
@@ -1004,4 +1051,274 @@ func TestServerCloseBoundedByContext(t *testing.T) {
 	if err := s.Close(context.Background()); err != nil {
 		t.Errorf("second Close = %v, want nil", err)
 	}
+}
+
+// doBody sends one request with body and Content-Type ct ("" for none)
+// straight to the server's handler.
+func doBody(t *testing.T, s *Server, method, target, ct, body string) *httptest.ResponseRecorder {
+	t.Helper()
+	req := httptest.NewRequest(method, target, strings.NewReader(body))
+	if ct != "" {
+		req.Header.Set("Content-Type", ct)
+	}
+	rec := httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, req)
+	return rec
+}
+
+// TestChangeBody checks that every change route honours {"by":N}, whatever
+// the Content-Type (curl -d sends a form type), and takes an empty body,
+// white space or {} as no step given.
+func TestChangeBody(t *testing.T) {
+	tests := []struct {
+		name, ct, body, query string
+		by                    int64 // the step the change must take
+	}{
+		{name: "by 5, no Content-Type", body: `{"by":5}`, by: 5},
+		{name: "by 5, application/json", ct: "application/json", body: `{"by":5}`, by: 5},
+		{name: "by 5, form type as curl -d sends", ct: "application/x-www-form-urlencoded", body: `{"by":5}`, by: 5},
+		{name: "by 5, text/plain", ct: "text/plain", body: `{"by":5}`, by: 5},
+		{name: "white space around", body: " \t\r\n{ \"by\" : 7 }\n", by: 7},
+		{name: "by 2^53", body: `{"by":` + pow53Text + `}`, by: 1 << 53},
+		{name: "empty object", body: `{}`, by: 1},
+		{name: "empty body", body: ``, by: 1},
+		{name: "white space only", body: " \n\t", by: 1},
+		{name: "empty body with a query step", body: ``, query: "?by=3", by: 3},
+		{name: "empty object with a query step", body: `{}`, query: "?by=4", by: 4},
+	}
+	for _, route := range changeRoutes {
+		for _, tt := range tests {
+			t.Run(route+"/"+tt.name, func(t *testing.T) {
+				f := newFake()
+				rec := doBody(t, newTestServer(f), "POST", route+tt.query, tt.ct, tt.body)
+				if rec.Code != http.StatusOK {
+					t.Fatalf("status = %d, want 200 (body %q)", rec.Code, rec.Body)
+				}
+				counter, want := "default", tt.by
+				if strings.HasPrefix(route, "/counters/c/") {
+					counter = "c"
+				}
+				if strings.HasSuffix(route, "decrement") {
+					want = -want
+				}
+				assertBody(t, rec.Body.Bytes(), valueBody(counter, want))
+			})
+		}
+	}
+}
+
+// TestChangeBodyBad checks that a body that is not {"by":N} under the
+// rules of ?by= is refused with a 400 that says what is wrong and what is
+// accepted, and changes nothing.
+func TestChangeBodyBad(t *testing.T) {
+	const want = `{"by":N}`
+	tests := []struct {
+		name, body, query string
+		words             []string // the message must hold each
+	}{
+		{name: "zero", body: `{"by":0}`, words: []string{"by", "whole number from 1 to 9007199254740992", `"0"`}},
+		{name: "negative", body: `{"by":-1}`, words: []string{"whole number from 1", `"-1"`}},
+		{name: "minus zero", body: `{"by":-0}`, words: []string{"whole number from 1"}},
+		{name: "fraction", body: `{"by":1.5}`, words: []string{"whole number", `"1.5"`}},
+		{name: "whole fraction", body: `{"by":5.0}`, words: []string{"digits only", `"5.0"`}},
+		{name: "exponent", body: `{"by":1e3}`, words: []string{"digits only", `"1e3"`}},
+		{name: "2^53+1", body: `{"by":` + pow53Plus1 + `}`, words: []string{"9007199254740992"}},
+		{name: "2^64", body: `{"by":` + pow64Text + `}`, words: []string{"9007199254740992"}},
+		{name: "many digits", body: `{"by":` + strings.Repeat("9", 100) + `}`, words: []string{"bytes)"}},
+		{name: "leading zeros are not JSON", body: `{"by":007}`, words: []string{"not valid JSON", want}},
+		{name: "given twice", body: `{"by":5,"by":6}`, words: []string{`"by" is given twice`, want}},
+		{name: "string", body: `{"by":"5"}`, words: []string{"must be a number, not a string", want}},
+		{name: "null", body: `{"by":null}`, words: []string{"not null", want}},
+		{name: "bool", body: `{"by":true}`, words: []string{"not true or false", want}},
+		{name: "array", body: `{"by":[5]}`, words: []string{"not an array", want}},
+		{name: "object", body: `{"by":{"n":5}}`, words: []string{"not an object", want}},
+		{name: "unknown field", body: `{"by":5,"bye":1}`, words: []string{`unknown field "bye"`, want}},
+		{name: "misspelt field", body: `{"By":5}`, words: []string{`unknown field "By"`, want}},
+		{name: "trailing object", body: `{"by":5}{"by":5}`, words: []string{"goes on after the JSON object", want}},
+		{name: "trailing word", body: `{"by":5} x`, words: []string{"goes on after", want}},
+		{name: "form encoded", body: `by=5`, words: []string{"not JSON", `"b"`, want}},
+		{name: "bare number", body: `5`, words: []string{"must be a JSON object, not a number", want}},
+		{name: "bare string", body: `"5"`, words: []string{"not a string", want}},
+		{name: "null body", body: `null`, words: []string{"not null", want}},
+		{name: "array body", body: `[{"by":5}]`, words: []string{"not an array", want}},
+		{name: "missing comma", body: `{"by":5 "x":1}`, words: []string{"not valid JSON", want}},
+		{name: "cut after key", body: `{"by"`, words: []string{"not valid JSON", want}},
+		{name: "cut short", body: `{"by":5`, words: []string{"not valid JSON", "ends in the middle", want}},
+		{name: "open brace", body: `{`, words: []string{"not valid JSON", want}},
+		{name: "bad literal", body: `{"by":nul}`, words: []string{"not valid JSON", "byte", want}},
+		{name: "trailing comma", body: `{"by":5,}`, words: []string{"not valid JSON", `"}"`, "byte 9", want}},
+		{name: "single quotes", body: `{'by':5}`, words: []string{"not valid JSON", `"'"`, want}},
+		{name: "nul byte", body: "\x00", words: []string{"not JSON", want}},
+		{name: "in query and body", body: `{"by":5}`, query: "?by=5", words: []string{"both in the query and in the body"}},
+		{name: "bad query, good body", body: `{"by":5}`, query: "?by=0", words: []string{`"0"`}},
+	}
+	for _, route := range changeRoutes {
+		for _, tt := range tests {
+			t.Run(route+"/"+tt.name, func(t *testing.T) {
+				f := newFake()
+				f.preload(t, other("default", 5, 1), other("c", 2, 0))
+				before := f.snapshot()
+				rec := doBody(t, newTestServer(f), "POST", route+tt.query, "application/json", tt.body)
+				assertError(t, rec, http.StatusBadRequest)
+				assertMentions(t, rec.Body.Bytes(), tt.words...)
+				f.assertUnchanged(t, before)
+				if n := f.callCount(); n != 0 {
+					t.Errorf("Counters called %d times for a bad body", n)
+				}
+			})
+		}
+	}
+}
+
+// allRoutes is one request per route of a server with a cluster and
+// metrics, and the methods its path takes.
+var allRoutes = []struct {
+	method, path, body string
+	allow              string // the Allow header of a 405 on path
+}{
+	{"POST", "/increment", "", "POST"},
+	{"POST", "/decrement", "", "POST"},
+	{"GET", "/counter", "", "GET"},
+	{"POST", "/counters/c/increment", "", "POST"},
+	{"POST", "/counters/c/decrement", "", "POST"},
+	{"GET", "/counters/c", "", "GET"},
+	{"GET", "/counters", "", "GET"},
+	{"GET", "/health", "", "GET"},
+	{"GET", "/", "", "GET"},
+	{"GET", "/status", "", "GET"},
+	{"GET", "/metrics", "", "GET"},
+	{"GET", "/peers", "", "GET, POST"},
+	{"POST", "/peers", `{"addr":"9001"}`, "GET, POST"},
+	{"DELETE", "/peers/127.0.0.1:5", "", "DELETE"},
+	{"POST", "/replicate", goodPush, "POST"},
+}
+
+func newFullServer(f *fakeCounters, c *fakeCluster) *Server {
+	return NewServer(Config{Counters: f, Cluster: c, Node: testNode, Replica: testReplica,
+		Metrics: metrics.New(metrics.Sources{})})
+}
+
+// TestUnknownQueryParameter checks that every route refuses a query
+// parameter it does not take, naming it, and a query that is not URL
+// encoding, and changes nothing; so a typo such as ?bye=5 is never
+// silently ignored.
+func TestUnknownQueryParameter(t *testing.T) {
+	for _, r := range allRoutes {
+		queries := []struct{ query, word string }{
+			{"x=1", `"x"`},
+			{"bye=5", `"bye"`},
+			{"=5", `""`},
+			{"by%zz=5", "not valid URL encoding"},
+			{"by=1;x=2", "not valid URL encoding"},
+		}
+		if r.method != "POST" || !strings.Contains(r.path, "crement") {
+			queries = append(queries, struct{ query, word string }{"by=2", `"by"`})
+		}
+		for _, q := range queries {
+			t.Run(r.method+" "+r.path+"?"+q.query, func(t *testing.T) {
+				f, c := newFake(), newFakeCluster()
+				f.preload(t, other("default", 1, 0), other("c", 1, 0))
+				c.peers["127.0.0.1:5"] = actors.StateAlive
+				before := f.snapshot()
+				rec := doBody(t, newFullServer(f, c), r.method, r.path+"?"+q.query, "", r.body)
+				assertError(t, rec, http.StatusBadRequest)
+				assertMentions(t, rec.Body.Bytes(), q.word)
+				f.assertUnchanged(t, before)
+				if len(c.peers) != 1 || len(c.replicated) != 0 {
+					t.Errorf("cluster changed: peers %v, %d pushes merged", c.peers, len(c.replicated))
+				}
+			})
+		}
+	}
+	// The change routes name the one parameter they take.
+	rec := do(t, newTestServer(newFake()), "POST", "/increment?bye=5", nil)
+	assertMentions(t, rec.Body.Bytes(), `"bye"`, "takes only by")
+	rec = do(t, newTestServer(newFake()), "GET", "/counter?by=5", nil)
+	assertMentions(t, rec.Body.Bytes(), "takes no query parameters")
+}
+
+// TestBadQueryEncodingChangesNothing checks a ?by= the URL decoder drops
+// is refused, not read as no by at all (which would add 1).
+func TestBadQueryEncodingChangesNothing(t *testing.T) {
+	for _, q := range []string{"by=%zz", "by=%", "by=5%", "by=5;by=6"} {
+		t.Run(q, func(t *testing.T) {
+			f := newFake()
+			before := f.snapshot()
+			rec := do(t, newTestServer(f), "POST", "/increment?"+q, nil)
+			assertError(t, rec, http.StatusBadRequest)
+			f.assertUnchanged(t, before)
+		})
+	}
+}
+
+// TestMethodNotAllowedAllow checks a 405 lists, in Allow and in its
+// message, the methods the path takes.
+func TestMethodNotAllowedAllow(t *testing.T) {
+	for _, r := range allRoutes {
+		for _, m := range []string{"GET", "POST", "PUT", "DELETE", "PATCH"} {
+			if strings.Contains(r.allow, m) {
+				continue
+			}
+			t.Run(m+" "+r.path, func(t *testing.T) {
+				f, c := newFake(), newFakeCluster()
+				rec := doBody(t, newFullServer(f, c), m, r.path, "", r.body)
+				assertError(t, rec, http.StatusMethodNotAllowed)
+				if got := rec.Header().Get("Allow"); got != r.allow {
+					t.Errorf("Allow = %q, want %q", got, r.allow)
+				}
+				assertMentions(t, rec.Body.Bytes(), m+" is not allowed on "+r.path, "use "+strings.ReplaceAll(r.allow, ", ", " or "))
+			})
+		}
+	}
+}
+
+// TestNotFoundListsPaths checks a 404 names the path asked for and lists
+// the ones there are.
+func TestNotFoundListsPaths(t *testing.T) {
+	rec := do(t, newFullServer(newFake(), newFakeCluster()), "GET", "/nope", nil)
+	assertError(t, rec, http.StatusNotFound)
+	assertMentions(t, rec.Body.Bytes(), "no such path /nope;", "/increment", "/counters/{name}/increment", "/peers/{addr}", "/metrics")
+}
+
+// TestErrorMessages checks what a client reads for each error the
+// handlers map, by the route that meets it.
+func TestErrorMessages(t *testing.T) {
+	tests := []struct {
+		name         string
+		method, path string
+		err          error // the fake's error
+		status       int
+		words        []string
+	}{
+		{"bad by", "POST", "/increment?by=0", nil, 400, []string{"by must be a whole number from 1 to 9007199254740992", `got "0"`}},
+		{"by twice", "POST", "/increment?by=1&by=2", nil, 400, []string{"by is given 2 times", "give it once"}},
+		{"bad name", "POST", "/counters/a%20b/increment", nil, 400, []string{`"a b"`, "1 to 128 characters", "'.', '_' or '-'"}},
+		{"long name cut", "GET", "/counters/" + strings.Repeat("x", 300) + "%20", nil, 400, []string{"… (301 bytes)"}},
+		{"timeout", "POST", "/increment", actors.ErrTimeout, 503, []string{"did not answer", "-request-timeout", "may or may not"}},
+		{"store", "POST", "/increment", fmt.Errorf("%w: disk full", actors.ErrStore), 503, []string{"could not write", "may or may not"}},
+		{"stopped", "GET", "/counter", actors.ErrStopped, 503, []string{"shutting down"}},
+		{"cancelled", "GET", "/counters", context.Canceled, 503, []string{"cancelled"}},
+		{"overflow", "POST", "/increment", fmt.Errorf("%w: counter", crdt.ErrOverflow), 409, []string{"outside -9223372036854775808 to 9223372036854775807", "nothing was changed"}},
+		{"unexpected", "GET", "/counter", errors.New("boom"), 500, []string{"internal error", "log"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFake()
+			f.err = tt.err
+			s := NewServer(Config{Counters: f, Node: testNode, Replica: testReplica, Logger: slog.New(slog.DiscardHandler)})
+			rec := do(t, s, tt.method, tt.path, nil)
+			assertError(t, rec, tt.status)
+			assertMentions(t, rec.Body.Bytes(), tt.words...)
+			if msg := errorMessage(t, rec.Body.Bytes()); strings.Contains(msg, "boom") {
+				t.Errorf("message %q shows the client an internal error's text", msg)
+			}
+		})
+	}
+}
+
+// TestTooLargeMessage checks the 413 says what the limit is.
+func TestTooLargeMessage(t *testing.T) {
+	rec := doBody(t, newTestServer(newFake()), "POST", "/increment", "", strings.Repeat(" ", wire.MaxBody+1))
+	assertError(t, rec, http.StatusRequestEntityTooLarge)
+	assertMentions(t, rec.Body.Bytes(), "over 1 MiB", "1048576 bytes")
 }

@@ -1,4 +1,4 @@
-package node
+package node_test
 
 import (
 	"fmt"
@@ -12,13 +12,16 @@ import (
 	"time"
 
 	"countd/internal/faultnet"
+	"countd/internal/testcluster"
+	"countd/node"
 )
 
-// These tests run whole clusters in one process over real HTTP (see
-// harness_test.go) and check the invariants of DESIGN.md: convergence, no
-// loss and no double count, durability across restarts, and membership.
-// Client traffic never goes through faultnet, so every client change is
-// acknowledged and every expected value is exact.
+// These tests run whole clusters in one process over real HTTP
+// (internal/testcluster, wrapped in harness_test.go) and check the
+// invariants of DESIGN.md: convergence, no loss and no double count,
+// durability across restarts, and membership. No test puts a fault on the
+// clients' network, so every client change is acknowledged and every
+// expected value is exact.
 
 // counterNames are the counters the load generator changes.
 var counterNames = []string{"apples", "pears", "plums"}
@@ -33,10 +36,10 @@ func TestPartitionHealConverges(t *testing.T) {
 	hb := c.heartbeat()
 
 	before := newLedger()
-	c.load(before, 10, 4, 10, c.live(), counterNames)
+	c.load(before, 10, 4, 10, c.Live(), counterNames)
 	c.waitConverged(before.exact(t))
 
-	c.net.Partition(c.addrs(left...), c.addrs(right...))
+	c.Net.Partition(c.Addrs(left...), c.Addrs(right...))
 	partitioned := time.Now()
 	// Let each side mark the other down, so the heal is measured from where
 	// a long partition leaves a cluster: stopped PeerActors, backed-off probes.
@@ -78,14 +81,14 @@ func TestPartitionHealConverges(t *testing.T) {
 
 	down := time.Since(partitioned)
 	healed := time.Now()
-	c.net.Heal()
+	c.Net.Heal()
 	want := sumOf(base, lw.exact(t), rw.exact(t))
 	agreed := c.waitConverged(want)
-	c.waitMesh(c.live()...)
+	c.waitMesh(c.Live()...)
 	mesh := time.Since(healed)
 	t.Logf("partition held %v; after Heal all 5 agreed on %v in %v (%.1f heartbeat intervals of %v; down-probe cap %v); full mesh alive again in %v",
 		down.Round(time.Millisecond), want, agreed.Round(time.Millisecond), float64(agreed)/float64(hb), hb,
-		TestConfig().DownProbeMax, mesh.Round(time.Millisecond))
+		node.TestConfig().DownProbeMax, mesh.Round(time.Millisecond))
 }
 
 // TestThreeNodesAgree is the plain case: changes on every node, every node
@@ -93,10 +96,10 @@ func TestPartitionHealConverges(t *testing.T) {
 func TestThreeNodesAgree(t *testing.T) {
 	c := startCluster(t, 3, withSeed(2))
 	l := newLedger()
-	for _, name := range c.live() {
+	for _, name := range c.Live() {
 		for i := range 10 {
 			for _, counter := range []string{"default", "hits"} {
-				l.record(name, counter, int64(i+1), c.change(name, counter, int64(i+1)))
+				l.Record(name, counter, int64(i+1), c.Change(name, counter, int64(i+1)))
 			}
 		}
 	}
@@ -105,29 +108,29 @@ func TestThreeNodesAgree(t *testing.T) {
 		t.Fatalf("ledger = %v, want 165 each", want)
 	}
 	c.waitConverged(want)
-	for _, name := range c.live() {
+	for _, name := range c.Live() {
 		for counter, v := range want {
-			if got, err := c.get(name, counter); err != nil || got != v {
+			if got, err := c.Get(name, counter); err != nil || got != v {
 				t.Errorf("%s: %s = %d (%v), want %d", name, counter, got, err, v)
 			}
 		}
-		rows, err := c.peers(name)
+		rows, err := c.Peers(name)
 		if err != nil {
 			t.Fatal(err)
 		}
 		var got []string
 		for _, r := range rows {
 			if r.State != "alive" {
-				t.Errorf("%s lists %s as %s, want alive: %s", name, c.nameOf(r.Addr), r.State, c.describePeers(rows))
+				t.Errorf("%s lists %s as %s, want alive: %s", name, c.NameOf(r.Addr), r.State, c.DescribePeers(rows))
 			}
 			if r.LastSeen == "" {
-				t.Errorf("%s lists %s with no last_seen", name, c.nameOf(r.Addr))
+				t.Errorf("%s lists %s with no last_seen", name, c.NameOf(r.Addr))
 			} else if _, err := time.Parse(time.RFC3339, r.LastSeen); err != nil {
-				t.Errorf("%s lists %s with last_seen %q: %v", name, c.nameOf(r.Addr), r.LastSeen, err)
+				t.Errorf("%s lists %s with last_seen %q: %v", name, c.NameOf(r.Addr), r.LastSeen, err)
 			}
-			got = append(got, c.nameOf(r.Addr))
+			got = append(got, c.NameOf(r.Addr))
 		}
-		wantPeers := slices.DeleteFunc(slices.Clone(c.live()), func(s string) bool { return s == name })
+		wantPeers := slices.DeleteFunc(slices.Clone(c.Live()), func(s string) bool { return s == name })
 		if !slices.Equal(got, sortedByAddr(c, wantPeers)) {
 			t.Errorf("%s: GET /peers lists %v, want %v", name, got, wantPeers)
 		}
@@ -137,7 +140,7 @@ func TestThreeNodesAgree(t *testing.T) {
 // sortedByAddr orders node names as GET /peers does: by address.
 func sortedByAddr(c *cluster, names []string) []string {
 	out := slices.Clone(names)
-	slices.SortFunc(out, func(a, b string) int { return strings.Compare(c.addr(a), c.addr(b)) })
+	slices.SortFunc(out, func(a, b string) int { return strings.Compare(c.Addr(a), c.Addr(b)) })
 	return out
 }
 
@@ -146,26 +149,26 @@ func sortedByAddr(c *cluster, names []string) []string {
 // of pushes that did arrive): state merges must make all of it harmless.
 func TestDuplicatesAndReorderingChangeNothing(t *testing.T) {
 	c := startCluster(t, 3, withSeed(3))
-	c.net.SetAll(faultnet.Rule{Duplicate: 0.5, Jitter: 20 * time.Millisecond, DropReply: 0.2})
+	c.Net.SetAll(faultnet.Rule{Duplicate: 0.5, Jitter: 20 * time.Millisecond, DropReply: 0.2})
 	l := newLedger()
-	c.load(l, 30, 6, 20, c.live(), counterNames)
+	c.load(l, 30, 6, 20, c.Live(), counterNames)
 	want := l.exact(t)
 	// Converge with the faults still on: retries after lost replies and
 	// duplicated, reordered pushes must all merge to the same values.
 	d := c.waitConverged(want)
-	sent, dup, dropped := c.net.Sent.Load(), c.net.Duplicated.Load(), c.net.Dropped.Load()
+	sent, dup, dropped := c.Net.Sent.Load(), c.Net.Duplicated.Load(), c.Net.Dropped.Load()
 	if dup == 0 || dropped == 0 {
 		t.Fatalf("faultnet sent %d, duplicated %d, dropped %d: the faults never happened", sent, dup, dropped)
 	}
 	t.Logf("under faults: agreed in %v; node-to-node requests %d, duplicated %d, replies dropped %d",
 		d.Round(time.Millisecond), sent, dup, dropped)
-	c.net.Heal()
+	c.Net.Heal()
 	// Once healed, what is still in flight (retries, heartbeats, late
 	// duplicates) changes nothing.
 	c.waitConverged(want)
 	holdFor(t, 10*c.heartbeat(), "values stay exact after heal", func() (bool, string) {
-		for _, name := range c.live() {
-			got, err := c.counters(name)
+		for _, name := range c.Live() {
+			got, err := c.Counters(name)
 			if err != nil || !maps.Equal(got, want) {
 				return false, fmt.Sprintf("%s = %v (%v), want %v", name, got, err, want)
 			}
@@ -191,7 +194,7 @@ func TestRestartOnDataDirLosesNothing(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := startCluster(t, 3, withSeed(4))
 			all := newLedger()
-			c.load(all, 40, 3, 10, c.live(), counterNames)
+			c.load(all, 40, 3, 10, c.Live(), counterNames)
 			c.waitConverged(all.exact(t))
 
 			last := newLedger() // B's changes right before it stops
@@ -199,11 +202,11 @@ func TestRestartOnDataDirLosesNothing(t *testing.T) {
 				c.load(last, 41, 2, 10, []string{"B"}, counterNames)
 				c.stop("B")
 			} else {
-				c.mute("B", true)
+				c.Mute("B", true)
 				c.load(last, 41, 2, 10, []string{"B"}, counterNames)
 				c.stopSilently("B")
 			}
-			old := c.tnode("B").replica[0]
+			old := c.Replicas("B")[0]
 
 			whileDown := newLedger() // changes on A and C while B is down
 			c.load(whileDown, 42, 2, 10, []string{"A", "C"}, counterNames)
@@ -219,15 +222,15 @@ func TestRestartOnDataDirLosesNothing(t *testing.T) {
 				}
 			}
 
-			c.restart("B", sameDir)
-			if r, err := c.replicaOf("B"); err != nil || r == old {
+			c.restart("B", testcluster.SameDir)
+			if r, err := c.Replica("B"); err != nil || r == old {
 				t.Fatalf("B's replica id after restart = %q (%v); before %q: a replica id must never be reused", r, err, old)
 			}
 			d := c.waitConverged(full)
 			t.Logf("after restart on its data dir, all agreed in %v", d.Round(time.Millisecond))
 
 			after := newLedger()
-			c.load(after, 43, 3, 10, c.live(), counterNames)
+			c.load(after, 43, 3, 10, c.Live(), counterNames)
 			c.waitConverged(sumOf(full, after.exact(t)))
 		})
 	}
@@ -245,15 +248,15 @@ func TestRestartKeepsEveryEntryOfOneWrite(t *testing.T) {
 		{"counter":"apples","replica":%q,"p":10,"n":1},
 		{"counter":"pears","replica":%q,"p":20,"n":2},
 		{"counter":"apples","replica":%q,"p":5,"n":0},
-		{"counter":"plums","replica":%q,"p":30,"n":3}]}`, c.addr("A"), r1, r1, r1, r2, r2)
-	if status, err := c.postJSON("A", "/replicate", body); err != nil || status != http.StatusOK {
+		{"counter":"plums","replica":%q,"p":30,"n":3}]}`, c.Addr("A"), r1, r1, r1, r2, r2)
+	if status, err := c.PostJSON("A", "/replicate", body); err != nil || status != http.StatusOK {
 		t.Fatalf("POST /replicate = %d, %v; want 200", status, err)
 	}
 	want := map[string]int64{"apples": 14, "pears": 18, "plums": 27}
 	c.waitConverged(want)
 	c.stop("A")
-	c.restart("A", sameDir)
-	got, err := c.counters("A")
+	c.restart("A", testcluster.SameDir)
+	got, err := c.Counters("A")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,15 +274,15 @@ func TestRestartKeepsEveryEntryOfOneWrite(t *testing.T) {
 // process would exit 1 after SIGTERM.
 func TestGracefulCloseNotHeldByIdleConnection(t *testing.T) {
 	c := startCluster(t, 1, withSeed(10))
-	conn, err := net.Dial("tcp", c.addr("A"))
+	conn, err := net.Dial("tcp", c.Addr("A"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
 	// The server accepts in order: once a request on a later connection is
 	// answered, the idle one has been accepted.
-	fresh := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: clientTimeout}
-	resp, err := fresh.Get(c.url("A") + "/health")
+	fresh := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: testcluster.ClientTimeout}
+	resp, err := fresh.Get(c.URL("A") + "/health")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,7 +291,7 @@ func TestGracefulCloseNotHeldByIdleConnection(t *testing.T) {
 	took, err := c.stop("A")
 	if err != nil || took > 2*time.Second {
 		t.Errorf("graceful Close with one idle connection took %v and returned %v; want nil within 2s (shutdown budget %v)",
-			took.Round(time.Millisecond), err, TestConfig().ShutdownTimeout)
+			took.Round(time.Millisecond), err, node.TestConfig().ShutdownTimeout)
 	}
 }
 
@@ -297,15 +300,15 @@ func TestGracefulCloseNotHeldByIdleConnection(t *testing.T) {
 // held by A and B, must come back to it exactly once, and its new changes
 // must count on top of them.
 func TestMemoryRestartNeverDoubleCounts(t *testing.T) {
-	for _, mode := range []restartMode{inMemory, wipedDir} {
+	for _, mode := range []testcluster.RestartMode{testcluster.InMemory, testcluster.WipedDir} {
 		t.Run(strings.ReplaceAll(mode.String(), " ", "_"), func(t *testing.T) {
 			var opts []clusterOption
-			if mode == inMemory {
+			if mode == testcluster.InMemory {
 				opts = append(opts, withMemory("C"))
 			}
 			c := startCluster(t, 3, append(opts, withSeed(5))...)
 			l := newLedger()
-			c.load(l, 50, 3, 10, c.live(), counterNames)
+			c.load(l, 50, 3, 10, c.Live(), counterNames)
 			c.load(l, 51, 1, 10, []string{"C"}, counterNames) // C holds entries of its own
 			c.waitConverged(l.exact(t))
 
@@ -316,9 +319,9 @@ func TestMemoryRestartNeverDoubleCounts(t *testing.T) {
 			want := l.exact(t)
 			c.waitConverged(want, "A", "B")
 
-			old := c.tnode("C").replica[0]
+			old := c.Replicas("C")[0]
 			c.restart("C", mode)
-			if r, err := c.replicaOf("C"); err != nil || r == old {
+			if r, err := c.Replica("C"); err != nil || r == old {
 				t.Fatalf("C's replica id after restart = %q (%v); before %q: a replica id must never be reused", r, err, old)
 			}
 			// C starts empty and must get everything, its old replica's
@@ -327,7 +330,7 @@ func TestMemoryRestartNeverDoubleCounts(t *testing.T) {
 			t.Logf("C restarted empty (%v); all agreed in %v", mode, d.Round(time.Millisecond))
 
 			c.load(l, 53, 2, 10, []string{"C"}, counterNames)
-			c.load(l, 54, 2, 10, c.live(), counterNames)
+			c.load(l, 54, 2, 10, c.Live(), counterNames)
 			c.waitConverged(l.exact(t))
 		})
 	}
@@ -339,12 +342,12 @@ func TestOneWayCut(t *testing.T) {
 	c := startCluster(t, 3, withSeed(6))
 	// A cannot reach B; B reaches A. Pushes only go out, never pull, so A's
 	// changes can reach B only through C, which forwards what it merged.
-	c.net.Set(c.addr("A"), c.addr("B"), faultnet.Rule{Cut: true})
+	c.Net.Set(c.Addr("A"), c.Addr("B"), faultnet.Rule{Cut: true})
 	l := newLedger()
 	c.load(l, 60, 3, 15, []string{"A"}, counterNames)
 	c.load(l, 61, 2, 10, []string{"B", "C"}, counterNames)
 	d := c.waitConverged(l.exact(t))
-	if c.net.Dropped.Load() == 0 {
+	if c.Net.Dropped.Load() == 0 {
 		t.Fatal("nothing was dropped: the cut did not happen")
 	}
 	t.Logf("with A->B cut, all agreed in %v", d.Round(time.Millisecond))
@@ -360,26 +363,26 @@ func TestOneWayCut(t *testing.T) {
 func TestNewNodeJoinsThroughGossip(t *testing.T) {
 	c := startCluster(t, 3, withSeed(7))
 	l := newLedger()
-	c.load(l, 70, 3, 10, c.live(), counterNames)
+	c.load(l, 70, 3, 10, c.Live(), counterNames)
 	c.waitConverged(l.exact(t))
 
 	c.reserve("D")
-	c.start("D", c.addrs("A"), false) // D knows only A
+	c.start("D", c.Addrs("A"), false) // D knows only A
 	d := c.waitConverged(l.exact(t))
 	c.waitMesh("A", "B", "C", "D")
-	for _, name := range c.live() {
-		rows, err := c.peers(name)
+	for _, name := range c.Live() {
+		rows, err := c.Peers(name)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(rows) != 3 {
-			t.Errorf("%s lists %d peers, want 3: %s", name, len(rows), c.describePeers(rows))
+			t.Errorf("%s lists %d peers, want 3: %s", name, len(rows), c.DescribePeers(rows))
 		}
 	}
 	t.Logf("D got every value in %v", d.Round(time.Millisecond))
 
 	c.load(l, 71, 2, 10, []string{"D"}, counterNames)
-	c.load(l, 72, 2, 10, c.live(), counterNames)
+	c.load(l, 72, 2, 10, c.Live(), counterNames)
 	c.waitConverged(l.exact(t))
 }
 
@@ -389,23 +392,23 @@ func TestNewNodeJoinsThroughGossip(t *testing.T) {
 func TestRemovedPeerStaysRemoved(t *testing.T) {
 	c := startCluster(t, 3, withSeed(8))
 	l := newLedger()
-	c.load(l, 80, 3, 10, c.live(), counterNames)
+	c.load(l, 80, 3, 10, c.Live(), counterNames)
 	c.waitConverged(l.exact(t))
 
 	for _, on := range []string{"A", "B"} {
-		if err := c.removePeer(on, "C"); err != nil {
+		if err := c.RemovePeer(on, "C"); err != nil {
 			t.Fatalf("DELETE /peers/{C} on %s: %v", on, err)
 		}
 	}
 	notListed := func() (bool, string) {
 		for _, on := range []string{"A", "B"} {
-			rows, err := c.peers(on)
+			rows, err := c.Peers(on)
 			if err != nil {
 				return false, err.Error()
 			}
 			for _, r := range rows {
-				if r.Addr == c.addr("C") {
-					return false, fmt.Sprintf("%s lists C again: %s", on, c.describePeers(rows))
+				if r.Addr == c.Addr("C") {
+					return false, fmt.Sprintf("%s lists C again: %s", on, c.DescribePeers(rows))
 				}
 			}
 		}

@@ -1,7 +1,6 @@
 package node
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -108,36 +107,41 @@ func TestConfig() Config {
 	return c
 }
 
-// Validate reports every field out of range, naming each by its flag.
+// Validate reports the first field out of range, naming it by its flag in
+// the words countd uses for every bad flag value:
+// invalid value "V" for flag -F: want W.
 func (c *Config) Validate() error {
-	var errs []error
+	const positive = "a duration above 0 such as 500ms, 2s or 1m30s"
+	bad := func(flag string, v any, want string) error {
+		return fmt.Errorf("invalid value \"%v\" for flag -%s: want %s", v, flag, want)
+	}
 	if c.Port < 0 || c.Port > 65535 {
-		errs = append(errs, fmt.Errorf("-port %d is not from 0 to 65535", c.Port))
+		return bad("port", c.Port, "a whole number from 0 to 65535")
 	}
 	if !c.Memory && c.DataDir == "" {
-		errs = append(errs, errors.New("-data-dir is empty (use -memory to keep nothing)"))
+		return bad("data-dir", "", "a directory (or -memory to keep nothing on disk)")
+	}
+	if c.FlushDelay < 0 {
+		return bad("flush-delay", c.FlushDelay, "a duration of 0 or more such as 0s, 20ms or 1s")
 	}
 	for _, d := range []struct {
 		flag string
 		v    time.Duration
 	}{
 		{"request-timeout", c.RequestTimeout}, {"heartbeat-interval", c.HeartbeatInterval},
-		{"heartbeat-timeout", c.HeartbeatTimeout}, {"flush-delay", c.FlushDelay + 1},
-		{"retry-min", c.RetryMin}, {"retry-max", c.RetryMax}, {"shutdown-timeout", c.ShutdownTimeout},
-		{"anti-entropy-interval", c.AntiEntropyInterval}, {"down-probe-max", c.DownProbeMax},
+		{"heartbeat-timeout", c.HeartbeatTimeout}, {"retry-min", c.RetryMin}, {"retry-max", c.RetryMax},
+		{"shutdown-timeout", c.ShutdownTimeout}, {"anti-entropy-interval", c.AntiEntropyInterval},
+		{"down-probe-max", c.DownProbeMax},
 	} {
 		if d.v <= 0 {
-			errs = append(errs, fmt.Errorf("-%s must be positive", d.flag))
+			return bad(d.flag, d.v, positive)
 		}
 	}
 	if c.RetryMax < c.RetryMin {
-		errs = append(errs, errors.New("-retry-max is below -retry-min"))
+		return bad("retry-max", c.RetryMax, fmt.Sprintf("a duration not below -retry-min (%v)", c.RetryMin))
 	}
 	if c.FailuresBeforeDown < 1 {
-		errs = append(errs, errors.New("-failures-before-down must be at least 1"))
-	}
-	if len(errs) > 0 {
-		return errs[0] // one clear line; fix it and the next one shows
+		return bad("failures-before-down", c.FailuresBeforeDown, "a whole number of 1 or more")
 	}
 	return nil
 }

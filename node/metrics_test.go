@@ -1,4 +1,4 @@
-package node
+package node_test
 
 import (
 	"fmt"
@@ -19,7 +19,7 @@ import (
 // scrape GETs /metrics of the named node and returns its text and families.
 func (c *cluster) scrape(t *testing.T, name string) (string, map[string]*dto.MetricFamily) {
 	t.Helper()
-	resp, err := c.http.Get(c.url(name) + "/metrics")
+	resp, err := c.HTTP().Get(c.URL(name) + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,24 +83,24 @@ func TestMetricsReportClientChangesReplicationAndPeers(t *testing.T) {
 	c := startCluster(t, 2)
 	const secret = "counter-name-not-a-label"
 	for i := range 5 {
-		if r := c.change("A", secret, 1); r.Outcome != apiclient.OK {
+		if r := c.Change("A", secret, 1); r.Outcome != apiclient.OK {
 			t.Fatalf("increment %d: %v", i, r.Err)
 		}
 	}
-	if r := c.change("A", secret, -2); r.Outcome != apiclient.OK {
+	if r := c.Change("A", secret, -2); r.Outcome != apiclient.OK {
 		t.Fatalf("decrement: %v", r.Err)
 	}
-	if r := c.change("A", "bad name!", 1); r.Status != http.StatusBadRequest {
+	if r := c.Change("A", "bad name!", 1); r.Status != http.StatusBadRequest {
 		t.Fatalf("bad name: status %d, want 400", r.Status)
 	}
-	resp, err := c.http.Get(c.url("A") + "/no-such-path-xyz")
+	resp, err := c.HTTP().Get(c.URL("A") + "/no-such-path-xyz")
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
 	c.waitConverged(map[string]int64{secret: 3}, "A", "B")
 	waitFor(t, 10*time.Second, "B acknowledges every change of A", func() (bool, string) {
-		rows, err := c.peers("A")
+		rows, err := c.Peers("A")
 		if err != nil || len(rows) != 1 {
 			return false, fmt.Sprint(rows, err)
 		}
@@ -145,7 +145,7 @@ func TestMetricsReportClientChangesReplicationAndPeers(t *testing.T) {
 		}
 		return true, ""
 	})
-	for _, leak := range []string{secret, "no-such-path-xyz", c.addr("B")} {
+	for _, leak := range []string{secret, "no-such-path-xyz", c.Addr("B")} {
 		if strings.Contains(text, leak) {
 			t.Errorf("/metrics contains %q: client-chosen values must not become labels", leak)
 		}

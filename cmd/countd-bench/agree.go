@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"countd/internal/apiclient"
+	"countd/internal/poll"
 )
 
 // fetchAll runs get on every node at once and returns the results in order,
@@ -118,26 +119,29 @@ func waitReady(ctx context.Context, cl *cluster, timeout time.Duration) error {
 	defer cancel()
 	c := &http.Client{Timeout: 2 * time.Second}
 	defer c.CloseIdleConnections()
-	var lastErr error
-	for {
-		if err := cl.exitedNode(); err != nil {
-			return err
+	var lastErr, exited error
+	_, err := poll.Until(ctx, timeout, 50*time.Millisecond, "nodes ready", func() (bool, string) {
+		if exited = cl.exitedNode(); exited != nil {
+			return true, "" // reported below
 		}
 		_, lastErr = fetchAll(ctx, cl.addrs, func(ctx context.Context, a string) (struct{}, error) {
 			return struct{}{}, nodeReady(ctx, c, a, cl.addrs, cl.procs != nil)
 		})
-		if lastErr == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			if err := cl.exitedNode(); err != nil {
-				return err
-			}
-			return fmt.Errorf("nodes not ready within %v: %w", timeout, lastErr)
-		case <-time.After(50 * time.Millisecond):
-		}
+		return lastErr == nil, fmt.Sprint(lastErr)
+	})
+	switch {
+	case exited != nil:
+		return exited
+	case err == nil:
+		return nil
 	}
+	if exited = cl.exitedNode(); exited != nil {
+		return exited
+	}
+	if lastErr == nil {
+		lastErr = err
+	}
+	return fmt.Errorf("nodes not ready within %v: %w", timeout, lastErr)
 }
 
 // nodeReady checks one node: it answers /health and, if checkPeers, lists

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"countd/internal/bare"
+	"countd/internal/proc"
 )
 
 // The yardsticks countd is compared with run as child processes of this
@@ -82,7 +83,7 @@ func serveYardstick(flag string, h http.Handler, stdin io.Reader, stdout, stderr
 
 // yardstickProc is a yardstick server running as a child process.
 type yardstickProc struct {
-	*proc
+	*proc.Proc
 	addr  string
 	stdin io.Closer // closing it tells the server to exit
 	// dir is the temporary directory of the fsync yardstick's file, which
@@ -131,7 +132,7 @@ func startYardstick(ctx context.Context, name string, args []string, stopTimeout
 		stdinW.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	p, err := startProc(name, exe, args, stdinR, outW, os.Stderr)
+	p, err := proc.Start(proc.Spec{Name: name, Path: exe, Args: args, Stdin: stdinR, Stdout: outW, Stderr: os.Stderr})
 	stdinR.Close()
 	outW.Close()
 	if err != nil {
@@ -139,7 +140,7 @@ func startYardstick(ctx context.Context, name string, args []string, stopTimeout
 		outR.Close()
 		return nil, err
 	}
-	y := &yardstickProc{proc: p, stdin: stdinW}
+	y := &yardstickProc{Proc: p, stdin: stdinW}
 
 	line := make(chan string, 1)
 	go func() {
@@ -167,8 +168,8 @@ func startYardstick(ctx context.Context, name string, args []string, stopTimeout
 
 // Close stops the server and removes its directory, if it has one.
 func (y *yardstickProc) Close(timeout time.Duration) error {
+	err := y.Stop(timeout)
 	y.stdin.Close()
-	err := y.stop(timeout)
 	if y.dir != "" {
 		err = errors.Join(err, os.RemoveAll(y.dir))
 	}

@@ -69,7 +69,7 @@ func TestYardstickServers(t *testing.T) {
 			if err := y.Close(10 * time.Second); err != nil {
 				t.Errorf("close: %v", err)
 			}
-			if !y.exited() {
+			if !y.Exited() {
 				t.Errorf("the %s server still runs after Close", tc.name)
 			}
 			if left, _ := filepath.Glob(filepath.Join(tmp, "*")); len(left) > 0 {

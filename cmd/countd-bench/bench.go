@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"countd/internal/proc"
 	"errors"
 	"fmt"
 	"io"
@@ -142,8 +143,8 @@ func (b *bench) cluster(ctx context.Context, n int) (*cluster, error) {
 			}
 			b.binDir = dir
 			b.logf("building countd ...")
-			if b.bin, err = buildCountd(ctx, dir); err != nil {
-				return nil, err
+			if b.bin, err = proc.Build(ctx, dir, false); err != nil {
+				return nil, fmt.Errorf("%w (or pass -bin)", err)
 			}
 		}
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"os"
 	"path/filepath"
@@ -10,70 +9,8 @@ import (
 	"time"
 )
 
-// TestStopKillsWhatIgnoresSIGTERM checks the SIGKILL fallback: a process
-// that ignores SIGTERM is killed after the stop timeout, and reaped.
-func TestStopKillsWhatIgnoresSIGTERM(t *testing.T) {
-	// An ignored signal stays ignored across exec, so sleep ignores SIGTERM.
-	// The shell says when the trap is set, so SIGTERM cannot come first.
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	p, err := startProc("stubborn", "/bin/sh", []string{"-c", `trap "" TERM; echo ready; exec sleep 60`}, nil, w, nil)
-	w.Close()
-	if err != nil {
-		t.Skip("no /bin/sh:", err)
-	}
-	if line, _ := bufio.NewReader(r).ReadString('\n'); line != "ready\n" {
-		p.cmd.Process.Kill()
-		t.Fatalf("shell said %q", line)
-	}
-	err = p.stop(100 * time.Millisecond)
-	if err == nil || !strings.Contains(err.Error(), "killed") {
-		t.Fatalf("stop = %v, want an error saying it was killed", err)
-	}
-	if !p.exited() {
-		t.Fatal("process still running after stop")
-	}
-	if err := p.stop(time.Second); err != nil {
-		t.Fatalf("second stop = %v", err)
-	}
-}
-
-func TestStopEndsPolitely(t *testing.T) {
-	p, err := startProc("sleeper", "/bin/sh", []string{"-c", "exec sleep 60"}, nil, nil, nil)
-	if err != nil {
-		t.Skip("no /bin/sh:", err)
-	}
-	if err := p.stop(10 * time.Second); err != nil {
-		t.Fatalf("stop = %v, want a clean SIGTERM stop", err)
-	}
-}
-
-func TestFreePortsDistinct(t *testing.T) {
-	ports, err := freePorts(20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	seen := map[int]bool{}
-	for _, p := range ports {
-		if p <= 0 || seen[p] {
-			t.Fatalf("ports %v", ports)
-		}
-		seen[p] = true
-	}
-}
-
-func TestModuleRoot(t *testing.T) {
-	root, err := moduleRoot(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(root, "main.go")); err != nil {
-		t.Fatalf("module root %s has no main.go: %v", root, err)
-	}
-}
+// The process helper's own tests (SIGTERM then SIGKILL, free ports, the
+// module root) are in internal/proc.
 
 func TestStartClusterReportsANodeThatExits(t *testing.T) {
 	// A "countd" that exits at once, with something in its log.

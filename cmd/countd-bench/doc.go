@@ -47,10 +47,13 @@
 // two, so a percentile is within 0.8% of the exact sample); a reported
 // percentile is the upper bound of its bucket, so it never understates.
 // Replication figures come from each node's GET /metrics before and after the
-// load; CPU and peak memory of the nodes it started come from /proc.
+// load; CPU and peak memory of the nodes it started come from /proc. A
+// request's outcome (applied, not applied, unknown) is apiclient.Classify's,
+// the same rule the tests use, so the counted total must lie between the
+// applied requests and those plus the unknown ones.
 //
 // The files: main.go (flags), config.go (what the flags mean), cluster.go
-// (node processes), bare.go (the yardstick servers), load.go (the clients and the
+// (node processes, through internal/proc), bare.go (the yardstick servers), load.go (the clients and the
 // progress line), hist.go (latency histogram), agree.go (agreement and
 // readiness), metrics.go (/metrics), procstat.go (/proc), snapshot.go
 // (before/after figures), bench.go (runs and sweeps), modes.go (the four

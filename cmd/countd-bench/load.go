@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"countd/internal/apiclient"
 )
 
 // requestTimeout bounds one client request; countd answers 503 itself after
@@ -41,15 +43,13 @@ type meter struct {
 
 // loadStats is what one or more load slices measured.
 type loadStats struct {
-	// Requests is every request sent and answered or failed; OK those
-	// answered 200.
-	Requests, OK int64
-	// Errors counts the failures by status code ("503") or, when no answer
-	// came, "timeout" or "transport".
+	// Outcomes counts every request sent and answered or failed, by what
+	// it did to the counter (apiclient.Classify): applied (a 2xx), not
+	// applied (a 4xx, or no connection), or unknown (a 5xx, or no answer).
+	Outcomes apiclient.Counts
+	// Errors counts the requests not applied or unknown by status code
+	// ("503") or, when no answer came, "timeout" or "transport".
 	Errors map[string]int64
-	// Unknown counts failures whose effect on the counter is unknown: no
-	// answer, or 503 (the change may or may not have been applied).
-	Unknown int64
 	// FirstError is the text of the first failure, for the report.
 	FirstError string
 	// Hist holds every request's latency.
@@ -61,9 +61,7 @@ type loadStats struct {
 
 // add folds o into s.
 func (s *loadStats) add(o *loadStats) {
-	s.Requests += o.Requests
-	s.OK += o.OK
-	s.Unknown += o.Unknown
+	s.Outcomes = s.Outcomes.Plus(o.Outcomes)
 	if len(o.Errors) > 0 && s.Errors == nil {
 		s.Errors = make(map[string]int64)
 	}
@@ -82,7 +80,7 @@ func (s *loadStats) rate() float64 {
 	if s.Elapsed <= 0 {
 		return 0
 	}
-	return float64(s.Requests) / s.Elapsed.Seconds()
+	return float64(s.Outcomes.Total()) / s.Elapsed.Seconds()
 }
 
 // urlFunc returns the URL of a client's seq-th request, or false when there
@@ -128,13 +126,13 @@ func drive(ctx context.Context, s driveSpec) loadStats {
 				if err != nil && ctx.Err() != nil {
 					break // interrupted, not a failure of the server
 				}
-				st.Requests++
+				outcome := apiclient.Classify(code, err)
+				st.Outcomes.Add(outcome)
 				st.Hist.Record(lat)
 				if s.meter != nil {
 					s.meter.reqs.Add(1)
 				}
-				if err == nil && code == http.StatusOK {
-					st.OK++
+				if outcome == apiclient.OK {
 					continue
 				}
 				if s.meter != nil {
@@ -157,14 +155,15 @@ func drive(ctx context.Context, s driveSpec) loadStats {
 	return total
 }
 
-// recordFailure counts one failed request by its status code, or by the
-// kind of transport error when there was no answer.
+// recordFailure counts one request not applied or of unknown outcome by
+// its status code, or by the kind of transport error when there was no
+// answer.
 func (s *loadStats) recordFailure(code int, err error, url string) {
 	if s.Errors == nil {
 		s.Errors = make(map[string]int64)
 	}
 	key := strconv.Itoa(code)
-	if err != nil {
+	if code == 0 {
 		key = "transport"
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
@@ -172,11 +171,8 @@ func (s *loadStats) recordFailure(code int, err error, url string) {
 		}
 	}
 	s.Errors[key]++
-	if err != nil || code == http.StatusServiceUnavailable {
-		s.Unknown++
-	}
 	if s.FirstError == "" {
-		if err != nil {
+		if code == 0 {
 			s.FirstError = fmt.Sprintf("POST %s: %v", url, err)
 		} else {
 			s.FirstError = fmt.Sprintf("POST %s: status %d", url, code)
@@ -185,7 +181,8 @@ func (s *loadStats) recordFailure(code int, err error, url string) {
 }
 
 // post sends one POST with no body and reads the whole reply, so that the
-// connection goes back to the pool.
+// connection goes back to the pool. It returns the status (0 if none came)
+// and what went wrong, if anything: apiclient.Classify's arguments.
 func post(ctx context.Context, c *http.Client, url string) (int, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, nil)
 	if err != nil {
@@ -197,10 +194,7 @@ func post(ctx context.Context, c *http.Client, url string) (int, error) {
 	}
 	_, err = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	if err != nil {
-		return 0, err
-	}
-	return resp.StatusCode, nil
+	return resp.StatusCode, err
 }
 
 // incrementURLs returns the URL function of the load mode: client i sends

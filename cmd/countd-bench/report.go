@@ -157,9 +157,9 @@ type CreateResult struct {
 // newSide summarises load statistics.
 func newSide(s *loadStats) Side {
 	return Side{
-		Requests:   s.Requests,
-		OK:         s.OK,
-		Unknown:    s.Unknown,
+		Requests:   s.Outcomes.Total(),
+		OK:         s.Outcomes.OK,
+		Unknown:    s.Outcomes.Unknown,
 		Seconds:    s.Elapsed.Seconds(),
 		Throughput: s.rate(),
 		Latency: Latency{

@@ -32,7 +32,7 @@ func (b *bench) snapshot(ctx context.Context, cl *cluster, res *Result, end bool
 	if cl.procs != nil {
 		s.procs = make([]procStat, len(cl.procs))
 		for i, p := range cl.procs {
-			ps, err := readProc(p.pid())
+			ps, err := readProc(p.PID())
 			if err != nil {
 				addNote(res, err.Error())
 				s.procs = nil
@@ -101,7 +101,7 @@ func (b *bench) fillStats(res *Result, cl *cluster, before, after snapshot) {
 		ns := &res.NodeStats[i]
 		ns.Addr = addr
 		if cl.procs != nil {
-			ns.PID = cl.procs[i].pid()
+			ns.PID = cl.procs[i].PID()
 			ns.Source = "proc"
 			if before.procs != nil && after.procs != nil {
 				ns.CPUSeconds = ptr((after.procs[i].CPU - before.procs[i].CPU).Seconds())

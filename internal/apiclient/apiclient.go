@@ -1,48 +1,40 @@
 // Package apiclient is a client for countd's HTTP API (DESIGN.md Part 1) for
-// tests and tools: the in-process cluster harnesses of node and chaos and the
-// process tests of e2e. It changes counters and classifies what the client
-// learned (Change), reads JSON endpoints (GetJSON, Counters, Peers, Replica),
-// removes peers (RemovePeer) and renders peer tables for messages. It imports nothing of countd, so a
-// test that runs the node as a process can use it and still test only the
-// binary.
+// tests and tools: the in-process cluster harness (internal/testcluster), the
+// process tests of e2e and cmd/countd-bench. It changes counters (Change,
+// Post), reads JSON endpoints (GetJSON, Counters, Peers, Replica), removes
+// peers (RemovePeer) and renders peer tables for messages.
+//
+// It also holds the one rule for what a client knows about a change it sent
+// (Classify: applied, not applied, or unknown) and the one Ledger that adds
+// those outcomes up into the bounds a converged counter must lie in. Every
+// test and tool that checks outcomes uses these two, so they cannot disagree.
+//
+// It imports nothing of countd, so a test that runs the node as a process
+// can use it and still test only the binary.
 package apiclient
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
-	"syscall"
 )
-
-// Outcome is what a client learned from one change.
-type Outcome int
-
-// The outcomes of a change.
-const (
-	OK      Outcome = iota // 2xx: applied and durable on that node
-	Failed                 // refused for certain (4xx, connection refused): not applied
-	Unknown                // no answer, a lost reply, a 5xx: it may have been applied
-)
-
-func (o Outcome) String() string {
-	if o < OK || o > Unknown {
-		return fmt.Sprintf("Outcome(%d)", int(o))
-	}
-	return [...]string{"ok", "failed", "unknown"}[o]
-}
 
 // Result is the result of one change.
 type Result struct {
 	Outcome Outcome
-	Status  int   // the reply's HTTP status; 0 if no reply came
-	Value   int64 // the counter's value in a 2xx reply; 0 if its body was unreadable
+	Status  int // the reply's HTTP status; 0 if no reply came
+	// Counter, Value and Node are the fields of a 2xx reply's body: the
+	// counter changed, its value and the node that answered; zero if the
+	// body was unreadable.
+	Counter string
+	Value   int64
+	Node    string
 	// Err says why the outcome is not OK; on OK it is set only when the
 	// 2xx reply's body could not be read or decoded (Value is then unknown).
 	Err error
@@ -66,39 +58,42 @@ func (c Client) http() *http.Client {
 
 // Change adds delta (non-zero) to counter on the node at baseURL
 // ("http://host:port"), with POST /counters/{counter}/increment?by=delta or
-// .../decrement?by=-delta, and classifies the outcome:
-//
-//   - a 2xx status is OK: the node applied the change and made it durable
-//     before it sent the status line, so a body lost after it changes nothing;
-//   - a 4xx status, or a connection refused, is Failed: the node refused the
-//     change, or no node got it (net/http retries a POST on a new connection
-//     only if nothing of it was written on an old one);
-//   - anything else is Unknown: a transport error after the request may have
-//     left (a lost reply, a client timeout), or a 5xx (the node's own timeout
-//     or a failed store write, after which the change may still be applied).
-//
-// It never returns an error of its own: everything is in the Result.
+// .../decrement?by=-delta, and classifies the outcome (see Classify). It
+// never returns an error of its own: everything is in the Result.
 func (c Client) Change(baseURL, counter string, delta int64) Result {
+	return c.ChangeContext(context.Background(), baseURL, counter, delta)
+}
+
+// ChangeContext is Change with a context, which can cut the request short
+// (its outcome is then Unknown).
+func (c Client) ChangeContext(ctx context.Context, baseURL, counter string, delta int64) Result {
 	verb, by := "increment", delta
 	if delta < 0 {
 		verb, by = "decrement", -delta
 	}
-	u := fmt.Sprintf("%s/counters/%s/%s?by=%d", baseURL, url.PathEscape(counter), verb, by)
-	resp, err := c.http().Post(u, "", nil)
+	return c.Post(ctx, fmt.Sprintf("%s/counters/%s/%s?by=%d", baseURL, url.PathEscape(counter), verb, by))
+}
+
+// Post sends a change as POST u with no body, reads the reply, and
+// classifies the outcome (see Classify). Tests that change the default
+// counter (POST /increment) call it directly.
+func (c Client) Post(ctx context.Context, u string) Result {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, nil)
 	if err != nil {
-		if errors.Is(err, syscall.ECONNREFUSED) {
-			return Result{Outcome: Failed, Err: err}
-		}
-		return Result{Outcome: Unknown, Err: err}
+		return Result{Outcome: Failed, Err: err} // never sent
+	}
+	resp, err := c.http().Do(req)
+	if err != nil {
+		return Result{Outcome: Classify(0, err), Err: err}
 	}
 	defer resp.Body.Close()
 	body, rerr := io.ReadAll(resp.Body)
-	r := Result{Status: resp.StatusCode}
-	switch resp.StatusCode / 100 {
-	case 2:
-		r.Outcome = OK
+	r := Result{Status: resp.StatusCode, Outcome: Classify(resp.StatusCode, nil)}
+	if r.Outcome == OK {
 		var v struct {
-			Value int64 `json:"value"`
+			Counter string `json:"counter"`
+			Value   int64  `json:"value"`
+			Node    string `json:"node"`
 		}
 		switch {
 		case rerr != nil:
@@ -106,13 +101,9 @@ func (c Client) Change(baseURL, counter string, delta int64) Result {
 		case json.Unmarshal(body, &v) != nil:
 			r.Err = fmt.Errorf("%s with a bad body %q", resp.Status, body)
 		default:
-			r.Value = v.Value
+			r.Counter, r.Value, r.Node = v.Counter, v.Value, v.Node
 		}
 		return r
-	case 4:
-		r.Outcome = Failed
-	default:
-		r.Outcome = Unknown
 	}
 	r.Err = fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(body))
 	if rerr != nil {

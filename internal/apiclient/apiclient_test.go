@@ -1,12 +1,14 @@
 package apiclient
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 )
 
 // raw is a handler that answers with reply written straight onto the
@@ -21,6 +23,20 @@ func raw(t *testing.T, reply string) http.HandlerFunc {
 		defer conn.Close()
 		buf.WriteString(reply)
 		buf.Flush()
+	}
+}
+
+// reset is a handler that reads the request and then resets the
+// connection (SO_LINGER 0), so the client sees ECONNRESET with no reply.
+func reset(t *testing.T) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Errorf("hijack: %v", err)
+			return
+		}
+		conn.(*net.TCPConn).SetLinger(0)
+		conn.Close()
 	}
 }
 
@@ -75,8 +91,19 @@ func TestChange(t *testing.T) {
 		}},
 		{name: "5xx with a truncated body", delta: 1, want: Unknown, status: 503, hasErr: true,
 			handler: raw(t, "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 100\r\n\r\n{\"err")},
+		{name: "2xx other than 200", delta: 1, want: OK, status: 201, value: 1, handler: func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(http.StatusCreated)
+			fmt.Fprint(w, `{"value":1}`)
+		}},
+		{name: "500", delta: 1, want: Unknown, status: 500, hasErr: true, handler: func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, `{"error":"boom"}`, http.StatusInternalServerError)
+		}},
 		{name: "transport error after the request was sent", delta: 1, want: Unknown, hasErr: true,
 			handler: raw(t, "")},
+		{name: "reset after the request was sent", delta: 1, want: Unknown, hasErr: true,
+			handler: reset(t)},
+		{name: "client timeout after the request was sent", delta: 1, want: Unknown, hasErr: true,
+			handler: func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }},
 		{name: "connection refused", delta: 1, want: Failed, hasErr: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -86,7 +113,7 @@ func TestChange(t *testing.T) {
 				defer srv.Close()
 				base = srv.URL
 			}
-			c := Client{HTTP: &http.Client{}}
+			c := Client{HTTP: &http.Client{Timeout: 200 * time.Millisecond}}
 			defer c.HTTP.CloseIdleConnections()
 			r := c.Change(base, "a b", tc.delta)
 			if r.Outcome != tc.want || r.Status != tc.status || r.Value != tc.value || (r.Err != nil) != tc.hasErr {
@@ -151,6 +178,25 @@ func TestGetters(t *testing.T) {
 	}
 	if err := c.GetJSON(t.Context(), refusedURL(t), "/counters", &out); err == nil {
 		t.Error("GetJSON with nobody listening: no error")
+	}
+}
+
+func TestPostSendsToTheURLAndReadsTheReply(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost || r.URL.Path != "/increment" {
+			t.Errorf("got %s %s", r.Method, r.URL)
+		}
+		fmt.Fprint(w, `{"counter":"default","value":4,"node":"n1"}`)
+	}))
+	defer srv.Close()
+	r := Client{HTTP: srv.Client()}.Post(t.Context(), srv.URL+"/increment")
+	if r.Outcome != OK || r.Counter != "default" || r.Value != 4 || r.Node != "n1" || r.Err != nil {
+		t.Fatalf("got %+v", r)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if r := (Client{HTTP: srv.Client()}).Post(ctx, srv.URL+"/increment"); r.Outcome != Unknown || r.Err == nil {
+		t.Fatalf("a cancelled request: %+v, want unknown", r)
 	}
 }
 

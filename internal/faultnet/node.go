@@ -1,11 +1,14 @@
 package faultnet
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/http"
 	"sync/atomic"
 	"time"
+
+	"countd/internal/poll"
 )
 
 // Muted wraps base so that every request is lost (ErrDropped) while muted
@@ -39,12 +42,14 @@ func (m *muteTransport) CloseIdleConnections() {
 // port was the node's, but an outgoing connection may briefly hold it as its
 // local port, so it retries for a while.
 func Relisten(addr string) (net.Listener, error) {
+	var ln net.Listener
 	var err error
-	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
-		var ln net.Listener
-		if ln, err = net.Listen("tcp", addr); err == nil {
-			return ln, nil
-		}
+	_, perr := poll.Until(context.Background(), 5*time.Second, 20*time.Millisecond, "listen again on "+addr, func() (bool, string) {
+		ln, err = net.Listen("tcp", addr)
+		return err == nil, fmt.Sprint(err)
+	})
+	if perr != nil {
+		return nil, fmt.Errorf("listen again on %s: %w", addr, err)
 	}
-	return nil, fmt.Errorf("listen again on %s: %w", addr, err)
+	return ln, nil
 }
