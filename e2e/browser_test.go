@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 
 	"countd/internal/apiclient"
@@ -33,10 +35,14 @@ const (
 )
 
 // TestStatusPageInBrowser opens node0's status page (GET /) in headless
-// Chromium while a real three-node cluster runs, and checks what a person
-// would see: the node, its replica id, every counter with the value the API
-// gives, each peer alive; a peer killed with SIGKILL turns down, in another
-// colour, and alive again once restarted on its port and data dir; a change
+// Chromium, at a phone's size, while a real three-node cluster runs, and
+// checks what a person would see: the node, its replica id, every counter
+// with the value the API gives, each peer alive; a chart of node0's changes
+// per second that shows the changes made on it, and one of each peer's
+// behind, each with a text alternative; nothing shifted as the data came
+// in. A peer killed with SIGKILL turns down, in another colour; in the dark
+// scheme as in the light one every text is readable (WCAG contrast). The
+// peer is alive again once restarted on its port and data dir; a change
 // made on it after the restart shows up; and when node0 itself dies the page
 // says it cannot reach it and keeps the last data.
 func TestStatusPageInBrowser(t *testing.T) {
@@ -92,6 +98,28 @@ func TestStatusPageInBrowser(t *testing.T) {
 	if first.Title != "countd "+n0.addr {
 		t.Errorf("title %q, want %q", first.Title, "countd "+n0.addr)
 	}
+	if shift := b.layoutShift(); shift >= 0.1 {
+		t.Errorf("layout shift %.3f while the page loaded, want under 0.1 (Lighthouse's good)", shift)
+	} else {
+		t.Logf("layout shift while the page loaded: %.4f", shift)
+	}
+
+	// The charts: node0's changes per second, from the history the server
+	// kept before the page opened, and each peer's behind.
+	charts := b.await("the charts, drawn and described", func(v pageView) error {
+		errs := []error{
+			match("changes per second shown above zero", v.Rate.Above, true),
+			match("changes per second described", strings.Contains(v.Rate.Name, "Changes per second") &&
+				strings.Contains(v.Rate.Name, "peak"), true),
+		}
+		for _, n := range []*clusterNode{n1, n2} {
+			p := v.Peers[n.addr]
+			errs = append(errs, match(n.name+"'s behind drawn", p.Spark.Drawn, true),
+				match(n.name+"'s behind described", strings.Contains(p.Spark.Name, n.addr) && strings.Contains(p.Spark.Name, "Behind"), true))
+		}
+		return errors.Join(errs...)
+	})
+	t.Logf("changes per second chart: %q", charts.Rate.Name)
 
 	// Kill node2: the page turns it down, in another colour.
 	n2.proc.Kill()
@@ -103,6 +131,31 @@ func TestStatusPageInBrowser(t *testing.T) {
 	t.Logf("%s shown down %v after SIGKILL", n2.name, time.Since(killed).Round(time.Millisecond))
 	if a, d := first.Peers[n2.addr].Colour, down.Peers[n2.addr].Colour; a == d || a == "" {
 		t.Errorf("state badge colour alive %q, down %q: want two different colours", a, d)
+	}
+
+	// Both colour schemes, with a peer alive and one down: every text
+	// readable, and the dark scheme dark.
+	light := b.await("a light page with "+n2.name+" down", func(v pageView) error {
+		return errors.Join(match("scheme", v.Dark, false), match(n2.name+" state", v.Peers[n2.addr].State, "down"))
+	})
+	b.setScheme("dark")
+	dark := b.await("a dark page with "+n2.name+" down", func(v pageView) error {
+		return errors.Join(match("scheme", v.Dark, true), match(n2.name+" state", v.Peers[n2.addr].State, "down"))
+	})
+	for _, v := range []pageView{light, dark} {
+		scheme := map[bool]string{false: "light", true: "dark"}[v.Dark]
+		t.Logf("%s scheme: lowest text contrast %.2f:1 (%q), of %d texts", scheme, v.Contrast.Ratio, v.Contrast.Text, v.Contrast.Texts)
+		if v.Contrast.Ratio < 4.5 {
+			t.Errorf("%s scheme: %q is %s on %s, contrast %.2f:1; want every text at least 4.5:1",
+				scheme, v.Contrast.Text, v.Contrast.Fg, v.Contrast.Bg, v.Contrast.Ratio)
+		}
+		if v.Contrast.Texts < 20 {
+			t.Errorf("%s scheme: contrast checked on %d texts; the page shows more", scheme, v.Contrast.Texts)
+		}
+	}
+	if light.Background == dark.Background || light.Peers[n1.addr].Colour == dark.Peers[n1.addr].Colour {
+		t.Errorf("background %s and alive badge %s in the light scheme, %s and %s in the dark: want both to differ",
+			light.Background, light.Peers[n1.addr].Colour, dark.Background, dark.Peers[n1.addr].Colour)
 	}
 
 	// Restart it on the same port and data dir: alive again, and a change
@@ -153,6 +206,8 @@ func findChromium(t *testing.T) string {
 
 // pageView is what the status page shows, read from its DOM.
 type pageView struct {
+	Dark       bool                `json:"dark"` // prefers-color-scheme: dark
+	Background string              `json:"background"`
 	Title      string              `json:"title"`
 	Node       string              `json:"node"`
 	Replica    string              `json:"replica"`
@@ -161,36 +216,102 @@ type pageView struct {
 	Peers      map[string]peerView `json:"peers"`
 	Counters   map[string]string   `json:"counters"` // name -> the value's text
 	Overflow   bool                `json:"overflow"` // the page is wider than the window: it scrolls sideways
+	Rate       chartView           `json:"rate"`     // the changes per second chart
+	Contrast   contrastView        `json:"contrast"`
+}
+
+// chartView is one chart as the page shows it.
+type chartView struct {
+	Name  string `json:"name"`  // its accessible name, the text alternative
+	Drawn bool   `json:"drawn"` // it has a line
+	Above bool   `json:"above"` // some of the line is above zero
+}
+
+// contrastView is the visible text with the lowest contrast against what it
+// sits on, of Texts checked.
+type contrastView struct {
+	Text  string  `json:"text"`
+	Fg    string  `json:"fg"`
+	Bg    string  `json:"bg"`
+	Ratio float64 `json:"ratio"`
+	Texts int     `json:"texts"`
 }
 
 type peerView struct {
-	State    string `json:"state"`  // data-state
-	Shown    string `json:"shown"`  // the state's text
-	Colour   string `json:"colour"` // the state badge's computed background colour
-	LastSeen string `json:"lastSeen"`
-	Behind   string `json:"behind"`
+	State    string    `json:"state"`  // data-state
+	Shown    string    `json:"shown"`  // the state's text
+	Colour   string    `json:"colour"` // the state badge's computed background colour
+	LastSeen string    `json:"lastSeen"`
+	Behind   string    `json:"behind"`
+	Spark    chartView `json:"spark"` // its behind over time
 }
 
 // readPage is the script that builds a pageView.
 const readPage = `(() => {
 	const text = (id) => document.getElementById(id).textContent;
 	const banner = document.getElementById("banner");
+	// chart reads an svg chart: its name (aria-label, or the text of the
+	// elements aria-labelledby names), whether it has a line, and whether
+	// the line rises above the bottom of its 100-high viewBox.
+	const chart = (svg) => {
+		const by = svg.getAttribute("aria-labelledby");
+		const name = by ? by.split(" ").map((id) => document.getElementById(id).textContent).join(" ")
+			: svg.getAttribute("aria-label") || "";
+		const d = svg.querySelector(".line").getAttribute("d") || "";
+		const ys = d.split(/[ML]/).filter((p) => p.trim()).map((p) => Number(p.trim().split(" ")[1]));
+		return { name, drawn: d !== "" && d !== "M0 0", above: ys.some((y) => y < 98) };
+	};
 	const peers = {}, counters = {};
 	for (const e of document.querySelectorAll("[data-peer]")) {
 		const badge = e.querySelector(".state");
 		peers[e.dataset.peer] = {
 			state: e.dataset.state, shown: badge.textContent, colour: getComputedStyle(badge).backgroundColor,
 			lastSeen: e.querySelector(".last-seen").textContent, behind: e.querySelector(".behind").textContent,
+			spark: chart(e.querySelector(".spark svg")),
 		};
 	}
 	for (const e of document.querySelectorAll("[data-counter]")) {
 		counters[e.dataset.counter] = e.querySelector(".value").textContent;
 	}
 	return {
+		dark: matchMedia("(prefers-color-scheme: dark)").matches, background: getComputedStyle(document.body).backgroundColor,
 		title: document.title, node: text("node"), replica: text("replica"),
 		banner: !banner.hidden && banner.offsetParent !== null, bannerText: banner.textContent.trim().replace(/\s+/g, " "),
 		peers, counters, overflow: document.documentElement.scrollWidth > document.documentElement.clientWidth,
+		rate: chart(document.getElementById("rate-chart")), contrast: lowestContrast(),
 	};
+
+	// lowestContrast finds the visible text with the lowest WCAG contrast
+	// against the first opaque background behind it.
+	function lowestContrast() {
+		const rgb = (c) => (c.match(/[\d.]+/g) || []).map(Number);
+		const lum = (c) => {
+			const [r, g, b] = rgb(c).slice(0, 3).map((v) => {
+				v /= 255;
+				return v <= 0.04045 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4);
+			});
+			return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+		};
+		const opaque = (c) => { const v = rgb(c); return v.length === 3 || v[3] === 1; };
+		let worst = { text: "", fg: "", bg: "", ratio: 21, texts: 0 };
+		const walk = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+		for (let t = walk.nextNode(); t; t = walk.nextNode()) {
+			const e = t.parentElement;
+			if (!t.textContent.trim() || !e.getClientRects().length || e.closest("svg, script, style, template, noscript")) continue;
+			const st = getComputedStyle(e);
+			if (st.visibility !== "visible") continue;
+			let bg = "rgb(255, 255, 255)";
+			for (let a = e; a; a = a.parentElement) {
+				const c = getComputedStyle(a).backgroundColor;
+				if (opaque(c)) { bg = c; break; }
+			}
+			const [hi, lo] = [lum(st.color), lum(bg)].sort((x, y) => y - x);
+			const ratio = (hi + 0.05) / (lo + 0.05);
+			worst.texts++;
+			if (ratio < worst.ratio) worst = { text: t.textContent.trim().slice(0, 60), fg: st.color, bg, ratio, texts: worst.texts };
+		}
+		return worst;
+	}
 })()`
 
 // states maps each peer's address to its data-state.
@@ -302,6 +423,43 @@ func (b *browser) read() (pageView, error) {
 	ctx, cancel := context.WithTimeout(b.ctx, evalTimeout)
 	defer cancel()
 	return chromedp.Run(ctx, chromedp.Evaluate[pageView](readPage))
+}
+
+// layoutShift returns the page's layout shift so far: the sum of every
+// shift not caused by input, an upper bound of Lighthouse's cumulative
+// layout shift.
+func (b *browser) layoutShift() float64 {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, evalTimeout)
+	defer cancel()
+	shift, err := chromedp.Run(ctx, chromedp.Evaluate[float64](`(() => {
+		const po = new PerformanceObserver(() => {});
+		po.observe({ type: "layout-shift", buffered: true });
+		const sum = po.takeRecords().filter((e) => !e.hadRecentInput).reduce((s, e) => s + e.value, 0);
+		po.disconnect();
+		return sum;
+	})()`))
+	if err != nil {
+		b.t.Fatalf("reading the layout shift: %v", err)
+	}
+	return shift
+}
+
+// setScheme makes the page see prefers-color-scheme as scheme, light or
+// dark.
+func (b *browser) setScheme(scheme string) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, evalTimeout)
+	defer cancel()
+	err := chromedp.Do(ctx, chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		_, err := cdp.Call(ctx, t, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+			Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: scheme}},
+		})
+		return err
+	}))
+	if err != nil {
+		b.t.Fatalf("emulating prefers-color-scheme: %s: %v", scheme, err)
+	}
 }
 
 // await reads the page until cond returns nil, and returns that view; at

@@ -64,6 +64,8 @@ type Server struct {
 	handler  http.Handler
 	nodeJSON []byte // Node as a JSON string, encoded once
 
+	hist history // the status page's charts, sampled while open (history.go)
+
 	mu       sync.Mutex
 	ln       net.Listener
 	srv      *http.Server
@@ -141,6 +143,7 @@ func (s *Server) Open() error {
 	srv, errc := s.srv, make(chan error, 1)
 	s.serveErr = errc
 	go func() { errc <- srv.Serve(ln) }()
+	s.hist.start(s.read)
 	return nil
 }
 
@@ -164,6 +167,7 @@ func (s *Server) Close(ctx context.Context) error {
 	if srv == nil {
 		return nil
 	}
+	s.hist.stop()
 	// Shutdown waits up to 5s for a connection that never sent a request
 	// (golang/go#22682); peers' transports leave such connections behind.
 	// They carry nothing, so close them, until Shutdown returns.

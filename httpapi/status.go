@@ -2,11 +2,13 @@ package httpapi
 
 import (
 	"bytes"
+	"compress/gzip"
 	"crypto/sha256"
 	"embed"
 	"encoding/base64"
 	"encoding/hex"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,9 +24,11 @@ var ui embed.FS
 
 // page is the assembled status page and the headers it is served with.
 type page struct {
-	body []byte
-	csp  string // allows the page's own inline style and script, by hash, and fetches to this origin
-	etag string
+	body   []byte
+	gzBody []byte // body, gzip-compressed once at start
+	csp    string // allows the page's own inline style and script, by hash, and fetches to this origin
+	etag   string // of body
+	gzEtag string // of gzBody: etag with -gz, so a cache never takes one for the other
 }
 
 var statusPage = buildPage()
@@ -47,11 +51,18 @@ func buildPage() page {
 		return "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
 	}
 	sum := sha256.Sum256([]byte(body))
+	var gz bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&gz, gzip.BestCompression) // a valid level: no error
+	zw.Write([]byte(body))                                  // a bytes.Buffer does not fail
+	zw.Close()
+	etag := hex.EncodeToString(sum[:8])
 	return page{
-		body: []byte(body),
+		body:   []byte(body),
+		gzBody: gz.Bytes(),
 		csp: "default-src 'none'; script-src " + hash(js) + "; style-src " + hash(css) +
 			"; connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
-		etag: `"` + hex.EncodeToString(sum[:8]) + `"`,
+		etag:   `"` + etag + `"`,
+		gzEtag: `"` + etag + `-gz"`,
 	}
 }
 
@@ -61,11 +72,53 @@ func (s *Server) handleStatusPage(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "max-age=60")
-	h.Set("ETag", statusPage.etag)
 	h.Set("Content-Security-Policy", statusPage.csp)
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "no-referrer")
-	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(statusPage.body))
+	h.Add("Vary", "Accept-Encoding")
+	body, etag := statusPage.body, statusPage.etag
+	if acceptsGzip(r.Header.Values("Accept-Encoding")) {
+		body, etag = statusPage.gzBody, statusPage.gzEtag
+		h.Set("Content-Encoding", "gzip")
+		// ServeContent leaves out the length of an encoded body, as if
+		// something else compressed it on the way; this one is whole, so
+		// say it, and serve it whole rather than in ranges.
+		h.Set("Content-Length", strconv.Itoa(len(body)))
+		r.Header.Del("Range")
+	}
+	h.Set("ETag", etag)
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(body))
+}
+
+// acceptsGzip reports whether Accept-Encoding values accept gzip: named
+// (or x-gzip), or covered by *, with a q-value above zero (RFC 9110 12.5.3).
+func acceptsGzip(values []string) bool {
+	gzipQ, starQ := -1.0, -1.0 // -1: not named
+	for _, v := range values {
+		for _, item := range strings.Split(v, ",") {
+			coding, params, _ := strings.Cut(item, ";")
+			q := 1.0
+			for _, p := range strings.Split(params, ";") {
+				if k, val, ok := strings.Cut(strings.TrimSpace(p), "="); ok && strings.EqualFold(strings.TrimSpace(k), "q") {
+					if f, err := strconv.ParseFloat(strings.TrimSpace(val), 64); err == nil {
+						q = f
+					} else {
+						q = 0
+					}
+				}
+			}
+			switch strings.ToLower(strings.TrimSpace(coding)) {
+			case "gzip", "x-gzip":
+				gzipQ = max(gzipQ, q)
+			case "*":
+				starQ = max(starQ, q)
+			}
+		}
+	}
+	if gzipQ >= 0 {
+		return gzipQ > 0
+	}
+	return starQ > 0
 }
 
 // statusReply is the body of GET /status.
@@ -78,10 +131,14 @@ type statusReply struct {
 	UptimeSeconds int64            `json:"uptime_seconds"`
 	Peers         []peerRow        `json:"peers"`
 	Counters      map[string]int64 `json:"counters"`
+	// History is what the page charts: the last minutes of changes per
+	// second and of each peer's behind, sampled while the server is open.
+	History historyReply `json:"history"`
 }
 
 // handleStatus serves GET /status, the JSON the status page shows: this
-// node, its peers as GET /peers lists them, and every counter.
+// node, its peers as GET /peers lists them, every counter, and the history
+// the page charts.
 func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 	var peers []actors.PeerInfo
 	if s.cfg.Cluster != nil {
@@ -104,6 +161,7 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 		Replica:  s.cfg.Replica,
 		Peers:    peerRows(peers),
 		Counters: values,
+		History:  s.hist.snapshot(time.Now()),
 	}
 	if !s.cfg.Started.IsZero() {
 		reply.Started = s.cfg.Started.UTC().Format(time.RFC3339)

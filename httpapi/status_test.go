@@ -1,17 +1,24 @@
 package httpapi
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
+	"maps"
+	"math"
 	"mime"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -34,6 +41,9 @@ func (peerTable) RemovePeer(context.Context, string) error           { return er
 func (peerTable) Replicate(context.Context, *wire.ReplicateRequest) (int, error) {
 	return 0, errors.New("unused")
 }
+
+// noHistory is /status's history of a server never opened: nothing sampled.
+const noHistory = `"history":{"step_seconds":1,"changes_per_second":[],"behind":{}}`
 
 func TestStatus(t *testing.T) {
 	seen := time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("CET", 3600))
@@ -65,14 +75,14 @@ func TestStatus(t *testing.T) {
 					{"addr":"127.0.0.1:9001","state":"alive","last_seen":"2026-01-02T02:04:05Z","behind":0},
 					{"addr":"127.0.0.1:9002","state":"suspect","last_seen":"2026-01-02T02:04:05Z","behind":12},
 					{"addr":"127.0.0.1:9003","state":"down","behind":40}],
-				"counters":{"apples":5,"pears":-3}}`,
+				"counters":{"apples":5,"pears":-3},` + noHistory + `}`,
 		},
 		{
 			name:     "no cluster: peers is an empty list",
 			counters: loaded(),
 			started:  started,
 			want: `{"node":"` + testNode + `","replica":"` + testReplica + `","started":"` + startedText + `",
-				"peers":[],"counters":{"apples":5,"pears":-3}}`,
+				"peers":[],"counters":{"apples":5,"pears":-3},` + noHistory + `}`,
 		},
 		{
 			name:     "no peers and no counters: empty list and object",
@@ -80,12 +90,12 @@ func TestStatus(t *testing.T) {
 			cluster:  peerTable{},
 			started:  started,
 			want: `{"node":"` + testNode + `","replica":"` + testReplica + `","started":"` + startedText + `",
-				"peers":[],"counters":{}}`,
+				"peers":[],"counters":{},` + noHistory + `}`,
 		},
 		{
 			name:     "start time unknown",
 			counters: newFake(),
-			want:     `{"node":"` + testNode + `","replica":"` + testReplica + `","peers":[],"counters":{}}`,
+			want:     `{"node":"` + testNode + `","replica":"` + testReplica + `","peers":[],"counters":{},` + noHistory + `}`,
 		},
 	}
 	for _, tt := range tests {
@@ -165,6 +175,9 @@ func TestStatusPage(t *testing.T) {
 	for _, want := range []string{
 		`<meta name="viewport"`, `id="banner"`, `id="peers"`, `id="counters"`, `id="node"`, `id="replica"`, `id="uptime"`,
 		`fetch("status"`, `setTimeout(refresh, REFRESH_MS)`, `dataset[attr] = key`, `e.dataset.state = p.state`,
+		// The charts, each an image with a text alternative.
+		`<svg id="rate-chart" role="img" aria-labelledby="rate-title rate-text"`, `id="rate-text"`,
+		`<figure class="spark">`, `svg.setAttribute("aria-label"`, `history.behind[p.addr]`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("page lacks %q", want)
@@ -250,5 +263,180 @@ func TestStatusMatchesPeers(t *testing.T) {
 	}
 	if string(peers.Peers) != string(status.Peers) {
 		t.Errorf("/status peers %s, /peers peers %s", status.Peers, peers.Peers)
+	}
+}
+
+// TestStatusPageGzip: the page is served gzip-compressed to a client that
+// accepts it, as the same bytes, and as is to one that does not; either way
+// caches are told the answer depends on Accept-Encoding.
+func TestStatusPageGzip(t *testing.T) {
+	s := newTestServer(newFake())
+	plain := do(t, s, http.MethodGet, "/", nil)
+	if plain.Code != http.StatusOK {
+		t.Fatalf("GET / = %d", plain.Code)
+	}
+	for _, tt := range []struct {
+		accept string
+		gzip   bool
+	}{
+		{"", false},
+		{"gzip", true},
+		{"gzip, deflate, br, zstd", true},
+		{"br;q=1.0, GZIP;q=0.5", true},
+		{"x-gzip", true},
+		{"*", true},
+		{"identity", false},
+		{"br", false},
+		{"gzip;q=0", false},
+		{"gzip;q=0.000, *;q=1", false},
+		{"*;q=0", false},
+		{"gzip;q=bogus", false},
+	} {
+		t.Run(tt.accept, func(t *testing.T) {
+			req := httptest.NewRequest(http.MethodGet, "/", nil)
+			if tt.accept != "" {
+				req.Header.Set("Accept-Encoding", tt.accept)
+			}
+			rec := httptest.NewRecorder()
+			s.Handler().ServeHTTP(rec, req)
+			h := rec.Header()
+			if rec.Code != http.StatusOK {
+				t.Fatalf("status %d", rec.Code)
+			}
+			if !slices.Contains(h.Values("Vary"), "Accept-Encoding") {
+				t.Errorf("Vary = %q, want Accept-Encoding", h.Values("Vary"))
+			}
+			body := rec.Body.Bytes()
+			if got := h.Get("Content-Encoding") == "gzip"; got != tt.gzip {
+				t.Fatalf("Content-Encoding = %q, want gzip: %v", h.Get("Content-Encoding"), tt.gzip)
+			}
+			if tt.gzip {
+				zr, err := gzip.NewReader(bytes.NewReader(body))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if body, err = io.ReadAll(zr); err != nil {
+					t.Fatal(err)
+				}
+				if rec.Body.Len() > plain.Body.Len()/2 {
+					t.Errorf("compressed %d bytes of %d: want at most half", rec.Body.Len(), plain.Body.Len())
+				}
+				if h.Get("ETag") == plain.Header().Get("ETag") {
+					t.Errorf("ETag %s for both encodings: a cache would mix them up", h.Get("ETag"))
+				}
+			}
+			if !bytes.Equal(body, plain.Body.Bytes()) {
+				t.Error("the page differs from the uncompressed one")
+			}
+			if cl := h.Get("Content-Length"); cl != strconv.Itoa(rec.Body.Len()) {
+				t.Errorf("Content-Length = %q, body %d bytes", cl, rec.Body.Len())
+			}
+
+			// Revalidation answers 304 for the representation the client holds.
+			req.Header.Set("If-None-Match", h.Get("ETag"))
+			again := httptest.NewRecorder()
+			s.Handler().ServeHTTP(again, req)
+			if again.Code != http.StatusNotModified {
+				t.Errorf("GET / with If-None-Match %s = %d, want 304", h.Get("ETag"), again.Code)
+			}
+		})
+	}
+}
+
+// TestStatusPageContrast checks the page's colours in both schemes against
+// WCAG 2.2: text at least 4.5:1 against what it sits on (1.4.3), chart lines
+// and state borders at least 3:1 (1.4.11). The colours are read from
+// status.css, the light ones from its first :root and the dark ones from
+// the :root under prefers-color-scheme: dark.
+func TestStatusPageContrast(t *testing.T) {
+	css, err := ui.ReadFile("ui/status.css")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := regexp.MustCompile(`(?s):root\s*\{(.*?)\}`).FindAllSubmatch(css, -1)
+	dark := regexp.MustCompile(`(?s)@media\s*\(prefers-color-scheme:\s*dark\)\s*\{\s*:root`).Find(css)
+	if len(blocks) != 2 || dark == nil {
+		t.Fatalf("status.css: want a light :root and a dark one under prefers-color-scheme: dark; found %d :root blocks", len(blocks))
+	}
+	decl := regexp.MustCompile(`--([a-z-]+):\s*#([0-9a-fA-F]{3}|[0-9a-fA-F]{6})\s*;`)
+	light := map[string]string{}
+	for _, m := range decl.FindAllSubmatch(blocks[0][1], -1) {
+		light[string(m[1])] = string(m[2])
+	}
+	darkVars := maps.Clone(light)
+	for _, m := range decl.FindAllSubmatch(blocks[1][1], -1) {
+		darkVars[string(m[1])] = string(m[2])
+	}
+
+	type pair struct {
+		fg, bg string
+		min    float64
+	}
+	var pairs []pair
+	for _, bg := range []string{"bg", "card"} {
+		pairs = append(pairs, pair{"fg", bg, 4.5}, pair{"muted", bg, 4.5})
+	}
+	pairs = append(pairs, pair{"fg", "banner", 4.5})
+	for _, state := range []string{"alive", "suspect", "down", "muted"} { // muted: a state the page does not know
+		pairs = append(pairs, pair{"badge-fg", state, 4.5}, pair{state, "card", 3}, pair{state, "bg", 3})
+	}
+	pairs = append(pairs, pair{"accent", "card", 3}, pair{"down", "banner", 3})
+	for _, scheme := range []struct {
+		name string
+		vars map[string]string
+	}{{"light", light}, {"dark", darkVars}} {
+		for _, p := range pairs {
+			fg, bg := scheme.vars[p.fg], scheme.vars[p.bg]
+			if fg == "" || bg == "" {
+				t.Errorf("%s: --%s or --%s not set", scheme.name, p.fg, p.bg)
+				continue
+			}
+			if r := contrast(fg, bg); r < p.min {
+				t.Errorf("%s: --%s #%s on --%s #%s: contrast %.2f:1, want at least %.1f:1", scheme.name, p.fg, fg, p.bg, bg, r, p.min)
+			}
+		}
+	}
+}
+
+// contrast is the WCAG contrast ratio of two colours given as 3 or 6 hex digits.
+func contrast(a, b string) float64 {
+	lum := func(hex string) float64 {
+		if len(hex) == 3 {
+			hex = string([]byte{hex[0], hex[0], hex[1], hex[1], hex[2], hex[2]})
+		}
+		var l float64
+		for i, w := range []float64{0.2126, 0.7152, 0.0722} {
+			v, _ := strconv.ParseUint(hex[2*i:2*i+2], 16, 8)
+			c := float64(v) / 255
+			if c <= 0.04045 {
+				c /= 12.92
+			} else {
+				c = math.Pow((c+0.055)/1.055, 2.4)
+			}
+			l += w * c
+		}
+		return l
+	}
+	hi, lo := lum(a), lum(b)
+	if lo > hi {
+		hi, lo = lo, hi
+	}
+	return (hi + 0.05) / (lo + 0.05)
+}
+
+func TestContrast(t *testing.T) {
+	for _, tt := range []struct {
+		a, b string
+		want float64
+	}{
+		{"fff", "000", 21},
+		{"ffffff", "ffffff", 1},
+		{"ffffff", "3fb950", 2.54}, // the dark scheme's old badges, as issue 10 measured them
+		{"ffffff", "f85149", 3.35},
+		{"767676", "ffffff", 4.54},
+	} {
+		if got := contrast(tt.a, tt.b); math.Abs(got-tt.want) > 0.01 {
+			t.Errorf("contrast(%s, %s) = %.3f, want %.2f", tt.a, tt.b, got, tt.want)
+		}
 	}
 }

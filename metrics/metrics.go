@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // Peer states, as the peers gauge labels them.
@@ -136,6 +137,24 @@ func (m *Metrics) Change(op, outcome string) {
 		c = m.changes.WithLabelValues(op, outcome)
 	}
 	c.Inc()
+}
+
+// Applied returns how many client changes, increments and decrements, this
+// node has applied (outcome ok) since it started; 0 on a nil *Metrics. It
+// reads the counters Change adds to, so the hot path pays nothing for it;
+// the status page's history samples it once a second.
+func (m *Metrics) Applied() uint64 {
+	if m == nil {
+		return 0
+	}
+	var total float64
+	for _, op := range []string{"increment", "decrement"} {
+		var d dto.Metric
+		if err := m.changeOf[[2]string{op, OutcomeOK}].Write(&d); err == nil {
+			total += d.GetCounter().GetValue()
+		}
+	}
+	return uint64(total)
 }
 
 // Pushed records one state push of entries in a body of size bytes.

@@ -21,6 +21,27 @@ func TestNilMetricsRecordNothing(t *testing.T) {
 	m.Request("/", 200, time.Millisecond)
 	m.Committed(3, time.Millisecond)
 	m.Counters(7)
+	if n := m.Applied(); n != 0 {
+		t.Errorf("Applied() = %d on nil metrics, want 0", n)
+	}
+}
+
+// TestApplied counts the changes that succeeded, of both operations, and
+// nothing else.
+func TestApplied(t *testing.T) {
+	m := New(Sources{})
+	if n := m.Applied(); n != 0 {
+		t.Fatalf("Applied() = %d before any change, want 0", n)
+	}
+	for range 3 {
+		m.Change("increment", OutcomeOK)
+	}
+	m.Change("decrement", OutcomeOK)
+	m.Change("increment", OutcomeRejected)
+	m.Change("decrement", OutcomeUnavailable)
+	if n := m.Applied(); n != 4 {
+		t.Errorf("Applied() = %d after 3 increments and 1 decrement applied (and 2 not), want 4", n)
+	}
 }
 
 func TestRecordingAndExposition(t *testing.T) {

@@ -51,7 +51,10 @@ func TestWaitAgreementTimesOut(t *testing.T) {
 	a := fakeNode(t, func(int64) map[string]int64 { return map[string]int64{"default": 1} })
 	b := fakeNode(t, func(int64) map[string]int64 { return map[string]int64{"default": 2} })
 	c := &http.Client{Timeout: 5 * time.Second}
-	_, err := waitAgreement(context.Background(), c, []string{a, b}, time.Now(), 50*time.Millisecond)
+	// The nodes never agree, so this always runs out; the timeout only has
+	// to leave room for one complete round on a loaded machine (50 ms did
+	// not, under a parallel -race run).
+	_, err := waitAgreement(context.Background(), c, []string{a, b}, time.Now(), 2*time.Second)
 	if err == nil || !strings.Contains(err.Error(), "summing to 2") {
 		t.Fatalf("err = %v, want a timeout that says what each node had", err)
 	}

@@ -1,6 +1,7 @@
 "use strict";
-// The status page: fetch /status every second and show it. Data reaches the
-// DOM only through textContent and attributes, never as HTML.
+// The status page: fetch /status every second and show it, with charts of
+// the history it carries. Data reaches the DOM only through textContent and
+// attributes, never as HTML.
 (function () {
   const REFRESH_MS = 1000; // between the end of one fetch and the next
   const TIMEOUT_MS = 3000; // a fetch that takes longer counts as failed
@@ -61,14 +62,10 @@
   }
 
   function makePeer() {
-    return node("li", { class: "peer" },
-      node("div", { class: "head" }, node("span", { class: "addr" }), node("span", { class: "state" })),
-      node("dl", null,
-        node("div", null, node("dt", null, "last seen"), node("dd", { class: "last-seen" })),
-        node("div", null, node("dt", null, "behind"), node("dd", { class: "behind" }))));
+    return $("peer-card").content.firstElementChild.cloneNode(true);
   }
 
-  function updatePeer(e, p, now) {
+  function updatePeer(e, p, now, history) {
     e.dataset.state = p.state;
     e.querySelector(".addr").textContent = p.addr;
     e.querySelector(".state").textContent = p.state;
@@ -83,6 +80,87 @@
     const behind = e.querySelector(".behind");
     behind.textContent = plural(p.behind, "change");
     behind.title = "changes on this node that " + p.addr + " has not acknowledged";
+
+    const series = history.behind[p.addr] || [];
+    const sum = summary(series);
+    const svg = e.querySelector(".spark svg");
+    draw(svg, series, sum.peak);
+    const text = sum.known ? "Behind over the last " + history.window + ": peak " + compact(sum.peak) + "." : "No history yet.";
+    e.querySelector(".spark figcaption").textContent = text;
+    svg.setAttribute("aria-label", p.addr + ": " + text);
+  }
+
+  // compact writes a number short: 1234 as 1.2K.
+  const compact = new Intl.NumberFormat("en", { notation: "compact", maximumFractionDigits: 1 }).format;
+
+  // summary returns a series' last known value, peak and mean; known is
+  // false when it holds no value at all.
+  function summary(series) {
+    let last = 0, peak = 0, sum = 0, n = 0;
+    for (const v of series) {
+      if (v === null) continue;
+      last = Number(v); // a behind past 2^53 arrives as text: near enough to draw
+      peak = Math.max(peak, last);
+      sum += last;
+      n++;
+    }
+    return { known: n > 0, last, peak, mean: n ? sum / n : 0 };
+  }
+
+  // scaleTop rounds a peak up to 1, 2 or 5 times a power of ten, so the
+  // chart's top reads as a round number.
+  function scaleTop(peak) {
+    if (!(peak > 0)) return 1;
+    const p = Math.pow(10, Math.floor(Math.log10(peak)));
+    return [1, 2, 5, 10].find((m) => peak <= m * p) * p;
+  }
+
+  // draw draws series (one value per step, oldest first, null where
+  // unknown) across svg's 300 by 100 viewBox, scaled so that peak is near
+  // the top: a line, broken where values are unknown, and the area under
+  // it. It returns the value at the top.
+  function draw(svg, series, peak) {
+    const W = 300, H = 100, top = scaleTop(peak), n = series.length;
+    const dx = n > 1 ? W / (n - 1) : W;
+    let line = "", area = "";
+    let run = []; // [x, y] of the known values since the last unknown one
+    const flush = () => {
+      if (run.length === 1) run.push([run[0][0] + dx / 2, run[0][1]]); // a lone value: a short dash
+      if (run.length > 0) {
+        const pts = run.map(([x, y]) => x.toFixed(1) + " " + y.toFixed(1)).join("L");
+        line += "M" + pts;
+        area += "M" + run[0][0].toFixed(1) + " " + H + "L" + pts + "L" + run[run.length - 1][0].toFixed(1) + " " + H + "Z";
+      }
+      run = [];
+    };
+    series.forEach((v, i) => {
+      if (v === null) return flush();
+      run.push([i * dx, H - 1 - (Math.min(Number(v), top) / top) * (H - 2)]);
+    });
+    flush();
+    svg.querySelector(".line").setAttribute("d", line || "M0 0");
+    svg.querySelector(".area").setAttribute("d", area || "M0 0");
+    return top;
+  }
+
+  // windowText says how long n steps of step seconds are.
+  function windowText(n, step) {
+    const s = n * step;
+    return s >= 120 ? Math.round(s / 60) + " minutes" : Math.round(s) + " seconds";
+  }
+
+  // renderRate draws the node's changes per second.
+  function renderRate(history) {
+    const series = history.rate;
+    const sum = summary(series);
+    const top = draw($("rate-chart"), series, sum.peak);
+    $("rate-max").textContent = compact(top) + "/s";
+    $("rate-from").textContent = series.length ? history.window + " ago" : "";
+    const rate = (v) => compact(v) + "/s";
+    $("rate-text").textContent = sum.known
+      ? "Client changes made on this node: now " + rate(sum.last) + ", peak " + rate(sum.peak) +
+        ", mean " + rate(sum.mean) + " over the last " + history.window + "."
+      : "No history yet: the node samples once a second.";
   }
 
   function makeCounter() {
@@ -95,6 +173,9 @@
   }
 
   function render(st) {
+    const h = st.history || {};
+    const rate = h.changes_per_second || [];
+    const history = { rate, behind: h.behind || {}, window: windowText(rate.length, h.step_seconds || 1) };
     document.title = "countd " + st.node;
     $("node").textContent = st.node;
     $("replica").textContent = st.replica;
@@ -104,7 +185,7 @@
     // The node's clock, so that "last seen" does not depend on this one's.
     const now = st.started ? Date.parse(st.started) + st.uptime_seconds * 1000 : Date.now();
     const peers = st.peers || [];
-    sync($("peers"), peers, "peer", (p) => p.addr, makePeer, (e, p) => updatePeer(e, p, now));
+    sync($("peers"), peers, "peer", (p) => p.addr, makePeer, (e, p) => updatePeer(e, p, now, history));
     $("peers-empty").hidden = peers.length > 0;
     const byState = {};
     for (const p of peers) byState[p.state] = (byState[p.state] || 0) + 1;
@@ -116,6 +197,10 @@
     $("counters-empty").hidden = counters.length > 0;
     $("counters").parentElement.hidden = counters.length === 0;
     $("counters-summary").textContent = counters.length ? "(" + counters.length + ")" : "";
+
+    renderRate(history);
+    $("main").hidden = false;
+    $("footer").hidden = false;
   }
 
   // setFailure shows the banner with why the last fetch failed, or hides it.
@@ -123,7 +208,6 @@
     const failed = detail !== null;
     $("banner").hidden = !failed;
     $("banner-detail").textContent = failed ? detail : "";
-    document.body.classList.toggle("stale", failed);
   }
 
   // load fetches /status; its error says, for the banner, why it failed.
