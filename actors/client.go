@@ -159,22 +159,14 @@ func (c asker) await(ctx context.Context, msg any, ch chan any, d time.Duration)
 // Cluster is the synchronous face of the Supervisor (membership) and
 // of the replication endpoint, for HTTP handlers.
 type Cluster struct {
-	sup        asker
-	counters   *Counters
-	tombstones Tombstones
+	sup      asker
+	counters *Counters
 }
 
-// Tombstones keeps removals across restarts. store.DB implements it.
-type Tombstones interface {
-	SetTombstone(addr string, on bool) error
-}
-
-// NewCluster returns a client of the Supervisor at supervisor that
-// merges replicated state through counters and keeps removals in
-// tombstones (nil: removals last until the process ends).
-func NewCluster(root *actor.RootContext, supervisor *actor.PID, counters *Counters,
-	tombstones Tombstones, timeout time.Duration) *Cluster {
-	return &Cluster{sup: asker{root: root, pid: supervisor, timeout: timeout}, counters: counters, tombstones: tombstones}
+// NewCluster returns a client of the Supervisor at supervisor that merges
+// replicated state through counters.
+func NewCluster(root *actor.RootContext, supervisor *actor.PID, counters *Counters, timeout time.Duration) *Cluster {
+	return &Cluster{sup: asker{root: root, pid: supervisor, timeout: timeout}, counters: counters}
 }
 
 // Peers returns the membership table, sorted by address.
@@ -186,14 +178,9 @@ func (c *Cluster) Peers(ctx context.Context) ([]PeerInfo, error) {
 	return r.Peers, nil
 }
 
-// AddPeer registers a peer, lifting a removal; created is false if it was
-// known already.
+// AddPeer registers a peer, lifting a removal (on disk too, before it
+// returns); created is false if it was known already.
 func (c *Cluster) AddPeer(ctx context.Context, addr string) (created bool, err error) {
-	if c.tombstones != nil {
-		if err := c.tombstones.SetTombstone(addr, false); err != nil {
-			return false, fmt.Errorf("%w: %v", ErrStore, err)
-		}
-	}
 	r, err := ask[*RegisterResult](ctx, c.sup, &RegisterPeer{Addr: addr})
 	if err != nil {
 		return false, err
@@ -201,22 +188,13 @@ func (c *Cluster) AddPeer(ctx context.Context, addr string) (created bool, err e
 	return r.Created, r.Err
 }
 
-// RemovePeer removes a peer for good, on disk too once the Supervisor has
-// accepted the removal.
+// RemovePeer removes a peer for good, on disk too before it returns.
 func (c *Cluster) RemovePeer(ctx context.Context, addr string) error {
 	r, err := ask[*RemoveResult](ctx, c.sup, &RemovePeer{Addr: addr})
 	if err != nil {
 		return err
 	}
-	if r.Err != nil {
-		return r.Err
-	}
-	if c.tombstones != nil {
-		if err := c.tombstones.SetTombstone(addr, true); err != nil {
-			return fmt.Errorf("%w: %v", ErrStore, err)
-		}
-	}
-	return nil
+	return r.Err
 }
 
 // Replicate handles a push from another node: it tells the Supervisor about

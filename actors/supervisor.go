@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"slices"
@@ -32,23 +33,37 @@ type SupervisorConfig struct {
 	Logger *slog.Logger
 	// Removed are the peers removed before this start (kept in the store).
 	Removed []string
+	// Tombstones is where removals are kept across restarts; nil keeps
+	// them in memory only. The Supervisor is its only writer.
+	Tombstones Tombstones
+}
+
+// Tombstones keeps the addresses of removed peers across restarts.
+// store.DB implements it. SetTombstone blocks until the change is on disk;
+// the Supervisor calls it outside its mailbox, one call at a time.
+type Tombstones interface {
+	SetTombstone(addr string, on bool) error
 }
 
 // RegisterPeer asks the Supervisor to add a peer (from a flag or POST /peers).
-// It lifts a tombstone left by RemovePeer. Reply: *RegisterResult.
+// It lifts a tombstone left by RemovePeer. Reply: *RegisterResult, once the
+// lifted tombstone is durable (see Supervisor).
 type RegisterPeer struct{ Addr string }
 
-// RegisterResult answers RegisterPeer.
+// RegisterResult answers RegisterPeer. Err wraps ErrStore if the tombstone
+// could not be lifted on disk; membership is then unchanged.
 type RegisterResult struct {
 	Created bool // false: the peer was known already
 	Err     error
 }
 
 // RemovePeer stops replicating to a peer for good and tombstones its address,
-// so gossip cannot bring it back. Reply: *RemoveResult.
+// so gossip cannot bring it back. Reply: *RemoveResult, once the tombstone is
+// durable (see Supervisor).
 type RemovePeer struct{ Addr string }
 
-// RemoveResult answers RemovePeer.
+// RemoveResult answers RemovePeer. Err wraps ErrStore if the tombstone
+// could not be written; membership is then unchanged.
 type RemoveResult struct{ Err error }
 
 // Contact tells the Supervisor that a node pushed state to this one, with
@@ -89,6 +104,19 @@ type (
 	}
 )
 
+// tombstoneChange is a registration (remove false) or removal (remove true)
+// waiting for its tombstone to be written. to is who asked (nil: nobody
+// waits for the answer).
+type tombstoneChange struct {
+	addr   string
+	remove bool
+	to     *actor.PID
+}
+
+// tombstoneWritten reports the end of the write of the oldest pending
+// tombstoneChange.
+type tombstoneWritten struct{ err error }
+
 type member struct {
 	addr     string
 	state    string
@@ -106,6 +134,15 @@ type member struct {
 // health checks, probes the down peer at a backed-off pace, and spawns it
 // again when the peer answers or contacts this node. A PeerActor that panics
 // is restarted by the supervision strategy in the Supervisor's props.
+//
+// The Supervisor alone writes tombstones. RegisterPeer and RemovePeer are
+// queued in the order they arrive; the oldest one's tombstone is written
+// outside the mailbox, and only when the write reports back is the change
+// applied to the membership table and answered. One write is in flight at a
+// time, so the writes land in the order the changes were decided and, after
+// any interleaving, the table and the store agree. A failed write changes
+// nothing: the table keeps what the store holds, and the asker gets ErrStore
+// and may retry (both requests are idempotent).
 type Supervisor struct {
 	cfg      SupervisorConfig
 	log      *slog.Logger
@@ -113,6 +150,7 @@ type Supervisor struct {
 	pid      *actor.PID
 	members  map[string]*member
 	removed  map[string]bool
+	pending  []tombstoneChange // the first is being written
 	stopping bool
 	latest   uint64 // this node's latest durable version, for the down peers' behind
 }
@@ -159,9 +197,11 @@ func (s *Supervisor) Receive(ctx actor.Context) {
 			s.cancelProbe(mb)
 		}
 	case *RegisterPeer:
-		respond(ctx, s.register(ctx, m.Addr))
+		s.change(ctx, m.Addr, false)
 	case *RemovePeer:
-		respond(ctx, s.remove(ctx, m.Addr))
+		s.change(ctx, m.Addr, true)
+	case *tombstoneWritten:
+		s.written(ctx, m.err)
 	case *Contact:
 		s.contact(ctx, m)
 	case *GetPeers:
@@ -192,10 +232,75 @@ func (s *Supervisor) Receive(ctx actor.Context) {
 	}
 }
 
-func (s *Supervisor) register(ctx actor.Context, addr string) *RegisterResult {
+// change queues a registration or removal behind the ones whose tombstones
+// are still being written. It applies it at once if there is no store, or
+// if it registers an address with no tombstone and none on the way: the
+// store holds no tombstone the table lacks, so there is nothing to lift
+// (this keeps -peers at start and POST /peers of a known peer off the disk).
+func (s *Supervisor) change(ctx actor.Context, addr string, remove bool) {
+	c := tombstoneChange{addr: addr, remove: remove, to: ctx.Sender()}
 	if addr == s.cfg.Self {
-		return &RegisterResult{Err: ErrSelf}
+		s.settle(ctx, c, ErrSelf)
+		return
 	}
+	nothingToLift := !remove && !s.removed[addr] &&
+		!slices.ContainsFunc(s.pending, func(p tombstoneChange) bool { return p.addr == addr })
+	if s.cfg.Tombstones == nil || nothingToLift {
+		s.settle(ctx, c, nil)
+		return
+	}
+	s.pending = append(s.pending, c)
+	if len(s.pending) == 1 {
+		s.writeTombstone(ctx)
+	}
+}
+
+// writeTombstone starts the write of the oldest pending change outside the
+// mailbox; it reports back with a *tombstoneWritten.
+func (s *Supervisor) writeTombstone(ctx actor.Context) {
+	c, store := s.pending[0], s.cfg.Tombstones
+	self, root := ctx.Self(), ctx.ActorSystem().Root
+	go func() { root.Send(self, &tombstoneWritten{err: store.SetTombstone(c.addr, c.remove)}) }()
+}
+
+// written applies and answers the change whose tombstone was written (or
+// answers ErrStore), then starts the next write.
+func (s *Supervisor) written(ctx actor.Context, err error) {
+	if len(s.pending) == 0 {
+		return
+	}
+	c := s.pending[0]
+	s.pending = slices.Delete(s.pending, 0, 1)
+	if len(s.pending) > 0 {
+		s.writeTombstone(ctx)
+	}
+	if err != nil {
+		s.log.Error("tombstone write failed; membership unchanged", "peer", c.addr, "remove", c.remove, "err", err)
+		err = fmt.Errorf("%w: %v", ErrStore, err)
+	}
+	s.settle(ctx, c, err)
+}
+
+// settle applies c to the membership table unless err is set, and answers
+// whoever asked.
+func (s *Supervisor) settle(ctx actor.Context, c tombstoneChange, err error) {
+	var reply any
+	switch {
+	case c.remove && err != nil:
+		reply = &RemoveResult{Err: err}
+	case c.remove:
+		reply = s.remove(ctx, c.addr)
+	case err != nil:
+		reply = &RegisterResult{Err: err}
+	default:
+		reply = s.register(ctx, c.addr)
+	}
+	if c.to != nil {
+		ctx.Send(c.to, reply)
+	}
+}
+
+func (s *Supervisor) register(ctx actor.Context, addr string) *RegisterResult {
 	delete(s.removed, addr)
 	if _, ok := s.members[addr]; ok {
 		return &RegisterResult{}
@@ -206,10 +311,10 @@ func (s *Supervisor) register(ctx actor.Context, addr string) *RegisterResult {
 	return &RegisterResult{Created: true}
 }
 
+// remove drops a peer from the table and tombstones it in memory. It does
+// not write the store: RemovePeer goes through change, and a PeerIsSelf
+// removal lasts only until the process ends.
 func (s *Supervisor) remove(ctx actor.Context, addr string) *RemoveResult {
-	if addr == s.cfg.Self {
-		return &RemoveResult{Err: ErrSelf}
-	}
 	s.removed[addr] = true
 	mb, ok := s.members[addr]
 	if !ok {
@@ -408,12 +513,4 @@ func (s *Supervisor) list() *PeerList {
 	}
 	slices.SortFunc(out, func(a, b PeerInfo) int { return strings.Compare(a.Addr, b.Addr) })
 	return &PeerList{Peers: out}
-}
-
-// respond answers a request; a message sent without a sender (such as the
-// registrations of -peers at start) needs no answer.
-func respond(ctx actor.Context, msg any) {
-	if ctx.Sender() != nil {
-		ctx.Respond(msg)
-	}
 }

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
+
 	"countd/actors"
 )
 
@@ -30,7 +32,8 @@ type Config struct {
 	// Pprof serves Go's profiles at /debug/pprof/.
 	Pprof bool
 	// Listener, if set, is used instead of listening on Bind:Port; the node
-	// closes it. Tests use it to know a node's address before it starts.
+	// closes it (at once if Open fails). Tests use it to know a node's
+	// address before it starts.
 	Listener net.Listener
 
 	// RequestTimeout bounds how long an HTTP request waits for the actors.
@@ -141,4 +144,43 @@ func (c *Config) Validate() error {
 		return bad("failures-before-down", c.FailuresBeforeDown, "a whole number of 1 or more")
 	}
 	return nil
+}
+
+// parts are what a starting node makes that the actors' configs refer to,
+// beside the Config they are derived from.
+type parts struct {
+	addr       string // this node's advertised address
+	log        *slog.Logger
+	counter    *actor.PID // the CounterActor
+	transport  actors.Transport
+	removed    []string          // tombstoned addresses, as loaded
+	tombstones actors.Tombstones // nil in memory mode
+}
+
+// supervisorConfig derives the Supervisor's config, and the PeerActors'
+// within it, from c: every flag that tunes membership or replication is
+// mapped here and nowhere else.
+func (c *Config) supervisorConfig(p parts) actors.SupervisorConfig {
+	return actors.SupervisorConfig{
+		Self: p.addr,
+		Peer: actors.PeerConfig{
+			Self:                p.addr,
+			HeartbeatInterval:   c.HeartbeatInterval,
+			Timeout:             c.HeartbeatTimeout,
+			FailuresBeforeDown:  c.FailuresBeforeDown,
+			FlushDelay:          c.FlushDelay,
+			RetryMin:            c.RetryMin,
+			RetryMax:            c.RetryMax,
+			AntiEntropyInterval: c.AntiEntropyInterval,
+			Transport:           p.transport,
+			Counter:             p.counter,
+			Logger:              p.log,
+		},
+		// A down peer is first probed after one heartbeat interval.
+		DownProbeMin: c.HeartbeatInterval,
+		DownProbeMax: max(c.DownProbeMax, c.HeartbeatInterval),
+		Logger:       p.log,
+		Removed:      p.removed,
+		Tombstones:   p.tombstones,
+	}
 }

@@ -46,14 +46,19 @@ type Node struct {
 	addr    string
 	metrics *metrics.Metrics
 
+	undo      undoStack // releases what Open took, in reverse
 	closeOnce sync.Once
 	closeErr  error
 }
 
-// Open starts a node: it loads the store, takes a fresh replica id, starts
-// the actors and begins serving HTTP. Close releases everything Open took.
+// Open starts a node: it listens, loads the store, takes a fresh replica
+// id, starts the actors and begins serving HTTP. Close releases everything
+// Open took; if Open fails, it has released it already (cfg.Listener too).
 func Open(cfg Config) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
+		if cfg.Listener != nil {
+			cfg.Listener.Close()
+		}
 		return nil, fmt.Errorf("node: config: %w", err)
 	}
 	if cfg.Logger == nil {
@@ -61,45 +66,108 @@ func Open(cfg Config) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, replica: crdt.NewReplicaID(), started: time.Now()}
 	n.log = cfg.Logger.With("replica", n.replica)
+	if err := n.open(); err != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+		defer cancel()
+		if uerr := n.undo.run(ctx); uerr != nil {
+			n.log.Warn("releasing what a failed start took", "err", uerr)
+		}
+		return nil, err
+	}
+	return n, nil
+}
 
-	state := crdt.New(n.replica)
-	var st actors.Store
-	var removed []string
-	if !cfg.Memory {
-		db, err := store.Open(filepath.Join(cfg.DataDir, StoreFile))
-		if err != nil {
-			return nil, err
-		}
-		entries, err := db.Load()
-		if err == nil {
-			_, err = state.Merge(entries)
-		}
-		if err != nil {
-			db.Close()
-			return nil, fmt.Errorf("node: loading %s: %w", db.Path(), err)
-		}
-		if removed, err = db.Tombstones(); err != nil {
-			db.Close()
-			return nil, err
-		}
-		n.db, st = db, db
-		if cfg.WrapStore != nil {
-			st = cfg.WrapStore(st)
+// open runs the steps of Open in order; each pushes onto n.undo what
+// releases what it took.
+func (n *Node) open() error {
+	ln, err := n.listen()
+	if err != nil {
+		return err
+	}
+	state, st, removed, err := n.openStore()
+	if err != nil {
+		return err
+	}
+	loaded := state.Len() // the CounterActor owns state from here on
+	if err := n.startActors(state, st, removed); err != nil {
+		return err
+	}
+	if err := n.startHTTP(ln); err != nil {
+		return err
+	}
+	n.registerPeers()
+	n.log.Info("node started", "listen", ln.Addr().String(),
+		"memory", n.cfg.Memory, "data", n.dataPath(), "counters", loaded)
+	return nil
+}
+
+// listen takes the listener (cfg.Listener, or one on Bind:Port); from here
+// on the node's address, and so its name in the logs, is known.
+func (n *Node) listen() (net.Listener, error) {
+	ln := n.cfg.Listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", net.JoinHostPort(n.cfg.Bind, strconv.Itoa(n.cfg.Port))); err != nil {
+			return nil, fmt.Errorf("node: %w", err)
 		}
 	}
+	n.undo.push(func(context.Context) error {
+		// Closed already if the HTTP server took it.
+		if err := ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			return fmt.Errorf("node: close listener: %w", err)
+		}
+		return nil
+	})
+	n.cfg.Port = ln.Addr().(*net.TCPAddr).Port
+	n.addr = n.cfg.advertise()
+	n.log = n.log.With("node", n.addr)
+	return ln, nil
+}
 
-	loaded := state.Len() // the CounterActor owns state from here on
+// openStore loads the durable state and the tombstones, or makes an empty
+// state in memory mode (st nil). st is what the CounterActor writes to.
+func (n *Node) openStore() (state *crdt.State, st actors.Store, removed []string, err error) {
+	state = crdt.New(n.replica)
+	if n.cfg.Memory {
+		return state, nil, nil, nil
+	}
+	db, err := store.Open(filepath.Join(n.cfg.DataDir, StoreFile))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	n.undo.push(func(context.Context) error { return db.Close() }) // bbolt waits for a write in flight
+	entries, err := db.Load()
+	if err == nil {
+		_, err = state.Merge(entries)
+	}
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("node: loading %s: %w", db.Path(), err)
+	}
+	if removed, err = db.Tombstones(); err != nil {
+		return nil, nil, nil, err
+	}
+	n.db, st = db, db
+	if n.cfg.WrapStore != nil {
+		st = n.cfg.WrapStore(st)
+	}
+	return state, st, removed, nil
+}
+
+// startActors starts the actor system, the CounterActor that owns state and
+// the Supervisor with no peers yet, and their synchronous faces.
+func (n *Node) startActors(state *crdt.State, st actors.Store, removed []string) error {
 	n.sys = actor.NewActorSystem(
 		actor.WithLoggerFactory(func(s *actor.ActorSystem) *slog.Logger {
-			return slog.New(minLevel{cfg.Logger.Handler(), slog.LevelWarn}).With("lib", "protoactor")
+			return slog.New(minLevel{n.cfg.Logger.Handler(), slog.LevelWarn}).With("lib", "protoactor")
 		}),
 		actor.WithDeadLetterRequestLogging(false),
 		actor.WithDeadLetterThrottleInterval(10*time.Millisecond),
 	)
-	actorLog := n.log // n.log gains the node's address later; this closure must not race with that
+	n.undo.push(func(context.Context) error { n.sys.Shutdown(); return nil })
+	log := n.log
 	n.sys.EventStream.Subscribe(func(evt any) {
 		if e, ok := evt.(*actor.SupervisorEvent); ok {
-			actorLog.Error("actor failed", "actor", e.Child.Id, "directive", e.Directive.String(), "reason", fmt.Sprint(e.Reason))
+			log.Error("actor failed", "actor", e.Child.Id, "directive", e.Directive.String(), "reason", fmt.Sprint(e.Reason))
 		}
 	})
 	// A top-level actor that panics resumes, keeping its state (and, for the
@@ -107,85 +175,78 @@ func Open(cfg Config) (*Node, error) {
 	root := n.sys.Root.WithGuardian(actor.NewOneForOneStrategy(10, time.Minute,
 		func(any) actor.Directive { return actor.ResumeDirective }))
 	n.metrics = metrics.New(metrics.Sources{PeerStates: n.peerStates})
+
 	counter, err := root.SpawnNamed(actors.NewCounterProps(state, st, n.log, n.metrics), "counter")
 	if err != nil {
-		n.closeStore()
-		return nil, fmt.Errorf("node: spawn counter: %w", err)
+		return fmt.Errorf("node: spawn counter: %w", err)
 	}
+	n.undo.push(func(context.Context) error { n.sys.Root.PoisonFuture(counter).Wait(); return nil })
 	n.counter = counter
-	n.client = actors.NewCounters(n.sys.Root, counter, cfg.RequestTimeout)
+	n.client = actors.NewCounters(n.sys.Root, counter, n.cfg.RequestTimeout)
 
-	ln := cfg.Listener
-	if ln == nil {
-		ln, err = net.Listen("tcp", net.JoinHostPort(cfg.Bind, strconv.Itoa(cfg.Port)))
-	}
+	n.peerNet = transport.New(n.cfg.RoundTripper, n.metrics)
+	n.undo.push(func(context.Context) error { n.peerNet.CloseIdleConnections(); return nil })
+	sup, err := root.SpawnNamed(actors.NewSupervisorProps(n.cfg.supervisorConfig(parts{
+		addr:       n.addr,
+		log:        n.log,
+		counter:    counter,
+		transport:  n.peerNet,
+		removed:    removed,
+		tombstones: tombstones(n.db),
+	})), "peers")
 	if err != nil {
-		n.stopActors()
-		n.closeStore()
-		return nil, fmt.Errorf("node: %w", err)
+		return fmt.Errorf("node: spawn supervisor: %w", err)
 	}
-	n.cfg.Port = ln.Addr().(*net.TCPAddr).Port
-	n.addr = n.cfg.advertise()
-	n.log = n.log.With("node", n.addr)
-	n.peerNet = transport.New(cfg.RoundTripper, n.metrics)
-	supProps := actors.NewSupervisorProps(actors.SupervisorConfig{
-		Self: n.addr,
-		Peer: actors.PeerConfig{
-			Self:                n.addr,
-			HeartbeatInterval:   cfg.HeartbeatInterval,
-			Timeout:             cfg.HeartbeatTimeout,
-			FailuresBeforeDown:  cfg.FailuresBeforeDown,
-			FlushDelay:          cfg.FlushDelay,
-			RetryMin:            cfg.RetryMin,
-			RetryMax:            cfg.RetryMax,
-			AntiEntropyInterval: cfg.AntiEntropyInterval,
-			Transport:           n.peerNet,
-			Counter:             counter,
-			Logger:              n.log,
-		},
-		Removed:      removed,
-		DownProbeMin: cfg.HeartbeatInterval,
-		DownProbeMax: max(cfg.DownProbeMax, cfg.HeartbeatInterval),
-		Logger:       n.log,
+	// The PeerActors push what their peers lack once more, then stop after
+	// draining their mailboxes; the CounterActor stops after them.
+	n.undo.push(func(ctx context.Context) error {
+		n.flushPeers(ctx)
+		n.sys.Root.PoisonFuture(sup).Wait()
+		return nil
 	})
-	n.sup, err = root.SpawnNamed(supProps, "peers")
-	if err != nil {
-		ln.Close()
-		n.stopActors()
-		n.closeStore()
-		return nil, fmt.Errorf("node: spawn supervisor: %w", err)
-	}
-	var tombstones actors.Tombstones
-	if n.db != nil {
-		tombstones = n.db
-	}
-	n.cluster = actors.NewCluster(n.sys.Root, n.sup, n.client, tombstones, cfg.RequestTimeout)
+	n.sup = sup
+	n.cluster = actors.NewCluster(n.sys.Root, sup, n.client, n.cfg.RequestTimeout)
+	return nil
+}
+
+// startHTTP serves the API on ln; from here on the server owns ln.
+func (n *Node) startHTTP(ln net.Listener) error {
 	n.http = httpapi.NewServer(httpapi.Config{
 		Listener:       ln,
 		Node:           n.addr,
 		Replica:        n.replica,
 		Counters:       n.client,
 		Cluster:        n.cluster,
-		RequestTimeout: cfg.RequestTimeout,
+		RequestTimeout: n.cfg.RequestTimeout,
 		Logger:         n.log,
 		Started:        n.started,
 		Metrics:        n.metrics,
-		Pprof:          cfg.Pprof,
+		Pprof:          n.cfg.Pprof,
 	})
 	if err := n.http.Open(); err != nil {
-		ln.Close()
-		n.stopActors()
-		n.closeStore()
-		return nil, err
+		return err
 	}
-	for _, addr := range append(slices.Clone(cfg.Peers), cfg.NewNodes...) {
+	n.undo.push(n.http.Close) // in-flight requests finish, within the shutdown timeout
+	return nil
+}
+
+// registerPeers registers -peers and -newnode; each PeerActor announces
+// the members to its peer with its first push.
+func (n *Node) registerPeers() {
+	for _, addr := range append(slices.Clone(n.cfg.Peers), n.cfg.NewNodes...) {
 		if addr != n.addr {
 			n.sys.Root.Send(n.sup, &actors.RegisterPeer{Addr: addr})
 		}
 	}
-	n.log.Info("node started", "listen", ln.Addr().String(),
-		"memory", cfg.Memory, "data", n.dataPath(), "counters", loaded)
-	return n, nil
+}
+
+// tombstones returns db as the Supervisor's store, or nil (no store) if db
+// is nil: a nil *store.DB in the interface would not compare equal to nil.
+func tombstones(db *store.DB) actors.Tombstones {
+	if db == nil {
+		return nil
+	}
+	return db
 }
 
 func (c *Config) advertise() string {
@@ -221,22 +282,13 @@ func (n *Node) Replica() string { return n.replica }
 func (n *Node) Counters() *actors.Counters { return n.client }
 
 // Close shuts the node down in order: HTTP first (in-flight requests finish),
-// then the actors, then the store. It is safe to call more than once.
+// then the actors (the PeerActors flush once), then the store; it undoes
+// Open's steps in reverse. It is safe to call more than once.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ShutdownTimeout)
 		defer cancel()
-		var errs []error
-		if err := n.http.Close(ctx); err != nil {
-			errs = append(errs, err)
-		}
-		n.flushPeers(ctx)
-		n.stopActors()
-		n.peerNet.CloseIdleConnections()
-		if err := n.closeStore(); err != nil {
-			errs = append(errs, err)
-		}
-		n.closeErr = errors.Join(errs...)
+		n.closeErr = n.undo.run(ctx)
 		n.log.Info("node stopped")
 	})
 	return n.closeErr
@@ -273,23 +325,23 @@ func deadline(ctx context.Context) time.Time {
 	return d
 }
 
-// stopActors stops the top-level actors after they drain their mailboxes.
-func (n *Node) stopActors() {
-	if n.sup != nil {
-		n.sys.Root.PoisonFuture(n.sup).Wait()
-	}
-	if n.counter != nil {
-		n.sys.Root.PoisonFuture(n.counter).Wait()
-	}
-	n.sys.Shutdown()
-}
+// undoStack holds what releases each resource a node took, in the order
+// taken; run releases them in reverse.
+type undoStack []func(context.Context) error
 
-// closeStore closes the store; bbolt first waits for a write in flight.
-func (n *Node) closeStore() error {
-	if n.db == nil {
-		return nil
+func (u *undoStack) push(f func(context.Context) error) { *u = append(*u, f) }
+
+// run releases everything, last taken first, and empties the stack. Every
+// step runs even if one before it failed; their errors are joined.
+func (u *undoStack) run(ctx context.Context) error {
+	var errs []error
+	for i := len(*u) - 1; i >= 0; i-- {
+		if err := (*u)[i](ctx); err != nil {
+			errs = append(errs, err)
+		}
 	}
-	return n.db.Close()
+	*u = nil
+	return errors.Join(errs...)
 }
 
 // minLevel drops records below a floor, so a library's chatter stays out of
