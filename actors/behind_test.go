@@ -20,7 +20,7 @@ func TestDownPeerIsBehindByTheChangesItNeverGot(t *testing.T) {
 	// start runs a Supervisor with real PeerActors over a durable
 	// CounterActor (notices go out before a change is acknowledged), and
 	// registers the peer.
-	start := func(t *testing.T, tr *fakeTransport) (sys *actor.ActorSystem, sup *actor.PID, inc func(n int)) {
+	start := func(t *testing.T, tr *fakeTransport) (sys *actor.ActorSystem, sup *actor.PID, inc func(n int), cl *Cluster) {
 		sys = newSystem(t)
 		counter, _ := spawnCounter(t, sys, newFakeStore(false))
 		cfg := testPeerConfig(tr, counter)
@@ -40,11 +40,16 @@ func TestDownPeerIsBehindByTheChangesItNeverGot(t *testing.T) {
 				}
 			}
 		}
-		return sys, sup, inc
+		return sys, sup, inc, NewCluster(sys.Root, sup, client, wait)
 	}
-	row := func(t *testing.T, sys *actor.ActorSystem, sup *actor.PID) PeerInfo {
+	// row reads the table as GET /peers does, through Cluster.Peers.
+	row := func(t *testing.T, cl *Cluster) PeerInfo {
 		t.Helper()
-		for _, p := range askActor(t, sys, sup, &GetPeers{}).(*PeerList).Peers {
+		peers, err := cl.Peers(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range peers {
 			if p.Addr == peer {
 				return p
 			}
@@ -52,10 +57,10 @@ func TestDownPeerIsBehindByTheChangesItNeverGot(t *testing.T) {
 		t.Fatalf("%s is not listed", peer)
 		return PeerInfo{}
 	}
-	awaitDown := func(t *testing.T, sys *actor.ActorSystem, sup *actor.PID) PeerInfo {
+	awaitDown := func(t *testing.T, cl *Cluster) PeerInfo {
 		t.Helper()
 		for deadline := time.Now().Add(wait); ; time.Sleep(5 * time.Millisecond) {
-			if r := row(t, sys, sup); r.State == StateDown {
+			if r := row(t, cl); r.State == StateDown {
 				return r
 			}
 			if time.Now().After(deadline) {
@@ -66,7 +71,7 @@ func TestDownPeerIsBehindByTheChangesItNeverGot(t *testing.T) {
 
 	t.Run("held some", func(t *testing.T) {
 		tr := newFakeTransport()
-		sys, sup, inc := start(t, tr)
+		sys, sup, inc, cl := start(t, tr)
 		inc(2)
 		// Flush answers once the peer acknowledged both changes.
 		pids := askActor(t, sys, sup, &GetPeerPIDs{}).(*PeerPIDs).PIDs
@@ -77,17 +82,17 @@ func TestDownPeerIsBehindByTheChangesItNeverGot(t *testing.T) {
 			t.Fatal(f.Err)
 		}
 		tr.set(func(f *fakeTransport) { f.healthErr, f.pushErr = refused, refused })
-		if r := awaitDown(t, sys, sup); r.Behind != 0 {
+		if r := awaitDown(t, cl); r.Behind != 0 {
 			t.Fatalf("down after acknowledging every change: behind %d, want 0", r.Behind)
 		}
-		// Each change's notice reaches the Supervisor before the change is
-		// acknowledged, so the next GetPeers sees all of them.
+		// Each change is durable before it is acknowledged, so the next
+		// read of the table counts all of them.
 		inc(3)
-		if r := row(t, sys, sup); r.State != StateDown || r.Behind != 3 {
+		if r := row(t, cl); r.State != StateDown || r.Behind != 3 {
 			t.Fatalf("after 3 changes it never got: %s behind %d, want down behind 3", r.State, r.Behind)
 		}
 		inc(6)
-		if r := row(t, sys, sup); r.Behind != 9 {
+		if r := row(t, cl); r.Behind != 9 {
 			t.Fatalf("after 9 changes it never got: behind %d, want 9", r.Behind)
 		}
 	})
@@ -95,11 +100,11 @@ func TestDownPeerIsBehindByTheChangesItNeverGot(t *testing.T) {
 	t.Run("never reached", func(t *testing.T) {
 		tr := newFakeTransport()
 		tr.healthErr, tr.pushErr = refused, refused
-		sys, sup, inc := start(t, tr)
+		_, _, inc, cl := start(t, tr)
 		inc(4)
-		awaitDown(t, sys, sup)
+		awaitDown(t, cl)
 		inc(5)
-		if r := row(t, sys, sup); r.Behind != 9 {
+		if r := row(t, cl); r.Behind != 9 {
 			t.Fatalf("a peer that never got a push, after 9 changes: behind %d, want 9", r.Behind)
 		}
 	})

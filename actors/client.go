@@ -5,6 +5,7 @@ import (
 	"countd/wire"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -126,6 +127,8 @@ func withReply(msg any) chan any {
 		reply = &m.Reply
 	case *Merge:
 		reply = &m.Reply
+	case *GetVersion:
+		reply = &m.Reply
 	default:
 		return nil
 	}
@@ -169,11 +172,27 @@ func NewCluster(root *actor.RootContext, supervisor *actor.PID, counters *Counte
 	return &Cluster{sup: asker{root: root, pid: supervisor, timeout: timeout}, counters: counters}
 }
 
-// Peers returns the membership table, sorted by address.
+// Peers returns the membership table, sorted by address. A down peer has
+// no PeerActor to report how far behind it is, so its Behind is counted
+// here, from the version it held and this node's current version: the
+// Supervisor need not follow every change (on the hot path of every write)
+// for a figure only a read of the table shows.
 func (c *Cluster) Peers(ctx context.Context) ([]PeerInfo, error) {
 	r, err := ask[*PeerList](ctx, c.sup, &GetPeers{})
 	if err != nil {
 		return nil, err
+	}
+	if !slices.ContainsFunc(r.Peers, func(p PeerInfo) bool { return p.State == StateDown }) {
+		return r.Peers, nil
+	}
+	v, err := ask[*Version](ctx, c.counters.asker, &GetVersion{})
+	if err != nil {
+		return nil, err
+	}
+	for i, p := range r.Peers {
+		if p.State == StateDown {
+			r.Peers[i].Behind = max(p.Behind, v.Version-min(v.Version, p.Held))
+		}
 	}
 	return r.Peers, nil
 }

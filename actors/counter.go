@@ -98,6 +98,13 @@ type MergeResult struct {
 	Err     error
 }
 
+// GetVersion asks for the version of the durable state: how many changes
+// (entry versions) peers are sent in all. Reply: *Version.
+type GetVersion struct{ Reply Reply }
+
+// Version answers GetVersion.
+type Version struct{ Version uint64 }
+
 // DeltaSince asks for the durable entries that changed after Version, at
 // most Limit of them (0: no limit). Reply: *Delta.
 type DeltaSince struct {
@@ -287,6 +294,8 @@ func (a *CounterActor) Receive(ctx actor.Context) {
 		answerTo(ctx, m.Reply).send(ctx, &CounterValue{Counter: m.Counter, Value: a.state.Value(m.Counter)})
 	case *GetAll:
 		answerTo(ctx, m.Reply).send(ctx, &AllCounters{Values: a.state.Values()})
+	case *GetVersion:
+		answerTo(ctx, m.Reply).send(ctx, &Version{Version: a.disk.Version()})
 	case *DeltaSince:
 		entries, through := a.disk.DeltaLimit(m.Version, a.disk.Version(), m.Limit)
 		answerTo(ctx, m.Reply).send(ctx, &Delta{

@@ -92,8 +92,12 @@ type PeerInfo struct {
 	LastSeen time.Time
 	// Behind is how many of this node's changes (entry versions) the peer
 	// has not acknowledged yet: as of the last report of its PeerActor, or,
-	// while the peer is down, counted on from what it held then.
+	// while the peer is down, counted on from Held (Cluster.Peers counts
+	// it against this node's current version).
 	Behind uint64
+	// Held is this node's version the peer was known to hold when its
+	// PeerActor last reported (0: none known).
+	Held uint64
 }
 
 type (
@@ -152,7 +156,7 @@ type Supervisor struct {
 	removed  map[string]bool
 	pending  []tombstoneChange // the first is being written
 	stopping bool
-	latest   uint64 // this node's latest durable version, for the down peers' behind
+	latest   uint64 // this node's latest durable version, as PeerActors last reported it
 }
 
 // NewSupervisorProps returns the props of a Supervisor. A PeerActor that
@@ -186,11 +190,6 @@ func (s *Supervisor) Receive(ctx actor.Context) {
 	case *actor.Started:
 		s.timer = scheduler.NewTimerScheduler(ctx.ActorSystem().Root)
 		s.pid = ctx.Self()
-		if s.cfg.Peer.Counter != nil {
-			ctx.Send(s.cfg.Peer.Counter, &Subscribe{PID: ctx.Self()})
-		}
-	case *Changed:
-		s.latest = max(s.latest, m.Version)
 	case *actor.Stopping:
 		s.stopping = true
 		for _, mb := range s.members {
@@ -509,7 +508,7 @@ func (s *Supervisor) list() *PeerList {
 			// No PeerActor reports on it: count on from what it held.
 			behind = s.latest - min(s.latest, mb.held)
 		}
-		out = append(out, PeerInfo{Addr: mb.addr, State: mb.state, LastSeen: mb.lastSeen, Behind: behind})
+		out = append(out, PeerInfo{Addr: mb.addr, State: mb.state, LastSeen: mb.lastSeen, Behind: behind, Held: mb.held})
 	}
 	slices.SortFunc(out, func(a, b PeerInfo) int { return strings.Compare(a.Addr, b.Addr) })
 	return &PeerList{Peers: out}
