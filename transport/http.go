@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"countd/actors"
+	"countd/auth"
 	"countd/metrics"
 	"countd/wire"
 )
@@ -21,6 +22,7 @@ import (
 type HTTP struct {
 	http    *http.Client
 	metrics *metrics.Metrics // nil: none
+	keys    *auth.Keyring    // nil: requests go unsigned
 }
 
 var _ actors.Transport = (*HTTP)(nil)
@@ -42,6 +44,13 @@ func NewRoundTripper() *http.Transport {
 		IdleConnTimeout:       90 * time.Second,
 		ResponseHeaderTimeout: 30 * time.Second,
 	}
+}
+
+// SignWith makes c sign every request it sends with keys (see package
+// auth) and returns c. Call it before c is used.
+func (c *HTTP) SignWith(keys *auth.Keyring) *HTTP {
+	c.keys = keys
+	return c
 }
 
 // CloseIdleConnections closes the transport's idle keep-alive connections.
@@ -87,6 +96,9 @@ func (c *HTTP) do(ctx context.Context, method, addr, path string, body []byte, o
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.keys != nil {
+		c.keys.Sign(req, body, time.Now())
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
