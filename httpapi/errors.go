@@ -19,6 +19,9 @@ var (
 	errTooLarge   = errors.New("httpapi: request body too large")
 	errNotFound   = errors.New("httpapi: no such path")
 	errMethod     = errors.New("httpapi: method not allowed")
+
+	errUnauthorized = errors.New("httpapi: no valid cluster signature")
+	errForbidden    = errors.New("httpapi: not from loopback and no cluster key")
 )
 
 // clientError is an error about a request: kind (one of the sentinels
@@ -43,6 +46,10 @@ func statusOf(err error) int {
 		return http.StatusBadRequest
 	case errors.Is(err, errTooLarge):
 		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, errUnauthorized):
+		return http.StatusUnauthorized
+	case errors.Is(err, errForbidden):
+		return http.StatusForbidden
 	case errors.Is(err, errNotFound):
 		return http.StatusNotFound
 	case errors.Is(err, errMethod):

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"countd/auth"
 	"countd/metrics"
 )
 
@@ -55,6 +56,13 @@ type Config struct {
 	Metrics *metrics.Metrics
 	// Pprof serves Go's profiles at /debug/pprof/.
 	Pprof bool
+	// Keys, if set, is the cluster keyring: node-to-node and membership
+	// requests, and the profiles, must be signed with one of its keys
+	// (auth.go). Nil means they are taken only from loopback addresses.
+	Keys *auth.Keyring
+	// Insecure, with no Keys, takes node-to-node and membership requests
+	// from any address (-insecure).
+	Insecure bool
 }
 
 // Server serves the countd HTTP API.
