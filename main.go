@@ -26,6 +26,7 @@ import (
 	"syscall"
 	"time"
 
+	"countd/auth"
 	"countd/node"
 	"countd/wire"
 )
@@ -47,12 +48,16 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP) // before the node starts: a SIGHUP then must not kill it
+	defer signal.Stop(hup)
 
 	n, err := node.Open(cfg)
 	if err != nil {
 		cfg.Logger.Error("start failed", "err", startProblem(err, cfg))
 		return 1
 	}
+	go reloadOnHangup(ctx, hup, n, cfg.Logger)
 	<-ctx.Done()
 	stop()
 	cfg.Logger.Info("shutting down")
@@ -61,6 +66,21 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// reloadOnHangup reloads the cluster key file on every SIGHUP until ctx
+// ends; a bad file is logged and the node keeps the keys it had.
+func reloadOnHangup(ctx context.Context, hup <-chan os.Signal, n *node.Node, log *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			if err := n.ReloadClusterKey(); err != nil {
+				log.Error("SIGHUP: cluster key not reloaded; keeping the keys in use", "err", err)
+			}
+		}
+	}
 }
 
 // startProblem says in plain words why the node could not start, for the
@@ -101,6 +121,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (n
 		dataDir             string
 		peers, newNodes     addrList
 		logFormat, logLevel = "text", "info"
+		keyFile             string
 	)
 	const (
 		positive = "a duration above 0 such as 500ms, 2s or 1m30s"
@@ -137,6 +158,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (n
 			"mean time between full-state pushes to each peer"},
 		{"down-probe-max", durationValue(&cfg.DownProbeMax, 1), positive, "longest backoff between probes of a down peer"},
 		{"shutdown-timeout", durationValue(&cfg.ShutdownTimeout, 1), positive, "longest a graceful shutdown waits"},
+		// Cluster key (README "Security").
+		{"cluster-key-file", (*stringValue)(&keyFile), "a file of keys, one per line, each at least 32 bytes",
+			"file of cluster keys, one per line: the first signs node-to-node requests, every one verifies; SIGHUP reloads it"},
+		{"insecure", boolValue(&cfg.Insecure), boolean,
+			"without -cluster-key-file, allow a non-loopback -bind and take node-to-node requests from anyone"},
 	}
 
 	fs := flag.NewFlagSet("countd", flag.ContinueOnError)
@@ -174,6 +200,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (n
 		return cfg, fmt.Errorf("invalid value %q for flag -data-dir: %v", cfg.DataDir, err)
 	}
 	cfg.DataDir = abs
+	if keyFile != "" {
+		if cfg.ClusterKeys, err = auth.Load(keyFile); err != nil {
+			return cfg, fmt.Errorf("invalid value %q for flag -cluster-key-file: %s", keyFile, strings.TrimPrefix(err.Error(), "auth: "))
+		}
+	}
 	if err := cfg.Validate(); err != nil {
 		return cfg, err
 	}

@@ -97,7 +97,11 @@ func (n *Node) open() error {
 	}
 	n.registerPeers()
 	n.log.Info("node started", "listen", ln.Addr().String(),
-		"memory", n.cfg.Memory, "data", n.dataPath(), "counters", loaded)
+		"memory", n.cfg.Memory, "data", n.dataPath(), "counters", loaded, "cluster_keys", n.keyIDs())
+	if n.cfg.ClusterKeys == nil && n.cfg.Insecure && !LoopbackBind(n.cfg.Bind) {
+		n.log.Warn("-insecure: no cluster key, so anyone who reaches " + ln.Addr().String() +
+			" can change every counter and the membership; give every node the same -cluster-key-file")
+	}
 	return nil
 }
 
@@ -185,6 +189,9 @@ func (n *Node) startActors(state *crdt.State, st actors.Store, removed []string)
 	n.client = actors.NewCounters(n.sys.Root, counter, n.cfg.RequestTimeout)
 
 	n.peerNet = transport.New(n.cfg.RoundTripper, n.metrics)
+	if n.cfg.ClusterKeys != nil {
+		n.peerNet.SignWith(n.cfg.ClusterKeys)
+	}
 	n.undo.push(func(context.Context) error { n.peerNet.CloseIdleConnections(); return nil })
 	sup, err := root.SpawnNamed(actors.NewSupervisorProps(n.cfg.supervisorConfig(parts{
 		addr:       n.addr,
@@ -222,12 +229,37 @@ func (n *Node) startHTTP(ln net.Listener) error {
 		Started:        n.started,
 		Metrics:        n.metrics,
 		Pprof:          n.cfg.Pprof,
+		Keys:           n.cfg.ClusterKeys,
+		Insecure:       n.cfg.Insecure,
 	})
 	if err := n.http.Open(); err != nil {
 		return err
 	}
 	n.undo.push(n.http.Close) // in-flight requests finish, within the shutdown timeout
 	return nil
+}
+
+// ReloadClusterKey reads the cluster key file again (SIGHUP): if it is
+// good, the node signs with its first key and takes every key from then
+// on; if not, the keys stay as they were and the error says why. A node
+// without a key file has nothing to reload.
+func (n *Node) ReloadClusterKey() error {
+	if n.cfg.ClusterKeys == nil {
+		return errors.New("node: no -cluster-key-file to reload")
+	}
+	if err := n.cfg.ClusterKeys.Reload(); err != nil {
+		return err
+	}
+	n.log.Info("cluster key reloaded", "cluster_keys", n.keyIDs())
+	return nil
+}
+
+// keyIDs names the cluster keys, the signing one first, for the logs.
+func (n *Node) keyIDs() []string {
+	if n.cfg.ClusterKeys == nil {
+		return nil
+	}
+	return n.cfg.ClusterKeys.IDs()
 }
 
 // registerPeers registers -peers and -newnode; each PeerActor announces
