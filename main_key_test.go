@@ -1,10 +1,18 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
+	"time"
+
+	"countd/internal/poll"
 )
 
 // writeKeyFile writes content to a fresh file and returns its path.
@@ -81,5 +89,71 @@ func TestParseConfigClusterKey(t *testing.T) {
 				t.Fatalf("key file %q, want %q", cfg.ClusterKeys.Path(), key)
 			}
 		})
+	}
+}
+
+// lockedBuffer is a log sink a running node and the test share.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestRunReloadsKeyOnSIGHUP runs a node with a key file and sends this
+// process SIGHUP: a bad file is logged and the keys stay, a good one is
+// taken. run has caught SIGHUP, SIGINT and SIGTERM before the node logs
+// that it started, so the signals reach it and not the test binary.
+func TestRunReloadsKeyOnSIGHUP(t *testing.T) {
+	path := writeKeyFile(t, goodKey)
+	var logs lockedBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run([]string{"-memory", "-port=0", "-cluster-key-file=" + path}, envOf(nil), &logs)
+	}()
+	waitLog := func(what string, n int) {
+		t.Helper()
+		_, err := poll.Until(context.Background(), 10*time.Second, 10*time.Millisecond, "log says "+what, func() (bool, string) {
+			return strings.Count(logs.String(), what) >= n, logs.String()
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitLog(`msg="node started"`, 1)
+	write := func(s string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("short\n")
+	syscall.Kill(os.Getpid(), syscall.SIGHUP)
+	waitLog("cluster key not reloaded", 1)
+	write(goodKey + strings.Repeat("n", 40) + "\n")
+	syscall.Kill(os.Getpid(), syscall.SIGHUP)
+	waitLog(`msg="cluster key reloaded"`, 1)
+	// The reload names both keys of the new file, the signing one first.
+	if !regexp.MustCompile(`msg="cluster key reloaded".*cluster_keys="\[[0-9a-f]{16} [0-9a-f]{16}\]"`).MatchString(logs.String()) {
+		t.Fatalf("no reload of two keys in the log:\n%s", logs.String())
+	}
+	syscall.Kill(os.Getpid(), syscall.SIGTERM)
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("run = %d after SIGTERM; logs:\n%s", code, logs.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("run did not return after SIGTERM")
 	}
 }
