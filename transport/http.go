@@ -114,6 +114,9 @@ func (c *HTTP) do(ctx context.Context, method, addr, path string, body []byte, o
 			Error string `json:"error"`
 		}
 		json.Unmarshal(data, &e)
+		if resp.StatusCode == http.StatusUnauthorized {
+			return fmt.Errorf("%s %s%s: %w: %s", method, addr, path, actors.ErrUnauthorized, e.Error)
+		}
 		return fmt.Errorf("%s %s%s: status %d: %s", method, addr, path, resp.StatusCode, e.Error)
 	}
 	if err := json.Unmarshal(data, out); err != nil {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"countd/actors"
 	"countd/auth"
 	"countd/wire"
 )
@@ -63,5 +64,26 @@ func TestSignsEveryRequest(t *testing.T) {
 	}
 	if err := <-verdicts; !errors.Is(err, auth.ErrUnsigned) {
 		t.Fatalf("transport without a keyring: verdict %v, want unsigned", err)
+	}
+}
+
+// A 401 from the peer comes back as actors.ErrUnauthorized, so the caller
+// can tell a node with another key from one that is down; other failures
+// do not.
+func TestUnauthorizedIsNamed(t *testing.T) {
+	status := map[string]int{"/health": http.StatusUnauthorized, "/replicate": http.StatusServiceUnavailable}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(status[r.URL.Path])
+		io.WriteString(w, `{"error":"no"}`)
+	}))
+	t.Cleanup(srv.Close)
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	c := New(nil, nil)
+	defer c.CloseIdleConnections()
+	if _, err := c.Health(context.Background(), addr); !errors.Is(err, actors.ErrUnauthorized) {
+		t.Errorf("Health on a 401: %v, want ErrUnauthorized", err)
+	}
+	if _, err := c.Replicate(context.Background(), addr, &wire.ReplicateRequest{}); err == nil || errors.Is(err, actors.ErrUnauthorized) {
+		t.Errorf("Replicate on a 503: %v, want an error that is not ErrUnauthorized", err)
 	}
 }
