@@ -63,6 +63,9 @@ func (s *Server) signedIfSigned(h http.HandlerFunc) http.HandlerFunc {
 // verify checks r's signature against the keyring, reading its body and
 // putting it back for the handler.
 func (s *Server) verify(r *http.Request) error {
+	if r.Header.Get(auth.Header) == "" { // refused without reading the body
+		return s.refuse(r, auth.ErrUnsigned)
+	}
 	var body []byte
 	if r.Body != nil && r.Body != http.NoBody {
 		var err error
@@ -71,10 +74,14 @@ func (s *Server) verify(r *http.Request) error {
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
 	}
-	err := s.cfg.Keys.Verify(r, body, time.Now())
-	if err == nil {
-		return nil
+	if err := s.cfg.Keys.Verify(r, body, time.Now()); err != nil {
+		return s.refuse(r, err)
 	}
+	return nil
+}
+
+// refuse logs why r's signature was refused and returns the 401.
+func (s *Server) refuse(r *http.Request, err error) error {
 	s.log.Debug("refused a request without a valid cluster signature",
 		"method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "err", err)
 	return &clientError{kind: errUnauthorized, msg: unauthorizedMsg(err)}
