@@ -14,8 +14,9 @@ import (
 	"sync/atomic"
 )
 
-// ErrFiles is the kind of every error about the TLS files.
-var ErrFiles = errors.New("certs")
+// ErrFiles is the kind of every error about the TLS files. Its text
+// starts the error's, which main prints as it is.
+var ErrFiles = errors.New("TLS")
 
 // Files names a node's TLS files.
 type Files struct {

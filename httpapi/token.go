@@ -12,8 +12,9 @@ import (
 	"sync/atomic"
 )
 
-// ErrTokenFile is the kind of every error about a client token file.
-var ErrTokenFile = errors.New("httpapi: client token file")
+// ErrTokenFile is the kind of every error about a client token file. Its
+// text starts the error's, which main prints as it is.
+var ErrTokenFile = errors.New("client token file")
 
 // errUnauthorized is a request to the client API without a valid token.
 var errUnauthorized = errors.New("httpapi: unauthorized")
