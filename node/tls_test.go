@@ -200,3 +200,44 @@ func TestTLSReload(t *testing.T) {
 		t.Errorf("health trusting the second CA after reload: %d %v, want 200", code, err)
 	}
 }
+
+// TestTLSPeerFromAnotherCA checks a node whose certificate another CA
+// signed cannot push into a TLS cluster, even when it trusts the cluster's
+// CA: the cluster's node refuses its client certificate, so its health
+// checks fail, it marks the node down, and its change never arrives.
+func TestTLSPeerFromAnotherCA(t *testing.T) {
+	ca := testcerts.NewCA(t, "cluster CA")
+	nd := openTLSCluster(t, ca, 1)[0]
+
+	other := testcerts.NewCA(t, "other CA")
+	files := other.Issue(t, "rogue")
+	cfg := TestConfig()
+	cfg.Logger = discard()
+	cfg.TLSCertFile, cfg.TLSKeyFile, cfg.TLSCAFile = files.CertFile, files.KeyFile, ca.File // trusts the cluster
+	cfg.Peers = []string{nd.Addr()}
+	rogue, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rogue.Close() })
+
+	rogueClient := httpsClient(t, other)
+	if code, body, err := call(rogueClient, http.MethodPost, rogue.URL()+"/counters/c/increment?by=7", ""); err != nil || code != 200 {
+		t.Fatalf("increment on the rogue node: %d %s %v", code, body, err)
+	}
+	_, err = poll.Until(context.Background(), 10*time.Second, 10*time.Millisecond, "the rogue node marks the cluster's node down",
+		func() (bool, string) {
+			_, body, err := call(rogueClient, http.MethodGet, rogue.URL()+"/peers", "")
+			return err == nil && strings.Contains(body, `"state":"down"`), fmt.Sprintf("%s (%v)", body, err)
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := httpsClient(t, ca)
+	if v, err := valueAt(client, nd, "c"); err != nil || v != 0 {
+		t.Errorf("c on the cluster's node = %d (%v), want 0: the rogue's change got in", v, err)
+	}
+	if _, body, err := call(client, http.MethodGet, nd.URL()+"/peers", ""); err != nil || strings.Contains(body, rogue.Addr()) {
+		t.Errorf("the cluster's node lists the rogue node: %s (%v)", body, err)
+	}
+}
