@@ -27,6 +27,8 @@ import (
 	"time"
 
 	"countd/auth"
+	"countd/certs"
+	"countd/httpapi"
 	"countd/node"
 	"countd/wire"
 )
@@ -57,8 +59,18 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 		cfg.Logger.Error("start failed", "err", startProblem(err, cfg))
 		return 1
 	}
-	go reloadOnHangup(ctx, hup, n, cfg.Logger)
-	<-ctx.Done()
+	for running := true; running; {
+		select {
+		case <-ctx.Done():
+			running = false
+		case <-hup:
+			if err := n.Reload(); err != nil {
+				cfg.Logger.Error("reload failed; the files in force before stay", "err", err)
+			} else {
+				cfg.Logger.Info("reloaded the client token, TLS and cluster key files")
+			}
+		}
+	}
 	stop()
 	cfg.Logger.Info("shutting down")
 	if err := n.Close(); err != nil {
@@ -66,21 +78,6 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 		return 1
 	}
 	return 0
-}
-
-// reloadOnHangup reloads the cluster key file on every SIGHUP until ctx
-// ends; a bad file is logged and the node keeps the keys it had.
-func reloadOnHangup(ctx context.Context, hup <-chan os.Signal, n *node.Node, log *slog.Logger) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-hup:
-			if err := n.ReloadClusterKey(); err != nil {
-				log.Error("SIGHUP: cluster key not reloaded; keeping the keys in use", "err", err)
-			}
-		}
-	}
 }
 
 // startProblem says in plain words why the node could not start, for the
@@ -163,6 +160,15 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (n
 			"file of cluster keys, one per line: the first signs node-to-node requests, every one verifies; SIGHUP reloads it"},
 		{"insecure", boolValue(&cfg.Insecure), boolean,
 			"without -cluster-key-file, allow a non-loopback -bind and take node-to-node requests from anyone"},
+
+		// Security: client tokens and TLS. SIGHUP reloads these files.
+		{"client-token-file", (*stringValue)(&cfg.ClientTokenFile), "a file of client tokens, one per line",
+			"file of client tokens, one per line: the client API and /metrics then need Authorization: Bearer <token>"},
+		{"tls-cert-file", (*stringValue)(&cfg.TLSCertFile), "a PEM certificate file",
+			"the node's certificate (PEM): with -tls-key-file, serve HTTPS and reach peers over https"},
+		{"tls-key-file", (*stringValue)(&cfg.TLSKeyFile), "a PEM private key file", "the private key of -tls-cert-file (PEM)"},
+		{"tls-ca-file", (*stringValue)(&cfg.TLSCAFile), "a PEM CA certificate file",
+			"CA (PEM) that signs the cluster's node certificates: peers are verified against it, and node-to-node requests need a client certificate it signed"},
 	}
 
 	fs := flag.NewFlagSet("countd", flag.ContinueOnError)
@@ -208,8 +214,27 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (n
 	if err := cfg.Validate(); err != nil {
 		return cfg, err
 	}
+	if err := checkSecurityFiles(cfg); err != nil {
+		return cfg, err
+	}
 	cfg.Logger = newLogger(logFormat, logLevel, stderr)
 	return cfg, nil
+}
+
+// checkSecurityFiles reads the client token and TLS files as the node will,
+// so that a missing or bad file is a flag error (exit 2), not a failed start.
+func checkSecurityFiles(cfg node.Config) error {
+	if cfg.ClientTokenFile != "" {
+		if _, err := httpapi.LoadTokens(cfg.ClientTokenFile); err != nil {
+			return err
+		}
+	}
+	if cfg.TLSCertFile != "" || cfg.TLSKeyFile != "" || cfg.TLSCAFile != "" {
+		if _, err := certs.Load(certs.Files{Cert: cfg.TLSCertFile, Key: cfg.TLSKeyFile, CA: cfg.TLSCAFile}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // badValue is the value a flag's Set last refused.

@@ -17,14 +17,16 @@ import (
 // DELETE /peers/{addr}) and the profiles (docs/design.md, "Cluster key"):
 //   - with a keyring (Config.Keys), only requests signed with one of its
 //     keys; anything else gets 401 and changes nothing;
-//   - without one, only requests from a loopback address (403 otherwise),
-//     unless Config.Insecure opens them to anyone.
+//   - without one, only requests from a loopback address or over TLS with
+//     a client certificate the node's CA verified (403 otherwise), unless
+//     Config.Insecure opens them to anyone.
 //
 // GET /health stays open to probes, but a signed health check must carry a
 // valid signature, so a node with another key sees its checks of us fail.
 
 // forbiddenMsg is the 403 a non-loopback client gets from a node with no key.
-const forbiddenMsg = "this node has no cluster key, so it takes node-to-node and membership requests only from loopback addresses; " +
+const forbiddenMsg = "this node has no cluster key, so it takes node-to-node and membership requests only from loopback addresses " +
+	"(or with a client certificate its -tls-ca-file signed); " +
 	"give every node the same -cluster-key-file to let nodes on other hosts in"
 
 // nodeOnly lets through to h only what may use the node-to-node routes, as
@@ -38,8 +40,8 @@ func (s *Server) nodeOnly(h http.HandlerFunc) http.HandlerFunc {
 				s.writeError(w, err)
 				return
 			}
-		case !s.cfg.Insecure && !fromLoopback(r):
-			s.writeError(w, &clientError{kind: errForbidden, msg: forbiddenMsg})
+		case !s.cfg.Insecure && !fromLoopback(r) && !s.certifiedPeer(r):
+			s.writeError(w, &clientError{kind: errNotLoopback, msg: forbiddenMsg})
 			return
 		}
 		h(w, r)
@@ -84,7 +86,7 @@ func (s *Server) verify(r *http.Request) error {
 func (s *Server) refuse(r *http.Request, err error) error {
 	s.log.Debug("refused a request without a valid cluster signature",
 		"method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "err", err)
-	return &clientError{kind: errUnauthorized, msg: unauthorizedMsg(err)}
+	return &clientError{kind: errNoSignature, msg: unauthorizedMsg(err)}
 }
 
 // unauthorizedMsg says, for the client, why a signature was refused.
@@ -101,6 +103,13 @@ func unauthorizedMsg(err error) string {
 		return need + "; the " + auth.Header + " header is not t=UNIX,k=KEYID,s=HEX"
 	}
 	return need + "; the request's signature does not match it"
+}
+
+// certifiedPeer reports whether r came over TLS with a client certificate
+// that the node's -tls-ca-file verified: proof enough of a node of this
+// cluster when there is no key.
+func (s *Server) certifiedPeer(r *http.Request) bool {
+	return s.cfg.PeerCerts && r.TLS != nil && len(r.TLS.VerifiedChains) > 0
 }
 
 // fromLoopback reports whether r came from a loopback address.

@@ -1,6 +1,8 @@
 package httpapi
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -210,6 +212,32 @@ func TestPprofGuarded(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s := keyedServer(newFakeCluster(), Config{Keys: tt.keys, Pprof: true})
 			if rec := send(t, s, prof, tt.remote, tt.sign); rec.Code != tt.want {
+				t.Fatalf("status %d, want %d; body %.200s", rec.Code, tt.want, rec.Body)
+			}
+		})
+	}
+}
+
+// Without a key, a client certificate the node's CA verified is proof
+// enough, from any address; with PeerCerts off it is not looked at.
+func TestNodeRoutesTakeCertifiedPeers(t *testing.T) {
+	certified := func(r *http.Request, _ []byte) {
+		r.TLS = &tls.ConnectionState{VerifiedChains: [][]*x509.Certificate{{{}}}}
+	}
+	for _, tt := range []struct {
+		name      string
+		peerCerts bool
+		req       nodeRequest
+		want      int
+	}{
+		{"push", true, nodeRequests[0], http.StatusOK},
+		{"profiles", true, nodeRequest{http.MethodGet, "/debug/pprof/cmdline", ""}, http.StatusOK},
+		{"profiles, CA off", false, nodeRequest{http.MethodGet, "/debug/pprof/cmdline", ""}, http.StatusForbidden},
+		{"push, CA off", false, nodeRequests[0], http.StatusForbidden},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := keyedServer(newFakeCluster(), Config{PeerCerts: tt.peerCerts, Pprof: true})
+			if rec := send(t, s, tt.req, remoteClient, certified); rec.Code != tt.want {
 				t.Fatalf("status %d, want %d; body %.200s", rec.Code, tt.want, rec.Body)
 			}
 		})

@@ -20,8 +20,8 @@ var (
 	errNotFound   = errors.New("httpapi: no such path")
 	errMethod     = errors.New("httpapi: method not allowed")
 
-	errUnauthorized = errors.New("httpapi: no valid cluster signature")
-	errForbidden    = errors.New("httpapi: not from loopback and no cluster key")
+	errNoSignature = errors.New("httpapi: no valid cluster signature")
+	errNotLoopback = errors.New("httpapi: not from loopback and no cluster key")
 )
 
 // clientError is an error about a request: kind (one of the sentinels
@@ -44,11 +44,15 @@ func statusOf(err error) int {
 	switch {
 	case errors.Is(err, errBadRequest), errors.Is(err, crdt.ErrInvalid), errors.Is(err, actors.ErrSelf):
 		return http.StatusBadRequest
-	case errors.Is(err, errTooLarge):
-		return http.StatusRequestEntityTooLarge
 	case errors.Is(err, errUnauthorized):
 		return http.StatusUnauthorized
-	case errors.Is(err, errForbidden):
+	case errors.Is(err, errNoPeerCert):
+		return http.StatusForbidden
+	case errors.Is(err, errTooLarge):
+		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, errNoSignature):
+		return http.StatusUnauthorized
+	case errors.Is(err, errNotLoopback):
 		return http.StatusForbidden
 	case errors.Is(err, errNotFound):
 		return http.StatusNotFound

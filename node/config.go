@@ -38,8 +38,9 @@ type Config struct {
 	// and membership requests only when signed with one of its keys. Nil
 	// means those requests are taken only from loopback addresses.
 	ClusterKeys *auth.Keyring
-	// Insecure lets a node without ClusterKeys bind a non-loopback
-	// address, and take node-to-node and membership requests from anyone.
+	// Insecure lets a node without ClusterKeys (or TLSCAFile) bind a
+	// non-loopback address, and take node-to-node and membership requests
+	// from anyone.
 	Insecure bool
 	// Listener, if set, is used instead of listening on Bind:Port; the node
 	// closes it (at once if Open fails). Tests use it to know a node's
@@ -71,6 +72,15 @@ type Config struct {
 	RoundTripper http.RoundTripper
 	// ShutdownTimeout bounds a graceful shutdown.
 	ShutdownTimeout time.Duration
+
+	// ClientTokenFile, if set, holds the client tokens (one a line) the
+	// client API and /metrics need as Authorization: Bearer.
+	ClientTokenFile string
+	// TLSCertFile and TLSKeyFile, if set, make the node serve HTTPS and
+	// reach its peers over https; TLSCAFile, if set, is the CA its peers'
+	// certificates must be signed by, as servers and as clients of the
+	// node-to-node routes.
+	TLSCertFile, TLSKeyFile, TLSCAFile string
 
 	// Logger receives the node's logs. Nil means slog.Default().
 	Logger *slog.Logger
@@ -128,9 +138,10 @@ func (c *Config) Validate() error {
 	if c.Port < 0 || c.Port > 65535 {
 		return bad("port", c.Port, "a whole number from 0 to 65535")
 	}
-	if c.ClusterKeys == nil && !c.Insecure && !LoopbackBind(c.Bind) {
+	if c.ClusterKeys == nil && c.TLSCAFile == "" && !c.Insecure && !LoopbackBind(c.Bind) {
 		return fmt.Errorf("-bind %s takes requests from other hosts, and without a cluster key anyone who reaches the port could change every counter; "+
-			"give every node the same -cluster-key-file (make one with: head -c 32 /dev/urandom | base64 > cluster.key), or -insecure to run open", bindName(c.Bind))
+			"give every node the same -cluster-key-file (make one with: head -c 32 /dev/urandom | base64 > cluster.key), "+
+			"or -tls-ca-file to take node-to-node requests by client certificate, or -insecure to run open", bindName(c.Bind))
 	}
 	if !c.Memory && c.DataDir == "" {
 		return bad("data-dir", "", "a directory (or -memory to keep nothing on disk)")

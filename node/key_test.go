@@ -50,6 +50,11 @@ func TestOpenBindNeedsKey(t *testing.T) {
 			t.Errorf("Open with -bind %q and no key: %v, want an error naming -cluster-key-file", bind, err)
 		}
 	}
+	cfg := TestConfig()
+	cfg.Bind, cfg.TLSCAFile = "0.0.0.0", "ca.pem" // peers prove themselves by certificate
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("Validate with -bind 0.0.0.0 and -tls-ca-file: %v", err)
+	}
 	for _, bind := range []string{"127.0.0.1", "127.0.0.2", "::1", "localhost"} {
 		if !LoopbackBind(bind) {
 			t.Errorf("LoopbackBind(%q) = false", bind)
