@@ -164,7 +164,10 @@ type member struct {
 // It spawns a PeerActor per registered peer, stops it when the peer fails its
 // health checks, probes the down peer at a backed-off pace, and spawns it
 // again when the peer answers or contacts this node. A PeerActor that panics
-// is restarted by the supervision strategy in the Supervisor's props.
+// is restarted by the supervision strategy in the Supervisor's props. An
+// address learned from gossip is only a candidate until it answers as a
+// node (candidates.go); MaxPeers caps the table, and a peer down for longer
+// than ReapAfter leaves it (docs/design.md, section 7).
 //
 // The Supervisor alone writes tombstones. RegisterPeer and RemovePeer are
 // queued in the order they arrive; the oldest one's tombstone is written
