@@ -26,6 +26,8 @@ import (
 	"syscall"
 	"time"
 
+	"countd/certs"
+	"countd/httpapi"
 	"countd/node"
 	"countd/wire"
 )
@@ -53,7 +55,21 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 		cfg.Logger.Error("start failed", "err", startProblem(err, cfg))
 		return 1
 	}
-	<-ctx.Done()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for running := true; running; {
+		select {
+		case <-ctx.Done():
+			running = false
+		case <-hup:
+			if err := n.Reload(); err != nil {
+				cfg.Logger.Error("reload failed; the files in force before stay", "err", err)
+			} else {
+				cfg.Logger.Info("reloaded the client token and TLS files")
+			}
+		}
+	}
 	stop()
 	cfg.Logger.Info("shutting down")
 	if err := n.Close(); err != nil {
@@ -141,6 +157,15 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (n
 		{"reap-after", durationValue(&cfg.ReapAfter, 1), positive,
 			"how long a peer may stay down before it leaves the membership on its own"},
 		{"shutdown-timeout", durationValue(&cfg.ShutdownTimeout, 1), positive, "longest a graceful shutdown waits"},
+
+		// Security: client tokens and TLS. SIGHUP reloads these files.
+		{"client-token-file", (*stringValue)(&cfg.ClientTokenFile), "a file of client tokens, one per line",
+			"file of client tokens, one per line: the client API and /metrics then need Authorization: Bearer <token>"},
+		{"tls-cert-file", (*stringValue)(&cfg.TLSCertFile), "a PEM certificate file",
+			"the node's certificate (PEM): with -tls-key-file, serve HTTPS and reach peers over https"},
+		{"tls-key-file", (*stringValue)(&cfg.TLSKeyFile), "a PEM private key file", "the private key of -tls-cert-file (PEM)"},
+		{"tls-ca-file", (*stringValue)(&cfg.TLSCAFile), "a PEM CA certificate file",
+			"CA (PEM) that signs the cluster's node certificates: peers are verified against it, and node-to-node requests need a client certificate it signed"},
 	}
 
 	fs := flag.NewFlagSet("countd", flag.ContinueOnError)
@@ -181,8 +206,27 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (n
 	if err := cfg.Validate(); err != nil {
 		return cfg, err
 	}
+	if err := checkSecurityFiles(cfg); err != nil {
+		return cfg, err
+	}
 	cfg.Logger = newLogger(logFormat, logLevel, stderr)
 	return cfg, nil
+}
+
+// checkSecurityFiles reads the client token and TLS files as the node will,
+// so that a missing or bad file is a flag error (exit 2), not a failed start.
+func checkSecurityFiles(cfg node.Config) error {
+	if cfg.ClientTokenFile != "" {
+		if _, err := httpapi.LoadTokens(cfg.ClientTokenFile); err != nil {
+			return err
+		}
+	}
+	if cfg.TLSCertFile != "" || cfg.TLSKeyFile != "" || cfg.TLSCAFile != "" {
+		if _, err := certs.Load(certs.Files{Cert: cfg.TLSCertFile, Key: cfg.TLSKeyFile, CA: cfg.TLSCAFile}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // badValue is the value a flag's Set last refused.

@@ -44,7 +44,7 @@ func (s *Server) routes() http.Handler {
 			paths = append(paths, path)
 		}
 		methods[method] = true
-		r.Handle(path, s.routeNamed(path, s.onlyParams(params, h))).Methods(method)
+		r.Handle(path, s.routeNamed(path, s.needToken(path, method, s.needPeerCert(path, method, s.onlyParams(params, h))))).Methods(method)
 	}
 	handle("/increment", http.MethodPost, s.handleIncrement, "by")
 	handle("/decrement", http.MethodPost, s.handleDecrement, "by")

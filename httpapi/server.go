@@ -5,6 +5,7 @@ package httpapi
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -55,6 +56,15 @@ type Config struct {
 	Metrics *metrics.Metrics
 	// Pprof serves Go's profiles at /debug/pprof/.
 	Pprof bool
+	// Tokens, if set, are the client tokens the client API and /metrics
+	// need as Authorization: Bearer (token.go).
+	Tokens *Tokens
+	// TLS, if set, makes the server serve HTTPS with this config.
+	TLS *tls.Config
+	// PeerCerts makes the node-to-node routes require a client
+	// certificate that TLS verified (tls.go); TLS must then verify client
+	// certificates that are given.
+	PeerCerts bool
 }
 
 // Server serves the countd HTTP API.
@@ -128,6 +138,9 @@ func (s *Server) Open() error {
 		if ln, err = net.Listen("tcp", s.cfg.Addr); err != nil {
 			return fmt.Errorf("httpapi: %w", err)
 		}
+	}
+	if s.cfg.TLS != nil {
+		ln = tls.NewListener(ln, s.cfg.TLS)
 	}
 	s.ln = ln
 	s.srv = &http.Server{

@@ -68,6 +68,15 @@ type Config struct {
 	// ShutdownTimeout bounds a graceful shutdown.
 	ShutdownTimeout time.Duration
 
+	// ClientTokenFile, if set, holds the client tokens (one a line) the
+	// client API and /metrics need as Authorization: Bearer.
+	ClientTokenFile string
+	// TLSCertFile and TLSKeyFile, if set, make the node serve HTTPS and
+	// reach its peers over https; TLSCAFile, if set, is the CA its peers'
+	// certificates must be signed by, as servers and as clients of the
+	// node-to-node routes.
+	TLSCertFile, TLSKeyFile, TLSCAFile string
+
 	// Logger receives the node's logs. Nil means slog.Default().
 	Logger *slog.Logger
 

@@ -18,6 +18,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"countd/actors"
+	"countd/certs"
 	"countd/crdt"
 	"countd/httpapi"
 	"countd/metrics"
@@ -45,6 +46,8 @@ type Node struct {
 	http    *httpapi.Server
 	addr    string
 	metrics *metrics.Metrics
+	tokens  *httpapi.Tokens // nil: no client tokens
+	certs   *certs.Store    // nil: plain HTTP
 
 	undo      undoStack // releases what Open took, in reverse
 	closeOnce sync.Once
@@ -80,6 +83,9 @@ func Open(cfg Config) (*Node, error) {
 // open runs the steps of Open in order; each pushes onto n.undo what
 // releases what it took.
 func (n *Node) open() error {
+	if err := n.loadSecurity(); err != nil {
+		return err
+	}
 	ln, err := n.listen()
 	if err != nil {
 		return err
@@ -184,7 +190,11 @@ func (n *Node) startActors(state *crdt.State, st actors.Store, removed []string)
 	n.counter = counter
 	n.client = actors.NewCounters(n.sys.Root, counter, n.cfg.RequestTimeout)
 
-	n.peerNet = transport.New(n.cfg.RoundTripper, n.metrics)
+	rt := n.cfg.RoundTripper
+	if rt == nil && n.certs != nil {
+		rt = transport.NewTLSRoundTripper(n.certs.ClientConfig())
+	}
+	n.peerNet = transport.New(rt, n.metrics)
 	n.undo.push(func(context.Context) error { n.peerNet.CloseIdleConnections(); return nil })
 	sup, err := root.SpawnNamed(actors.NewSupervisorProps(n.cfg.supervisorConfig(parts{
 		addr:       n.addr,
@@ -223,6 +233,9 @@ func (n *Node) startHTTP(ln net.Listener) error {
 		Started:        n.started,
 		Metrics:        n.metrics,
 		Pprof:          n.cfg.Pprof,
+		Tokens:         n.tokens,
+		TLS:            n.serverTLS(),
+		PeerCerts:      n.certs != nil && n.certs.VerifiesPeers(),
 	})
 	if err := n.http.Open(); err != nil {
 		return err
@@ -273,7 +286,11 @@ func (n *Node) URL() string {
 	if host == "" || host == "0.0.0.0" || host == "::" {
 		host = "127.0.0.1"
 	}
-	return "http://" + net.JoinHostPort(host, strconv.Itoa(n.cfg.Port))
+	scheme := "http://"
+	if n.certs != nil {
+		scheme = "https://"
+	}
+	return scheme + net.JoinHostPort(host, strconv.Itoa(n.cfg.Port))
 }
 
 // Replica returns this process's replica id.

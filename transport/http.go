@@ -5,6 +5,7 @@ package transport
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -43,6 +44,30 @@ func NewRoundTripper() *http.Transport {
 		ResponseHeaderTimeout: 30 * time.Second,
 	}
 }
+
+// NewTLSRoundTripper returns the round tripper of a node that serves
+// HTTPS: NewRoundTripper's, over TLS with cfg. Peers are named host:port
+// and reached over https, whatever scheme the request names.
+func NewTLSRoundTripper(cfg *tls.Config) http.RoundTripper {
+	rt := NewRoundTripper()
+	rt.TLSClientConfig = cfg
+	return httpsOnly{rt}
+}
+
+// httpsOnly sends every request over https.
+type httpsOnly struct{ rt *http.Transport }
+
+func (h httpsOnly) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.Scheme != "https" {
+		r = r.Clone(r.Context())
+		r.URL.Scheme = "https"
+	}
+	return h.rt.RoundTrip(r)
+}
+
+// CloseIdleConnections closes rt's idle connections, so that
+// http.Client.CloseIdleConnections reaches them.
+func (h httpsOnly) CloseIdleConnections() { h.rt.CloseIdleConnections() }
 
 // CloseIdleConnections closes the transport's idle keep-alive connections.
 func (c *HTTP) CloseIdleConnections() { c.http.CloseIdleConnections() }
