@@ -125,6 +125,8 @@ func (s *Supervisor) candidateProbed(ctx actor.Context, m *candidateProbed) {
 	s.cands.inFlight--
 	cd, ok := s.cands.byAddr[m.addr]
 	switch {
+	case s.stopping:
+		return
 	case !ok || !cd.probing:
 		// Dropped, registered or joined meanwhile.
 	case m.err == nil && m.reply.Node == s.cfg.Self:
