@@ -154,6 +154,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (n
 		{"anti-entropy-interval", durationValue(&cfg.AntiEntropyInterval, 1), positive,
 			"mean time between full-state pushes to each peer"},
 		{"down-probe-max", durationValue(&cfg.DownProbeMax, 1), positive, "longest backoff between probes of a down peer"},
+		{"max-peers", intValue(&cfg.MaxPeers, 1, math.MaxInt32), "a whole number of 1 or more",
+			"most peers a node holds; POST /peers beyond it gets 507, gossip beyond it is ignored"},
+		{"reap-after", durationValue(&cfg.ReapAfter, 1), positive,
+			"how long a peer may stay down before it leaves the membership on its own"},
 		{"shutdown-timeout", durationValue(&cfg.ShutdownTimeout, 1), positive, "longest a graceful shutdown waits"},
 		// Cluster key (README "Security").
 		{"cluster-key-file", (*stringValue)(&keyFile), "a file of keys, one per line, each at least 32 bytes",

@@ -112,6 +112,12 @@ func TestParseConfig(t *testing.T) {
 			},
 		},
 		{
+			name: "membership limits",
+			args: []string{"-max-peers=3", "-reap-after=1h"},
+			env:  map[string]string{"COUNTD_REAP_AFTER": "2h"}, // the flag wins
+			want: func(c *node.Config) { c.MaxPeers, c.ReapAfter = 3, time.Hour },
+		},
+		{
 			name: "env peers",
 			env:  map[string]string{"COUNTD_PEERS": "8081,http://h:2/"},
 			want: func(c *node.Config) { c.Peers = []string{"127.0.0.1:8081", "h:2"} },
@@ -318,6 +324,8 @@ func TestParseConfigOutOfRange(t *testing.T) {
 		{"zero retry min", []string{"-retry-min=0s"}, []string{"-retry-min"}},
 		{"retry max below min", []string{"-retry-min=1s", "-retry-max=10ms"}, []string{"-retry-max", "-retry-min"}},
 		{"zero shutdown timeout", []string{"-shutdown-timeout=0s"}, []string{"-shutdown-timeout"}},
+		{"zero max peers", []string{"-max-peers=0"}, []string{"-max-peers"}},
+		{"zero reap after", []string{"-reap-after=0s"}, []string{"-reap-after"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -17,6 +17,18 @@ import (
 // ErrSelf means a request named this node as its own peer.
 var ErrSelf = errors.New("actors: that address is this node")
 
+// ErrTooManyPeers means a registration would take the membership table past
+// SupervisorConfig.MaxPeers; nothing was changed.
+var ErrTooManyPeers = errors.New("actors: peer limit reached")
+
+// SupervisorObserver is told about the Supervisor's work; *metrics.Metrics
+// implements it.
+type SupervisorObserver interface {
+	// GossipIgnored counts n addresses learned from gossip (or pushes from
+	// unknown senders) that were ignored because the table was full.
+	GossipIgnored(n int)
+}
+
 // SupervisorConfig configures the Supervisor.
 type SupervisorConfig struct {
 	// Self is this node's advertised address; it is never its own peer.
@@ -36,6 +48,20 @@ type SupervisorConfig struct {
 	// Tombstones is where removals are kept across restarts; nil keeps
 	// them in memory only. The Supervisor is its only writer.
 	Tombstones Tombstones
+	// MaxPeers caps the members (of every state); candidates count against
+	// it too when gossip adds more. 0 means no cap.
+	MaxPeers int
+	// CandidateProbes caps the health checks of candidates in flight at
+	// once; 0 means 4.
+	CandidateProbes int
+	// CandidateTimeout is how long a candidate may go without answering a
+	// health check as a node before it is dropped; 0 means one minute.
+	CandidateTimeout time.Duration
+	// ReapAfter is how long a peer may stay down before it leaves the
+	// membership table (with no tombstone); 0 means never.
+	ReapAfter time.Duration
+	// Observer is told about ignored gossip; nil means nobody.
+	Observer SupervisorObserver
 }
 
 // Tombstones keeps the addresses of removed peers across restarts.
@@ -122,22 +148,26 @@ type tombstoneChange struct {
 type tombstoneWritten struct{ err error }
 
 type member struct {
-	addr     string
-	state    string
-	lastSeen time.Time
-	behind   uint64     // as its PeerActor last reported
-	held     uint64     // this node's version the peer held, as last reported
-	pid      *actor.PID // the PeerActor; nil while down
-	probing  bool
-	backoff  time.Duration
-	probe    scheduler.CancelFunc
+	addr      string
+	state     string
+	lastSeen  time.Time
+	behind    uint64     // as its PeerActor last reported
+	held      uint64     // this node's version the peer held, as last reported
+	pid       *actor.PID // the PeerActor; nil while down
+	downSince time.Time  // when it last went down
+	probing   bool
+	backoff   time.Duration
+	probe     scheduler.CancelFunc
 }
 
 // Supervisor is the parent of the PeerActors and owns the membership table.
 // It spawns a PeerActor per registered peer, stops it when the peer fails its
 // health checks, probes the down peer at a backed-off pace, and spawns it
 // again when the peer answers or contacts this node. A PeerActor that panics
-// is restarted by the supervision strategy in the Supervisor's props.
+// is restarted by the supervision strategy in the Supervisor's props. An
+// address learned from gossip is only a candidate until it answers as a
+// node (candidates.go); MaxPeers caps the table, and a peer down for longer
+// than ReapAfter leaves it (docs/design.md, section 7).
 //
 // The Supervisor alone writes tombstones. RegisterPeer and RemovePeer are
 // queued in the order they arrive; the oldest one's tombstone is written
@@ -157,6 +187,7 @@ type Supervisor struct {
 	pending  []tombstoneChange // the first is being written
 	stopping bool
 	latest   uint64 // this node's latest durable version, as PeerActors last reported it
+	cands    candidates
 }
 
 // NewSupervisorProps returns the props of a Supervisor. A PeerActor that
@@ -170,12 +201,19 @@ func NewSupervisorProps(cfg SupervisorConfig) *actor.Props {
 	strategy := actor.NewOneForOneStrategy(10, time.Minute, func(any) actor.Directive {
 		return actor.RestartDirective
 	})
+	if cfg.CandidateProbes <= 0 {
+		cfg.CandidateProbes = 4
+	}
+	if cfg.CandidateTimeout <= 0 {
+		cfg.CandidateTimeout = time.Minute
+	}
 	return actor.PropsFromProducer(func() actor.Actor {
 		s := &Supervisor{
 			cfg:     cfg,
 			log:     cfg.Logger,
 			members: make(map[string]*member),
 			removed: make(map[string]bool),
+			cands:   candidates{byAddr: make(map[string]*candidate)},
 		}
 		for _, addr := range cfg.Removed {
 			s.removed[addr] = true
@@ -195,6 +233,7 @@ func (s *Supervisor) Receive(ctx actor.Context) {
 		for _, mb := range s.members {
 			s.cancelProbe(mb)
 		}
+		s.cands.stop()
 	case *RegisterPeer:
 		s.change(ctx, m.Addr, false)
 	case *RemovePeer:
@@ -226,6 +265,11 @@ func (s *Supervisor) Receive(ctx actor.Context) {
 		s.probe(ctx, m.addr)
 	case *probeDone:
 		s.probed(ctx, m)
+	case *candidateTick:
+		s.cands.ticking = false
+		s.probeCandidates(ctx)
+	case *candidateProbed:
+		s.candidateProbed(ctx, m)
 	case *actor.Terminated:
 		s.terminated(ctx, m.Who)
 	}
@@ -240,6 +284,10 @@ func (s *Supervisor) change(ctx actor.Context, addr string, remove bool) {
 	c := tombstoneChange{addr: addr, remove: remove, to: ctx.Sender()}
 	if addr == s.cfg.Self {
 		s.settle(ctx, c, ErrSelf)
+		return
+	}
+	if !remove && s.full(addr) {
+		s.settle(ctx, c, ErrTooManyPeers)
 		return
 	}
 	nothingToLift := !remove && !s.removed[addr] &&
@@ -304,6 +352,10 @@ func (s *Supervisor) register(ctx actor.Context, addr string) *RegisterResult {
 	if _, ok := s.members[addr]; ok {
 		return &RegisterResult{}
 	}
+	if s.full(addr) {
+		return &RegisterResult{Err: ErrTooManyPeers}
+	}
+	s.cands.drop(addr)
 	s.add(ctx, addr, StateSuspect)
 	s.log.Info("peer registered", "peer", addr)
 	s.announce(ctx)
@@ -315,6 +367,7 @@ func (s *Supervisor) register(ctx actor.Context, addr string) *RegisterResult {
 // removal lasts only until the process ends.
 func (s *Supervisor) remove(ctx actor.Context, addr string) *RemoveResult {
 	s.removed[addr] = true
+	s.cands.drop(addr)
 	mb, ok := s.members[addr]
 	if !ok {
 		return &RemoveResult{}
@@ -329,14 +382,18 @@ func (s *Supervisor) remove(ctx actor.Context, addr string) *RemoveResult {
 	return &RemoveResult{}
 }
 
-// contact handles a push from another node: the sender is alive, and the
-// members it lists are worth knowing.
+// contact handles a push from another node: the sender is alive and joins
+// at once (it proved itself a node by pushing), and the members it lists
+// become candidates, to be probed before they join (see candidates.go).
 func (s *Supervisor) contact(ctx actor.Context, m *Contact) {
-	changed := false
+	changed, ignored := false, 0
 	if m.Addr != s.cfg.Self && !s.removed[m.Addr] {
 		mb, ok := s.members[m.Addr]
 		switch {
+		case !ok && s.full(m.Addr):
+			ignored++
 		case !ok:
+			s.cands.drop(m.Addr)
 			mb = s.add(ctx, m.Addr, StateAlive)
 			s.log.Info("peer joined", "peer", m.Addr)
 			changed = true
@@ -344,19 +401,41 @@ func (s *Supervisor) contact(ctx actor.Context, m *Contact) {
 			s.revive(ctx, mb)
 			changed = true
 		}
-		mb.lastSeen = time.Now()
+		if mb != nil {
+			mb.lastSeen = time.Now()
+		}
 	}
+	learned := false
 	for _, addr := range m.Members {
-		if addr == s.cfg.Self || s.removed[addr] || s.members[addr] != nil {
+		if addr == s.cfg.Self || s.removed[addr] || s.members[addr] != nil || s.cands.byAddr[addr] != nil {
 			continue
 		}
-		s.add(ctx, addr, StateSuspect)
-		s.log.Info("peer learned", "peer", addr, "from", m.Addr)
-		changed = true
+		if s.cfg.MaxPeers > 0 && len(s.members)+len(s.cands.byAddr) >= s.cfg.MaxPeers {
+			ignored++
+			continue
+		}
+		s.cands.learn(addr, m.Addr, s.cfg.DownProbeMin)
+		s.log.Debug("peer candidate learned", "peer", addr, "from", m.Addr)
+		learned = true
+	}
+	if ignored > 0 {
+		s.log.Debug("gossip ignored: peer limit reached", "from", m.Addr, "ignored", ignored, "max_peers", s.cfg.MaxPeers)
+		if s.cfg.Observer != nil {
+			s.cfg.Observer.GossipIgnored(ignored)
+		}
+	}
+	if learned {
+		s.probeCandidates(ctx)
 	}
 	if changed {
 		s.announce(ctx)
 	}
+}
+
+// full reports whether addr, not a member yet, would take the table past
+// MaxPeers.
+func (s *Supervisor) full(addr string) bool {
+	return s.cfg.MaxPeers > 0 && s.members[addr] == nil && len(s.members) >= s.cfg.MaxPeers
 }
 
 func (s *Supervisor) status(ctx actor.Context, m *PeerStatus) {
@@ -393,6 +472,7 @@ func (s *Supervisor) unhealthy(ctx actor.Context, m *PeerUnhealthy) {
 func (s *Supervisor) down(ctx actor.Context, mb *member, why error) {
 	mb.pid = nil
 	mb.state = StateDown
+	mb.downSince = time.Now()
 	mb.backoff = s.cfg.DownProbeMin
 	s.log.Info("peer down", "peer", mb.addr, "err", why)
 	s.scheduleProbe(mb)
@@ -443,8 +523,22 @@ func (s *Supervisor) probed(ctx actor.Context, m *probeDone) {
 		s.announce(ctx)
 		return
 	}
+	if s.cfg.ReapAfter > 0 && time.Since(mb.downSince) >= s.cfg.ReapAfter {
+		s.reap(ctx, mb)
+		return
+	}
 	mb.backoff = min(2*mb.backoff, s.cfg.DownProbeMax)
 	s.scheduleProbe(mb)
+}
+
+// reap drops a peer down for longer than ReapAfter. It leaves no
+// tombstone: if the peer pushes to this node again, or gossip names it and
+// it answers, it joins again.
+func (s *Supervisor) reap(ctx actor.Context, mb *member) {
+	s.cancelProbe(mb)
+	delete(s.members, mb.addr)
+	s.log.Info("peer reaped: down too long", "peer", mb.addr, "down_since", mb.downSince, "reap_after", s.cfg.ReapAfter)
+	s.announce(ctx)
 }
 
 func (s *Supervisor) scheduleProbe(mb *member) {

@@ -3,13 +3,17 @@ package actors
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+
+	"countd/wire"
 )
 
 // lifecycle is what a stand-in PeerActor reports about itself.
@@ -56,8 +60,14 @@ func newSupervisorFixture(t *testing.T) *supervisorFixture {
 // tombstones (nil: in memory only).
 func newSupervisorFixtureWith(t *testing.T, tombstones Tombstones) *supervisorFixture {
 	t.Helper()
+	return newSupervisorFixtureConfig(t, func(c *SupervisorConfig) { c.Tombstones = tombstones })
+}
+
+// newSupervisorFixtureConfig starts a Supervisor whose config tune changes.
+func newSupervisorFixtureConfig(t *testing.T, tune func(*SupervisorConfig)) *supervisorFixture {
+	t.Helper()
 	f := &supervisorFixture{t: t, sys: newSystem(t), tr: newFakeTransport(), events: make(chan lifecycle, 10000)}
-	props := NewSupervisorProps(SupervisorConfig{
+	cfg := SupervisorConfig{
 		Self: "127.0.0.1:1",
 		Peer: PeerConfig{Transport: f.tr, Timeout: time.Second},
 		PeerProps: func(addr string) *actor.Props {
@@ -66,9 +76,9 @@ func newSupervisorFixtureWith(t *testing.T, tombstones Tombstones) *supervisorFi
 		DownProbeMin: 5 * time.Millisecond,
 		DownProbeMax: 20 * time.Millisecond,
 		Logger:       slog.New(slog.DiscardHandler),
-		Tombstones:   tombstones,
-	})
-	f.sup = f.sys.Root.Spawn(props)
+	}
+	tune(&cfg)
+	f.sup = f.sys.Root.Spawn(NewSupervisorProps(cfg))
 	t.Cleanup(func() { f.sys.Root.PoisonFuture(f.sup).Wait() })
 	return f
 }
@@ -162,26 +172,24 @@ func TestSupervisorRespawnsAtOnceOnContact(t *testing.T) {
 	f.sys.Root.Send(f.sup, &PeerUnhealthy{Addr: a})
 	f.event(a, "stopped")
 
-	// a pushes to us while its probes still fail: it is alive at once, and
-	// the member it lists (b) is learned.
+	// a pushes to us while its probes still fail: it is alive at once; the
+	// member it lists (b) is only a candidate while health checks fail.
 	f.sys.Root.Send(f.sup, &Contact{Addr: a, Members: []string{b, "127.0.0.1:1"}})
-	got := map[string]bool{}
-	for i := 0; i < 2; i++ {
-		select {
-		case e := <-f.events:
-			got[e.addr+" "+e.event] = true
-		case <-time.After(wait):
-			t.Fatal("no respawn on contact")
-		}
-	}
-	if !got[a+" started"] || !got[b+" started"] {
-		t.Fatalf("events after contact = %v, want %s and %s started", got, a, b)
-	}
+	f.event(a, "started")
 	if s := f.state(a); s != StateAlive {
 		t.Fatalf("state after contact = %q, want alive", s)
 	}
+	if s := f.state(b); s != "" {
+		t.Fatalf("candidate %s listed as %q before it answered", b, s)
+	}
 	if s := f.state("127.0.0.1:1"); s != "" {
 		t.Fatal("a node learned itself as a peer")
+	}
+	// Once b answers as a node, it joins.
+	f.tr.set(func(tr *fakeTransport) { tr.healthErr = nil })
+	f.event(b, "started")
+	if s := f.state(b); s != StateAlive {
+		t.Fatalf("state of %s after it answered = %q, want alive", b, s)
 	}
 }
 
@@ -435,5 +443,197 @@ func TestSupervisorTombstoneWriteFailureChangesNothing(t *testing.T) {
 	f.event(b, "started")
 	if store.tombstoned(b) {
 		t.Fatal("tombstone not lifted on disk")
+	}
+}
+
+// addrTransport answers health checks per address: a node at the
+// addresses in up, refused elsewhere. It counts the checks per address and
+// the most in flight at once; while held, checks wait for release.
+type addrTransport struct {
+	mu          sync.Mutex
+	up          map[string]bool
+	calls       map[string]int
+	inFlight    int
+	maxInFlight int
+	held        bool
+	release     chan struct{}
+}
+
+func newAddrTransport() *addrTransport {
+	return &addrTransport{up: map[string]bool{}, calls: map[string]int{}, release: make(chan struct{})}
+}
+
+func (a *addrTransport) Health(ctx context.Context, addr string) (wire.HealthReply, error) {
+	a.mu.Lock()
+	a.calls[addr]++
+	a.inFlight++
+	a.maxInFlight = max(a.maxInFlight, a.inFlight)
+	held, up := a.held, a.up[addr]
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		a.inFlight--
+		a.mu.Unlock()
+	}()
+	if held {
+		select {
+		case <-a.release:
+		case <-ctx.Done():
+			return wire.HealthReply{}, ctx.Err()
+		}
+	}
+	if !up {
+		return wire.HealthReply{}, errors.New("connection refused")
+	}
+	return wire.HealthReply{Status: "ok", Node: addr, Replica: "00000000000000dd"}, nil
+}
+
+func (a *addrTransport) Replicate(context.Context, string, *wire.ReplicateRequest) (*wire.ReplicateReply, error) {
+	return nil, errors.New("addrTransport: no pushes")
+}
+
+func (a *addrTransport) with(fn func(a *addrTransport)) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	fn(a)
+}
+
+// countObserver counts ignored gossip.
+type countObserver struct{ ignored atomic.Int64 }
+
+func (c *countObserver) GossipIgnored(n int) { c.ignored.Add(int64(n)) }
+
+// waitFor polls cond until it holds, failing the test after wait.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// A hundred candidates are probed a few at a time, and none gets a
+// PeerActor or a row in the table until it answers as a node.
+func TestSupervisorProbesCandidatesAFewAtATime(t *testing.T) {
+	tr := newAddrTransport()
+	tr.held = true
+	f := newSupervisorFixtureConfig(t, func(c *SupervisorConfig) {
+		c.Peer.Transport = tr
+		c.CandidateProbes = 3
+	})
+	const from = "127.0.0.1:2"
+	members := make([]string, 100)
+	for i := range members {
+		members[i] = fmt.Sprintf("127.0.0.2:%d", 1000+i)
+	}
+	f.sys.Root.Send(f.sup, &Contact{Addr: from, Members: members})
+	f.event(from, "started")
+	waitFor(t, "3 probes in flight", func() bool {
+		var n int
+		tr.with(func(a *addrTransport) { n = a.inFlight })
+		return n == 3
+	})
+	if peers := f.ask(&GetPeers{}).(*PeerList).Peers; len(peers) != 1 {
+		t.Fatalf("table lists %d peers while candidates are probed, want 1 (the sender)", len(peers))
+	}
+	// Let every probe through (all refused): the probes go on, a few at a time.
+	tr.with(func(a *addrTransport) { a.held = false })
+	close(tr.release)
+	waitFor(t, "every candidate probed", func() bool {
+		var n int
+		tr.with(func(a *addrTransport) { n = len(a.calls) })
+		return n == len(members)
+	})
+	tr.with(func(a *addrTransport) {
+		if a.maxInFlight > 3 {
+			t.Errorf("%d probes in flight at once, want at most 3", a.maxInFlight)
+		}
+	})
+	// One answers as a node: it joins, alone.
+	tr.with(func(a *addrTransport) { a.up[members[42]] = true })
+	f.event(members[42], "started")
+	if peers := f.ask(&GetPeers{}).(*PeerList).Peers; len(peers) != 2 {
+		t.Fatalf("table lists %d peers, want 2", len(peers))
+	}
+}
+
+// -max-peers: a registration past it gets ErrTooManyPeers, and gossip (or a
+// push from an unknown sender) past it is ignored and counted. A candidate
+// that never answers is dropped after CandidateTimeout, which frees its
+// place.
+func TestSupervisorMaxPeers(t *testing.T) {
+	tr := newAddrTransport()
+	tr.held = true // b stays a candidate, its probe in flight, until released
+	obs := &countObserver{}
+	f := newSupervisorFixtureConfig(t, func(c *SupervisorConfig) {
+		c.Peer.Transport = tr
+		c.MaxPeers = 2
+		c.CandidateTimeout = 100 * time.Millisecond
+		c.Observer = obs
+	})
+	const a, b, c, d, e = "127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:4", "127.0.0.1:5", "127.0.0.1:6"
+	f.ask(&RegisterPeer{Addr: a})
+	f.event(a, "started")
+	// b is a candidate (never answers): with a, the table is full.
+	f.sys.Root.Send(f.sup, &Contact{Addr: a, Members: []string{b}})
+	waitFor(t, "b probed", func() bool {
+		var n int
+		tr.with(func(t *addrTransport) { n = t.calls[b] })
+		return n > 0
+	})
+	f.sys.Root.Send(f.sup, &Contact{Addr: a, Members: []string{c, d}})
+	waitFor(t, "c and d ignored", func() bool { return obs.ignored.Load() == 2 })
+	f.ask(&RegisterPeer{Addr: e})
+	f.event(e, "started")
+	if r := f.ask(&RegisterPeer{Addr: c}).(*RegisterResult); !errors.Is(r.Err, ErrTooManyPeers) {
+		t.Fatalf("register past the limit = %+v, want ErrTooManyPeers", r)
+	}
+	f.sys.Root.Send(f.sup, &Contact{Addr: d, Members: nil})
+	waitFor(t, "a push from an unknown sender ignored", func() bool { return obs.ignored.Load() == 3 })
+	if peers := f.ask(&GetPeers{}).(*PeerList).Peers; len(peers) != 2 {
+		t.Fatalf("table lists %d peers, want 2", len(peers))
+	}
+	// Known peers are never refused.
+	if r := f.ask(&RegisterPeer{Addr: a}).(*RegisterResult); r.Err != nil || r.Created {
+		t.Fatalf("register of a known peer at the limit = %+v", r)
+	}
+	// Removing one frees a place.
+	f.ask(&RemovePeer{Addr: e})
+	f.event(e, "stopped")
+	// b never answers: once dropped, gossip naming c makes c a candidate.
+	tr.with(func(a *addrTransport) { a.held = false })
+	close(tr.release)
+	waitFor(t, "c probed after b was dropped", func() bool {
+		f.sys.Root.Send(f.sup, &Contact{Addr: a, Members: []string{c}})
+		var n int
+		tr.with(func(t *addrTransport) { n = t.calls[c] })
+		return n > 0
+	})
+}
+
+// A peer down for longer than ReapAfter leaves the table, with no
+// tombstone: when it pushes again, it joins again.
+func TestSupervisorReapsTheLongDead(t *testing.T) {
+	tr := newAddrTransport()
+	f := newSupervisorFixtureConfig(t, func(c *SupervisorConfig) {
+		c.Peer.Transport = tr
+		c.ReapAfter = 50 * time.Millisecond
+	})
+	const a = "127.0.0.1:2"
+	f.ask(&RegisterPeer{Addr: a})
+	f.event(a, "started")
+	f.sys.Root.Send(f.sup, &PeerUnhealthy{Addr: a})
+	f.event(a, "stopped")
+	if s := f.state(a); s != StateDown {
+		t.Fatalf("state = %q, want down", s)
+	}
+	waitFor(t, "a reaped", func() bool { return f.state(a) == "" })
+	f.sys.Root.Send(f.sup, &Contact{Addr: a})
+	f.event(a, "started")
+	if s := f.state(a); s != StateAlive {
+		t.Fatalf("state after it pushed again = %q, want alive", s)
 	}
 }

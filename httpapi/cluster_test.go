@@ -293,3 +293,14 @@ func TestReplicateErrorMessages(t *testing.T) {
 		})
 	}
 }
+
+// POST /peers past -max-peers gets 507 with an error that names the flag.
+func TestAddPeerPastTheLimit(t *testing.T) {
+	c := newFakeCluster()
+	c.err = actors.ErrTooManyPeers
+	rec := do(t, newClusterServer(c), http.MethodPost, "/peers", strings.NewReader(`{"addr":"9001"}`))
+	assertError(t, rec, http.StatusInsufficientStorage)
+	if !strings.Contains(rec.Body.String(), "-max-peers") {
+		t.Fatalf("body %s does not name -max-peers", rec.Body)
+	}
+}

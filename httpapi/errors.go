@@ -60,6 +60,8 @@ func statusOf(err error) int {
 		return http.StatusMethodNotAllowed
 	case errors.Is(err, crdt.ErrOverflow):
 		return http.StatusConflict
+	case errors.Is(err, actors.ErrTooManyPeers):
+		return http.StatusInsufficientStorage
 	case errors.Is(err, actors.ErrTimeout), errors.Is(err, actors.ErrStopped), errors.Is(err, actors.ErrStore),
 		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return http.StatusServiceUnavailable
@@ -87,6 +89,8 @@ func messageOf(err error) string {
 		return "invalid counter data; nothing was changed"
 	case errors.Is(err, actors.ErrSelf):
 		return "that address is this node itself; a node cannot be its own peer"
+	case errors.Is(err, actors.ErrTooManyPeers):
+		return "the node has as many peers as -max-peers allows; remove one (DELETE /peers/{addr}) or raise -max-peers; nothing was changed"
 	case errors.Is(err, actors.ErrTimeout):
 		return "the node did not answer within its request timeout (-request-timeout)" + maybeApplied
 	case errors.Is(err, actors.ErrStore):

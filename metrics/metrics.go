@@ -51,6 +51,7 @@ type Metrics struct {
 	commitBatch    prometheus.Histogram
 	commitDuration prometheus.Histogram
 	counters       prometheus.Gauge
+	gossipIgnored  prometheus.Counter
 }
 
 // New returns a node's metrics, with Go runtime and process metrics beside
@@ -103,10 +104,14 @@ func New(src Sources) *Metrics {
 			Name: "countd_counters",
 			Help: "Named counters this node knows.",
 		}),
+		gossipIgnored: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "countd_gossip_ignored_total",
+			Help: "Peer addresses from gossip or pushes ignored because the node has -max-peers peers.",
+		}),
 	}
 	m.reg.MustRegister(
 		m.changes, m.pushes, m.pushFailures, m.pushBytes, m.pushEntries,
-		m.heartbeatRTT, m.httpDuration, m.commitBatch, m.commitDuration, m.counters,
+		m.heartbeatRTT, m.httpDuration, m.commitBatch, m.commitDuration, m.counters, m.gossipIgnored,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -167,6 +172,14 @@ func (m *Metrics) Pushed(bytes, entries int, err error) {
 	m.pushEntries.Observe(float64(entries))
 	if err != nil {
 		m.pushFailures.Inc()
+	}
+}
+
+// GossipIgnored counts n peer addresses ignored because the membership
+// table was full (-max-peers).
+func (m *Metrics) GossipIgnored(n int) {
+	if m != nil {
+		m.gossipIgnored.Add(float64(n))
 	}
 }
 

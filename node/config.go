@@ -65,8 +65,14 @@ type Config struct {
 	// each peer, which repair any divergence a lost delta might leave.
 	AntiEntropyInterval time.Duration
 	// DownProbeMax caps the backoff between probes of a down peer (the
-	// first comes after one heartbeat interval).
+	// first comes after one heartbeat interval), and of a candidate.
 	DownProbeMax time.Duration
+	// MaxPeers caps the peers a node holds: POST /peers beyond it gets 507,
+	// gossip beyond it is ignored (and counted).
+	MaxPeers int
+	// ReapAfter is how long a peer may stay down before it leaves the
+	// membership table on its own (no tombstone: it may join again).
+	ReapAfter time.Duration
 	// RoundTripper carries node-to-node HTTP; nil means a default
 	// keep-alive transport. Tests inject faults here.
 	RoundTripper http.RoundTripper
@@ -105,6 +111,8 @@ func DefaultConfig() Config {
 		RetryMax:            5 * time.Second,
 		AntiEntropyInterval: 30 * time.Second,
 		DownProbeMax:        10 * time.Second,
+		MaxPeers:            256,
+		ReapAfter:           24 * time.Hour, // Serf's reconnect timeout
 		ShutdownTimeout:     5 * time.Second,
 	}
 }
@@ -156,7 +164,7 @@ func (c *Config) Validate() error {
 		{"request-timeout", c.RequestTimeout}, {"heartbeat-interval", c.HeartbeatInterval},
 		{"heartbeat-timeout", c.HeartbeatTimeout}, {"retry-min", c.RetryMin}, {"retry-max", c.RetryMax},
 		{"shutdown-timeout", c.ShutdownTimeout}, {"anti-entropy-interval", c.AntiEntropyInterval},
-		{"down-probe-max", c.DownProbeMax},
+		{"down-probe-max", c.DownProbeMax}, {"reap-after", c.ReapAfter},
 	} {
 		if d.v <= 0 {
 			return bad(d.flag, d.v, positive)
@@ -164,6 +172,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RetryMax < c.RetryMin {
 		return bad("retry-max", c.RetryMax, fmt.Sprintf("a duration not below -retry-min (%v)", c.RetryMin))
+	}
+	if c.MaxPeers < 1 {
+		return bad("max-peers", c.MaxPeers, "a whole number of 1 or more")
 	}
 	if c.FailuresBeforeDown < 1 {
 		return bad("failures-before-down", c.FailuresBeforeDown, "a whole number of 1 or more")
@@ -198,6 +209,7 @@ type parts struct {
 	transport  actors.Transport
 	removed    []string          // tombstoned addresses, as loaded
 	tombstones actors.Tombstones // nil in memory mode
+	obs        actors.SupervisorObserver
 }
 
 // supervisorConfig derives the Supervisor's config, and the PeerActors'
@@ -225,5 +237,11 @@ func (c *Config) supervisorConfig(p parts) actors.SupervisorConfig {
 		Logger:       p.log,
 		Removed:      p.removed,
 		Tombstones:   p.tombstones,
+		MaxPeers:     c.MaxPeers,
+		// A candidate is probed at the down-peer pace and has about a
+		// minute (60 heartbeat intervals) to answer as a node.
+		CandidateTimeout: 60 * c.HeartbeatInterval,
+		ReapAfter:        c.ReapAfter,
+		Observer:         p.obs,
 	}
 }

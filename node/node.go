@@ -210,6 +210,7 @@ func (n *Node) startActors(state *crdt.State, st actors.Store, removed []string)
 		transport:  n.peerNet,
 		removed:    removed,
 		tombstones: tombstones(n.db),
+		obs:        n.metrics,
 	})), "peers")
 	if err != nil {
 		return fmt.Errorf("node: spawn supervisor: %w", err)
