@@ -137,6 +137,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (n
 			"mean time between full-state pushes to each peer"},
 		{"down-probe-max", durationValue(&cfg.DownProbeMax, 1), positive, "longest backoff between probes of a down peer"},
 		{"shutdown-timeout", durationValue(&cfg.ShutdownTimeout, 1), positive, "longest a graceful shutdown waits"},
+		// Bounds on state: a change past them gets 507, a push past -max-entries 400.
+		{"max-counters", intValue(&cfg.MaxCounters, 0, math.MaxInt32), "a whole number of 0 (no limit) or more",
+			"most counters client changes may create (counters peers send are always kept)"},
+		{"max-entries", intValue(&cfg.MaxEntries, 0, math.MaxInt32), "a whole number of 0 (no limit) or more",
+			"most replica entries one counter may hold; a push that would pass it is refused whole"},
 	}
 
 	fs := flag.NewFlagSet("countd", flag.ContinueOnError)
