@@ -58,12 +58,26 @@ func BenchmarkLoadOneCounter(b *testing.B) {
 	for i := range es {
 		es[i] = Entry{Counter: "c", Replica: replicaN(i), P: 1}
 	}
+	var perEntry float64
 	for b.Loop() {
-		if _, err := New("00000000000000aa").Merge(es); err != nil {
+		var before, after runtime.MemStats
+		b.StopTimer()
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		b.StartTimer()
+		s := New("00000000000000aa")
+		if _, err := s.Merge(es); err != nil {
 			b.Fatal(err)
 		}
+		b.StopTimer()
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.StartTimer()
+		perEntry = float64(after.HeapAlloc-before.HeapAlloc) / n
+		runtime.KeepAlive(s)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/entry")
+	b.ReportMetric(perEntry, "B/entry")
 }
 
 // BenchmarkFind times merging a change to the last of a counter's entries,
