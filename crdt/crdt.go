@@ -108,24 +108,13 @@ type slot struct {
 
 // slot returns the totals of replica, or nil.
 func (c *counter) slot(replica string) *slot {
-	if c.index != nil {
-		return c.indexed(replica)
-	}
-	for i := range c.slots {
-		if c.slots[i].replica == replica {
-			return &c.slots[i]
+	if c.index == nil {
+		for i := range c.slots {
+			if c.slots[i].replica == replica {
+				return &c.slots[i]
+			}
 		}
-	}
-	return nil
-}
-
-// indexed is slot for a counter with an index. It stays out of slot so
-// that slot, and find, which calls it on every change, are inlined.
-//
-//go:noinline
-func (c *counter) indexed(replica string) *slot {
-	if c.slots[0].replica == replica { // this node's own entry, changed most: no hashing
-		return &c.slots[0]
+		return nil
 	}
 	if i, ok := c.index[replica]; ok {
 		return &c.slots[i]
@@ -210,13 +199,10 @@ func (s *State) change(name string, by uint64, neg bool) (int64, error) {
 		return 0, fmt.Errorf("%w: change by 0", ErrInvalid)
 	}
 	c, sl := s.find(name, s.replica)
-	switch lim := s.limits; {
-	case c == nil && lim.MaxCounters > 0 && len(s.counters) >= lim.MaxCounters:
-		return 0, fmt.Errorf("%w: counter %q would be a new counter, and there are %d, the most a change may create",
-			ErrLimit, name, len(s.counters))
-	case c != nil && sl == nil && lim.MaxEntries > 0 && len(c.slots) >= lim.MaxEntries:
-		return 0, fmt.Errorf("%w: counter %q holds %d replica entries, the most a counter may hold, and this change would add one",
-			ErrLimit, name, len(c.slots))
+	if sl == nil { // a new entry, maybe a new counter: off the common path
+		if err := s.roomForChange(name, c); err != nil {
+			return 0, err
+		}
 	}
 	var p, n uint64
 	if sl != nil {
@@ -298,6 +284,20 @@ func (s *State) Merge(entries []Entry) ([]Entry, error) {
 		changed = append(changed, Entry{Counter: e.Counter, Replica: e.Replica, P: p, N: n})
 	}
 	return changed, nil
+}
+
+// roomForChange checks that a local change may add this replica's entry
+// to counter name (c, nil if the counter is new) within the limits.
+func (s *State) roomForChange(name string, c *counter) error {
+	switch lim := s.limits; {
+	case c == nil && lim.MaxCounters > 0 && len(s.counters) >= lim.MaxCounters:
+		return fmt.Errorf("%w: counter %q would be a new counter, and there are %d, the most a change may create",
+			ErrLimit, name, len(s.counters))
+	case c != nil && lim.MaxEntries > 0 && len(c.slots) >= lim.MaxEntries:
+		return fmt.Errorf("%w: counter %q holds %d replica entries, the most a counter may hold, and this change would add one",
+			ErrLimit, name, len(c.slots))
+	}
+	return nil
 }
 
 // room checks that merging entries leaves every counter within
