@@ -26,6 +26,9 @@ import (
 	"syscall"
 	"time"
 
+	"countd/auth"
+	"countd/certs"
+	"countd/httpapi"
 	"countd/node"
 	"countd/wire"
 )
@@ -47,13 +50,27 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP) // before the node starts: a SIGHUP then must not kill it
+	defer signal.Stop(hup)
 
 	n, err := node.Open(cfg)
 	if err != nil {
 		cfg.Logger.Error("start failed", "err", startProblem(err, cfg))
 		return 1
 	}
-	<-ctx.Done()
+	for running := true; running; {
+		select {
+		case <-ctx.Done():
+			running = false
+		case <-hup:
+			if err := n.Reload(); err != nil {
+				cfg.Logger.Error("reload failed; the files in force before stay", "err", err)
+			} else {
+				cfg.Logger.Info("reloaded the client token, TLS and cluster key files")
+			}
+		}
+	}
 	stop()
 	cfg.Logger.Info("shutting down")
 	if err := n.Close(); err != nil {
@@ -101,6 +118,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (n
 		dataDir             string
 		peers, newNodes     addrList
 		logFormat, logLevel = "text", "info"
+		keyFile             string
 	)
 	const (
 		positive = "a duration above 0 such as 500ms, 2s or 1m30s"
@@ -137,6 +155,21 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (n
 			"mean time between full-state pushes to each peer"},
 		{"down-probe-max", durationValue(&cfg.DownProbeMax, 1), positive, "longest backoff between probes of a down peer"},
 		{"shutdown-timeout", durationValue(&cfg.ShutdownTimeout, 1), positive, "longest a graceful shutdown waits"},
+		// Cluster key (README "Security").
+		{"cluster-key-file", (*stringValue)(&keyFile), "a file of keys, one per line, each at least 32 bytes",
+			"file of cluster keys, one per line: the first signs node-to-node requests, every one verifies; SIGHUP reloads it"},
+		{"insecure", boolValue(&cfg.Insecure), boolean,
+			"without -cluster-key-file, allow a non-loopback -bind and take node-to-node requests from anyone"},
+
+		// Security: client tokens and TLS. SIGHUP reloads these files.
+		{"client-token-file", (*stringValue)(&cfg.ClientTokenFile), "a file of client tokens, one per line",
+			"file of client tokens, one per line: the client API and /metrics then need Authorization: Bearer <token>"},
+		{"tls-cert-file", (*stringValue)(&cfg.TLSCertFile), "a PEM certificate file",
+			"the node's certificate (PEM): with -tls-key-file, serve HTTPS and reach peers over https"},
+		{"tls-key-file", (*stringValue)(&cfg.TLSKeyFile), "a PEM private key file", "the private key of -tls-cert-file (PEM)"},
+		{"tls-ca-file", (*stringValue)(&cfg.TLSCAFile), "a PEM CA certificate file",
+			"CA (PEM) that signs the cluster's node certificates: peers are verified against it, and node-to-node requests need a client certificate it signed"},
+
 		// Bounds on state: a change past them gets 507, a push past -max-entries 400.
 		{"max-counters", intValue(&cfg.MaxCounters, 0, math.MaxInt32), "a whole number of 0 (no limit) or more",
 			"most counters client changes may create (counters peers send are always kept)"},
@@ -179,11 +212,35 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (n
 		return cfg, fmt.Errorf("invalid value %q for flag -data-dir: %v", cfg.DataDir, err)
 	}
 	cfg.DataDir = abs
+	if keyFile != "" {
+		if cfg.ClusterKeys, err = auth.Load(keyFile); err != nil {
+			return cfg, fmt.Errorf("invalid value %q for flag -cluster-key-file: %s", keyFile, strings.TrimPrefix(err.Error(), "auth: "))
+		}
+	}
 	if err := cfg.Validate(); err != nil {
+		return cfg, err
+	}
+	if err := checkSecurityFiles(cfg); err != nil {
 		return cfg, err
 	}
 	cfg.Logger = newLogger(logFormat, logLevel, stderr)
 	return cfg, nil
+}
+
+// checkSecurityFiles reads the client token and TLS files as the node will,
+// so that a missing or bad file is a flag error (exit 2), not a failed start.
+func checkSecurityFiles(cfg node.Config) error {
+	if cfg.ClientTokenFile != "" {
+		if _, err := httpapi.LoadTokens(cfg.ClientTokenFile); err != nil {
+			return err
+		}
+	}
+	if cfg.TLSCertFile != "" || cfg.TLSKeyFile != "" || cfg.TLSCAFile != "" {
+		if _, err := certs.Load(certs.Files{Cert: cfg.TLSCertFile, Key: cfg.TLSKeyFile, CA: cfg.TLSCAFile}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // badValue is the value a flag's Set last refused.

@@ -64,8 +64,8 @@ func TestParseConfig(t *testing.T) {
 		},
 		{
 			name: "bind",
-			args: []string{"-bind=0.0.0.0"},
-			want: func(c *node.Config) { c.Bind = "0.0.0.0" },
+			args: []string{"-bind=0.0.0.0", "-insecure"},
+			want: func(c *node.Config) { c.Bind = "0.0.0.0"; c.Insecure = true },
 		},
 		{
 			name: "advertise normalised",

@@ -2,9 +2,15 @@ package actors
 
 import (
 	"context"
+	"errors"
 
 	"countd/wire"
 )
+
+// ErrUnauthorized is wrapped by a Transport's error when the remote node
+// refused the request for want of a valid cluster signature: this node has
+// no key, or one the remote node does not have.
+var ErrUnauthorized = errors.New("actors: refused by the peer: no valid cluster signature")
 
 // Transport is how a PeerActor (and the Supervisor's down-list probe)
 // reaches a remote node. transport.HTTP is the real implementation; tests

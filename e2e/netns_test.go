@@ -33,11 +33,14 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"fmt"
 	"maps"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -106,6 +109,14 @@ func newNetnsCluster(t *testing.T) *netnsCluster {
 		c.ip("-n", c.hub, "link", "set", br, "up")
 	}
 	subnet := fmt.Sprintf("10.213.%d.", seq%250)
+	// The nodes bind non-loopback addresses, so they need a cluster key;
+	// it is made here, and every node-to-node request is signed with it.
+	keyFile := filepath.Join(t.TempDir(), "cluster.key")
+	secret := make([]byte, 32)
+	rand.Read(secret)
+	if err := os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(secret)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	var addrs []string
 	for i := range netnsNodes {
 		addrs = append(addrs, subnet+strconv.Itoa(i+1)+":"+strconv.Itoa(netnsPort))
@@ -132,7 +143,7 @@ func newNetnsCluster(t *testing.T) *netnsCluster {
 		n := &clusterNode{name: "node" + strconv.Itoa(i), port: netnsPort, addr: addr, wrap: []string{"ip", "netns", "exec", ns}}
 		n.args = append([]string{
 			"-bind=" + host, "-advertise=" + addr, "-port=" + strconv.Itoa(netnsPort),
-			"-peers=" + strings.Join(others, ","), "-data-dir=" + t.TempDir(),
+			"-peers=" + strings.Join(others, ","), "-data-dir=" + t.TempDir(), "-cluster-key-file=" + keyFile,
 		}, clusterFlags...)
 		c.nodes = append(c.nodes, n)
 	}

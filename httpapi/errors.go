@@ -20,6 +20,9 @@ var (
 	errTooLarge   = errors.New("httpapi: request body too large")
 	errNotFound   = errors.New("httpapi: no such path")
 	errMethod     = errors.New("httpapi: method not allowed")
+
+	errNoSignature = errors.New("httpapi: no valid cluster signature")
+	errNotLoopback = errors.New("httpapi: not from loopback and no cluster key")
 )
 
 // clientError is an error about a request: kind (one of the sentinels
@@ -45,8 +48,16 @@ func statusOf(err error) int {
 	case errors.Is(err, errBadRequest), errors.Is(err, crdt.ErrInvalid), errors.Is(err, actors.ErrSelf),
 		errors.Is(err, crdt.ErrLimit): // a merge past the entry limit
 		return http.StatusBadRequest
+	case errors.Is(err, errUnauthorized):
+		return http.StatusUnauthorized
+	case errors.Is(err, errNoPeerCert):
+		return http.StatusForbidden
 	case errors.Is(err, errTooLarge):
 		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, errNoSignature):
+		return http.StatusUnauthorized
+	case errors.Is(err, errNotLoopback):
+		return http.StatusForbidden
 	case errors.Is(err, errNotFound):
 		return http.StatusNotFound
 	case errors.Is(err, errMethod):

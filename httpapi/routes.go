@@ -44,7 +44,7 @@ func (s *Server) routes() http.Handler {
 			paths = append(paths, path)
 		}
 		methods[method] = true
-		r.Handle(path, s.routeNamed(path, s.onlyParams(params, h))).Methods(method)
+		r.Handle(path, s.routeNamed(path, s.needToken(path, method, s.needPeerCert(path, method, s.onlyParams(params, h))))).Methods(method)
 	}
 	handle("/increment", http.MethodPost, s.handleIncrement, "by")
 	handle("/decrement", http.MethodPost, s.handleDecrement, "by")
@@ -53,7 +53,7 @@ func (s *Server) routes() http.Handler {
 	handle("/counters/{name}/decrement", http.MethodPost, s.handleDecrement, "by")
 	handle("/counters/{name}", http.MethodGet, s.handleCounter)
 	handle("/counters", http.MethodGet, s.handleCounters)
-	handle("/health", http.MethodGet, s.handleHealth)
+	handle("/health", http.MethodGet, s.signedIfSigned(s.handleHealth))
 	handle("/", http.MethodGet, s.handleStatusPage)
 	handle("/status", http.MethodGet, s.handleStatus, "history")
 	if s.cfg.Metrics != nil {
@@ -61,9 +61,9 @@ func (s *Server) routes() http.Handler {
 	}
 	if s.cfg.Cluster != nil {
 		handle("/peers", http.MethodGet, s.handlePeers)
-		handle("/peers", http.MethodPost, s.handleAddPeer)
-		handle("/peers/{addr}", http.MethodDelete, s.handleRemovePeer)
-		handle("/replicate", http.MethodPost, s.handleReplicate)
+		handle("/peers", http.MethodPost, s.nodeOnly(s.handleAddPeer))
+		handle("/peers/{addr}", http.MethodDelete, s.nodeOnly(s.handleRemovePeer))
+		handle("/replicate", http.MethodPost, s.nodeOnly(s.handleReplicate))
 	}
 	if s.cfg.Pprof {
 		// Go's own handlers, which take their own query parameters
@@ -71,9 +71,9 @@ func (s *Server) routes() http.Handler {
 		for name, h := range map[string]http.HandlerFunc{
 			"cmdline": pprof.Cmdline, "profile": pprof.Profile, "symbol": pprof.Symbol, "trace": pprof.Trace,
 		} {
-			r.Handle("/debug/pprof/"+name, s.routeNamed("/debug/pprof/"+name, h))
+			r.Handle("/debug/pprof/"+name, s.routeNamed("/debug/pprof/"+name, s.nodeOnly(h)))
 		}
-		r.PathPrefix("/debug/pprof/").Handler(s.routeNamed("/debug/pprof/", pprof.Index)) // heap, goroutine, ... by name
+		r.PathPrefix("/debug/pprof/").Handler(s.routeNamed("/debug/pprof/", s.nodeOnly(pprof.Index))) // heap, goroutine, ... by name
 		paths = append(paths, "/debug/pprof/")
 	}
 	allMethods := slices.Sorted(maps.Keys(methods))

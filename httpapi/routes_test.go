@@ -147,10 +147,16 @@ func newTestServer(c Counters) *Server {
 	return NewServer(Config{Counters: c, Node: testNode, Replica: testReplica})
 }
 
-// do sends one request straight to the server's handler.
+// loopbackClient is the remote address of the requests do and doBody make:
+// with no cluster key, the node-to-node routes take only loopback clients
+// (auth_test.go tests the others).
+const loopbackClient = "127.0.0.1:40000"
+
+// do sends one request straight to the server's handler, from loopback.
 func do(t *testing.T, s *Server, method, target string, body io.Reader) *httptest.ResponseRecorder {
 	t.Helper()
 	req := httptest.NewRequest(method, target, body)
+	req.RemoteAddr = loopbackClient
 	rec := httptest.NewRecorder()
 	s.Handler().ServeHTTP(rec, req)
 	return rec
@@ -1059,6 +1065,7 @@ func TestServerCloseBoundedByContext(t *testing.T) {
 func doBody(t *testing.T, s *Server, method, target, ct, body string) *httptest.ResponseRecorder {
 	t.Helper()
 	req := httptest.NewRequest(method, target, strings.NewReader(body))
+	req.RemoteAddr = loopbackClient
 	if ct != "" {
 		req.Header.Set("Content-Type", ct)
 	}

@@ -5,6 +5,7 @@ package httpapi
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"countd/auth"
 	"countd/metrics"
 )
 
@@ -55,6 +57,22 @@ type Config struct {
 	Metrics *metrics.Metrics
 	// Pprof serves Go's profiles at /debug/pprof/.
 	Pprof bool
+	// Keys, if set, is the cluster keyring: node-to-node and membership
+	// requests, and the profiles, must be signed with one of its keys
+	// (auth.go). Nil means they are taken only from loopback addresses.
+	Keys *auth.Keyring
+	// Insecure, with no Keys, takes node-to-node and membership requests
+	// from any address (-insecure).
+	Insecure bool
+	// Tokens, if set, are the client tokens the client API and /metrics
+	// need as Authorization: Bearer (token.go).
+	Tokens *Tokens
+	// TLS, if set, makes the server serve HTTPS with this config.
+	TLS *tls.Config
+	// PeerCerts makes the node-to-node routes require a client
+	// certificate that TLS verified (tls.go); TLS must then verify client
+	// certificates that are given.
+	PeerCerts bool
 }
 
 // Server serves the countd HTTP API.
@@ -128,6 +146,9 @@ func (s *Server) Open() error {
 		if ln, err = net.Listen("tcp", s.cfg.Addr); err != nil {
 			return fmt.Errorf("httpapi: %w", err)
 		}
+	}
+	if s.cfg.TLS != nil {
+		ln = tls.NewListener(ln, s.cfg.TLS)
 	}
 	s.ln = ln
 	s.srv = &http.Server{

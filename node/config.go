@@ -5,11 +5,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
 	"countd/actors"
+	"countd/auth"
 )
 
 // Config configures a Node. Durations are wall-clock time.
@@ -31,6 +33,15 @@ type Config struct {
 	Memory bool
 	// Pprof serves Go's profiles at /debug/pprof/.
 	Pprof bool
+	// ClusterKeys, if set, is the cluster keyring (-cluster-key-file): the
+	// node signs its node-to-node requests with it and takes node-to-node
+	// and membership requests only when signed with one of its keys. Nil
+	// means those requests are taken only from loopback addresses.
+	ClusterKeys *auth.Keyring
+	// Insecure lets a node without ClusterKeys (or TLSCAFile) bind a
+	// non-loopback address, and take node-to-node and membership requests
+	// from anyone.
+	Insecure bool
 	// Listener, if set, is used instead of listening on Bind:Port; the node
 	// closes it (at once if Open fails). Tests use it to know a node's
 	// address before it starts.
@@ -70,6 +81,15 @@ type Config struct {
 	// it) one counter may hold; a push that would give a counter more is
 	// refused whole (400). 0 means no limit.
 	MaxEntries int
+
+	// ClientTokenFile, if set, holds the client tokens (one a line) the
+	// client API and /metrics need as Authorization: Bearer.
+	ClientTokenFile string
+	// TLSCertFile and TLSKeyFile, if set, make the node serve HTTPS and
+	// reach its peers over https; TLSCAFile, if set, is the CA its peers'
+	// certificates must be signed by, as servers and as clients of the
+	// node-to-node routes.
+	TLSCertFile, TLSKeyFile, TLSCAFile string
 
 	// Logger receives the node's logs. Nil means slog.Default().
 	Logger *slog.Logger
@@ -129,6 +149,11 @@ func (c *Config) Validate() error {
 	if c.Port < 0 || c.Port > 65535 {
 		return bad("port", c.Port, "a whole number from 0 to 65535")
 	}
+	if c.ClusterKeys == nil && c.TLSCAFile == "" && !c.Insecure && !LoopbackBind(c.Bind) {
+		return fmt.Errorf("-bind %s takes requests from other hosts, and without a cluster key anyone who reaches the port could change every counter; "+
+			"give every node the same -cluster-key-file (make one with: head -c 32 /dev/urandom | base64 > cluster.key), "+
+			"or -tls-ca-file to take node-to-node requests by client certificate, or -insecure to run open", bindName(c.Bind))
+	}
 	if !c.Memory && c.DataDir == "" {
 		return bad("data-dir", "", "a directory (or -memory to keep nothing on disk)")
 	}
@@ -161,6 +186,24 @@ func (c *Config) Validate() error {
 		return bad("max-entries", c.MaxEntries, "a whole number of 0 (no limit) or more")
 	}
 	return nil
+}
+
+// LoopbackBind reports whether listening on bind takes connections only
+// from this machine: localhost or a loopback IP. Empty means every
+// interface.
+func LoopbackBind(bind string) bool {
+	if bind == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(bind)
+	return err == nil && ip.Unmap().IsLoopback()
+}
+
+func bindName(bind string) string {
+	if bind == "" {
+		return `"" (every interface)`
+	}
+	return bind
 }
 
 // parts are what a starting node makes that the actors' configs refer to,

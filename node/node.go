@@ -18,6 +18,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"countd/actors"
+	"countd/certs"
 	"countd/crdt"
 	"countd/httpapi"
 	"countd/metrics"
@@ -45,6 +46,8 @@ type Node struct {
 	http    *httpapi.Server
 	addr    string
 	metrics *metrics.Metrics
+	tokens  *httpapi.Tokens // nil: no client tokens
+	certs   *certs.Store    // nil: plain HTTP
 
 	undo      undoStack // releases what Open took, in reverse
 	closeOnce sync.Once
@@ -80,6 +83,9 @@ func Open(cfg Config) (*Node, error) {
 // open runs the steps of Open in order; each pushes onto n.undo what
 // releases what it took.
 func (n *Node) open() error {
+	if err := n.loadSecurity(); err != nil {
+		return err
+	}
 	ln, err := n.listen()
 	if err != nil {
 		return err
@@ -97,7 +103,11 @@ func (n *Node) open() error {
 	}
 	n.registerPeers()
 	n.log.Info("node started", "listen", ln.Addr().String(),
-		"memory", n.cfg.Memory, "data", n.dataPath(), "counters", loaded)
+		"memory", n.cfg.Memory, "data", n.dataPath(), "counters", loaded, "cluster_keys", n.keyIDs())
+	if n.cfg.ClusterKeys == nil && n.cfg.TLSCAFile == "" && n.cfg.Insecure && !LoopbackBind(n.cfg.Bind) {
+		n.log.Warn("-insecure: no cluster key, so anyone who reaches " + ln.Addr().String() +
+			" can change every counter and the membership; give every node the same -cluster-key-file")
+	}
 	return nil
 }
 
@@ -189,7 +199,14 @@ func (n *Node) startActors(state *crdt.State, st actors.Store, removed []string)
 	n.counter = counter
 	n.client = actors.NewCounters(n.sys.Root, counter, n.cfg.RequestTimeout)
 
-	n.peerNet = transport.New(n.cfg.RoundTripper, n.metrics)
+	rt := n.cfg.RoundTripper
+	if rt == nil && n.certs != nil {
+		rt = transport.NewTLSRoundTripper(n.certs.ClientConfig())
+	}
+	n.peerNet = transport.New(rt, n.metrics)
+	if n.cfg.ClusterKeys != nil {
+		n.peerNet.SignWith(n.cfg.ClusterKeys)
+	}
 	n.undo.push(func(context.Context) error { n.peerNet.CloseIdleConnections(); return nil })
 	sup, err := root.SpawnNamed(actors.NewSupervisorProps(n.cfg.supervisorConfig(parts{
 		addr:       n.addr,
@@ -227,12 +244,40 @@ func (n *Node) startHTTP(ln net.Listener) error {
 		Started:        n.started,
 		Metrics:        n.metrics,
 		Pprof:          n.cfg.Pprof,
+		Keys:           n.cfg.ClusterKeys,
+		Insecure:       n.cfg.Insecure,
+		Tokens:         n.tokens,
+		TLS:            n.serverTLS(),
+		PeerCerts:      n.certs != nil && n.certs.VerifiesPeers(),
 	})
 	if err := n.http.Open(); err != nil {
 		return err
 	}
 	n.undo.push(n.http.Close) // in-flight requests finish, within the shutdown timeout
 	return nil
+}
+
+// ReloadClusterKey reads the cluster key file again (SIGHUP): if it is
+// good, the node signs with its first key and takes every key from then
+// on; if not, the keys stay as they were and the error says why. A node
+// without a key file has nothing to reload.
+func (n *Node) ReloadClusterKey() error {
+	if n.cfg.ClusterKeys == nil {
+		return errors.New("node: no -cluster-key-file to reload")
+	}
+	if err := n.cfg.ClusterKeys.Reload(); err != nil {
+		return err
+	}
+	n.log.Info("cluster key reloaded", "cluster_keys", n.keyIDs())
+	return nil
+}
+
+// keyIDs names the cluster keys, the signing one first, for the logs.
+func (n *Node) keyIDs() []string {
+	if n.cfg.ClusterKeys == nil {
+		return nil
+	}
+	return n.cfg.ClusterKeys.IDs()
 }
 
 // registerPeers registers -peers and -newnode; each PeerActor announces
@@ -277,7 +322,11 @@ func (n *Node) URL() string {
 	if host == "" || host == "0.0.0.0" || host == "::" {
 		host = "127.0.0.1"
 	}
-	return "http://" + net.JoinHostPort(host, strconv.Itoa(n.cfg.Port))
+	scheme := "http://"
+	if n.certs != nil {
+		scheme = "https://"
+	}
+	return scheme + net.JoinHostPort(host, strconv.Itoa(n.cfg.Port))
 }
 
 // Replica returns this process's replica id.

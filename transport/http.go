@@ -5,6 +5,7 @@ package transport
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"countd/actors"
+	"countd/auth"
 	"countd/metrics"
 	"countd/wire"
 )
@@ -21,6 +23,7 @@ import (
 type HTTP struct {
 	http    *http.Client
 	metrics *metrics.Metrics // nil: none
+	keys    *auth.Keyring    // nil: requests go unsigned
 }
 
 var _ actors.Transport = (*HTTP)(nil)
@@ -43,6 +46,37 @@ func NewRoundTripper() *http.Transport {
 		ResponseHeaderTimeout: 30 * time.Second,
 	}
 }
+
+// SignWith makes c sign every request it sends with keys (see package
+// auth) and returns c. Call it before c is used.
+func (c *HTTP) SignWith(keys *auth.Keyring) *HTTP {
+	c.keys = keys
+	return c
+}
+
+// NewTLSRoundTripper returns the round tripper of a node that serves
+// HTTPS: NewRoundTripper's, over TLS with cfg. Peers are named host:port
+// and reached over https, whatever scheme the request names.
+func NewTLSRoundTripper(cfg *tls.Config) http.RoundTripper {
+	rt := NewRoundTripper()
+	rt.TLSClientConfig = cfg
+	return httpsOnly{rt}
+}
+
+// httpsOnly sends every request over https.
+type httpsOnly struct{ rt *http.Transport }
+
+func (h httpsOnly) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.Scheme != "https" {
+		r = r.Clone(r.Context())
+		r.URL.Scheme = "https"
+	}
+	return h.rt.RoundTrip(r)
+}
+
+// CloseIdleConnections closes rt's idle connections, so that
+// http.Client.CloseIdleConnections reaches them.
+func (h httpsOnly) CloseIdleConnections() { h.rt.CloseIdleConnections() }
 
 // CloseIdleConnections closes the transport's idle keep-alive connections.
 func (c *HTTP) CloseIdleConnections() { c.http.CloseIdleConnections() }
@@ -88,6 +122,9 @@ func (c *HTTP) do(ctx context.Context, method, addr, path string, body []byte, o
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	if c.keys != nil {
+		c.keys.Sign(req, body, time.Now())
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return err
@@ -102,6 +139,9 @@ func (c *HTTP) do(ctx context.Context, method, addr, path string, body []byte, o
 			Error string `json:"error"`
 		}
 		json.Unmarshal(data, &e)
+		if resp.StatusCode == http.StatusUnauthorized {
+			return fmt.Errorf("%s %s%s: %w: %s", method, addr, path, actors.ErrUnauthorized, e.Error)
+		}
 		return fmt.Errorf("%s %s%s: status %d: %s", method, addr, path, resp.StatusCode, e.Error)
 	}
 	if err := json.Unmarshal(data, out); err != nil {

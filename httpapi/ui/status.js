@@ -8,6 +8,17 @@
 
   const $ = (id) => document.getElementById(id);
 
+  // The client token (-client-token-file) is asked for on a 401 and kept
+  // for the tab only: sessionStorage, never localStorage or a cookie.
+  const TOKEN_KEY = "countd.token";
+  function storedToken() {
+    try { return sessionStorage.getItem(TOKEN_KEY) || ""; } catch (e) { return ""; }
+  }
+  function storeToken(token) {
+    try { sessionStorage.setItem(TOKEN_KEY, token); } catch (e) { /* storage off: ask again next time */ }
+  }
+  let token = storedToken();
+
   // parse is JSON.parse that keeps integers past 2^53 (counter values are
   // int64) as their exact digits where the browser gives the source text.
   function parse(text) {
@@ -215,8 +226,15 @@
     const abort = new AbortController();
     const timer = setTimeout(() => abort.abort(), TIMEOUT_MS);
     try {
-      const resp = await fetch("status?history=1", { cache: "no-store", signal: abort.signal, headers: { Accept: "application/json" } });
+      const headers = { Accept: "application/json" };
+      if (token) headers.Authorization = "Bearer " + token;
+      const resp = await fetch("status?history=1", { cache: "no-store", signal: abort.signal, headers: headers });
       const text = await resp.text();
+      if (resp.status === 401) {
+        const err = new Error("GET /status answered 401");
+        err.unauthorized = true;
+        throw err;
+      }
       if (!resp.ok) {
         let msg = text;
         try { msg = JSON.parse(text).error || text; } catch (e) { /* not JSON: show the text */ }
@@ -232,16 +250,39 @@
     }
   }
 
+  // askToken shows the token form and stops refreshing until it is sent.
+  function askToken() {
+    $("token-why").textContent = token
+      ? "This node did not accept the client token. Enter another."
+      : "This node needs a client token to show its status.";
+    $("token-form").hidden = false;
+    $("token").focus();
+  }
+
+  $("token-form").addEventListener("submit", function (ev) {
+    ev.preventDefault();
+    token = $("token").value.trim();
+    if (!token) return;
+    storeToken(token);
+    $("token").value = "";
+    $("token-form").hidden = true;
+    refresh();
+  });
+
   async function refresh() {
     try {
       render(await load());
       $("updated").textContent = new Date().toLocaleTimeString();
       setFailure(null);
     } catch (err) {
+      if (err.unauthorized) {
+        setFailure(null);
+        askToken();
+        return; // until the form is sent
+      }
       setFailure(String(err.message || err));
-    } finally {
-      setTimeout(refresh, REFRESH_MS);
     }
+    setTimeout(refresh, REFRESH_MS);
   }
 
   refresh();

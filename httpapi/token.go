@@ -1,0 +1,140 @@
+package httpapi
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"sync/atomic"
+)
+
+// ErrTokenFile is the kind of every error about a client token file. Its
+// text starts the error's, which main prints as it is.
+var ErrTokenFile = errors.New("client token file")
+
+// errUnauthorized is a request to the client API without a valid token.
+var errUnauthorized = errors.New("httpapi: unauthorized")
+
+// maxTokenLen bounds one token, so a wrong file (a binary, a log) is
+// refused rather than read as a few huge tokens.
+const maxTokenLen = 4096
+
+// ParseTokens reads a client token file: one token per line, surrounding
+// white space trimmed, blank lines ignored. A file with no token, or with
+// a token holding white space or over 4096 bytes, is an error that says
+// which line is at fault.
+func ParseTokens(data []byte) ([]string, error) {
+	var tokens []string
+	for i, line := range bytes.Split(data, []byte("\n")) {
+		t := strings.TrimSpace(string(line))
+		switch {
+		case t == "":
+			continue
+		case len(t) > maxTokenLen:
+			return nil, fmt.Errorf("%w: line %d is over %d bytes; want one token per line", ErrTokenFile, i+1, maxTokenLen)
+		case strings.IndexFunc(t, isTokenSpace) >= 0:
+			return nil, fmt.Errorf("%w: line %d holds white space inside a token; want one token per line", ErrTokenFile, i+1)
+		}
+		tokens = append(tokens, t)
+	}
+	if len(tokens) == 0 {
+		return nil, fmt.Errorf("%w: no token in it; want one token per line", ErrTokenFile)
+	}
+	return tokens, nil
+}
+
+// isTokenSpace is white space or a control character, neither of which
+// an Authorization header can carry inside a token.
+func isTokenSpace(r rune) bool { return r <= ' ' || r == 0x7f }
+
+// Tokens is the set of client tokens the client API accepts. Load swaps
+// the whole set at once, so SIGHUP can reload it while requests run.
+type Tokens struct {
+	path string
+	set  atomic.Pointer[[][sha256.Size]byte] // hashed, so each comparison takes the same time
+}
+
+// LoadTokens reads the token file at path.
+func LoadTokens(path string) (*Tokens, error) {
+	t := &Tokens{path: path}
+	if err := t.Reload(); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// Reload reads the token file again. On error the tokens in force stay.
+func (t *Tokens) Reload() error {
+	data, err := os.ReadFile(t.path)
+	if err != nil {
+		return fmt.Errorf("%w %s: %v", ErrTokenFile, t.path, errors.Unwrap(err))
+	}
+	tokens, err := ParseTokens(data)
+	if err != nil {
+		return fmt.Errorf("%w (%s)", err, t.path)
+	}
+	set := make([][sha256.Size]byte, len(tokens))
+	for i, tok := range tokens {
+		set[i] = sha256.Sum256([]byte(tok))
+	}
+	t.set.Store(&set)
+	return nil
+}
+
+// Valid reports whether token is one of the set. It hashes the token and
+// compares it with every token in constant time, so the time taken tells
+// nothing about how much of a token was right.
+func (t *Tokens) Valid(token string) bool {
+	h := sha256.Sum256([]byte(token))
+	ok := 0
+	for _, want := range *t.set.Load() {
+		ok |= subtle.ConstantTimeCompare(h[:], want[:])
+	}
+	return ok == 1
+}
+
+// clientRoute reports whether the route with this path template and method
+// is the client API, which needs a token when tokens are set. /health
+// stays open for probes, the status page's HTML is open (its data, GET
+// /status, is not), and the node-to-node routes (/replicate, POST and
+// DELETE /peers) are authenticated as nodes, not clients.
+func clientRoute(path, method string) bool {
+	return path != "/health" && path != "/" && !nodeRoute(path, method)
+}
+
+// needToken wraps h, when tokens are set and the route is the client API,
+// so that it answers 401 to a request without a valid bearer token.
+func (s *Server) needToken(path, method string, h http.HandlerFunc) http.HandlerFunc {
+	tokens := s.cfg.Tokens
+	if tokens == nil || !clientRoute(path, method) {
+		return h
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		token, ok := bearer(r.Header.Get("Authorization"))
+		if !ok || !tokens.Valid(token) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="countd"`)
+			msg := "this node needs a client token: send Authorization: Bearer <token>, a token from its -client-token-file"
+			if ok {
+				msg = "the bearer token is not one this node accepts (see its -client-token-file)"
+			}
+			s.writeError(w, &clientError{kind: errUnauthorized, msg: msg})
+			return
+		}
+		h(w, r)
+	}
+}
+
+// bearer returns the token of an Authorization header "Bearer <token>"
+// (the scheme in any case, RFC 7235).
+func bearer(header string) (string, bool) {
+	scheme, token, ok := strings.Cut(header, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	token = strings.TrimSpace(token)
+	return token, token != ""
+}
