@@ -173,6 +173,12 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (n
 		{"tls-key-file", (*stringValue)(&cfg.TLSKeyFile), "a PEM private key file", "the private key of -tls-cert-file (PEM)"},
 		{"tls-ca-file", (*stringValue)(&cfg.TLSCAFile), "a PEM CA certificate file",
 			"CA (PEM) that signs the cluster's node certificates: peers are verified against it, and node-to-node requests need a client certificate it signed"},
+
+		// Bounds on state: a change past them gets 507, a push past -max-entries 400.
+		{"max-counters", intValue(&cfg.MaxCounters, 0, math.MaxInt32), "a whole number of 0 (no limit) or more",
+			"most counters client changes may create (counters peers send are always kept)"},
+		{"max-entries", intValue(&cfg.MaxEntries, 0, math.MaxInt32), "a whole number of 0 (no limit) or more",
+			"most replica entries one counter may hold; a push that would pass it is refused whole"},
 	}
 
 	fs := flag.NewFlagSet("countd", flag.ContinueOnError)

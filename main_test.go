@@ -118,6 +118,11 @@ func TestParseConfig(t *testing.T) {
 			want: func(c *node.Config) { c.MaxPeers, c.ReapAfter = 3, time.Hour },
 		},
 		{
+			name: "limits",
+			args: []string{"-max-counters=10", "-max-entries=0"},
+			want: func(c *node.Config) { c.MaxCounters, c.MaxEntries = 10, 0 },
+		},
+		{
 			name: "env peers",
 			env:  map[string]string{"COUNTD_PEERS": "8081,http://h:2/"},
 			want: func(c *node.Config) { c.Peers = []string{"127.0.0.1:8081", "h:2"} },
@@ -326,6 +331,8 @@ func TestParseConfigOutOfRange(t *testing.T) {
 		{"zero shutdown timeout", []string{"-shutdown-timeout=0s"}, []string{"-shutdown-timeout"}},
 		{"zero max peers", []string{"-max-peers=0"}, []string{"-max-peers"}},
 		{"zero reap after", []string{"-reap-after=0s"}, []string{"-reap-after"}},
+		{"negative max counters", []string{"-max-counters=-1"}, []string{"-max-counters"}},
+		{"negative max entries", []string{"-max-entries=-1"}, []string{"-max-entries"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -446,6 +453,7 @@ func TestFlagErrorMessages(t *testing.T) {
 		{args: []string{"-flush-delay=-1ms"}, want: `invalid value "-1ms" for flag -flush-delay: want a duration of 0 or more such as 0s, 20ms or 1s`},
 		{args: []string{"-failures-before-down=0"}, want: `invalid value "0" for flag -failures-before-down: want a whole number of 1 or more`},
 		{args: []string{"-retry-min=1s", "-retry-max=10ms"}, want: `invalid value "10ms" for flag -retry-max: want a duration not below -retry-min (1s)`},
+		{args: []string{"-max-counters=lots"}, want: `invalid value "lots" for flag -max-counters: want a whole number of 0 (no limit) or more`},
 		{args: []string{"-nope=1"}, want: `unknown flag -nope (countd -h lists the flags)`},
 		{args: []string{"---x"}, want: `bad flag syntax "---x"; flags look like -port=8080 (countd -h lists them)`},
 		{args: []string{"extra"}, want: `unexpected argument "extra"; flags look like -port=8080 (countd -h lists them)`},

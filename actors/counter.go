@@ -23,6 +23,11 @@ var (
 	ErrTimeout = errors.New("actors: no answer in time")
 	// ErrStopped means the actor is not running.
 	ErrStopped = errors.New("actors: stopped")
+	// ErrFull means a client change would take the state past its limits
+	// (crdt.Limits: a new counter past -max-counters, or a new entry on a
+	// counter that holds -max-entries). Nothing was changed; changes to
+	// what exists keep working. It wraps the crdt.ErrLimit that says why.
+	ErrFull = errors.New("actors: limit reached")
 )
 
 // Store is where the CounterActor makes changes durable. Save must write all
@@ -38,6 +43,13 @@ type Observer interface {
 	Committed(requests int, took time.Duration)
 	// Counters reports how many named counters there are, when it changes.
 	Counters(n int)
+	// CountersOverLimit reports n counters that merges created past
+	// crdt.Limits.MaxCounters: kept, since dropping them would make nodes
+	// disagree for good.
+	CountersOverLimit(n int)
+	// MergeRefused reports a merge refused whole because it would give a
+	// counter more than crdt.Limits.MaxEntries entries.
+	MergeRefused()
 }
 
 // Increment asks the CounterActor to add By to Counter.
@@ -231,6 +243,7 @@ type CounterActor struct {
 	disk      *crdt.State
 	announced uint64 // the disk version subscribers were last told of
 	known     int    // counters last reported to obs
+	overTold  bool   // counters past the limit were logged (once)
 
 	next     batch  // gathering
 	inFlight *batch // being written, or nil
@@ -315,6 +328,9 @@ func (a *CounterActor) Receive(ctx actor.Context) {
 
 func (a *CounterActor) changed(ctx actor.Context, to answer, counter string, v int64, err error) {
 	if err != nil {
+		if errors.Is(err, crdt.ErrLimit) {
+			err = fmt.Errorf("%w: %w", ErrFull, err)
+		}
 		to.send(ctx, &ChangeResult{Counter: counter, Err: err})
 		return
 	}
@@ -325,11 +341,20 @@ func (a *CounterActor) changed(ctx actor.Context, to answer, counter string, v i
 
 func (a *CounterActor) merge(ctx actor.Context, m *Merge) {
 	to := answerTo(ctx, m.Reply)
+	counters := a.state.Len()
 	changed, err := a.state.Merge(m.Entries)
 	if err != nil {
+		if errors.Is(err, crdt.ErrLimit) {
+			a.log.Warn("merge refused: it would pass the entry limit (-max-entries); nothing of it was applied",
+				"peer", m.From, "entries", len(m.Entries), "err", err)
+			if a.obs != nil {
+				a.obs.MergeRefused()
+			}
+		}
 		to.send(ctx, &MergeResult{Err: err})
 		return
 	}
+	a.overLimit(counters, m.From)
 	for _, e := range changed {
 		a.dirty(entryKey{e.Counter, e.Replica})
 	}
@@ -436,6 +461,24 @@ func (a *CounterActor) saved(ctx actor.Context, err error) {
 	a.announce(ctx, b.origin)
 	for _, w := range b.waiters {
 		w.to.send(ctx, w.reply)
+	}
+}
+
+// overLimit counts the counters a merge created past the counter limit
+// (before is how many there were): they are kept, since a counter a peer
+// holds must reach every node; the first is logged.
+func (a *CounterActor) overLimit(before int, from string) {
+	limit, now := a.state.Limits().MaxCounters, a.state.Len()
+	if limit <= 0 || now <= limit || now == before {
+		return
+	}
+	if a.obs != nil {
+		a.obs.CountersOverLimit(now - max(before, limit))
+	}
+	if !a.overTold {
+		a.overTold = true
+		a.log.Warn("peers hold more counters than -max-counters; keeping them (nodes must agree), refusing new ones from clients",
+			"peer", from, "counters", now, "limit", limit)
 	}
 }
 

@@ -16,6 +16,26 @@ type recordingObserver struct {
 	mu        sync.Mutex
 	committed []int // requests per commit
 	counters  []int
+	overLimit int // counters merged past the limit
+	refused   int // merges refused for the entry limit
+}
+
+func (o *recordingObserver) CountersOverLimit(n int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.overLimit += n
+}
+
+func (o *recordingObserver) MergeRefused() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.refused++
+}
+
+func (o *recordingObserver) limits() (overLimit, refused int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.overLimit, o.refused
 }
 
 func (o *recordingObserver) Committed(requests int, took time.Duration) {

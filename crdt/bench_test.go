@@ -48,3 +48,56 @@ func BenchmarkIncrement(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkLoadOneCounter merges 200,000 entries of one counter into an
+// empty state, as a node does when it loads its store: linear, since a
+// counter past indexFrom entries finds them in O(1).
+func BenchmarkLoadOneCounter(b *testing.B) {
+	const n = 200_000
+	es := make([]Entry, n)
+	for i := range es {
+		es[i] = Entry{Counter: "c", Replica: replicaN(i), P: 1}
+	}
+	var perEntry float64
+	for b.Loop() {
+		var before, after runtime.MemStats
+		b.StopTimer()
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		b.StartTimer()
+		s := New("00000000000000aa")
+		if _, err := s.Merge(es); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.StartTimer()
+		perEntry = float64(after.HeapAlloc-before.HeapAlloc) / n
+		runtime.KeepAlive(s)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/entry")
+	b.ReportMetric(perEntry, "B/entry")
+}
+
+// BenchmarkFind times merging a change to the last of a counter's entries,
+// around indexFrom: a search in order below it, the index above.
+func BenchmarkFind(b *testing.B) {
+	for _, slots := range []int{1, 4, 8, 16, 17, 64} {
+		b.Run("slots="+strconv.Itoa(slots), func(b *testing.B) {
+			s := New("00000000000000aa")
+			for i := range slots {
+				if _, err := s.Merge([]Entry{{Counter: "c", Replica: replicaN(i), P: 1}}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			e := []Entry{{Counter: "c", Replica: replicaN(slots - 1), P: 1}}
+			for b.Loop() {
+				e[0].P++
+				if _, err := s.Merge(e); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

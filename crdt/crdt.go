@@ -31,7 +31,26 @@ var (
 	ErrOverflow = errors.New("crdt: value out of range")
 	// ErrInvalid means an argument or a decoded entry is malformed.
 	ErrInvalid = errors.New("crdt: invalid input")
+	// ErrLimit means a change or a merge would take the state past one of
+	// its Limits. Nothing was changed.
+	ErrLimit = errors.New("crdt: limit reached")
 )
+
+// Limits bound what a State may hold; 0 means no bound. They are checked
+// when a change or a merge would add to the state, never when reading, so a
+// state loaded before a limit was lowered keeps everything it holds (and its
+// counters keep working).
+type Limits struct {
+	// MaxEntries is the most replica entries one counter may hold. A merge
+	// that would give a counter more is refused whole; so is a local change
+	// that would add this replica's entry to a counter already full, since
+	// every peer would refuse to merge that entry.
+	MaxEntries int
+	// MaxCounters is the most counters a local change may create. Merges are
+	// never refused for it: a counter a peer holds must reach every node, or
+	// nodes would disagree for good.
+	MaxCounters int
+}
 
 // MaxNameLen is the longest counter name accepted.
 const MaxNameLen = 128
@@ -55,6 +74,7 @@ type State struct {
 	version  uint64
 	counters map[string]*counter
 	entries  int // live entries, for log compaction
+	limits   Limits
 
 	// log records (version, key) for every change in version order. An item
 	// is stale when its entry has changed again since; compact drops those.
@@ -62,13 +82,23 @@ type State struct {
 }
 
 type counter struct {
-	// slots holds the totals per replica id. A counter has few (one per
-	// process that changed it), so a slice searched in order costs less
+	// slots holds the totals per replica id. A counter usually has few (one
+	// per process that changed it), and a slice searched in order costs less
 	// memory than a map and no more time: 100,000 counters take a third of
-	// the memory they took in a map each.
+	// the memory they took in a map each. Past indexFrom slots, index maps a
+	// replica id to its slot, so a counter with very many entries (a long
+	// history, or a peer flooding it) is still found in O(1), and merging
+	// or loading n entries takes O(n), not O(n²).
 	slots []slot
-	p, n  u128 // cached ΣP and ΣN
+	index map[string]int32 // nil until len(slots) > indexFrom
+	p, n  u128             // cached ΣP and ΣN
 }
+
+// indexFrom is the number of slots a counter searches in order; past it
+// the counter builds its index. A search of 16 ids costs about what one map
+// lookup does (BenchmarkFind), and a counter that has no more than that
+// (three nodes restarted five times) pays no memory for an index.
+const indexFrom = 16
 
 type slot struct {
 	replica string
@@ -78,12 +108,43 @@ type slot struct {
 
 // slot returns the totals of replica, or nil.
 func (c *counter) slot(replica string) *slot {
-	for i := range c.slots {
-		if c.slots[i].replica == replica {
-			return &c.slots[i]
+	if c.index == nil {
+		for i := range c.slots {
+			if c.slots[i].replica == replica {
+				return &c.slots[i]
+			}
 		}
+		return nil
+	}
+	if i, ok := c.index[replica]; ok {
+		return &c.slots[i]
 	}
 	return nil
+}
+
+// add appends an empty slot for replica and returns it. own puts it first
+// (this node's own entry, changed most, is found first by the search in
+// order).
+func (c *counter) add(replica string, own bool) *slot {
+	c.slots = append(c.slots, slot{replica: replica})
+	i := len(c.slots) - 1
+	if own {
+		c.slots[0], c.slots[i] = c.slots[i], c.slots[0]
+		if c.index != nil {
+			c.index[c.slots[i].replica] = int32(i)
+		}
+		i = 0
+	}
+	switch {
+	case c.index != nil:
+		c.index[replica] = int32(i)
+	case len(c.slots) > indexFrom:
+		c.index = make(map[string]int32, 2*len(c.slots))
+		for j := range c.slots {
+			c.index[c.slots[j].replica] = int32(j)
+		}
+	}
+	return &c.slots[i]
 }
 
 type logItem struct {
@@ -110,6 +171,13 @@ func (s *State) Version() uint64 { return s.version }
 // Len returns the number of counters known.
 func (s *State) Len() int { return len(s.counters) }
 
+// SetLimits bounds what later changes and merges may add. It refuses
+// nothing already held.
+func (s *State) SetLimits(l Limits) { s.limits = l }
+
+// Limits returns the bounds set by SetLimits.
+func (s *State) Limits() Limits { return s.limits }
+
 // Increment adds by to counter name on this replica and returns the new value.
 // It returns ErrOverflow, changing nothing, if the value would exceed int64.
 func (s *State) Increment(name string, by uint64) (int64, error) {
@@ -131,6 +199,11 @@ func (s *State) change(name string, by uint64, neg bool) (int64, error) {
 		return 0, fmt.Errorf("%w: change by 0", ErrInvalid)
 	}
 	c, sl := s.find(name, s.replica)
+	if sl == nil { // a new entry, maybe a new counter: off the common path
+		if err := s.roomForChange(name, c); err != nil {
+			return 0, err
+		}
+	}
 	var p, n uint64
 	if sl != nil {
 		p, n = sl.p, sl.n
@@ -186,9 +259,14 @@ func (s *State) Get(name, replica string) (Entry, bool) {
 
 // Merge folds entries into the state, taking the per-entry maximum of P and
 // of N, and returns the entries whose totals changed (with their new totals).
-// Invalid input changes nothing and returns an error wrapping ErrInvalid.
+// Invalid input changes nothing and returns an error wrapping ErrInvalid;
+// entries that would give a counter more than Limits.MaxEntries change
+// nothing and return an error wrapping ErrLimit.
 func (s *State) Merge(entries []Entry) ([]Entry, error) {
 	if err := Validate(entries); err != nil {
+		return nil, err
+	}
+	if err := s.room(entries); err != nil {
 		return nil, err
 	}
 	var changed []Entry
@@ -206,6 +284,59 @@ func (s *State) Merge(entries []Entry) ([]Entry, error) {
 		changed = append(changed, Entry{Counter: e.Counter, Replica: e.Replica, P: p, N: n})
 	}
 	return changed, nil
+}
+
+// roomForChange checks that a local change may add this replica's entry
+// to counter name (c, nil if the counter is new) within the limits.
+func (s *State) roomForChange(name string, c *counter) error {
+	switch lim := s.limits; {
+	case c == nil && lim.MaxCounters > 0 && len(s.counters) >= lim.MaxCounters:
+		return fmt.Errorf("%w: counter %q would be a new counter, and there are %d, the most a change may create",
+			ErrLimit, name, len(s.counters))
+	case c != nil && lim.MaxEntries > 0 && len(c.slots) >= lim.MaxEntries:
+		return fmt.Errorf("%w: counter %q holds %d replica entries, the most a counter may hold, and this change would add one",
+			ErrLimit, name, len(c.slots))
+	}
+	return nil
+}
+
+// room checks that merging entries leaves every counter within
+// Limits.MaxEntries. Only entries that would be added count, once each: a
+// merge that updates entries already held always fits.
+func (s *State) room(entries []Entry) error {
+	limit := s.limits.MaxEntries
+	if limit <= 0 {
+		return nil
+	}
+	var added map[Entry]struct{} // new keys, P and N zeroed
+	var per map[string]int       // new entries per counter
+	for _, e := range entries {
+		if e.P == 0 && e.N == 0 {
+			continue // merges as nothing new
+		}
+		c := s.counters[e.Counter]
+		if c != nil && c.slot(e.Replica) != nil {
+			continue
+		}
+		k := Entry{Counter: e.Counter, Replica: e.Replica}
+		if _, dup := added[k]; dup {
+			continue
+		}
+		if added == nil {
+			added, per = make(map[Entry]struct{}), make(map[string]int)
+		}
+		added[k] = struct{}{}
+		per[e.Counter]++
+		held := 0
+		if c != nil {
+			held = len(c.slots)
+		}
+		if held+per[e.Counter] > limit {
+			return fmt.Errorf("%w: counter %q would hold more than %d replica entries, the most a counter may hold (it holds %d)",
+				ErrLimit, e.Counter, limit, held)
+		}
+	}
+	return nil
 }
 
 // DeltaSince returns every entry whose latest change has a version v with
@@ -256,13 +387,7 @@ func (s *State) set(name, replica string, c *counter, sl *slot, p, n uint64) {
 		s.counters[name] = c
 	}
 	if sl == nil {
-		c.slots = append(c.slots, slot{replica: replica})
-		last := len(c.slots) - 1
-		if replica == s.replica { // this node's own entry, changed most, is found first
-			c.slots[0], c.slots[last] = c.slots[last], c.slots[0]
-			last = 0
-		}
-		sl = &c.slots[last]
+		sl = c.add(replica, replica == s.replica)
 		s.entries++
 	}
 	c.p = c.p.add(p - sl.p) // totals only grow

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"reflect"
 	"strings"
@@ -138,11 +139,26 @@ func TestReplicateMergeErrors(t *testing.T) {
 		{actors.ErrTimeout, http.StatusServiceUnavailable},
 		{actors.ErrStore, http.StatusServiceUnavailable},
 		{crdt.ErrInvalid, http.StatusBadRequest},
+		{errTooManyEntries, http.StatusBadRequest},
 	} {
 		c := newFakeCluster()
 		c.err = tc.err
 		assertError(t, do(t, newClusterServer(c), http.MethodPost, "/replicate", strings.NewReader(goodPush)), tc.status)
 	}
+}
+
+// errTooManyEntries is what the CounterActor answers a merge past the entry limit.
+var errTooManyEntries = fmt.Errorf("%w: counter %q would hold more than 10000 replica entries, the most a counter may hold (it holds 9999)",
+	crdt.ErrLimit, "c")
+
+// TestReplicatePastEntryLimitMessage: a push refused for the entry limit
+// says which counter, the limit, and that nothing of it was applied.
+func TestReplicatePastEntryLimitMessage(t *testing.T) {
+	c := newFakeCluster()
+	c.err = errTooManyEntries
+	rec := do(t, newClusterServer(c), http.MethodPost, "/replicate", strings.NewReader(goodPush))
+	assertError(t, rec, http.StatusBadRequest)
+	assertMentions(t, rec.Body.Bytes(), "refused whole", `counter "c" would hold more than 10000 replica entries`, "-max-entries", "nothing of it was applied")
 }
 
 func TestPeersRoutes(t *testing.T) {

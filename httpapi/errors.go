@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"countd/actors"
 	"countd/crdt"
@@ -42,7 +43,10 @@ func badRequest(format string, args ...any) error {
 // statusOf is the one table from error to HTTP status.
 func statusOf(err error) int {
 	switch {
-	case errors.Is(err, errBadRequest), errors.Is(err, crdt.ErrInvalid), errors.Is(err, actors.ErrSelf):
+	case errors.Is(err, actors.ErrFull): // before crdt.ErrLimit, which it wraps
+		return http.StatusInsufficientStorage
+	case errors.Is(err, errBadRequest), errors.Is(err, crdt.ErrInvalid), errors.Is(err, actors.ErrSelf),
+		errors.Is(err, crdt.ErrLimit): // a merge past the entry limit
 		return http.StatusBadRequest
 	case errors.Is(err, errUnauthorized):
 		return http.StatusUnauthorized
@@ -85,6 +89,11 @@ func messageOf(err error) string {
 		return fmt.Sprintf("request body is over 1 MiB (%d bytes), the most a node accepts", wire.MaxBody)
 	case errors.Is(err, crdt.ErrOverflow):
 		return "the change would take the counter outside -9223372036854775808 to 9223372036854775807; nothing was changed"
+	case errors.Is(err, actors.ErrFull):
+		return "this node is full: " + limitDetail(err) +
+			"; nothing was changed (existing counters keep working; the limits are -max-counters and -max-entries)"
+	case errors.Is(err, crdt.ErrLimit):
+		return "replicate payload refused whole: " + limitDetail(err) + " (-max-entries); nothing of it was applied"
 	case errors.Is(err, crdt.ErrInvalid):
 		return "invalid counter data; nothing was changed"
 	case errors.Is(err, actors.ErrSelf):
@@ -101,6 +110,16 @@ func messageOf(err error) string {
 		return "the request was cancelled or ran out of time" + maybeApplied
 	}
 	return "internal error; the node's log has the details"
+}
+
+// limitDetail is what a crdt.ErrLimit says after its package prefix: which
+// counter, and what it holds.
+func limitDetail(err error) string {
+	msg, prefix := err.Error(), crdt.ErrLimit.Error()+": "
+	if i := strings.LastIndex(msg, prefix); i >= 0 {
+		return msg[i+len(prefix):]
+	}
+	return "a limit was reached"
 }
 
 // quote quotes what a client sent for an error message, cut to a length a

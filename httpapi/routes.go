@@ -163,8 +163,8 @@ func (s *Server) change(w http.ResponseWriter, r *http.Request, op string,
 	apply func(ctx context.Context, counter string, by uint64) (int64, error)) {
 	v, name, err := s.applyChange(r, apply)
 	if err != nil {
-		outcome := metrics.OutcomeRejected
-		if statusOf(err) >= 500 {
+		outcome := metrics.OutcomeRejected // 507 too: a full node changed nothing
+		if st := statusOf(err); st >= 500 && st != http.StatusInsufficientStorage {
 			outcome = metrics.OutcomeUnavailable
 		}
 		s.cfg.Metrics.Change(op, outcome)

@@ -769,6 +769,7 @@ func TestRoutesCounterErrors(t *testing.T) {
 		{"wrapped store", fmt.Errorf("%w: disk full", actors.ErrStore), http.StatusServiceUnavailable},
 		{"overflow from actor", fmt.Errorf("%w: counter", crdt.ErrOverflow), http.StatusConflict},
 		{"invalid from actor", fmt.Errorf("%w: counter", crdt.ErrInvalid), http.StatusBadRequest},
+		{"full", fmt.Errorf("%w: %w", actors.ErrFull, crdt.ErrLimit), http.StatusInsufficientStorage},
 		{"unexpected", errors.New("boom"), http.StatusInternalServerError},
 	}
 	for _, r := range counterRoutes {
@@ -1287,6 +1288,10 @@ func TestNotFoundListsPaths(t *testing.T) {
 	assertMentions(t, rec.Body.Bytes(), "no such path /nope;", "/increment", "/counters/{name}/increment", "/peers/{addr}", "/metrics")
 }
 
+// errFull is what the CounterActor answers a change that would pass a limit.
+var errFull = fmt.Errorf("%w: %w", actors.ErrFull,
+	fmt.Errorf("%w: counter %q would be a new counter, and there are 5, the most a change may create", crdt.ErrLimit, "c"))
+
 // TestErrorMessages checks what a client reads for each error the
 // handlers map, by the route that meets it.
 func TestErrorMessages(t *testing.T) {
@@ -1306,6 +1311,8 @@ func TestErrorMessages(t *testing.T) {
 		{"stopped", "GET", "/counter", actors.ErrStopped, 503, []string{"shutting down"}},
 		{"cancelled", "GET", "/counters", context.Canceled, 503, []string{"cancelled"}},
 		{"overflow", "POST", "/increment", fmt.Errorf("%w: counter", crdt.ErrOverflow), 409, []string{"outside -9223372036854775808 to 9223372036854775807", "nothing was changed"}},
+		{"full", "POST", "/counters/c/increment", errFull, 507,
+			[]string{"this node is full", `counter "c" would be a new counter, and there are 5`, "nothing was changed", "-max-counters"}},
 		{"unexpected", "GET", "/counter", errors.New("boom"), 500, []string{"internal error", "log"}},
 	}
 	for _, tt := range tests {

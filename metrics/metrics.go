@@ -52,6 +52,8 @@ type Metrics struct {
 	commitDuration prometheus.Histogram
 	counters       prometheus.Gauge
 	gossipIgnored  prometheus.Counter
+	overLimit      prometheus.Counter
+	mergesRefused  prometheus.Counter
 }
 
 // New returns a node's metrics, with Go runtime and process metrics beside
@@ -108,10 +110,19 @@ func New(src Sources) *Metrics {
 			Name: "countd_gossip_ignored_total",
 			Help: "Peer addresses from gossip or pushes ignored because the node has -max-peers peers.",
 		}),
+		overLimit: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "countd_replicated_counters_over_limit_total",
+			Help: "Counters that replication created past -max-counters; kept, since nodes must not diverge.",
+		}),
+		mergesRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "countd_merges_refused_total",
+			Help: "State pushes (POST /replicate) refused whole because a counter would hold more than -max-entries entries.",
+		}),
 	}
 	m.reg.MustRegister(
 		m.changes, m.pushes, m.pushFailures, m.pushBytes, m.pushEntries,
-		m.heartbeatRTT, m.httpDuration, m.commitBatch, m.commitDuration, m.counters, m.gossipIgnored,
+		m.heartbeatRTT, m.httpDuration, m.commitBatch, m.commitDuration, m.counters,
+		m.gossipIgnored, m.overLimit, m.mergesRefused,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -222,6 +233,21 @@ func (m *Metrics) Committed(requests int, took time.Duration) {
 func (m *Metrics) Counters(n int) {
 	if m != nil {
 		m.counters.Set(float64(n))
+	}
+}
+
+// CountersOverLimit counts n counters that replication created past the
+// counter limit.
+func (m *Metrics) CountersOverLimit(n int) {
+	if m != nil {
+		m.overLimit.Add(float64(n))
+	}
+}
+
+// MergeRefused counts a state push refused whole for the entry limit.
+func (m *Metrics) MergeRefused() {
+	if m != nil {
+		m.mergesRefused.Inc()
 	}
 }
 

@@ -21,6 +21,8 @@ func TestNilMetricsRecordNothing(t *testing.T) {
 	m.Request("/", 200, time.Millisecond)
 	m.Committed(3, time.Millisecond)
 	m.Counters(7)
+	m.CountersOverLimit(2)
+	m.MergeRefused()
 	if n := m.Applied(); n != 0 {
 		t.Errorf("Applied() = %d on nil metrics, want 0", n)
 	}
@@ -55,6 +57,9 @@ func TestRecordingAndExposition(t *testing.T) {
 	m.Request("/counters/{name}", 200, time.Millisecond)
 	m.Committed(4, time.Millisecond)
 	m.Counters(9)
+	m.CountersOverLimit(2)
+	m.CountersOverLimit(1)
+	m.MergeRefused()
 
 	for _, c := range []struct {
 		got, want float64
@@ -66,6 +71,8 @@ func TestRecordingAndExposition(t *testing.T) {
 		{testutil.ToFloat64(m.pushFailures), 1, "push failures"},
 		{testutil.ToFloat64(m.pushBytes), 150, "push bytes"},
 		{testutil.ToFloat64(m.counters), 9, "counters"},
+		{testutil.ToFloat64(m.overLimit), 3, "counters over the limit"},
+		{testutil.ToFloat64(m.mergesRefused), 1, "merges refused"},
 	} {
 		if c.got != c.want {
 			t.Errorf("%s = %v, want %v", c.what, c.got, c.want)
@@ -82,6 +89,8 @@ func TestRecordingAndExposition(t *testing.T) {
 		`countd_http_request_duration_seconds_count{code="200",route="/counters/{name}"} 2`,
 		`countd_commit_batch_size_sum 4`,
 		`countd_changes_total{op="decrement",outcome="ok"} 0`, // every series exists from the start
+		"countd_replicated_counters_over_limit_total 3",
+		"countd_merges_refused_total 1",
 		"process_cpu_seconds_total",
 	} {
 		if !strings.Contains(string(body), want) {

@@ -79,6 +79,15 @@ type Config struct {
 	// ShutdownTimeout bounds a graceful shutdown.
 	ShutdownTimeout time.Duration
 
+	// MaxCounters is the most counters client changes may create; a change
+	// that would create one more is refused (507). Counters that arrive by
+	// replication are always kept. 0 means no limit.
+	MaxCounters int
+	// MaxEntries is the most replica entries (one per process that changed
+	// it) one counter may hold; a push that would give a counter more is
+	// refused whole (400). 0 means no limit.
+	MaxEntries int
+
 	// ClientTokenFile, if set, holds the client tokens (one a line) the
 	// client API and /metrics need as Authorization: Bearer.
 	ClientTokenFile string
@@ -114,6 +123,8 @@ func DefaultConfig() Config {
 		MaxPeers:            256,
 		ReapAfter:           24 * time.Hour, // Serf's reconnect timeout
 		ShutdownTimeout:     5 * time.Second,
+		MaxCounters:         1_000_000,
+		MaxEntries:          10_000,
 	}
 }
 
@@ -178,6 +189,12 @@ func (c *Config) Validate() error {
 	}
 	if c.FailuresBeforeDown < 1 {
 		return bad("failures-before-down", c.FailuresBeforeDown, "a whole number of 1 or more")
+	}
+	if c.MaxCounters < 0 {
+		return bad("max-counters", c.MaxCounters, "a whole number of 0 (no limit) or more")
+	}
+	if c.MaxEntries < 0 {
+		return bad("max-entries", c.MaxEntries, "a whole number of 0 (no limit) or more")
 	}
 	return nil
 }

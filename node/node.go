@@ -138,7 +138,9 @@ func (n *Node) listen() (net.Listener, error) {
 // state in memory mode (st nil). st is what the CounterActor writes to.
 func (n *Node) openStore() (state *crdt.State, st actors.Store, removed []string, err error) {
 	state = crdt.New(n.replica)
+	limits := crdt.Limits{MaxCounters: n.cfg.MaxCounters, MaxEntries: n.cfg.MaxEntries}
 	if n.cfg.Memory {
+		state.SetLimits(limits)
 		return state, nil, nil, nil
 	}
 	db, err := store.Open(filepath.Join(n.cfg.DataDir, StoreFile))
@@ -153,6 +155,9 @@ func (n *Node) openStore() (state *crdt.State, st actors.Store, removed []string
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("node: loading %s: %w", db.Path(), err)
 	}
+	// Limits apply to what comes after the load: a store that holds more
+	// (written under higher limits) is loaded whole.
+	state.SetLimits(limits)
 	if removed, err = db.Tombstones(); err != nil {
 		return nil, nil, nil, err
 	}
