@@ -42,6 +42,9 @@ type (
 		More    bool
 		Replica string
 		Err     error // nil: the peer made the entries durable
+		// Unauthorized says the peer refused this node's cluster key
+		// (Err is set).
+		Unauthorized bool
 	}
 
 	// Health: a health check ended. Replica is the peer's replica id; Self
@@ -50,6 +53,9 @@ type (
 		Replica string
 		Self    bool
 		Err     error // nil: the peer answered
+		// Unauthorized says the peer refused this node's cluster key
+		// (Err is set).
+		Unauthorized bool
 	}
 )
 
@@ -98,6 +104,12 @@ type (
 	// Config.FailuresBeforeDown health checks in a row. It comes once.
 	ReportUnhealthy struct{ Err error }
 
+	// ReportUnauthorized tells the parent that the peer refused this
+	// node's cluster key, on a health check or a push. It comes once per
+	// run of refusals; until a health check succeeds again the Peer
+	// pushes nothing (the peer could not accept it).
+	ReportUnauthorized struct{ Err error }
+
 	// ReportSelf tells the parent that the peer's address answers as this
 	// very node.
 	ReportSelf struct{}
@@ -107,12 +119,13 @@ type (
 	AnswerFlush struct{ Err error }
 )
 
-func (Push) action()            {}
-func (SchedulePush) action()    {}
-func (Report) action()          {}
-func (ReportUnhealthy) action() {}
-func (ReportSelf) action()      {}
-func (AnswerFlush) action()     {}
+func (Push) action()               {}
+func (SchedulePush) action()       {}
+func (Report) action()             {}
+func (ReportUnhealthy) action()    {}
+func (ReportUnauthorized) action() {}
+func (ReportSelf) action()         {}
+func (AnswerFlush) action()        {}
 
 // Behind is how many of this node's versions the peer is not known to hold.
 func (r Report) Behind() uint64 { return r.Latest - min(r.Latest, r.Held) }

@@ -56,7 +56,8 @@ type Peer struct {
 	backoff  time.Duration // 0: the last push did not fail
 	flushers bool          // someone waits for an AnswerFlush
 
-	fails int // health checks failed in a row
+	fails   int   // health checks failed in a row
+	refused error // the peer refused this node's key (why); no push until it answers
 
 	out []Action
 }
@@ -139,9 +140,10 @@ func (p *Peer) owe() {
 	p.schedule(p.cfg.FlushDelay, p.cfg.FlushDelay, false)
 }
 
-// schedule arms the push timer unless it is armed or a push is in flight.
+// schedule arms the push timer unless it is armed, a push is in flight or
+// the peer refuses this node's key.
 func (p *Peer) schedule(min, max time.Duration, lazy bool) {
-	if p.armed || p.pushing {
+	if p.armed || p.pushing || p.refused != nil {
 		return
 	}
 	p.seq++
@@ -152,7 +154,7 @@ func (p *Peer) schedule(min, max time.Duration, lazy bool) {
 // push starts a push of what the peer lacks, unless one is in flight or
 // nothing is owed.
 func (p *Peer) push() {
-	if p.pushing || p.owed == owedNothing {
+	if p.pushing || p.owed == owedNothing || p.refused != nil {
 		return
 	}
 	p.since = p.acked
@@ -165,10 +167,15 @@ func (p *Peer) push() {
 }
 
 // flush pushes at once, without the flush delay, and answers when the peer
-// is up to date or a push failed.
+// is up to date or a push failed. A peer that refuses this node's key gets
+// no push: the flush fails at once.
 func (p *Peer) flush() {
 	if p.owed == owedNothing && !p.pushing {
 		p.emit(AnswerFlush{})
+		return
+	}
+	if p.refused != nil && !p.pushing {
+		p.emit(AnswerFlush{Err: p.refused})
 		return
 	}
 	p.flushers = true
@@ -189,6 +196,9 @@ func (p *Peer) pushed(e Pushed) {
 		p.owed = owedSoon
 		p.backoff = min(max(2*p.backoff, p.cfg.RetryMin), p.cfg.RetryMax)
 		p.answerFlush(e.Err)
+		if e.Unauthorized {
+			p.refuse(e.Err)
+		}
 		p.schedule(p.backoff/2, p.backoff, false)
 		return
 	}
@@ -239,7 +249,20 @@ func (p *Peer) restarted(replica string) {
 	p.owed = owedSoon
 }
 
+// refuse records that the peer refused this node's key: pushes stop until a
+// health check succeeds, and the parent hears of it once.
+func (p *Peer) refuse(err error) {
+	if p.refused == nil {
+		p.refused, p.armed = err, false
+		p.emit(ReportUnauthorized{Err: err})
+	}
+}
+
 func (p *Peer) health(e Health) {
+	if e.Unauthorized {
+		p.refuse(e.Err)
+		return
+	}
 	if e.Err != nil {
 		p.fails++
 		// Every failed check reports, so that how far behind the peer is
@@ -254,9 +277,9 @@ func (p *Peer) health(e Health) {
 		p.emit(ReportSelf{})
 		return
 	}
-	if p.fails > 0 {
+	if p.fails > 0 || p.refused != nil {
 		// The peer answers again: retry now, not when the backoff ends.
-		p.backoff = 0
+		p.refused, p.backoff = nil, 0
 		if p.owed != owedNothing && !p.pushing {
 			p.armed = false
 			p.schedule(0, 0, false)

@@ -31,6 +31,7 @@ var testConfig = Config{
 var (
 	errRefused = errors.New("connection refused")
 	errTimeout = errors.New("timeout")
+	errKey     = errors.New("401: no valid cluster signature")
 )
 
 // Events and decisions, shortened.
@@ -49,6 +50,8 @@ func page(v uint64, replica string) Pushed { return Pushed{Version: v, More: tru
 func failed(v uint64) Pushed               { return Pushed{Version: v, Err: errRefused} }
 func up(replica string) Health             { return Health{Replica: replica} }
 func down() Health                         { return Health{Err: errTimeout} }
+func refusedCheck() Health                 { return Health{Err: errKey, Unauthorized: true} }
+func refusedPush(v uint64) Pushed          { return Pushed{Version: v, Err: errKey, Unauthorized: true} }
 func alive(replica string, held, latest uint64) Report {
 	return Report{Answered: true, Replica: replica, Held: held, Latest: latest}
 }
@@ -161,6 +164,31 @@ func TestPeer(t *testing.T) {
 			do(down(), suspect(r1, 5, 5)),
 			do(down(), suspect(r1, 5, 5)),
 			do(down(), suspect(r1, 5, 5), ReportUnhealthy{Err: errTimeout}),
+		})},
+		{"a refused health check is reported once and stops the pushes", seq(syncedAt(5), []step{
+			do(client(6), soon(2)),
+			do(refusedCheck(), ReportUnauthorized{Err: errKey}),
+			do(due(2)), // the armed push is cancelled
+			do(refusedCheck()),
+			do(client(7)),
+			do(AntiEntropy{}),
+			do(MembersChanged{}),
+			do(down(), suspect(r1, 5, 7)), // a plain failure is no recovery
+			do(up(r1), now(3), alive(r1, 5, 7)),
+			do(due(3), Push{Since: 0}),
+			do(ok(7, r1)),
+			do(refusedCheck(), ReportUnauthorized{Err: errKey}), // a new run of refusals
+		})},
+		{"a refused push is reported once and not retried", seq(syncedAt(5), []step{
+			do(client(6), soon(2)),
+			do(Flush{}, Push{Since: 5}),
+			do(refusedPush(6), AnswerFlush{Err: errKey}, ReportUnauthorized{Err: errKey}),
+			do(client(7)),
+			do(refusedCheck()),
+			do(Flush{}, AnswerFlush{Err: errKey}),
+			do(up(r1), now(3), alive(r1, 5, 7)),
+			do(due(3), Push{Since: 5}),
+			do(ok(7, r1)),
 		})},
 		{"an address that answers as this node is reported", []step{
 			do(Start{}, soon(1)),
