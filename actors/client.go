@@ -172,7 +172,8 @@ func NewCluster(root *actor.RootContext, supervisor *actor.PID, counters *Counte
 	return &Cluster{sup: asker{root: root, pid: supervisor, timeout: timeout}, counters: counters}
 }
 
-// Peers returns the membership table, sorted by address. A down peer has
+// Peers returns the membership table, sorted by address. A down (or
+// unauthorized) peer has
 // no PeerActor to report how far behind it is, so its Behind is counted
 // here, from the version it held and this node's current version: the
 // Supervisor need not follow every change (on the hot path of every write)
@@ -182,7 +183,7 @@ func (c *Cluster) Peers(ctx context.Context) ([]PeerInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !slices.ContainsFunc(r.Peers, func(p PeerInfo) bool { return p.State == StateDown }) {
+	if !slices.ContainsFunc(r.Peers, func(p PeerInfo) bool { return Away(p.State) }) {
 		return r.Peers, nil
 	}
 	v, err := ask[*Version](ctx, c.counters.asker, &GetVersion{})
@@ -190,7 +191,7 @@ func (c *Cluster) Peers(ctx context.Context) ([]PeerInfo, error) {
 		return nil, err
 	}
 	for i, p := range r.Peers {
-		if p.State == StateDown {
+		if Away(p.State) {
 			r.Peers[i].Behind = max(p.Behind, v.Version-min(v.Version, p.Held))
 		}
 	}

@@ -50,7 +50,15 @@ const (
 	StateAlive   = "alive"
 	StateSuspect = "suspect"
 	StateDown    = "down"
+	// StateUnauthorized: the peer refuses this node's cluster key (a 401).
+	// Like a down peer it has no PeerActor, gets no push, is not gossiped
+	// and is probed at the down pace.
+	StateUnauthorized = "unauthorized"
 )
+
+// Away reports whether a peer in state has no PeerActor: it is down or
+// unauthorized, probed by the Supervisor until it answers.
+func Away(state string) bool { return state == StateDown || state == StateUnauthorized }
 
 // MaxPushEntries caps the entries in one push, keeping its body well under
 // the 1 MiB a node accepts (an entry is at most about 230 bytes of JSON).
@@ -78,6 +86,15 @@ type PeerUnhealthy struct {
 	From *actor.PID // the reporting PeerActor
 	Addr string
 	Err  error // the last health check's failure
+}
+
+// PeerUnauthorized tells the parent that a peer refused this node's cluster
+// key, on a health check or a push. It is sent once; the parent is expected
+// to stop the actor.
+type PeerUnauthorized struct {
+	From *actor.PID // the reporting PeerActor
+	Addr string
+	Err  error // the refusal
 }
 
 // Flush asks a PeerActor to push what its peer lacks right away (used at
@@ -199,7 +216,8 @@ func (p *PeerActor) Receive(ctx actor.Context) {
 		if m.err != nil {
 			p.log.Debug("health check failed", "err", m.err)
 		}
-		p.step(ctx, replication.Health{Replica: m.reply.Replica, Self: m.reply.Node == p.cfg.Self, Err: m.err})
+		p.step(ctx, replication.Health{Replica: m.reply.Replica, Self: m.reply.Node == p.cfg.Self, Err: m.err,
+			Unauthorized: errors.Is(m.err, ErrUnauthorized)})
 	case *antiEntropyTick:
 		p.scheduleAntiEntropy(ctx)
 		p.step(ctx, replication.AntiEntropy{})
@@ -232,6 +250,8 @@ func (p *PeerActor) step(ctx actor.Context, e replication.Event) {
 			ctx.Send(ctx.Parent(), s)
 		case replication.ReportUnhealthy:
 			ctx.Send(ctx.Parent(), &PeerUnhealthy{From: ctx.Self(), Addr: p.addr, Err: a.Err})
+		case replication.ReportUnauthorized:
+			ctx.Send(ctx.Parent(), &PeerUnauthorized{From: ctx.Self(), Addr: p.addr, Err: a.Err})
 		case replication.ReportSelf:
 			ctx.Send(ctx.Parent(), &PeerIsSelf{From: ctx.Self(), Addr: p.addr})
 		case replication.AnswerFlush:
@@ -273,7 +293,7 @@ func (p *PeerActor) push(ctx actor.Context, since uint64) {
 		reply, err := tr.Replicate(c, addr, req)
 		switch {
 		case err != nil:
-			result.Err = err
+			result.Err, result.Unauthorized = err, errors.Is(err, ErrUnauthorized)
 		case reply == nil:
 			result.Err = errNoReply
 		default:

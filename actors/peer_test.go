@@ -331,3 +331,53 @@ func TestPeerAnswersEveryFlusher(t *testing.T) {
 		}
 	}
 }
+
+// A peer that refuses this node's key (a 401) is reported to the parent
+// once, and gets no push while its health checks are refused.
+func TestPeerReportsAKeyRefusalOnceAndStopsPushing(t *testing.T) {
+	sys := newSystem(t)
+	tr := newFakeTransport()
+	refused := fmt.Errorf("401: %w", ErrUnauthorized)
+	tr.pushErr, tr.healthErr = refused, refused
+	counter, _ := spawnCounter(t, sys, nil)
+	cfg := testPeerConfig(tr, counter)
+	cfg.HeartbeatInterval = 5 * time.Millisecond
+	peer, parent := spawnPeer(t, sys, cfg)
+
+	// The first push or health check, whichever comes first, is refused.
+	m := fishFor(t, parent, wait, func(*PeerUnauthorized) bool { return true })
+	if m.Addr != "127.0.0.2:2" || !errors.Is(m.Err, ErrUnauthorized) {
+		t.Fatalf("unauthorized report = %+v", m)
+	}
+	// A change owes the peer a push, but a flush fails at once (or when a
+	// push already in flight is refused) instead of pushing.
+	sys.Root.Send(peer, &Changed{Version: 1})
+	r, err := sys.Root.RequestFuture(peer, &Flush{}, wait).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := r.(*Flushed); !errors.Is(f.Err, ErrUnauthorized) {
+		t.Fatalf("flush of a refused peer = %+v, want its refusal", f)
+	}
+	pushed := len(tr.pushes)
+	// Refused health checks neither repeat the report nor bring a push
+	// (the retry backoff is 5ms, so several would have come by now).
+	for range 5 {
+		tr.awaitHealth(t)
+	}
+	for _, m := range parent.drain() {
+		switch m := m.(type) {
+		case *PeerUnauthorized:
+			t.Fatal("a second unauthorized report")
+		case *PeerUnhealthy:
+			t.Fatalf("a refused peer reported unhealthy: %+v", m)
+		}
+	}
+	if n := len(tr.pushes) - pushed; n != 0 {
+		t.Fatalf("%d pushes to a peer that refuses this node's key", n)
+	}
+	// The key is fixed: the peer answers and gets its push.
+	tr.set(func(f *fakeTransport) { f.pushErr, f.healthErr = nil, nil })
+	tr.awaitPush(t)
+	fishFor(t, parent, wait, func(s *PeerStatus) bool { return s.State == StateAlive })
+}

@@ -114,7 +114,7 @@ type PeerList struct{ Peers []PeerInfo }
 // PeerInfo is one row of the membership table.
 type PeerInfo struct {
 	Addr     string
-	State    string
+	State    string // StateAlive, StateSuspect, StateDown or StateUnauthorized
 	LastSeen time.Time
 	// Behind is how many of this node's changes (entry versions) the peer
 	// has not acknowledged yet: as of the last report of its PeerActor, or,
@@ -130,7 +130,7 @@ type (
 	probeTick struct{ addr string }
 	probeDone struct {
 		addr string
-		ok   bool
+		err  error // nil: the peer answered
 	}
 )
 
@@ -153,8 +153,8 @@ type member struct {
 	lastSeen  time.Time
 	behind    uint64     // as its PeerActor last reported
 	held      uint64     // this node's version the peer held, as last reported
-	pid       *actor.PID // the PeerActor; nil while down
-	downSince time.Time  // when it last went down
+	pid       *actor.PID // the PeerActor; nil while down or unauthorized
+	downSince time.Time  // when it last went down or unauthorized
 	probing   bool
 	backoff   time.Duration
 	probe     scheduler.CancelFunc
@@ -163,7 +163,9 @@ type member struct {
 // Supervisor is the parent of the PeerActors and owns the membership table.
 // It spawns a PeerActor per registered peer, stops it when the peer fails its
 // health checks, probes the down peer at a backed-off pace, and spawns it
-// again when the peer answers or contacts this node. A PeerActor that panics
+// again when the peer answers or contacts this node. A peer that refuses this
+// node's cluster key is handled like a down one, in state StateUnauthorized
+// (logged once at warn, and once at info when it ends). A PeerActor that panics
 // is restarted by the supervision strategy in the Supervisor's props. An
 // address learned from gossip is only a candidate until it answers as a
 // node (candidates.go); MaxPeers caps the table, and a peer down for longer
@@ -256,6 +258,11 @@ func (s *Supervisor) Receive(ctx actor.Context) {
 		s.status(ctx, m)
 	case *PeerUnhealthy:
 		s.unhealthy(ctx, m)
+	case *PeerUnauthorized:
+		if mb, ok := s.members[m.Addr]; ok && mb.current(m.From) {
+			ctx.Stop(mb.pid)
+			s.away(ctx, mb, StateUnauthorized, m.Err)
+		}
 	case *PeerIsSelf:
 		if mb, ok := s.members[m.Addr]; ok && mb.current(m.From) {
 			s.log.Warn("peer address is this node; dropping it", "peer", m.Addr)
@@ -397,7 +404,7 @@ func (s *Supervisor) contact(ctx actor.Context, m *Contact) {
 			mb = s.add(ctx, m.Addr, StateAlive)
 			s.log.Info("peer joined", "peer", m.Addr)
 			changed = true
-		case mb.state == StateDown:
+		case Away(mb.state):
 			s.revive(ctx, mb)
 			changed = true
 		}
@@ -466,17 +473,39 @@ func (s *Supervisor) unhealthy(ctx actor.Context, m *PeerUnhealthy) {
 		return
 	}
 	ctx.Stop(mb.pid)
-	s.down(ctx, mb, m.Err)
+	s.away(ctx, mb, StateDown, m.Err)
 }
 
-func (s *Supervisor) down(ctx actor.Context, mb *member, why error) {
+// away takes a peer whose PeerActor is stopped off the members this node
+// gossips and probes it at the down pace; state is StateDown or
+// StateUnauthorized.
+func (s *Supervisor) away(ctx actor.Context, mb *member, state string, why error) {
 	mb.pid = nil
-	mb.state = StateDown
 	mb.downSince = time.Now()
 	mb.backoff = s.cfg.DownProbeMin
-	s.log.Info("peer down", "peer", mb.addr, "err", why)
+	s.setAway(mb, state, why)
 	s.scheduleProbe(mb)
 	s.announce(ctx)
+}
+
+// setAway sets the state of a peer with no PeerActor and logs the change:
+// at warn when it becomes unauthorized (a misconfigured key needs an
+// operator), at info otherwise. Probes that keep failing the same way log
+// nothing.
+func (s *Supervisor) setAway(mb *member, state string, why error) {
+	if mb.state == state {
+		return
+	}
+	was := mb.state
+	mb.state = state
+	switch {
+	case state == StateUnauthorized:
+		s.log.Warn("peer unauthorized: it refuses this node's cluster key", "peer", mb.addr, "err", why)
+	case was == StateUnauthorized:
+		s.log.Info("peer no longer unauthorized: down", "peer", mb.addr, "err", why)
+	default:
+		s.log.Info("peer down", "peer", mb.addr, "err", why)
+	}
 }
 
 // terminated handles a PeerActor that stopped on its own (too many panics):
@@ -487,7 +516,7 @@ func (s *Supervisor) terminated(ctx actor.Context, who *actor.PID) {
 	}
 	for _, mb := range s.members {
 		if mb.pid != nil && mb.pid.Equal(who) {
-			s.down(ctx, mb, errors.New("its PeerActor stopped after repeated panics"))
+			s.away(ctx, mb, StateDown, errors.New("its PeerActor stopped after repeated panics"))
 			return
 		}
 	}
@@ -495,7 +524,7 @@ func (s *Supervisor) terminated(ctx actor.Context, who *actor.PID) {
 
 func (s *Supervisor) probe(ctx actor.Context, addr string) {
 	mb, ok := s.members[addr]
-	if !ok || mb.state != StateDown || mb.probing {
+	if !ok || !Away(mb.state) || mb.probing {
 		return
 	}
 	mb.probe, mb.probing = nil, true
@@ -505,7 +534,7 @@ func (s *Supervisor) probe(ctx actor.Context, addr string) {
 		c, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
 		_, err := tr.Health(c, addr)
-		root.Send(self, &probeDone{addr: addr, ok: err == nil})
+		root.Send(self, &probeDone{addr: addr, err: err})
 	}()
 }
 
@@ -515,13 +544,18 @@ func (s *Supervisor) probed(ctx actor.Context, m *probeDone) {
 		return
 	}
 	mb.probing = false
-	if mb.state != StateDown {
+	if !Away(mb.state) {
 		return // revived meanwhile by a contact
 	}
-	if m.ok {
+	if m.err == nil {
 		s.revive(ctx, mb)
 		s.announce(ctx)
 		return
+	}
+	if errors.Is(m.err, ErrUnauthorized) {
+		s.setAway(mb, StateUnauthorized, m.err)
+	} else {
+		s.setAway(mb, StateDown, m.err)
 	}
 	if s.cfg.ReapAfter > 0 && time.Since(mb.downSince) >= s.cfg.ReapAfter {
 		s.reap(ctx, mb)
@@ -557,10 +591,14 @@ func (s *Supervisor) cancelProbe(mb *member) {
 // revive takes a peer off the down list and spawns its PeerActor again.
 func (s *Supervisor) revive(ctx actor.Context, mb *member) {
 	s.cancelProbe(mb)
+	if mb.state == StateUnauthorized {
+		s.log.Info("peer no longer unauthorized: alive", "peer", mb.addr)
+	} else {
+		s.log.Info("peer alive", "peer", mb.addr)
+	}
 	mb.state = StateAlive
 	mb.lastSeen = time.Now()
 	mb.pid = ctx.SpawnPrefix(s.cfg.PeerProps(mb.addr), "peer-")
-	s.log.Info("peer alive", "peer", mb.addr)
 }
 
 // current reports whether a report from the PeerActor at from is about this
@@ -582,7 +620,7 @@ func (s *Supervisor) add(ctx actor.Context, addr, state string) *member {
 func (s *Supervisor) announce(ctx actor.Context) {
 	alive := make([]string, 0, len(s.members))
 	for addr, mb := range s.members {
-		if mb.state != StateDown {
+		if !Away(mb.state) {
 			alive = append(alive, addr)
 		}
 	}
@@ -598,7 +636,7 @@ func (s *Supervisor) list() *PeerList {
 	out := make([]PeerInfo, 0, len(s.members))
 	for _, mb := range s.members {
 		behind := mb.behind
-		if mb.state == StateDown {
+		if Away(mb.state) {
 			// No PeerActor reports on it: count on from what it held.
 			behind = s.latest - min(s.latest, mb.held)
 		}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"countd/internal/logsink"
 	"countd/wire"
 )
 
@@ -28,12 +31,15 @@ type boom struct{}
 // standIn is a PeerActor stand-in: it reports its lifecycle and panics on
 // *boom, so tests see exactly what the Supervisor does with its children.
 type standIn struct {
-	addr   string
-	events chan lifecycle
+	addr    string
+	events  chan lifecycle
+	members *sync.Map // addr -> the Addrs of the last Members it got
 }
 
 func (s *standIn) Receive(ctx actor.Context) {
-	switch ctx.Message().(type) {
+	switch m := ctx.Message().(type) {
+	case *Members:
+		s.members.Store(s.addr, m.Addrs)
 	case *actor.Started:
 		s.events <- lifecycle{s.addr, "started", ctx.Self()}
 	case *actor.Stopped:
@@ -44,11 +50,12 @@ func (s *standIn) Receive(ctx actor.Context) {
 }
 
 type supervisorFixture struct {
-	t      *testing.T
-	sys    *actor.ActorSystem
-	sup    *actor.PID
-	tr     *fakeTransport
-	events chan lifecycle
+	t       *testing.T
+	sys     *actor.ActorSystem
+	sup     *actor.PID
+	tr      *fakeTransport
+	events  chan lifecycle
+	members sync.Map // addr -> the members its stand-in was last told
 }
 
 func newSupervisorFixture(t *testing.T) *supervisorFixture {
@@ -71,7 +78,7 @@ func newSupervisorFixtureConfig(t *testing.T, tune func(*SupervisorConfig)) *sup
 		Self: "127.0.0.1:1",
 		Peer: PeerConfig{Transport: f.tr, Timeout: time.Second},
 		PeerProps: func(addr string) *actor.Props {
-			return actor.PropsFromProducer(func() actor.Actor { return &standIn{addr: addr, events: f.events} })
+			return actor.PropsFromProducer(func() actor.Actor { return &standIn{addr: addr, events: f.events, members: &f.members} })
 		},
 		DownProbeMin: 5 * time.Millisecond,
 		DownProbeMax: 20 * time.Millisecond,
@@ -635,5 +642,71 @@ func TestSupervisorReapsTheLongDead(t *testing.T) {
 	f.event(a, "started")
 	if s := f.state(a); s != StateAlive {
 		t.Fatalf("state after it pushed again = %q, want alive", s)
+	}
+}
+
+// A peer that refuses this node's key is unauthorized: its PeerActor is
+// stopped, it is not gossiped, it is probed at the down pace, the change is
+// logged once at warn however many probes are refused, and once at info
+// when it ends: down if the peer stops answering, alive when its key is
+// fixed.
+func TestSupervisorUnauthorizedPeer(t *testing.T) {
+	var logs logsink.Sink
+	f := newSupervisorFixtureConfig(t, func(c *SupervisorConfig) { c.Logger = logs.Logger("A") })
+	const a, b = "127.0.0.1:2", "127.0.0.1:3"
+	for _, addr := range []string{a, b} {
+		f.ask(&RegisterPeer{Addr: addr})
+		f.event(addr, "started")
+	}
+	lines := func(msg string) int {
+		all, _ := logs.Last(0)
+		n := 0
+		for _, l := range all {
+			if strings.Contains(l, "msg=\""+msg) {
+				n++
+			}
+		}
+		return n
+	}
+	toldB := func() []string { m, _ := f.members.Load(b); ms, _ := m.([]string); return ms }
+	waitFor(t, "b told of a", func() bool { return slices.Contains(toldB(), a) })
+
+	refused := fmt.Errorf("GET /health: %w", ErrUnauthorized)
+	f.tr.set(func(tr *fakeTransport) { tr.healthErr = refused })
+	f.sys.Root.Send(f.sup, &PeerUnauthorized{Addr: a, Err: refused})
+	f.event(a, "stopped")
+	if s := f.state(a); s != StateUnauthorized {
+		t.Fatalf("state = %q, want unauthorized", s)
+	}
+	waitFor(t, "b no longer told of a", func() bool { return !slices.Contains(toldB(), a) })
+	for range 4 {
+		f.tr.awaitHealth(t) // probes, refused
+	}
+	if s := f.state(a); s != StateUnauthorized {
+		t.Fatalf("state while probes are refused = %q, want unauthorized", s)
+	}
+	if n := lines("peer unauthorized"); n != 1 {
+		t.Fatalf("%d warn lines for one unauthorized peer, want 1", n)
+	}
+	if all, _ := logs.Last(0); !slices.ContainsFunc(all, func(l string) bool {
+		return strings.Contains(l, "level=WARN") && strings.Contains(l, "peer unauthorized")
+	}) {
+		t.Fatalf("no warn line: %q", all)
+	}
+
+	// It stops answering: down, with one info line.
+	f.tr.set(func(tr *fakeTransport) { tr.healthErr = errors.New("connection refused") })
+	waitFor(t, "a down", func() bool { return f.state(a) == StateDown })
+	// Its key is refused again, then fixed: unauthorized, then alive.
+	f.tr.set(func(tr *fakeTransport) { tr.healthErr = refused })
+	waitFor(t, "a unauthorized again", func() bool { return f.state(a) == StateUnauthorized })
+	f.tr.set(func(tr *fakeTransport) { tr.healthErr = nil })
+	f.event(a, "started")
+	if s := f.state(a); s != StateAlive {
+		t.Fatalf("state after its key is fixed = %q, want alive", s)
+	}
+	waitFor(t, "b told of a again", func() bool { return slices.Contains(toldB(), a) })
+	if w, d, l := lines("peer unauthorized"), lines("peer no longer unauthorized: down"), lines("peer no longer unauthorized: alive"); w != 2 || d != 1 || l != 1 {
+		t.Fatalf("log lines: %d unauthorized, %d ended down, %d ended alive; want 2, 1, 1", w, d, l)
 	}
 }
