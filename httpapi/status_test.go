@@ -396,7 +396,7 @@ func TestStatusPageContrast(t *testing.T) {
 		pairs = append(pairs, pair{"fg", bg, 4.5}, pair{"muted", bg, 4.5})
 	}
 	pairs = append(pairs, pair{"fg", "banner", 4.5})
-	for _, state := range []string{"alive", "suspect", "down", "muted"} { // muted: a state the page does not know
+	for _, state := range []string{"alive", "suspect", "down", "unauthorized", "muted"} { // muted: a state the page does not know
 		pairs = append(pairs, pair{"badge-fg", state, 4.5}, pair{state, "card", 3}, pair{state, "bg", 3})
 	}
 	pairs = append(pairs, pair{"accent", "card", 3}, pair{"down", "banner", 3})
