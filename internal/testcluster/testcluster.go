@@ -15,6 +15,7 @@
 package testcluster
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -31,6 +32,7 @@ import (
 	"testing"
 	"time"
 
+	"countd/auth"
 	"countd/internal/apiclient"
 	"countd/internal/faultnet"
 	"countd/internal/logsink"
@@ -72,6 +74,12 @@ type Options struct {
 	// LogLines bounds how many of the nodes' log lines are kept (the
 	// newest); 0 keeps all.
 	LogLines int
+	// ClusterKeys, if set, is every node's cluster keyring
+	// (node.Config.ClusterKeys; Config may still change it per node): every
+	// node-to-node request is signed and checked. The harness signs its
+	// own requests with it too, so its membership changes (DELETE /peers,
+	// POST /peers) get through.
+	ClusterKeys *auth.Keyring
 }
 
 // Cluster is a set of named countd nodes in this process. Its methods are
@@ -118,7 +126,7 @@ func New(t testing.TB, opts Options) *Cluster {
 		opts:      opts,
 		Net:       faultnet.New(opts.Seed),
 		ClientNet: faultnet.New(opts.Seed ^ 0xc11e47),
-		ctl:       apiclient.Client{HTTP: &http.Client{Timeout: ctlTimeout}},
+		ctl:       apiclient.Client{HTTP: &http.Client{Timeout: ctlTimeout, Transport: ctlTransport(opts.ClusterKeys)}},
 		logs:      &logsink.Sink{Max: opts.LogLines},
 		nodes:     map[string]*member{},
 		removed:   map[string]bool{},
@@ -261,6 +269,7 @@ func (c *Cluster) open(m *member) error {
 	starts := len(m.replicas)
 	c.mu.Unlock()
 	cfg.Logger = c.logs.Logger(fmt.Sprintf("%s#%d", m.name, starts))
+	cfg.ClusterKeys = c.opts.ClusterKeys
 	if c.opts.Config != nil {
 		c.opts.Config(m.name, &cfg)
 	}
@@ -645,3 +654,40 @@ func (c *Cluster) WaitMesh(timeout time.Duration, names ...string) error {
 	}
 	return nil
 }
+
+// ctlTransport is the transport of the harness's own requests: it signs
+// them with keys, if any, as a node signs its requests to its peers.
+func ctlTransport(keys *auth.Keyring) http.RoundTripper {
+	if keys == nil {
+		return nil // http.DefaultTransport
+	}
+	return signing{keys: keys, next: &http.Transport{IdleConnTimeout: 30 * time.Second}}
+}
+
+// signing signs every request with keys before next sends it.
+type signing struct {
+	keys *auth.Keyring
+	next *http.Transport
+}
+
+func (s signing) RoundTrip(r *http.Request) (*http.Response, error) {
+	var body []byte
+	if r.Body != nil {
+		var err error
+		body, err = io.ReadAll(r.Body)
+		r.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+	}
+	r = r.Clone(r.Context()) // a RoundTripper must not change its caller's request
+	r.Body, r.ContentLength = http.NoBody, 0
+	if len(body) > 0 {
+		r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+	}
+	s.keys.Sign(r, body, time.Now())
+	return s.next.RoundTrip(r)
+}
+
+// CloseIdleConnections lets http.Client.CloseIdleConnections reach next.
+func (s signing) CloseIdleConnections() { s.next.CloseIdleConnections() }

@@ -3,8 +3,12 @@ package testcluster
 import (
 	"errors"
 	"maps"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
+
+	"countd/auth"
 )
 
 // TestHarness drives the harness's life cycle on two nodes and checks that
@@ -89,5 +93,39 @@ func TestHarness(t *testing.T) {
 	}
 	if rows, err := c.Peers("A"); err != nil || len(rows) != 0 {
 		t.Errorf("A lists %v (%v) after B's removal", rows, err)
+	}
+}
+
+// TestClusterKeys runs a keyed cluster: the nodes replicate with every
+// request signed, an unsigned membership request is refused, and the
+// harness's own (signed) removal gets through.
+func TestClusterKeys(t *testing.T) {
+	keys, err := auth.New([]byte("testcluster-key-testcluster-key-testcluster"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := New(t, Options{Seed: 2, ClusterKeys: keys})
+	if err := c.Start(3); err != nil {
+		t.Fatal(err)
+	}
+	if r := c.Change("A", "x", 5); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if _, err := c.WaitConverged(10*time.Second, map[string]int64{"x": 5}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post(c.URL("A")+"/peers", "application/json", strings.NewReader(`{"addr":"127.0.0.1:1"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("unsigned POST /peers: %d, want 401", resp.StatusCode)
+	}
+	if err := c.RemovePeer("A", "C"); err != nil {
+		t.Fatalf("the harness's signed removal: %v", err)
+	}
+	if rows, err := c.Peers("A"); err != nil || len(rows) != 1 {
+		t.Fatalf("A's peers after removing C: %s (%v)", c.DescribePeers(rows), err)
 	}
 }
