@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"countd/actors"
+	"countd/auth"
 	"countd/crdt"
 	"countd/internal/apiclient"
 	"countd/internal/testcluster"
@@ -224,9 +225,13 @@ func TestChaosCatchesSkippedPersist(t *testing.T) {
 // of an earlier run of the same node (a replica id is never reused, so
 // those are history). The first push that carries one with P > 0 arrives
 // with P doubled, and the receiver counts those increments twice.
+// With a cluster key, the corrupted body is signed again: the double count
+// stands for a bug on the sender, which would sign what it sends, not for
+// tampering on the way (which the receiver's check of the signature refuses).
 type corruptOnce struct {
 	base  http.RoundTripper
 	state *corruptState
+	keys  *auth.Keyring
 }
 
 type corruptState struct {
@@ -262,6 +267,9 @@ func (c *corruptOnce) RoundTrip(req *http.Request) (*http.Response, error) {
 	req = req.Clone(req.Context())
 	req.Body = io.NopCloser(bytes.NewReader(body))
 	req.ContentLength = int64(len(body))
+	if c.keys != nil {
+		c.keys.Sign(req, body, time.Now())
+	}
 	return c.base.RoundTrip(req)
 }
 
@@ -290,9 +298,13 @@ func TestChaosCatchesBrokenMerge(t *testing.T) {
 	})
 	t.Run("broken", func(t *testing.T) {
 		st := &corruptState{runs: map[string]bool{}}
-		res := Run(t, sched, testcluster.Options{Config: func(name string, cfg *node.Config) {
+		keys, err := auth.New(clusterKey(sched.Seed))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res := Run(t, sched, testcluster.Options{ClusterKeys: keys, Config: func(name string, cfg *node.Config) {
 			if name == "A" {
-				cfg.RoundTripper = &corruptOnce{base: cfg.RoundTripper, state: st}
+				cfg.RoundTripper = &corruptOnce{base: cfg.RoundTripper, state: st, keys: keys}
 			}
 		}})
 		if res.Err != nil {

@@ -13,7 +13,9 @@
 // Run executes a Schedule against a testcluster.Cluster: N in-process nodes
 // (package node) talking real HTTP on 127.0.0.1 ports picked by the kernel,
 // each with its own data dir, every node-to-node request going through one
-// faultnet.Network. Clients go through a second network of their own, so a
+// faultnet.Network and signed with a cluster key made from the seed (as
+// -cluster-key-file does in production), so that signing, its body
+// buffering and its checks are under every fault too. Clients go through a second network of their own, so a
 // fault between nodes never touches them and a client-side fault (lost
 // replies) never touches replication. Every client change is recorded in an
 // apiclient.Ledger as ok, failed (surely not applied) or unknown (it may

@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"countd/auth"
 	"countd/internal/apiclient"
 	"countd/internal/faultnet"
 	"countd/internal/poll"
@@ -62,12 +64,21 @@ func (r *Result) Report() string {
 // Run starts a cluster, plays the schedule against it with clients
 // changing counters all along, heals everything, stops the clients and
 // checks every invariant. The cluster runs with opts, but its networks are
-// seeded from the schedule; it is closed when t's test ends.
+// seeded from the schedule, and unless opts names a cluster key every node
+// gets one made from the seed, so that every node-to-node request is signed
+// and checked as in production; it is closed when t's test ends.
 func Run(t testing.TB, s *Schedule, opts testcluster.Options) *Result {
 	t.Helper()
 	opts.Seed = s.Seed
 	if opts.LogLines == 0 {
 		opts.LogLines = logLines
+	}
+	if opts.ClusterKeys == nil {
+		keys, err := auth.New(clusterKey(s.Seed))
+		if err != nil {
+			t.Fatal(err) // cannot happen: clusterKey is long enough
+		}
+		opts.ClusterKeys = keys
 	}
 	c := testcluster.New(t, opts)
 	r := &runner{
@@ -110,6 +121,17 @@ func Run(t testing.TB, s *Schedule, opts testcluster.Options) *Result {
 	}
 	r.logf("checked: %d violations", len(r.res.Violations))
 	return r.res
+}
+
+// clusterKey returns the cluster key of a run: auth.MinKeyLen random bytes
+// drawn from the seed, written in hex.
+func clusterKey(seed uint64) []byte {
+	rng := rand.New(rand.NewPCG(seed, 0xc4a05))
+	raw := make([]byte, auth.MinKeyLen)
+	for i := range raw {
+		raw[i] = byte(rng.Uint32())
+	}
+	return []byte(hex.EncodeToString(raw))
 }
 
 // logLines is how many of the nodes' log lines a run keeps, for a failure

@@ -1,6 +1,7 @@
 package node_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"os"
@@ -9,8 +10,10 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"countd/auth"
+	"countd/internal/poll"
 	"countd/internal/testcluster"
 	"countd/node"
 )
@@ -119,9 +122,8 @@ func TestClusterKey(t *testing.T) {
 	if r := kc.Change("X", "stranger", 5); r.Err != nil {
 		t.Fatal(r.Err)
 	}
-	// X's checks of A are refused, so X sees A down; by then it has tried
-	// to push to A for several heartbeats.
-	kc.waitPeers("X", "sees A down", func(states map[string]string) bool { return states["A"] == "down" })
+	// X's checks of A are refused, so X sees A unauthorized.
+	kc.waitPeers("X", "sees A unauthorized", func(states map[string]string) bool { return states["A"] == "unauthorized" })
 	if kc.unauthorized["X"].Load() == 0 {
 		t.Fatal("X got no 401 from A")
 	}
@@ -151,6 +153,60 @@ func TestClusterKey(t *testing.T) {
 	for _, name := range []string{"A", "B", "C"} {
 		if n := kc.unauthorized[name].Load(); n != 0 {
 			t.Errorf("%s got %d 401s from nodes that share its key", name, n)
+		}
+	}
+}
+
+// TestWrongKeyPeerIsUnauthorized runs two nodes with different keys: each
+// lists the other as unauthorized and logs it once at warn, however many of
+// its probes are refused; once one node's key file is fixed and reloaded,
+// both list each other alive (one info line each) and replicate.
+func TestWrongKeyPeerIsUnauthorized(t *testing.T) {
+	kc := startKeyed(t, map[string][]string{"A": {key1}, "B": {keyOther}})
+	kc.start("A", kc.Addrs("B"), true)
+	kc.start("B", kc.Addrs("A"), true)
+	for _, pair := range [][2]string{{"A", "B"}, {"B", "A"}} {
+		on, peer := pair[0], pair[1]
+		kc.waitPeers(on, "sees "+peer+" unauthorized", func(s map[string]string) bool { return s[peer] == "unauthorized" })
+	}
+	if r := kc.Change("A", "mine", 3); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	// Several more refused probes each way.
+	seen := kc.unauthorized["A"].Load() + kc.unauthorized["B"].Load()
+	if _, err := poll.Until(context.Background(), convergeTimeout, 10*time.Millisecond, "more refused probes", func() (bool, string) {
+		n := kc.unauthorized["A"].Load() + kc.unauthorized["B"].Load()
+		return n >= seen+6, fmt.Sprintf("%d 401s since", n-seen)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	logLines := func(node, msg string) int {
+		lines, _ := kc.Logs(0)
+		n := 0
+		for _, l := range lines {
+			if strings.Contains(l, "n="+node+"#0") && strings.Contains(l, `msg="`+msg) {
+				n++
+			}
+		}
+		return n
+	}
+	for _, name := range []string{"A", "B"} {
+		if n := logLines(name, "peer unauthorized"); n != 1 {
+			t.Errorf("%s logged %d unauthorized lines, want 1", name, n)
+		}
+		if got, err := kc.Counters(name); err != nil || (name == "B" && len(got) != 0) {
+			t.Errorf("%s's counters %v (%v): nothing crosses between different keys", name, got, err)
+		}
+	}
+
+	// B's key is fixed and reloaded (SIGHUP): both sides recover.
+	kc.writeKeys(t, "B", key1)
+	kc.reload(t, "B")
+	kc.waitMesh("A", "B")
+	kc.waitConverged(map[string]int64{"mine": 3}, "A", "B")
+	for _, name := range []string{"A", "B"} {
+		if n := logLines(name, "peer no longer unauthorized: alive"); n != 1 {
+			t.Errorf("%s logged %d recovery lines, want 1", name, n)
 		}
 	}
 }
