@@ -27,6 +27,7 @@ import (
 const (
 	keyJoinTimeout = 30 * time.Second // for a node to be listed alive and get the state
 	quietFor       = 2 * time.Second  // how long a refused request or a stranger must change nothing
+	keyPollTimeout = 5 * time.Second  // one GET of the tests' own (a failure fails the test)
 )
 
 // The texts that mark a 401 between nodes in a node's debug log: the
@@ -96,7 +97,7 @@ func TestClusterKeyProcesses(t *testing.T) {
 	}
 	startAll(t, nodes...)
 	c := newClient(t, 4)
-	c.Timeout = pollTimeout
+	c.Timeout = keyPollTimeout
 	api := apiclient.Client{HTTP: c}
 
 	if r := api.Change(nodes[0].url(), "visits", 5); r.Outcome != apiclient.OK {
@@ -197,9 +198,36 @@ func TestClusterKeyProcesses(t *testing.T) {
 	if err != nil {
 		t.Error(err)
 	}
-	sv := viewOf(c, stranger)
-	t.Logf("the stranger sees: %s", sv)
-	for _, n := range append(nodes, stranger) {
+	t.Logf("the stranger sees: %s", viewOf(c, stranger))
+	stranger.proc.Stop()
+
+	// A partition heals with the key: node1 hangs (SIGSTOP) until node0
+	// sees it as not alive, the others take changes meanwhile, and once it
+	// resumes (SIGCONT) every node agrees again, which needs signed pushes
+	// both ways after the stall.
+	n1 := nodes[1]
+	n1.signal(t, syscall.SIGSTOP)
+	if _, err := pollpkg.Until(context.Background(), keyJoinTimeout, pollInterval, "node0 sees node1 not alive",
+		func() (bool, string) {
+			states, err := peerStates(c, nodes[0])
+			return err == nil && states[n1.addr] != "alive", fmt.Sprintf("%v %v", states, err)
+		}); err != nil {
+		n1.signal(t, syscall.SIGCONT)
+		t.Fatal(err)
+	}
+	for i, n := range nodes {
+		if n != n1 {
+			if r := api.Change(n.url(), "healed", int64(i+1)); r.Outcome != apiclient.OK {
+				n1.signal(t, syscall.SIGCONT)
+				t.Fatalf("increment on %s while node1 hangs: %+v", n.name, r)
+			}
+		}
+	}
+	n1.signal(t, syscall.SIGCONT)
+	resumed := time.Now()
+	awaitValues(t, c, nodes, map[string]int64{"visits": 5, "signed": 99, "healed": 1 + 3 + 4})
+	t.Logf("node1 resumed and every node agreed %v later", time.Since(resumed).Round(time.Millisecond))
+	for _, n := range nodes {
 		n.proc.Stop()
 	}
 }
@@ -229,7 +257,7 @@ func TestClusterKeyRotationUnderLoad(t *testing.T) {
 	}
 	startAll(t, nodes...)
 	c := newClient(t, 3)
-	c.Timeout = pollTimeout
+	c.Timeout = keyPollTimeout
 
 	l := newClusterLoad(t, clusterCounters)
 	for _, n := range nodes {
