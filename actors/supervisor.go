@@ -390,7 +390,8 @@ func (s *Supervisor) remove(ctx actor.Context, addr string) *RemoveResult {
 }
 
 // contact handles a push from another node: the sender is alive and joins
-// at once (it proved itself a node by pushing), and the members it lists
+// at once (it proved itself a node by pushing; a down member is revived, an
+// unauthorized one is not), and the members it lists
 // become candidates, to be probed before they join (see candidates.go).
 func (s *Supervisor) contact(ctx actor.Context, m *Contact) {
 	changed, ignored := false, 0
@@ -404,10 +405,13 @@ func (s *Supervisor) contact(ctx actor.Context, m *Contact) {
 			mb = s.add(ctx, m.Addr, StateAlive)
 			s.log.Info("peer joined", "peer", m.Addr)
 			changed = true
-		case Away(mb.state):
+		case mb.state == StateDown:
 			s.revive(ctx, mb)
 			changed = true
 		}
+		// An unauthorized peer stays so: its push shows that this node
+		// takes its key, not that it takes this node's (a probe, signed,
+		// tells). Reviving it would only log its refusal again.
 		if mb != nil {
 			mb.lastSeen = time.Now()
 		}

@@ -679,6 +679,12 @@ func TestSupervisorUnauthorizedPeer(t *testing.T) {
 		t.Fatalf("state = %q, want unauthorized", s)
 	}
 	waitFor(t, "b no longer told of a", func() bool { return !slices.Contains(toldB(), a) })
+	// A push from it shows that this node takes its key, not that it
+	// takes this node's: it stays unauthorized.
+	f.sys.Root.Send(f.sup, &Contact{Addr: a})
+	if s := f.state(a); s != StateUnauthorized {
+		t.Fatalf("state after a push from it = %q, want unauthorized", s)
+	}
 	for range 4 {
 		f.tr.awaitHealth(t) // probes, refused
 	}
