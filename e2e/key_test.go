@@ -268,8 +268,10 @@ func TestClusterKeyRotationUnderLoad(t *testing.T) {
 
 	// rotate edits every file to hold keys, then SIGHUPs each node in turn;
 	// after each, it waits for the node to log the reload and for every
-	// node to push a few times more, so that a key one node does not have
-	// yet is used, and refused, before the next node reloads.
+	// node to push a few times more (or to be refused: a node stops
+	// pushing to a peer that refuses its key, which it lists
+	// unauthorized), so that a key one node does not have yet is used, and
+	// refused, before the next node reloads.
 	rotate := func(keys ...string) {
 		t.Helper()
 		for _, f := range files {
@@ -278,8 +280,10 @@ func TestClusterKeyRotationUnderLoad(t *testing.T) {
 		for _, n := range nodes {
 			reloads := strings.Count(n.proc.Output.String(), "cluster key reloaded")
 			pushes := make([]float64, len(nodes))
+			refused := make([]int, len(nodes))
 			for i, o := range nodes {
 				pushes[i] = metric(t, c, o, "countd_replication_pushes_total")
+				refused[i] = refusals(o)
 			}
 			n.signal(t, syscall.SIGHUP)
 			if _, err := pollpkg.Until(context.Background(), keyJoinTimeout, pollInterval, n.name+" reloads and every node pushes again",
@@ -288,7 +292,7 @@ func TestClusterKeyRotationUnderLoad(t *testing.T) {
 						return false, "no reload logged"
 					}
 					for i, o := range nodes {
-						if d := metric(t, c, o, "countd_replication_pushes_total") - pushes[i]; d < 5 {
+						if d := metric(t, c, o, "countd_replication_pushes_total") - pushes[i]; d < 5 && refusals(o) == refused[i] {
 							return false, fmt.Sprintf("%s pushed %v times since", o.name, d)
 						}
 					}
