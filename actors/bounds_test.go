@@ -94,8 +94,8 @@ var manyEntries = flag.Int("entries", 20_000, "replica entries on one counter fo
 
 // TestManyEntriesThroughReplication pushes many replica entries of one
 // counter into a CounterActor that writes a real store, in pushes of
-// MaxPushEntries as peers send them, then times client increments and a
-// restart (load the store, build the actor). With entries found by a search
+// MaxPushEntries as peers send them, then checks and times (logs) client
+// increments and a restart (load the store, build the actor). With entries found by a search
 // in order, merging 20,000 took seconds and every increment queued behind
 // it; a restart of 216,000 took 233 s. Measure 200,000 with
 //
@@ -175,10 +175,7 @@ func TestManyEntriesThroughReplication(t *testing.T) {
 	if want := int64(n + incs + 1); v != want {
 		t.Fatalf("value after the restart = %d, want %d", v, want)
 	}
-	// Generous bounds for a shared machine under -race; the search in order
-	// missed them by orders of magnitude at 20,000 entries.
-	budget := time.Duration(n/20_000+1) * 5 * time.Second
-	if merged > budget || restart > budget || perInc > 50*time.Millisecond {
-		t.Fatalf("too slow: merge %v, restart %v (budget %v each), %v per increment (budget 50ms)", merged, restart, budget, perInc)
-	}
+	// The times are a measurement (logged above), not a pass mark: a loaded
+	// machine must not fail this test. That entries are found in O(1) is
+	// checked in crdt (TestManyEntriesOnOneCounterIsLinear).
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"testing"
-	"time"
 )
 
 // replicaN returns the i-th of many distinct valid replica ids.
@@ -164,16 +163,17 @@ func TestLimits(t *testing.T) {
 }
 
 // TestManyEntriesOnOneCounterIsLinear loads, merges again, cuts deltas of
-// and changes one counter with 100,000 entries. Found in O(1) this takes
-// well under a second (with -race); the search in order it replaced made
-// it about 5·10⁹ comparisons, minutes under -race.
+// and changes one counter with 100,000 entries, and checks that every entry
+// is found through the index, not by a search in order (which made this
+// about 5·10⁹ comparisons, minutes under -race). It checks the structure,
+// not the time, so a loaded machine cannot fail it; how fast it is, is
+// measured by BenchmarkLoadOneCounter.
 func TestManyEntriesOnOneCounterIsLinear(t *testing.T) {
 	const n = 100_000
 	es := make([]Entry, n)
 	for i := range es {
 		es[i] = Entry{"c", replicaN(i), 1, 0}
 	}
-	start := time.Now()
 	s := New(repA)
 	mustMerge(t, s, es) // a load
 	for i := range es {
@@ -188,7 +188,13 @@ func TestManyEntriesOnOneCounterIsLinear(t *testing.T) {
 	if got := mustInc(t, s, "c", 1); got != 2*n+1 {
 		t.Fatalf("value = %d, want %d", got, 2*n+1)
 	}
-	if took := time.Since(start); took > 10*time.Second {
-		t.Fatalf("%d entries on one counter took %v; a search in order takes minutes", n, took)
+	c := s.counters["c"]
+	if len(c.index) != len(c.slots) || len(c.slots) != n+1 {
+		t.Fatalf("the counter indexes %d of its %d entries (want all %d)", len(c.index), len(c.slots), n+1)
+	}
+	for replica, i := range c.index {
+		if c.slots[i].replica != replica {
+			t.Fatalf("the index sends %s to slot %d, which holds %s", replica, i, c.slots[i].replica)
+		}
 	}
 }

@@ -18,7 +18,10 @@
 // cuts, splits and drops traffic one way at the link level; it needs root
 // and iproute2, and skips (saying why) without them. browser_test.go opens a
 // cluster node's status page in headless Chromium (through chromedp) and
-// skips when no Chromium or Chrome is installed.
+// skips when no Chromium or Chrome is installed. key_test.go runs clusters
+// with a cluster key (joins, forged requests refused, a stranger kept out,
+// a key rotation under load), and the files named after a feature (tls,
+// flood, reap tests) test that feature with real processes.
 // The package is skipped under -short because it builds and runs the binary.
 //
 // E2E_RACE_NODE=1 builds the node itself with -race; a race it sees makes it
