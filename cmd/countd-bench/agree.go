@@ -44,19 +44,20 @@ type agreement struct {
 	Polls int
 }
 
-// waitAgreement polls GET /counters on every node, all at once, until every
+// waitAgreement polls GET /counters on every node (bases are their base
+// URLs, "http://host:port"), all at once, until every
 // node reports the same counters, and measures the time from since. Between
 // rounds it waits as long as the last round took (at least a millisecond),
 // so polling a large state does not crowd out the nodes it measures.
-func waitAgreement(ctx context.Context, c *http.Client, addrs []string, since time.Time, timeout time.Duration) (agreement, error) {
+func waitAgreement(ctx context.Context, c *http.Client, bases []string, since time.Time, timeout time.Duration) (agreement, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var lastErr error
 	var last []map[string]int64
 	for polls := 1; ; polls++ {
 		t0 := time.Now()
-		states, err := fetchAll(ctx, addrs, func(ctx context.Context, a string) (map[string]int64, error) {
-			return apiclient.Client{HTTP: c}.Counters(ctx, "http://"+a)
+		states, err := fetchAll(ctx, bases, func(ctx context.Context, a string) (map[string]int64, error) {
+			return apiclient.Client{HTTP: c}.Counters(ctx, a)
 		})
 		if err == nil && allEqual(states) {
 			return agreement{After: time.Since(since), Counters: states[0], Polls: polls}, nil
@@ -71,7 +72,7 @@ func waitAgreement(ctx context.Context, c *http.Client, addrs []string, since ti
 		select {
 		case <-ctx.Done():
 			if lastErr == nil {
-				lastErr = fmt.Errorf("last round: %s", describeDisagreement(addrs, last))
+				lastErr = fmt.Errorf("last round: %s", describeDisagreement(bases, last))
 			}
 			return agreement{}, fmt.Errorf("nodes did not agree within %v: %w", timeout, lastErr)
 		case <-time.After(pause):
@@ -117,7 +118,7 @@ func counterSum(m map[string]int64) int64 {
 func waitReady(ctx context.Context, cl *cluster, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	c := &http.Client{Timeout: 2 * time.Second}
+	c := &http.Client{Timeout: 2 * time.Second, Transport: cl.auth.transport(&http.Transport{})}
 	defer c.CloseIdleConnections()
 	var lastErr, exited error
 	_, err := poll.Until(ctx, timeout, 50*time.Millisecond, "nodes ready", func() (bool, string) {
@@ -125,7 +126,7 @@ func waitReady(ctx context.Context, cl *cluster, timeout time.Duration) error {
 			return true, "" // reported below
 		}
 		_, lastErr = fetchAll(ctx, cl.addrs, func(ctx context.Context, a string) (struct{}, error) {
-			return struct{}{}, nodeReady(ctx, c, a, cl.addrs, cl.procs != nil)
+			return struct{}{}, nodeReady(ctx, c, cl.auth.base(a), a, cl.addrs, cl.procs != nil)
 		})
 		return lastErr == nil, fmt.Sprint(lastErr)
 	})
@@ -144,10 +145,10 @@ func waitReady(ctx context.Context, cl *cluster, timeout time.Duration) error {
 	return fmt.Errorf("nodes not ready within %v: %w", timeout, lastErr)
 }
 
-// nodeReady checks one node: it answers /health and, if checkPeers, lists
+// nodeReady checks one node, addr at base URL base: it answers /health and, if checkPeers, lists
 // every other address in all alive in GET /peers.
-func nodeReady(ctx context.Context, c *http.Client, addr string, all []string, checkPeers bool) error {
-	api, base := apiclient.Client{HTTP: c}, "http://"+addr
+func nodeReady(ctx context.Context, c *http.Client, base, addr string, all []string, checkPeers bool) error {
+	api := apiclient.Client{HTTP: c}
 	var health struct {
 		Status string `json:"status"`
 	}

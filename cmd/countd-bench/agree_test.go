@@ -23,7 +23,7 @@ func fakeNode(t *testing.T, counters func(poll int64) map[string]int64) string {
 		json.NewEncoder(w).Encode(map[string]any{"counters": counters(polls.Add(1)), "node": "x"})
 	}))
 	t.Cleanup(srv.Close)
-	return strings.TrimPrefix(srv.URL, "http://")
+	return srv.URL
 }
 
 func TestWaitAgreement(t *testing.T) {
@@ -61,7 +61,7 @@ func TestWaitAgreementTimesOut(t *testing.T) {
 }
 
 func TestLimitedAndCreateURLs(t *testing.T) {
-	u := createURLs("h:1", "p", 3)
+	u := createURLs("http://h:1", "p", 3)
 	var got []string
 	for {
 		s, ok := u(0, 0)
@@ -73,14 +73,14 @@ func TestLimitedAndCreateURLs(t *testing.T) {
 	if strings.Join(got, " ") != "http://h:1/counters/p-0/increment http://h:1/counters/p-1/increment http://h:1/counters/p-2/increment" {
 		t.Fatalf("createURLs gave %v", got)
 	}
-	l := limited(incrementURLs([]string{"h:1", "h:2"}, 0), 2)
+	l := limited(incrementURLs([]string{"http://h:1", "http://h:2"}, 0), 2)
 	s1, ok1 := l(0, 0)
 	s2, ok2 := l(1, 0)
 	_, ok3 := l(0, 1)
 	if s1 != "http://h:1/increment" || s2 != "http://h:2/increment" || !ok1 || !ok2 || ok3 {
 		t.Fatalf("limited(incrementURLs) gave %q %v, %q %v, then %v", s1, ok1, s2, ok2, ok3)
 	}
-	n := incrementURLs([]string{"h:1"}, 2)
+	n := incrementURLs([]string{"http://h:1"}, 2)
 	if a, _ := n(0, 0); a != "http://h:1/counters/bench-0/increment" {
 		t.Fatalf("named counters: %q", a)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 
 	"countd/internal/bare"
 	"countd/internal/proc"
+	"countd/internal/testcerts"
 )
 
 // The yardsticks countd is compared with run as child processes of this
@@ -30,9 +32,10 @@ import (
 // fsyncFile is the name of the fsync yardstick's file in its directory.
 const fsyncFile = "yardstick"
 
-// serveBare runs this process as the bare server (-bare-server).
-func serveBare(stdin io.Reader, stdout, stderr io.Writer) int {
-	return serveYardstick("-bare-server", bare.Handler(), stdin, stdout, stderr)
+// serveBare runs this process as the bare server (-bare-server), over
+// HTTPS if certFile and keyFile are set.
+func serveBare(certFile, keyFile string, stdin io.Reader, stdout, stderr io.Writer) int {
+	return serveYardstick("-bare-server", bare.Handler(), certFile, keyFile, stdin, stdout, stderr)
 }
 
 // serveFsync runs this process as the fsync yardstick (-fsync-server=path):
@@ -44,7 +47,7 @@ func serveFsync(path string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "countd-bench -fsync-server:", err)
 		return 1
 	}
-	code := serveYardstick("-fsync-server", s.Handler(), stdin, stdout, stderr)
+	code := serveYardstick("-fsync-server", s.Handler(), "", "", stdin, stdout, stderr)
 	if err := s.Close(); err != nil {
 		fmt.Fprintln(stderr, "countd-bench -fsync-server:", err)
 		code = 1
@@ -52,17 +55,19 @@ func serveFsync(path string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return code
 }
 
-// serveYardstick serves h on a free port of 127.0.0.1: it writes the
+// serveYardstick serves h on a free port of 127.0.0.1 (over HTTPS with
+// certFile and keyFile if set, TLS 1.2 at least as countd): it writes the
 // address as the first line of stdout, and serves until SIGTERM or SIGINT,
 // or until stdin ends (the tool that started it is gone). flag names the
 // mode in error messages.
-func serveYardstick(flag string, h http.Handler, stdin io.Reader, stdout, stderr io.Writer) int {
+func serveYardstick(flag string, h http.Handler, certFile, keyFile string, stdin io.Reader, stdout, stderr io.Writer) int {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		fmt.Fprintf(stderr, "countd-bench %s: %v\n", flag, err)
 		return 1
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
+		TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12}}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	go func() {
@@ -74,7 +79,11 @@ func serveYardstick(flag string, h http.Handler, stdin io.Reader, stdout, stderr
 		srv.Close()
 	}()
 	fmt.Fprintln(stdout, ln.Addr().String())
-	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+	serve := func() error { return srv.Serve(ln) }
+	if certFile != "" {
+		serve = func() error { return srv.ServeTLS(ln, certFile, keyFile) }
+	}
+	if err := serve(); !errors.Is(err, http.ErrServerClosed) {
 		fmt.Fprintf(stderr, "countd-bench %s: %v\n", flag, err)
 		return 1
 	}
@@ -94,6 +103,19 @@ type yardstickProc struct {
 // startBare starts the bare server.
 func startBare(ctx context.Context, stopTimeout time.Duration) (*yardstickProc, error) {
 	return startYardstick(ctx, "bare server", []string{"-bare-server"}, stopTimeout)
+}
+
+// startBareTLS returns a start function for the bare server over HTTPS,
+// with a certificate from ca like the nodes'.
+func startBareTLS(ca *testcerts.CA) func(context.Context, time.Duration) (*yardstickProc, error) {
+	return func(ctx context.Context, stopTimeout time.Duration) (*yardstickProc, error) {
+		n, err := ca.IssueFiles("bare")
+		if err != nil {
+			return nil, fmt.Errorf("start bare TLS server: %w", err)
+		}
+		return startYardstick(ctx, "bare TLS server",
+			[]string{"-bare-server", "-bare-tls-cert=" + n.CertFile, "-bare-tls-key=" + n.KeyFile}, stopTimeout)
+	}
 }
 
 // startFsync starts the fsync yardstick with its file in a new temporary

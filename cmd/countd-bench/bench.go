@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"countd/internal/proc"
+	"countd/internal/testcerts"
 	"errors"
 	"fmt"
 	"io"
@@ -32,8 +33,7 @@ func execute(ctx context.Context, cfg Config, stdout, stderr io.Writer) (*Report
 
 	rep := &Report{Machine: machine(), Started: time.Now().UTC(), Args: cfg.Args}
 	printMachine(stdout, rep.Machine)
-	b := &bench{cfg: &cfg, stdout: stdout, stderr: stderr,
-		http: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 2}}}
+	b := &bench{cfg: &cfg, stdout: stdout, stderr: stderr}
 	err := b.runAll(ctx, rep)
 	if cerr := b.close(); cerr != nil {
 		fmt.Fprintln(stderr, "countd-bench: warning:", cerr)
@@ -66,66 +66,83 @@ func writeOutputs(cfg *Config, rep *Report, stdout io.Writer) error {
 }
 
 // bench holds what lives across runs: the built binary, the yardstick
-// servers, and the client that polls the nodes.
+// servers, and the CA of TLS runs.
 type bench struct {
 	cfg            *Config
 	stdout, stderr io.Writer
-	http           *http.Client // for /counters, /metrics; not the load
-	binDir         string       // temporary directory of the built binary
+	binDir         string // temporary directory of the built binary
 	bin            string
 	bare, fsync    *yardstickProc
-	runs           atomic.Int64 // runs started, to name create-mode counters
+	// bareTLS is the bare server over HTTPS, started for the first TLS
+	// run; ca signs its certificate and the nodes', its files in caDir.
+	bareTLS *yardstickProc
+	ca      *testcerts.CA
+	caDir   string
+	runs    atomic.Int64 // runs started, to name create-mode counters
 }
 
 // close stops the yardstick servers and removes the built binary.
 func (b *bench) close() error {
 	var errs []error
-	for _, y := range []*yardstickProc{b.bare, b.fsync} {
+	for _, y := range []*yardstickProc{b.bare, b.fsync, b.bareTLS} {
 		if y != nil {
 			errs = append(errs, y.Close(b.cfg.StopTimeout))
 		}
 	}
-	if b.binDir != "" {
-		errs = append(errs, os.RemoveAll(b.binDir))
+	for _, d := range []string{b.binDir, b.caDir} {
+		if d != "" {
+			errs = append(errs, os.RemoveAll(d))
+		}
 	}
-	b.http.CloseIdleConnections()
 	return errors.Join(errs...)
 }
 
-// runAll runs every combination, one cluster per node count (reused across
-// client counts), appending each result to rep as it completes.
+// runAll runs every combination, one cluster per security and node count
+// (reused across client counts), appending each result to rep as it
+// completes.
 func (b *bench) runAll(ctx context.Context, rep *Report) error {
 	clients := b.cfg.Clients
 	if b.cfg.mode() == modeIdle {
 		clients = []int{0}
 	}
-	for _, n := range b.cfg.Nodes {
-		cl, err := b.cluster(ctx, n)
-		if err != nil {
-			return err
-		}
-		for _, c := range clients {
-			res, err := b.runOne(ctx, cl, c)
-			if res != nil {
-				rep.Runs = append(rep.Runs, *res)
-				printResult(b.stdout, res)
-			}
-			if err != nil {
-				if cerr := cl.Close(); cerr != nil {
-					fmt.Fprintln(b.stderr, "countd-bench: warning:", cerr)
-				}
+	for _, sec := range b.cfg.Security {
+		for _, n := range b.cfg.Nodes {
+			if err := b.runCluster(ctx, rep, sec, n, clients); err != nil {
 				return err
 			}
-		}
-		if err := cl.Close(); err != nil {
-			fmt.Fprintln(b.stderr, "countd-bench: warning:", err)
 		}
 	}
 	return nil
 }
 
-// cluster starts n nodes, or returns the -addrs cluster once it answers.
-func (b *bench) cluster(ctx context.Context, n int) (*cluster, error) {
+// runCluster runs every client count on one cluster of n nodes with sec.
+func (b *bench) runCluster(ctx context.Context, rep *Report, sec security, n int, clients []int) error {
+	cl, err := b.cluster(ctx, n, sec)
+	if err != nil {
+		return err
+	}
+	for _, c := range clients {
+		res, err := b.runOne(ctx, cl, c)
+		if res != nil {
+			rep.Runs = append(rep.Runs, *res)
+			printResult(b.stdout, res)
+		}
+		if err != nil {
+			if cerr := cl.Close(); cerr != nil {
+				fmt.Fprintln(b.stderr, "countd-bench: warning:", cerr)
+			}
+			return err
+		}
+	}
+	if err := cl.Close(); err != nil {
+		fmt.Fprintln(b.stderr, "countd-bench: warning:", err)
+	}
+	return nil
+}
+
+// cluster starts n nodes with sec, or returns the -addrs cluster once it
+// answers.
+func (b *bench) cluster(ctx context.Context, n int, sec security) (*cluster, error) {
 	if len(b.cfg.Addrs) > 0 {
 		cl := external(b.cfg.Addrs)
 		if err := waitReady(ctx, cl, b.cfg.ReadyTimeout); err != nil {
@@ -148,9 +165,19 @@ func (b *bench) cluster(ctx context.Context, n int) (*cluster, error) {
 			}
 		}
 	}
+	if sec.TLS && b.ca == nil {
+		dir, err := os.MkdirTemp("", "countd-bench-ca-")
+		if err != nil {
+			return nil, fmt.Errorf("make CA: %w", err)
+		}
+		b.caDir = dir
+		if b.ca, err = testcerts.NewCAIn(dir, "countd-bench CA"); err != nil {
+			return nil, fmt.Errorf("make CA: %w", err)
+		}
+	}
 	t0 := time.Now()
-	b.logf("starting %d node(s) ...", n)
-	cl, err := startCluster(ctx, b.cfg, b.bin, n)
+	b.logf("starting %d node(s), security %s ...", n, sec)
+	cl, err := startCluster(ctx, b.cfg, b.bin, n, sec, b.ca)
 	if err != nil {
 		return nil, err
 	}
@@ -184,7 +211,7 @@ func (b *bench) newResult(mode string, cl *cluster, clients int) *Result {
 	return &Result{
 		Mode: mode, Nodes: len(cl.addrs), Clients: clients, Target: b.cfg.Target,
 		Counters: b.cfg.Counters, Memory: b.cfg.Memory, External: cl.procs == nil,
-		NodeFlags: b.cfg.NodeFlags,
+		NodeFlags: b.cfg.NodeFlags, Security: securityLabel(cl.sec),
 	}
 }
 
@@ -199,8 +226,8 @@ func (b *bench) progress(cl *cluster, clients int) *progress {
 
 // warmUp sends 2 requests per client, to open the connections and warm the
 // servers' allocations before anything is measured.
-func warmUp(ctx context.Context, c *http.Client, clients int, url urlFunc) {
-	drive(ctx, driveSpec{client: c, clients: clients, url: limited(url, 2*clients)})
+func warmUp(ctx context.Context, c *http.Client, token string, clients int, url urlFunc) {
+	drive(ctx, driveSpec{client: c, token: token, clients: clients, url: limited(url, 2*clients)})
 }
 
 // limited stops url after total requests in all.

@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"countd/internal/proc"
+	"countd/internal/testcerts"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -21,7 +23,12 @@ type cluster struct {
 	addrs []string
 	// procs are the node processes started by the tool, in the order of
 	// addrs; nil for an external cluster.
-	procs       []*proc.Proc
+	procs []*proc.Proc
+	// auth is how clients reach the nodes (scheme, CA, token), and http
+	// the client that polls them (/health, /peers, /counters, /metrics).
+	auth        clientAuth
+	http        *http.Client
+	sec         security
 	dir         string // temporary directory of data dirs and logs; "" if none
 	keep        bool
 	stopTimeout time.Duration
@@ -31,23 +38,37 @@ type cluster struct {
 
 // external returns a cluster of nodes the tool did not start.
 func external(addrs []string) *cluster {
-	return &cluster{addrs: addrs}
+	return &cluster{addrs: addrs, http: newPollClient(clientAuth{})}
+}
+
+// newPollClient returns the client that polls nodes reached with auth.
+func newPollClient(auth clientAuth) *http.Client {
+	return &http.Client{Timeout: 30 * time.Second, Transport: auth.transport(&http.Transport{MaxIdleConnsPerHost: 2})}
 }
 
 // startCluster starts n nodes of bin on free ports of 127.0.0.1, each with
-// every other as a peer, and waits until every node sees all the others
-// alive. On any error it stops what it started.
-func startCluster(ctx context.Context, cfg *Config, bin string, n int) (_ *cluster, err error) {
+// every other as a peer and the security sec (its key, token file and
+// certificates made fresh in the cluster's directory, the certificates
+// signed by ca, which must be set if sec asks for TLS), and waits until
+// every node sees all the others alive. On any error it stops what it
+// started.
+func startCluster(ctx context.Context, cfg *Config, bin string, n int, sec security, ca *testcerts.CA) (_ *cluster, err error) {
 	dir, err := os.MkdirTemp("", fmt.Sprintf("countd-bench-%dnodes-", n))
 	if err != nil {
 		return nil, fmt.Errorf("start cluster: %w", err)
 	}
-	c := &cluster{dir: dir, keep: cfg.Keep, stopTimeout: cfg.StopTimeout}
+	c := &cluster{dir: dir, keep: cfg.Keep, stopTimeout: cfg.StopTimeout, sec: sec}
 	defer func() {
 		if err != nil {
 			c.Close()
 		}
 	}()
+	secs, err := makeSecrets(dir, sec, ca)
+	if err != nil {
+		return nil, fmt.Errorf("start cluster: %w", err)
+	}
+	c.auth = secs.auth
+	c.http = newPollClient(c.auth)
 	ports, err := proc.FreePorts(n)
 	if err != nil {
 		return nil, fmt.Errorf("start cluster: %w", err)
@@ -71,6 +92,11 @@ func startCluster(ctx context.Context, cfg *Config, bin string, n int) (_ *clust
 		} else {
 			args = append(args, "-data-dir="+filepath.Join(dir, "node-"+strconv.Itoa(port)))
 		}
+		secArgs, err := secs.nodeArgs("node-" + strconv.Itoa(port))
+		if err != nil {
+			return nil, fmt.Errorf("start cluster: %w", err)
+		}
+		args = append(args, secArgs...)
 		args = append(args, cfg.NodeFlags...) // last, so they win
 		// Its log goes to a file beside its data dir too, kept with -keep.
 		logf, err := os.Create(filepath.Join(dir, "node-"+strconv.Itoa(port)+".log"))
@@ -120,6 +146,9 @@ func (c *cluster) Close() error {
 			errs = append(errs, os.RemoveAll(c.dir))
 		}
 		c.closeErr = errors.Join(errs...)
+		if c.http != nil {
+			c.http.CloseIdleConnections()
+		}
 	})
 	return c.closeErr
 }

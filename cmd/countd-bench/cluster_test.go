@@ -20,7 +20,7 @@ func TestStartClusterReportsANodeThatExits(t *testing.T) {
 	}
 	cfg := defaultConfig()
 	cfg.ReadyTimeout = 30 * time.Second
-	_, err := startCluster(context.Background(), &cfg, bin, 2)
+	_, err := startCluster(context.Background(), &cfg, bin, 2, security{}, nil)
 	if err == nil || !strings.Contains(err.Error(), "exited") || !strings.Contains(err.Error(), "bad flag: -port=") {
 		t.Fatalf("err = %v, want one naming the node that exited and its log", err)
 	}

@@ -40,6 +40,9 @@ type Config struct {
 	// NodeFlags are passed to every node after the tool's own flags, so they
 	// win (e.g. -flush-delay=5ms).
 	NodeFlags []string
+	// Security lists what the nodes demand, one cluster per item and node
+	// count (-security=none,key,token,tls+token).
+	Security []security
 	// Bare measures the bare net/http server alongside (load mode).
 	Bare bool
 	// Fsync, with Bare, also measures the fsync yardstick alongside when the
@@ -73,6 +76,9 @@ type Config struct {
 	// itself this way).
 	BareServer  bool
 	FsyncServer string
+	// BareCert and BareKey, with BareServer, make it serve HTTPS with
+	// this certificate (hidden; for TLS runs).
+	BareCert, BareKey string
 }
 
 // defaultConfig returns the defaults of every flag.
@@ -80,6 +86,7 @@ func defaultConfig() Config {
 	return Config{
 		Nodes:        []int{1},
 		Clients:      []int{64},
+		Security:     []security{{}},
 		Duration:     10 * time.Second,
 		Chunk:        time.Second,
 		Target:       "one",
@@ -144,7 +151,7 @@ func (c *Config) validate(given map[string]bool) error {
 		return errors.New("-png draws load-mode runs; it has no meaning with -rounds, -idle or -create-counters")
 	}
 	if len(c.Addrs) > 0 {
-		for _, f := range []string{"nodes", "bin", "node-flag", "memory", "keep"} {
+		for _, f := range []string{"nodes", "bin", "node-flag", "memory", "keep", "security"} {
 			if given[f] {
 				return fmt.Errorf("-%s applies to nodes the tool starts; it has no meaning with -addrs", f)
 			}

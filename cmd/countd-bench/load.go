@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -21,8 +22,13 @@ import (
 const requestTimeout = 10 * time.Second
 
 // newLoadClient returns an HTTP client whose pool keeps one keep-alive
-// connection per client goroutine to every host.
-func newLoadClient(clients int) *http.Client {
+// connection per client goroutine to every host, over TLS if auth says so
+// (the token is drive's to send).
+func newLoadClient(clients int, auth clientAuth) *http.Client {
+	var tc *tls.Config
+	if auth.roots != nil {
+		tc = auth.tlsConfig()
+	}
 	return &http.Client{
 		Timeout: requestTimeout,
 		Transport: &http.Transport{
@@ -32,6 +38,7 @@ func newLoadClient(clients int) *http.Client {
 			MaxConnsPerHost:     clients,
 			IdleConnTimeout:     90 * time.Second,
 			DisableCompression:  true,
+			TLSClientConfig:     tc,
 		},
 	}
 }
@@ -90,6 +97,7 @@ type urlFunc func(client int, seq uint64) (string, bool)
 // driveSpec is one slice of load.
 type driveSpec struct {
 	client  *http.Client
+	token   string // bearer token each request carries, if not ""
 	clients int
 	url     urlFunc
 	// until, if not zero, is when clients stop starting requests.
@@ -121,7 +129,7 @@ func drive(ctx context.Context, s driveSpec) loadStats {
 					break
 				}
 				t0 := time.Now()
-				code, err := post(ctx, s.client, url)
+				code, err := post(ctx, s.client, s.token, url)
 				lat := time.Since(t0)
 				if err != nil && ctx.Err() != nil {
 					break // interrupted, not a failure of the server
@@ -180,13 +188,16 @@ func (s *loadStats) recordFailure(code int, err error, url string) {
 	}
 }
 
-// post sends one POST with no body and reads the whole reply, so that the
-// connection goes back to the pool. It returns the status (0 if none came)
+// post sends one POST with no body (and the bearer token, if not "") and
+// reads the whole reply, so that the connection goes back to the pool. It returns the status (0 if none came)
 // and what went wrong, if anything: apiclient.Classify's arguments.
-func post(ctx context.Context, c *http.Client, url string) (int, error) {
+func post(ctx context.Context, c *http.Client, token, url string) (int, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, nil)
 	if err != nil {
 		return 0, err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := c.Do(req)
 	if err != nil {
@@ -198,14 +209,14 @@ func post(ctx context.Context, c *http.Client, url string) (int, error) {
 }
 
 // incrementURLs returns the URL function of the load mode: client i sends
-// to bases[i mod len(bases)]; with counters > 0 each client walks the
+// to bases[i mod len(bases)] (base URLs, "http://host:port"); with counters > 0 each client walks the
 // counter names bench-0 ... bench-(counters-1) from its own offset, else
 // every request is POST /increment.
 func incrementURLs(bases []string, counters int) urlFunc {
 	if counters == 0 {
 		urls := make([]string, len(bases))
 		for i, b := range bases {
-			urls[i] = "http://" + b + "/increment"
+			urls[i] = b + "/increment"
 		}
 		return func(client int, _ uint64) (string, bool) {
 			return urls[client%len(urls)], true
@@ -216,12 +227,13 @@ func incrementURLs(bases []string, counters int) urlFunc {
 		paths[i] = "/counters/bench-" + strconv.Itoa(i) + "/increment"
 	}
 	return func(client int, seq uint64) (string, bool) {
-		return "http://" + bases[client%len(bases)] + paths[(uint64(client)+seq)%uint64(counters)], true
+		return bases[client%len(bases)] + paths[(uint64(client)+seq)%uint64(counters)], true
 	}
 }
 
 // createURLs returns the URL function of the create mode: k distinct
-// counters named prefix-0 ... prefix-(k-1), each incremented once on base,
+// counters named prefix-0 ... prefix-(k-1), each incremented once on base
+// (a base URL),
 // shared out among the clients as they ask.
 func createURLs(base, prefix string, k int) urlFunc {
 	var next atomic.Int64
@@ -230,7 +242,7 @@ func createURLs(base, prefix string, k int) urlFunc {
 		if i >= int64(k) {
 			return "", false
 		}
-		return "http://" + base + "/counters/" + prefix + "-" + strconv.FormatInt(i, 10) + "/increment", true
+		return base + "/counters/" + prefix + "-" + strconv.FormatInt(i, 10) + "/increment", true
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -27,7 +28,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if cfg.BareServer {
-		return serveBare(stdin, stdout, stderr)
+		return serveBare(cfg.BareCert, cfg.BareKey, stdin, stdout, stderr)
 	}
 	if cfg.FsyncServer != "" {
 		return serveFsync(cfg.FsyncServer, stdin, stdout, stderr)
@@ -67,6 +68,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&cfg.Bin, "bin", "", "countd binary to run (default: go build the module root)")
 	fs.Var(addrList{&cfg.Addrs}, "addrs", "target a running cluster instead of starting one: `host:port,...`")
 	fs.Var(repeated{&cfg.NodeFlags}, "node-flag", "extra countd `flag` for every node, e.g. -node-flag=-flush-delay=5ms (repeatable)")
+	fs.Var(securityList{&cfg.Security}, "security", "`list` of what the started nodes demand, one cluster each: none, or key (-cluster-key-file), token (-client-token-file) and tls (a throwaway CA) joined by + (e.g. none,key,tls+token)")
 	fs.BoolVar(&cfg.Bare, "bare", cfg.Bare, "measure a bare net/http atomic add alongside and report ratios to it")
 	fs.BoolVar(&cfg.Fsync, "fsync", cfg.Fsync, "with -bare and durable nodes the tool starts, also measure the fsync yardstick (the bare add answered after a group-committed fdatasync) and report ratios to it")
 	fs.StringVar(&cfg.JSON, "json", "", "write every result to this JSON file")
@@ -84,6 +86,8 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&cfg.From, "from", "", "read results from this JSON file instead of running (with -png, -json)")
 	fs.BoolVar(&cfg.BareServer, "bare-server", false, "")  // hidden: run as the bare server
 	fs.StringVar(&cfg.FsyncServer, "fsync-server", "", "") // hidden: run as the fsync yardstick, its file here
+	fs.StringVar(&cfg.BareCert, "bare-tls-cert", "", "")   // hidden: the bare server's certificate
+	fs.StringVar(&cfg.BareKey, "bare-tls-key", "", "")     // hidden: and its key
 	fs.Usage = func() {}                                   // flag calls it on every error; help is printed below
 
 	if err := fs.Parse(args); err != nil {
@@ -108,7 +112,7 @@ func printUsage(fs *flag.FlagSet, w io.Writer) {
 		"bare net/http atomic add measured in the same run and, when the nodes are\n"+
 		"durable, with the same add made durable by a group-committed fdatasync.\n\n")
 	fs.VisitAll(func(f *flag.Flag) {
-		if f.Name == "bare-server" || f.Name == "fsync-server" {
+		if f.Name == "bare-server" || f.Name == "fsync-server" || strings.HasPrefix(f.Name, "bare-tls-") {
 			return
 		}
 		name, usage := flag.UnquoteUsage(f)

@@ -129,17 +129,17 @@ func labelsMatch(mt *dto.Metric, match []string) bool {
 	return true
 }
 
-// fetchMetrics scrapes GET /metrics at addr (host:port). It returns
+// fetchMetrics scrapes GET /metrics at base ("http://host:port"). It returns
 // errNoMetrics when the node has no such route.
-func fetchMetrics(ctx context.Context, c *http.Client, addr string) (Metrics, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
+func fetchMetrics(ctx context.Context, c *http.Client, base string) (Metrics, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
 	if err != nil {
-		return nil, fmt.Errorf("metrics of %s: %w", addr, err)
+		return nil, fmt.Errorf("metrics of %s: %w", base, err)
 	}
 	req.Header.Set("Accept", "text/plain")
 	resp, err := c.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("metrics of %s: %w", addr, err)
+		return nil, fmt.Errorf("metrics of %s: %w", base, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode == http.StatusNotFound {
@@ -148,11 +148,11 @@ func fetchMetrics(ctx context.Context, c *http.Client, addr string) (Metrics, er
 	}
 	if resp.StatusCode != http.StatusOK {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
-		return nil, fmt.Errorf("metrics of %s: status %d: %s", addr, resp.StatusCode, strings.TrimSpace(string(msg)))
+		return nil, fmt.Errorf("metrics of %s: status %d: %s", base, resp.StatusCode, strings.TrimSpace(string(msg)))
 	}
 	m, err := parseMetrics(io.LimitReader(resp.Body, maxMetricsBody))
 	if err != nil {
-		return nil, fmt.Errorf("metrics of %s: %w", addr, err)
+		return nil, fmt.Errorf("metrics of %s: %w", base, err)
 	}
 	return m, nil
 }

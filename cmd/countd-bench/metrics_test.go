@@ -126,8 +126,7 @@ func TestFetchMetrics(t *testing.T) {
 	})
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
-	addr := strings.TrimPrefix(srv.URL, "http://")
-	m, err := fetchMetrics(context.Background(), srv.Client(), addr)
+	m, err := fetchMetrics(context.Background(), srv.Client(), srv.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +136,7 @@ func TestFetchMetrics(t *testing.T) {
 
 	none := httptest.NewServer(http.NotFoundHandler())
 	defer none.Close()
-	_, err = fetchMetrics(context.Background(), none.Client(), strings.TrimPrefix(none.URL, "http://"))
+	_, err = fetchMetrics(context.Background(), none.Client(), none.URL)
 	if !errors.Is(err, errNoMetrics) {
 		t.Errorf("a node without /metrics: err = %v, want errNoMetrics", err)
 	}

@@ -15,7 +15,7 @@ import (
 // own agreement time and counted total start from a quiet cluster. A
 // failure becomes a note: the run goes on without a counted total.
 func (b *bench) agreeBefore(ctx context.Context, cl *cluster, res *Result) *agreement {
-	ag, err := waitAgreement(ctx, b.http, cl.addrs, time.Now(), b.cfg.AgreeTimeout)
+	ag, err := waitAgreement(ctx, cl.http, cl.auth.bases(cl.addrs), time.Now(), b.cfg.AgreeTimeout)
 	if err != nil {
 		if ctx.Err() == nil {
 			res.Notes = append(res.Notes, "before the run: "+err.Error())
@@ -31,7 +31,7 @@ func (b *bench) agreeBefore(ctx context.Context, cl *cluster, res *Result) *agre
 // time, that becomes a note beginning with when, and the agreement is nil;
 // the only error is ctx's.
 func (b *bench) agreeAfter(ctx context.Context, cl *cluster, res *Result, ag0 *agreement, end time.Time, when string) (*agreement, error) {
-	ag, err := waitAgreement(ctx, b.http, cl.addrs, end, b.cfg.AgreeTimeout)
+	ag, err := waitAgreement(ctx, cl.http, cl.auth.bases(cl.addrs), end, b.cfg.AgreeTimeout)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -53,24 +53,30 @@ func (b *bench) agreeAfter(ctx context.Context, cl *cluster, res *Result, ag0 *a
 // timed from its last request.
 func (b *bench) runLoad(ctx context.Context, cl *cluster, clients int) (*Result, error) {
 	res := b.newResult(modeLoad, cl, clients)
-	countd := &leg{phase: "countd", client: newLoadClient(clients),
-		url: incrementURLs(targets(cl.addrs, b.cfg.Target), b.cfg.Counters)}
-	var bare, fsync *leg
+	countd := &leg{phase: "countd", client: newLoadClient(clients, cl.auth), token: cl.auth.token,
+		url: incrementURLs(cl.auth.bases(targets(cl.addrs, b.cfg.Target)), b.cfg.Counters)}
+	var bare, fsync, bareTLS *leg
 	var err error
 	if b.cfg.Bare {
-		if bare, err = b.yardstickLeg(ctx, "bare", &b.bare, startBare, clients); err != nil {
+		if bare, err = b.yardstickLeg(ctx, "bare", &b.bare, startBare, clientAuth{}, clients); err != nil {
 			return nil, err
+		}
+		if cl.sec.TLS {
+			if bareTLS, err = b.yardstickLeg(ctx, "bare-tls", &b.bareTLS, startBareTLS(b.ca),
+				clientAuth{roots: cl.auth.roots}, clients); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if b.cfg.measureFsync() {
-		if fsync, err = b.yardstickLeg(ctx, "fsync", &b.fsync, startFsync, clients); err != nil {
+		if fsync, err = b.yardstickLeg(ctx, "fsync", &b.fsync, startFsync, clientAuth{}, clients); err != nil {
 			return nil, err
 		}
 	}
-	legs := slices.DeleteFunc([]*leg{bare, fsync, countd}, func(l *leg) bool { return l == nil })
+	legs := slices.DeleteFunc([]*leg{bare, fsync, bareTLS, countd}, func(l *leg) bool { return l == nil })
 	for _, l := range legs {
 		defer l.client.CloseIdleConnections()
-		warmUp(ctx, l.client, clients, l.url)
+		warmUp(ctx, l.client, l.token, clients, l.url)
 	}
 	ag0 := b.agreeBefore(ctx, cl, res)
 	before := b.snapshot(ctx, cl, res, false)
@@ -85,7 +91,7 @@ func (b *bench) runLoad(ctx context.Context, cl *cluster, clients int) (*Result,
 				m = &prog.countd
 			}
 			prog.setPhase(l.phase)
-			st := drive(ctx, driveSpec{client: l.client, clients: clients, url: l.url,
+			st := drive(ctx, driveSpec{client: l.client, token: l.token, clients: clients, url: l.url,
 				until: time.Now().Add(slice), meter: m})
 			l.stats.add(&st)
 		}
@@ -112,6 +118,10 @@ func (b *bench) runLoad(ctx context.Context, cl *cluster, clients int) (*Result,
 			res.FsyncRatioToBare = ratio(res.Fsync, res.Bare)
 			res.RatioToFsync = ratio(&res.Countd, res.Fsync)
 		}
+		if bareTLS != nil {
+			res.BareTLS = ptr(newSide(&bareTLS.stats))
+			res.RatioToBareTLS = ratio(&res.Countd, res.BareTLS)
+		}
 	}
 	b.fillStats(res, cl, before, after)
 	return res, nil
@@ -121,15 +131,18 @@ func (b *bench) runLoad(ctx context.Context, cl *cluster, clients int) (*Result,
 type leg struct {
 	phase  string // its name on the progress line
 	client *http.Client
+	token  string // bearer token each request carries, if not ""
 	url    urlFunc
 	stats  loadStats
 }
 
 // yardstickLeg is the leg of a yardstick server: the same requests as
-// countd's, on its one address. It starts the server into *y on first use;
-// bench.close stops it.
+// countd's, on its one address, reached with auth (TLS or not; no token).
+// It starts the server into *y on first use; bench.close stops it. The
+// bare TLS server trusts the CA of the first TLS run, which is every TLS
+// run's.
 func (b *bench) yardstickLeg(ctx context.Context, phase string, y **yardstickProc,
-	start func(context.Context, time.Duration) (*yardstickProc, error), clients int) (*leg, error) {
+	start func(context.Context, time.Duration) (*yardstickProc, error), auth clientAuth, clients int) (*leg, error) {
 	if *y == nil {
 		p, err := start(ctx, b.cfg.StopTimeout)
 		if err != nil {
@@ -137,7 +150,8 @@ func (b *bench) yardstickLeg(ctx context.Context, phase string, y **yardstickPro
 		}
 		*y = p
 	}
-	return &leg{phase: phase, client: newLoadClient(clients), url: incrementURLs([]string{(*y).addr}, b.cfg.Counters)}, nil
+	return &leg{phase: phase, client: newLoadClient(clients, auth),
+		url: incrementURLs([]string{auth.base((*y).addr)}, b.cfg.Counters)}, nil
 }
 
 // runRounds is the rounds mode: -rounds bursts of -burst, each followed by
@@ -146,10 +160,10 @@ func (b *bench) yardstickLeg(ctx context.Context, phase string, y **yardstickPro
 // nodes' own timers (flush delay, heartbeats).
 func (b *bench) runRounds(ctx context.Context, cl *cluster, clients int) (*Result, error) {
 	res := b.newResult(modeRounds, cl, clients)
-	client := newLoadClient(clients)
+	client := newLoadClient(clients, cl.auth)
 	defer client.CloseIdleConnections()
-	url := incrementURLs(targets(cl.addrs, b.cfg.Target), b.cfg.Counters)
-	warmUp(ctx, client, clients, url)
+	url := incrementURLs(cl.auth.bases(targets(cl.addrs, b.cfg.Target)), b.cfg.Counters)
+	warmUp(ctx, client, cl.auth.token, clients, url)
 	ag0 := b.agreeBefore(ctx, cl, res)
 	before := b.snapshot(ctx, cl, res, false)
 
@@ -159,11 +173,11 @@ func (b *bench) runRounds(ctx context.Context, cl *cluster, clients int) (*Resul
 	var last agreement
 	for r := range b.cfg.Rounds {
 		prog.setPhase(fmt.Sprintf("r%d", r+1))
-		st := drive(ctx, driveSpec{client: client, clients: clients, url: url,
+		st := drive(ctx, driveSpec{client: client, token: cl.auth.token, clients: clients, url: url,
 			until: time.Now().Add(b.cfg.Burst), meter: &prog.countd})
 		cs.add(&st)
 		end := time.Now()
-		ag, err := waitAgreement(ctx, b.http, cl.addrs, end, b.cfg.AgreeTimeout)
+		ag, err := waitAgreement(ctx, cl.http, cl.auth.bases(cl.addrs), end, b.cfg.AgreeTimeout)
 		if err != nil {
 			if ctx.Err() != nil {
 				prog.stop()
@@ -248,14 +262,15 @@ func (b *bench) runCreate(ctx context.Context, cl *cluster, clients int) (*Resul
 	// A name prefix per run, so that a cluster reused for the next client
 	// count creates new counters rather than incrementing these.
 	prefix := fmt.Sprintf("create%d", b.runs.Load())
-	client := newLoadClient(clients)
+	client := newLoadClient(clients, cl.auth)
 	defer client.CloseIdleConnections()
 	ag0 := b.agreeBefore(ctx, cl, res)
 	before := b.snapshot(ctx, cl, res, false)
 
 	prog := b.progress(cl, clients)
 	prog.setPhase("create")
-	st := drive(ctx, driveSpec{client: client, clients: clients, url: createURLs(cl.addrs[0], prefix, k), meter: &prog.countd})
+	st := drive(ctx, driveSpec{client: client, token: cl.auth.token, clients: clients,
+		url: createURLs(cl.auth.base(cl.addrs[0]), prefix, k), meter: &prog.countd})
 	end := time.Now()
 	if ctx.Err() != nil {
 		prog.stop()

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -48,6 +49,9 @@ type Result struct {
 	Memory    bool     `json:"memory"`
 	External  bool     `json:"external"`
 	NodeFlags []string `json:"node_flags,omitempty"`
+	// Security is what the nodes demanded (-security: "key", "token+tls",
+	// ...); empty for none.
+	Security string `json:"security,omitempty"`
 
 	// Countd is the load on the nodes; Bare the same load on the bare
 	// server (load mode with -bare), and Ratio their throughputs' ratio.
@@ -62,6 +66,11 @@ type Result struct {
 	Fsync            *Side    `json:"fsync,omitempty"`
 	FsyncRatioToBare *float64 `json:"fsync_ratio_to_bare,omitempty"`
 	RatioToFsync     *float64 `json:"ratio_to_fsync,omitempty"`
+	// BareTLS is the same load on the bare server over HTTPS, with a
+	// certificate from the same CA (runs with TLS and -bare), and
+	// RatioToBareTLS countd's throughput over its.
+	BareTLS        *Side    `json:"bare_tls,omitempty"`
+	RatioToBareTLS *float64 `json:"ratio_to_bare_tls,omitempty"`
 
 	// AgreementMS is the time from the end of the load until every node
 	// reported the same counters.
@@ -252,6 +261,14 @@ func printResult(w io.Writer, r *Result) {
 				group(f.Throughput), group(float64(f.Requests)), f.Seconds,
 				fmtFloat(r.FsyncRatioToBare, "%.2f"), fmtFloat(r.RatioToFsync, "%.2f"))
 		}
+		if b := r.BareTLS; b != nil {
+			fmt.Fprintf(tw, "  bare over TLS\t%s req/s (%s requests in %.1fs); countd's ratio to it %s; latency %s\n",
+				group(b.Throughput), group(float64(b.Requests)), b.Seconds,
+				fmtFloat(r.RatioToBareTLS, "%.2f"), fmtLatency(b.Latency))
+			if len(b.Errors) > 0 {
+				fmt.Fprintf(tw, "  bare TLS errors\t%s\n", fmtErrors(b))
+			}
+		}
 		line = "  latency\t" + fmtLatency(c.Latency)
 		if r.Bare != nil {
 			line += "; bare " + fmtLatency(r.Bare.Latency)
@@ -358,6 +375,9 @@ func describeRun(r *Result) string {
 	if len(r.NodeFlags) > 0 {
 		s += ", node flags " + strings.Join(r.NodeFlags, " ")
 	}
+	if r.Security != "" {
+		s += ", security " + r.Security
+	}
 	return s
 }
 
@@ -368,11 +388,19 @@ func printSummary(w io.Writer, runs []Result) {
 		return
 	}
 	withFsync := slices.ContainsFunc(runs, func(r Result) bool { return r.Fsync != nil })
+	withSec := slices.ContainsFunc(runs, func(r Result) bool { return r.Security != "" })
+	withTLS := slices.ContainsFunc(runs, func(r Result) bool { return r.BareTLS != nil })
 	fmt.Fprintln(w, "\nsummary")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	head := "mode\tnodes\tclients\treq/s\tbare req/s\tratio\t"
 	if withFsync {
 		head += "fsync req/s\tto fsync\t"
+	}
+	if withTLS {
+		head += "bare TLS req/s\tto bare TLS\t"
+	}
+	if withSec {
+		head = "security\t" + head
 	}
 	fmt.Fprintln(tw, head+"p50 ms\tp99 ms\tp99.9 ms\terrors\tagree ms\tpush/chg\tB/chg\t")
 	for _, r := range runs {
@@ -392,6 +420,16 @@ func printSummary(w io.Writer, runs []Result) {
 				fsync, toFsync = group(r.Fsync.Throughput), fmtFloat(r.RatioToFsync, "%.2f")
 			}
 			row += fsync + "\t" + toFsync + "\t"
+		}
+		if withTLS {
+			bt, toBT := "-", "-"
+			if r.BareTLS != nil {
+				bt, toBT = group(r.BareTLS.Throughput), fmtFloat(r.RatioToBareTLS, "%.2f")
+			}
+			row += bt + "\t" + toBT + "\t"
+		}
+		if withSec {
+			row = cmp.Or(r.Security, "none") + "\t" + row
 		}
 		fmt.Fprintf(tw, "%s%.2f\t%.2f\t%.2f\t%d\t%s\t%s\t%s\t\n", row,
 			r.Countd.Latency.P50MS, r.Countd.Latency.P99MS, r.Countd.Latency.P999MS, errs,

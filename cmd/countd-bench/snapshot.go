@@ -50,7 +50,7 @@ func (b *bench) snapshot(ctx context.Context, cl *cluster, res *Result, end bool
 // scrape returns every node's /metrics, or nil (and a note) if any fails.
 func (b *bench) scrape(ctx context.Context, cl *cluster, res *Result) []Metrics {
 	m, err := fetchAll(ctx, cl.addrs, func(ctx context.Context, a string) (Metrics, error) {
-		return fetchMetrics(ctx, b.http, a)
+		return fetchMetrics(ctx, cl.http, cl.auth.base(a))
 	})
 	switch {
 	case errors.Is(err, errNoMetrics):

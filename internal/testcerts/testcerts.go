@@ -44,7 +44,20 @@ func newSerial() *big.Int {
 // NewCA makes a CA named name, its files in a temporary directory of t.
 func NewCA(t testing.TB, name string) *CA {
 	t.Helper()
-	key := newKey(t)
+	ca, err := NewCAIn(t.TempDir(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca
+}
+
+// NewCAIn makes a CA named name with its files in dir, for a program that
+// is not a test (cmd/countd-bench); its certificates last a day.
+func NewCAIn(dir, name string) (*CA, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          newSerial(),
 		Subject:               pkix.Name{CommonName: name},
@@ -56,15 +69,17 @@ func NewCA(t testing.TB, name string) *CA {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	ca := &CA{cert: cert, key: key, dir: t.TempDir()}
-	ca.File = writePEM(t, filepath.Join(ca.dir, "ca.pem"), "CERTIFICATE", der)
-	return ca
+	ca := &CA{cert: cert, key: key, dir: dir}
+	if ca.File, err = writePEM(filepath.Join(dir, "ca.pem"), "CERTIFICATE", der); err != nil {
+		return nil, err
+	}
+	return ca, nil
 }
 
 // Pool returns a pool holding the CA, for a test's client.
@@ -78,7 +93,19 @@ func (ca *CA) Pool() *x509.CertPool {
 // good both as a server's and as a client's, and writes it and its key.
 func (ca *CA) Issue(t testing.TB, name string) Node {
 	t.Helper()
-	key := newKey(t)
+	n, err := ca.IssueFiles(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// IssueFiles is Issue for a program that is not a test.
+func (ca *CA) IssueFiles(name string) (Node, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return Node{}, err
+	}
 	tmpl := &x509.Certificate{
 		SerialNumber: newSerial(),
 		Subject:      pkix.Name{CommonName: name},
@@ -91,16 +118,20 @@ func (ca *CA) Issue(t testing.TB, name string) Node {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
 	if err != nil {
-		t.Fatal(err)
+		return Node{}, err
 	}
 	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
-		t.Fatal(err)
+		return Node{}, err
 	}
-	return Node{
-		CertFile: writePEM(t, filepath.Join(ca.dir, name+".pem"), "CERTIFICATE", der),
-		KeyFile:  writePEM(t, filepath.Join(ca.dir, name+"-key.pem"), "PRIVATE KEY", keyDER),
+	var n Node
+	if n.CertFile, err = writePEM(filepath.Join(ca.dir, name+".pem"), "CERTIFICATE", der); err != nil {
+		return Node{}, err
 	}
+	if n.KeyFile, err = writePEM(filepath.Join(ca.dir, name+"-key.pem"), "PRIVATE KEY", keyDER); err != nil {
+		return Node{}, err
+	}
+	return n, nil
 }
 
 // KeyPair loads n, for a test's client certificate.
@@ -113,19 +144,6 @@ func (n Node) KeyPair(t testing.TB) tls.Certificate {
 	return c
 }
 
-func newKey(t testing.TB) *ecdsa.PrivateKey {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return key
-}
-
-func writePEM(t testing.TB, path, kind string, der []byte) string {
-	t.Helper()
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
+func writePEM(path, kind string, der []byte) (string, error) {
+	return path, os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der}), 0o600)
 }
