@@ -71,9 +71,9 @@ func (s *Server) routes() http.Handler {
 		for name, h := range map[string]http.HandlerFunc{
 			"cmdline": pprof.Cmdline, "profile": pprof.Profile, "symbol": pprof.Symbol, "trace": pprof.Trace,
 		} {
-			r.Handle("/debug/pprof/"+name, s.routeNamed("/debug/pprof/"+name, s.nodeOnly(h)))
+			r.Handle("/debug/pprof/"+name, s.routeNamed("/debug/pprof/"+name, s.profilesOnly(h)))
 		}
-		r.PathPrefix("/debug/pprof/").Handler(s.routeNamed("/debug/pprof/", s.nodeOnly(pprof.Index))) // heap, goroutine, ... by name
+		r.PathPrefix("/debug/pprof/").Handler(s.routeNamed("/debug/pprof/", s.profilesOnly(pprof.Index))) // heap, goroutine, ... by name
 		paths = append(paths, "/debug/pprof/")
 	}
 	allMethods := slices.Sorted(maps.Keys(methods))

@@ -128,6 +128,24 @@ func (s *Server) needToken(path, method string, h http.HandlerFunc) http.Handler
 	}
 }
 
+// profilesOnly lets through to h (Go's profiles, with -pprof) a request
+// that carries a valid client token (with -client-token-file), and
+// otherwise what may use the node-to-node routes (nodeOnly: signed with the
+// cluster key, or from loopback without one). A bad token is not refused
+// here: the request may still be signed.
+func (s *Server) profilesOnly(h http.HandlerFunc) http.HandlerFunc {
+	guarded := s.nodeOnly(h)
+	return func(w http.ResponseWriter, r *http.Request) {
+		if s.cfg.Tokens != nil {
+			if token, ok := bearer(r.Header.Get("Authorization")); ok && s.cfg.Tokens.Valid(token) {
+				h(w, r)
+				return
+			}
+		}
+		guarded(w, r)
+	}
+}
+
 // bearer returns the token of an Authorization header "Bearer <token>"
 // (the scheme in any case, RFC 7235).
 func bearer(header string) (string, bool) {

@@ -34,6 +34,39 @@ func newTokenServer(t *testing.T, path string) (*Server, *fakeCounters) {
 		Metrics: metrics.New(metrics.Sources{}), Tokens: tokens}), c
 }
 
+// With a client token file, a request carrying a valid token may read the
+// profiles from anywhere; without one the rules of the node routes hold
+// (here: no key, so loopback only).
+func TestPprofTakesClientTokens(t *testing.T) {
+	tokens, err := LoadTokens(writeTokens(t, "s3cret-token-for-profiles\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewServer(Config{Counters: newFake(), Node: testNode, Replica: testReplica, Tokens: tokens, Pprof: true})
+	for _, tt := range []struct {
+		name, remote, auth string
+		want               int
+	}{
+		{"remote with token", "192.0.2.7:5000", "Bearer s3cret-token-for-profiles", http.StatusOK},
+		{"remote with a wrong token", "192.0.2.7:5000", "Bearer nope", http.StatusForbidden},
+		{"remote without token", "192.0.2.7:5000", "", http.StatusForbidden},
+		{"loopback without token", "127.0.0.1:5000", "", http.StatusOK},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			req := httptest.NewRequest(http.MethodGet, "/debug/pprof/cmdline", nil)
+			req.RemoteAddr = tt.remote
+			if tt.auth != "" {
+				req.Header.Set("Authorization", tt.auth)
+			}
+			rec := httptest.NewRecorder()
+			s.Handler().ServeHTTP(rec, req)
+			if rec.Code != tt.want {
+				t.Fatalf("status %d, want %d; body %.200s", rec.Code, tt.want, rec.Body)
+			}
+		})
+	}
+}
+
 // doAuth sends one request with the Authorization header auth (none if
 // empty) straight to the server's handler.
 func doAuth(s *Server, method, target, auth string) *httptest.ResponseRecorder {
