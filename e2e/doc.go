@@ -21,7 +21,7 @@
 // skips when no Chromium or Chrome is installed. key_test.go runs clusters
 // with a cluster key (joins, forged requests refused, a stranger kept out,
 // a key rotation under load), and the files named after a feature (tls,
-// flood, reap tests) test that feature with real processes.
+// flood, reap, limits tests) test that feature with real processes.
 // The package is skipped under -short because it builds and runs the binary.
 //
 // E2E_RACE_NODE=1 builds the node itself with -race; a race it sees makes it
