@@ -30,11 +30,18 @@ const forbiddenMsg = "this node has no cluster key, so it takes node-to-node and
 	"give every node the same -cluster-key-file to let nodes on other hosts in"
 
 // nodeOnly lets through to h only what may use the node-to-node routes, as
-// above. A signed request's body is read here, to check the signature, and
-// handed on to h unchanged.
-func (s *Server) nodeOnly(h http.HandlerFunc) http.HandlerFunc {
+// above; with needCert (the node's Config.PeerCerts), only a request that
+// also presents a client certificate the CA verified (403 otherwise: the
+// listener verifies a certificate when one is given, this refuses the
+// requests that gave none). A signed request's body is read here, to check
+// the signature, and handed on to h unchanged.
+func (s *Server) nodeOnly(needCert bool, h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		switch {
+		case needCert && !s.certifiedPeer(r):
+			s.writeError(w, &clientError{kind: errNoPeerCert,
+				msg: "node-to-node requests need a client certificate signed by this node's -tls-ca-file"})
+			return
 		case s.cfg.Keys != nil:
 			if err := s.verify(r); err != nil {
 				s.writeError(w, err)

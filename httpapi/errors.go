@@ -23,6 +23,7 @@ var (
 
 	errNoSignature = errors.New("httpapi: no valid cluster signature")
 	errNotLoopback = errors.New("httpapi: not from loopback and no cluster key")
+	errNoPeerCert  = errors.New("httpapi: no verified peer certificate") // with -tls-ca-file
 )
 
 // clientError is an error about a request: kind (one of the sentinels

@@ -36,15 +36,27 @@ func (s *Server) routes() http.Handler {
 
 	var paths []string           // every path template, for the 404 message
 	methods := map[string]bool{} // every method some route takes, for Allow
-	// handle registers h for path and method, naming the route for the
-	// request metrics by its template. params are the query parameters the
-	// route takes; any other is refused.
-	handle := func(path, method string, h http.HandlerFunc, params ...string) {
+	// register registers h for path and method behind guard, naming the
+	// route for the request metrics by its template. params are the query
+	// parameters the route takes; any other is refused, once guard let the
+	// request through. handle registers a route of the client API (guarded
+	// by a client token, when tokens are set), node a node-to-node route
+	// (nodeOnly), open a route anyone may use.
+	register := func(path, method string, guard func(http.HandlerFunc) http.HandlerFunc, h http.HandlerFunc, params ...string) {
 		if !slices.Contains(paths, path) {
 			paths = append(paths, path)
 		}
 		methods[method] = true
-		r.Handle(path, s.routeNamed(path, s.needToken(path, method, s.needPeerCert(path, method, s.onlyParams(params, h))))).Methods(method)
+		r.Handle(path, s.routeNamed(path, guard(s.onlyParams(params, h)))).Methods(method)
+	}
+	handle := func(path, method string, h http.HandlerFunc, params ...string) {
+		register(path, method, s.needToken, h, params...)
+	}
+	node := func(path, method string, h http.HandlerFunc) {
+		register(path, method, func(h http.HandlerFunc) http.HandlerFunc { return s.nodeOnly(s.cfg.PeerCerts, h) }, h)
+	}
+	open := func(path, method string, h http.HandlerFunc) {
+		register(path, method, func(h http.HandlerFunc) http.HandlerFunc { return h }, h)
 	}
 	handle("/increment", http.MethodPost, s.handleIncrement, "by")
 	handle("/decrement", http.MethodPost, s.handleDecrement, "by")
@@ -53,17 +65,17 @@ func (s *Server) routes() http.Handler {
 	handle("/counters/{name}/decrement", http.MethodPost, s.handleDecrement, "by")
 	handle("/counters/{name}", http.MethodGet, s.handleCounter)
 	handle("/counters", http.MethodGet, s.handleCounters)
-	handle("/health", http.MethodGet, s.signedIfSigned(s.handleHealth))
-	handle("/", http.MethodGet, s.handleStatusPage)
+	open("/health", http.MethodGet, s.signedIfSigned(s.handleHealth)) // for probes
+	open("/", http.MethodGet, s.handleStatusPage)                     // its data, /status, needs the token
 	handle("/status", http.MethodGet, s.handleStatus, "history")
 	if s.cfg.Metrics != nil {
 		handle("/metrics", http.MethodGet, s.cfg.Metrics.Handler().ServeHTTP)
 	}
 	if s.cfg.Cluster != nil {
 		handle("/peers", http.MethodGet, s.handlePeers)
-		handle("/peers", http.MethodPost, s.nodeOnly(s.handleAddPeer))
-		handle("/peers/{addr}", http.MethodDelete, s.nodeOnly(s.handleRemovePeer))
-		handle("/replicate", http.MethodPost, s.nodeOnly(s.handleReplicate))
+		node("/peers", http.MethodPost, s.handleAddPeer)
+		node("/peers/{addr}", http.MethodDelete, s.handleRemovePeer)
+		node("/replicate", http.MethodPost, s.handleReplicate)
 	}
 	if s.cfg.Pprof {
 		// Go's own handlers, which take their own query parameters
@@ -193,7 +205,7 @@ func (s *Server) applyChange(r *http.Request,
 // most one of them; 1 if neither. The body is read as JSON whatever its
 // Content-Type, since curl -d sends a form type; an empty body is no body.
 func changeBy(r *http.Request) (uint64, error) {
-	by, inQuery, err := parseBy(r.URL.Query())
+	by, inQuery, err := parseBy(r)
 	if err != nil || r.Body == nil || r.Body == http.NoBody {
 		return by, err
 	}
@@ -213,6 +225,9 @@ func changeBy(r *http.Request) (uint64, error) {
 	return by, nil
 }
 
+// changeBodyFields are the keys a change's body may hold, and their kinds.
+var changeBodyFields = map[string]string{"by": "a number"}
+
 // changeBodyForm is what a change's body may hold, for error messages.
 const changeBodyForm = `{"by":N} with N a whole number from 1 to 9007199254740992, or no body`
 
@@ -224,7 +239,7 @@ func decodeChange(body []byte) (by uint64, given bool, err error) {
 	if len(bytes.Trim(body, jsonSpace)) == 0 {
 		return 0, false, nil
 	}
-	v, err := decodeFlat(body, changeBodyForm, map[string]string{"by": "a number"})
+	v, err := decodeFlat(body, changeBodyForm, changeBodyFields)
 	if err != nil {
 		return 0, false, err
 	}
@@ -270,11 +285,7 @@ func (s *Server) handleCounters(w http.ResponseWriter, r *http.Request) {
 // handleHealth serves GET /health. It answers without asking the actors, so
 // a busy node still reads as alive.
 func (s *Server) handleHealth(w http.ResponseWriter, _ *http.Request) {
-	s.writeJSON(w, http.StatusOK, struct {
-		Status  string `json:"status"`
-		Node    string `json:"node"`
-		Replica string `json:"replica"`
-	}{"ok", s.cfg.Node, s.cfg.Replica})
+	s.writeJSON(w, http.StatusOK, wire.HealthReply{Status: "ok", Node: s.cfg.Node, Replica: s.cfg.Replica})
 }
 
 // counterName returns the {name} route variable, or "default" on the routes
@@ -297,8 +308,11 @@ func counterName(r *http.Request) (string, error) {
 
 // parseBy reads the optional by parameter: a whole number from 1 to 2^53,
 // 1 when absent. given reports whether the query held it.
-func parseBy(q url.Values) (by uint64, given bool, err error) {
-	vals, ok := q["by"]
+func parseBy(r *http.Request) (by uint64, given bool, err error) {
+	if r.URL.RawQuery == "" { // the common case: no map to build
+		return 1, false, nil
+	}
+	vals, ok := r.URL.Query()["by"]
 	if !ok {
 		return 1, false, nil
 	}

@@ -70,7 +70,7 @@ type Config struct {
 	// TLS, if set, makes the server serve HTTPS with this config.
 	TLS *tls.Config
 	// PeerCerts makes the node-to-node routes require a client
-	// certificate that TLS verified (tls.go); TLS must then verify client
+	// certificate that TLS verified (nodeOnly); TLS must then verify client
 	// certificates that are given.
 	PeerCerts bool
 }

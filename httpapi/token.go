@@ -97,28 +97,20 @@ func (t *Tokens) Valid(token string) bool {
 	return ok == 1
 }
 
-// clientRoute reports whether the route with this path template and method
-// is the client API, which needs a token when tokens are set. /health
-// stays open for probes, the status page's HTML is open (its data, GET
-// /status, is not), and the node-to-node routes (/replicate, POST and
-// DELETE /peers) are authenticated as nodes, not clients.
-func clientRoute(path, method string) bool {
-	return path != "/health" && path != "/" && !nodeRoute(path, method)
-}
-
-// needToken wraps h, when tokens are set and the route is the client API,
-// so that it answers 401 to a request without a valid bearer token.
-func (s *Server) needToken(path, method string, h http.HandlerFunc) http.HandlerFunc {
-	tokens := s.cfg.Tokens
-	if tokens == nil || !clientRoute(path, method) {
+// needToken wraps h, a route of the client API, when tokens are set, so
+// that it answers 401 to a request without a valid bearer token. /health
+// and the status page's HTML stay open, and the node-to-node routes are
+// authenticated as nodes (nodeOnly), not clients: routes.go registers
+// those without it.
+func (s *Server) needToken(h http.HandlerFunc) http.HandlerFunc {
+	if s.cfg.Tokens == nil {
 		return h
 	}
 	return func(w http.ResponseWriter, r *http.Request) {
-		token, ok := bearer(r.Header.Get("Authorization"))
-		if !ok || !tokens.Valid(token) {
+		if given, valid := s.clientToken(r); !valid {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="countd"`)
 			msg := "this node needs a client token: send Authorization: Bearer <token>, a token from its -client-token-file"
-			if ok {
+			if given {
 				msg = "the bearer token is not one this node accepts (see its -client-token-file)"
 			}
 			s.writeError(w, &clientError{kind: errUnauthorized, msg: msg})
@@ -134,16 +126,21 @@ func (s *Server) needToken(path, method string, h http.HandlerFunc) http.Handler
 // cluster key, or from loopback without one). A bad token is not refused
 // here: the request may still be signed.
 func (s *Server) profilesOnly(h http.HandlerFunc) http.HandlerFunc {
-	guarded := s.nodeOnly(h)
+	guarded := s.nodeOnly(false, h) // loopback may read them without a certificate
 	return func(w http.ResponseWriter, r *http.Request) {
-		if s.cfg.Tokens != nil {
-			if token, ok := bearer(r.Header.Get("Authorization")); ok && s.cfg.Tokens.Valid(token) {
-				h(w, r)
-				return
-			}
+		if _, valid := s.clientToken(r); valid {
+			h(w, r)
+			return
 		}
 		guarded(w, r)
 	}
+}
+
+// clientToken reports whether r carries a bearer token, and whether it is
+// one of the node's client tokens (never, without -client-token-file).
+func (s *Server) clientToken(r *http.Request) (given, valid bool) {
+	token, given := bearer(r.Header.Get("Authorization"))
+	return given, given && s.cfg.Tokens != nil && s.cfg.Tokens.Valid(token)
 }
 
 // bearer returns the token of an Authorization header "Bearer <token>"
