@@ -129,6 +129,8 @@ func withReply(msg any) chan any {
 		reply = &m.Reply
 	case *GetVersion:
 		reply = &m.Reply
+	case *DeltaSince:
+		reply = &m.Reply
 	default:
 		return nil
 	}
@@ -196,6 +198,20 @@ func (c *Cluster) Peers(ctx context.Context) ([]PeerInfo, error) {
 		}
 	}
 	return r.Peers, nil
+}
+
+// States counts the peers in each state (for the metrics), without asking
+// the CounterActor, which Peers may: a scrape stays out of its mailbox.
+func (c *Cluster) States(ctx context.Context) (map[string]int, error) {
+	r, err := ask[*PeerList](ctx, c.sup, &GetPeers{})
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]int, 4)
+	for _, p := range r.Peers {
+		out[p.State]++
+	}
+	return out, nil
 }
 
 // AddPeer registers a peer, lifting a removal (on disk too, before it

@@ -73,11 +73,9 @@ type PeerStatus struct {
 	LastSeen time.Time
 	Replica  string
 	Behind   uint64 // this node's changes the peer has not acknowledged
-	// Held is this node's version the peer is known to hold, and Latest
-	// this node's latest version the PeerActor knows of (Behind is the
-	// difference). The parent goes on counting from Held once the
-	// PeerActor is stopped.
-	Held, Latest uint64
+	// Held is this node's version the peer is known to hold: once the
+	// PeerActor is stopped, Cluster.Peers goes on counting Behind from it.
+	Held uint64
 }
 
 // PeerUnhealthy tells the parent that a peer failed FailuresBeforeDown health
@@ -243,7 +241,7 @@ func (p *PeerActor) step(ctx actor.Context, e replication.Event) {
 			p.pushTimer = p.timer.SendOnce(d, ctx.Self(), &pushTick{gen: p.gen, seq: a.Seq})
 		case replication.Report:
 			s := &PeerStatus{From: ctx.Self(), Addr: p.addr, State: StateSuspect, Replica: a.Replica,
-				Behind: a.Behind(), Held: a.Held, Latest: a.Latest}
+				Behind: a.Behind(), Held: a.Held}
 			if a.Answered {
 				s.State, s.LastSeen = StateAlive, time.Now()
 			}
@@ -270,20 +268,13 @@ func (p *PeerActor) push(ctx actor.Context, since uint64) {
 	from, members := p.cfg.Self, p.members
 	self, root := ctx.Self(), ctx.ActorSystem().Root
 	go func() {
-		// A Reply channel, not a protoactor future: a future's reply that
-		// races its timeout is written unlocked (protoactor-go #1145).
-		cut := make(chan any, 1)
-		root.Send(counter, &DeltaSince{Version: since, Limit: MaxPushEntries, Reply: cut})
-		var d *Delta
-		t := time.NewTimer(timeout)
-		select {
-		case r := <-cut:
-			d, _ = r.(*Delta)
-		case <-t.C:
-		}
-		t.Stop()
-		if d == nil {
-			root.Send(self, &pushDone{gen: gen, result: replication.Pushed{Err: ErrTimeout}})
+		// ask answers DeltaSince on its Reply channel, not through a
+		// protoactor future, whose reply racing its timeout is written
+		// unlocked (protoactor-go #1145).
+		d, err := ask[*Delta](context.Background(), asker{root: root, pid: counter, timeout: timeout},
+			&DeltaSince{Version: since, Limit: MaxPushEntries})
+		if err != nil {
+			root.Send(self, &pushDone{gen: gen, result: replication.Pushed{Err: err}})
 			return
 		}
 		c, cancel := context.WithTimeout(context.Background(), timeout)

@@ -188,7 +188,6 @@ type Supervisor struct {
 	removed  map[string]bool
 	pending  []tombstoneChange // the first is being written
 	stopping bool
-	latest   uint64 // this node's latest durable version, as PeerActors last reported it
 	cands    candidates
 }
 
@@ -466,7 +465,6 @@ func (s *Supervisor) status(ctx actor.Context, m *PeerStatus) {
 		mb.lastSeen = m.LastSeen
 	}
 	mb.behind, mb.held = m.Behind, m.Held
-	s.latest = max(s.latest, m.Latest)
 }
 
 // unhealthy stops the PeerActor of a peer that failed its health checks and
@@ -639,12 +637,9 @@ func (s *Supervisor) announce(ctx actor.Context) {
 func (s *Supervisor) list() *PeerList {
 	out := make([]PeerInfo, 0, len(s.members))
 	for _, mb := range s.members {
-		behind := mb.behind
-		if Away(mb.state) {
-			// No PeerActor reports on it: count on from what it held.
-			behind = s.latest - min(s.latest, mb.held)
-		}
-		out = append(out, PeerInfo{Addr: mb.addr, State: mb.state, LastSeen: mb.lastSeen, Behind: behind, Held: mb.held})
+		// An away peer's Behind is as its PeerActor last reported it;
+		// Cluster.Peers counts it on from Held.
+		out = append(out, PeerInfo{Addr: mb.addr, State: mb.state, LastSeen: mb.lastSeen, Behind: mb.behind, Held: mb.held})
 	}
 	slices.SortFunc(out, func(a, b PeerInfo) int { return strings.Compare(a.Addr, b.Addr) })
 	return &PeerList{Peers: out}

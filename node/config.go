@@ -157,7 +157,7 @@ func (c *Config) Validate() error {
 	if c.Port < 0 || c.Port > 65535 {
 		return bad("port", c.Port, "a whole number from 0 to 65535")
 	}
-	if c.ClusterKeys == nil && c.TLSCAFile == "" && !c.Insecure && !LoopbackBind(c.Bind) {
+	if !c.Insecure && c.openToOtherHosts() {
 		return fmt.Errorf("-bind %s takes requests from other hosts, and without a cluster key anyone who reaches the port could change every counter; "+
 			"give every node the same -cluster-key-file (make one with: head -c 32 /dev/urandom | base64 > cluster.key), "+
 			"or -tls-ca-file to take node-to-node requests by client certificate, or -insecure to run open", bindName(c.Bind))
@@ -199,10 +199,17 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// LoopbackBind reports whether listening on bind takes connections only
+// openToOtherHosts reports whether the node listens beyond this machine
+// with nothing to tell its nodes from strangers: no cluster key and no CA.
+// Validate refuses that without -insecure; with it, Open warns.
+func (c *Config) openToOtherHosts() bool {
+	return c.ClusterKeys == nil && c.TLSCAFile == "" && !loopbackBind(c.Bind)
+}
+
+// loopbackBind reports whether listening on bind takes connections only
 // from this machine: localhost or a loopback IP. Empty means every
 // interface.
-func LoopbackBind(bind string) bool {
+func loopbackBind(bind string) bool {
 	if bind == "localhost" {
 		return true
 	}

@@ -56,8 +56,8 @@ func TestOpenBindNeedsKey(t *testing.T) {
 		t.Errorf("Validate with -bind 0.0.0.0 and -tls-ca-file: %v", err)
 	}
 	for _, bind := range []string{"127.0.0.1", "127.0.0.2", "::1", "localhost"} {
-		if !LoopbackBind(bind) {
-			t.Errorf("LoopbackBind(%q) = false", bind)
+		if !loopbackBind(bind) {
+			t.Errorf("loopbackBind(%q) = false", bind)
 		}
 	}
 }

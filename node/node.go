@@ -104,7 +104,7 @@ func (n *Node) open() error {
 	n.registerPeers()
 	n.log.Info("node started", "listen", ln.Addr().String(),
 		"memory", n.cfg.Memory, "data", n.dataPath(), "counters", loaded, "cluster_keys", n.keyIDs())
-	if n.cfg.ClusterKeys == nil && n.cfg.TLSCAFile == "" && n.cfg.Insecure && !LoopbackBind(n.cfg.Bind) {
+	if n.cfg.Insecure && n.cfg.openToOtherHosts() {
 		n.log.Warn("-insecure: no cluster key, so anyone who reaches " + ln.Addr().String() +
 			" can change every counter and the membership; give every node the same -cluster-key-file")
 	}
@@ -138,9 +138,10 @@ func (n *Node) listen() (net.Listener, error) {
 // state in memory mode (st nil). st is what the CounterActor writes to.
 func (n *Node) openStore() (state *crdt.State, st actors.Store, removed []string, err error) {
 	state = crdt.New(n.replica)
-	limits := crdt.Limits{MaxCounters: n.cfg.MaxCounters, MaxEntries: n.cfg.MaxEntries}
+	// Limits apply to what comes after the load: a store that holds more
+	// (written under higher limits) is loaded whole.
+	defer state.SetLimits(crdt.Limits{MaxCounters: n.cfg.MaxCounters, MaxEntries: n.cfg.MaxEntries})
 	if n.cfg.Memory {
-		state.SetLimits(limits)
 		return state, nil, nil, nil
 	}
 	db, err := store.Open(filepath.Join(n.cfg.DataDir, StoreFile))
@@ -155,9 +156,6 @@ func (n *Node) openStore() (state *crdt.State, st actors.Store, removed []string
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("node: loading %s: %w", db.Path(), err)
 	}
-	// Limits apply to what comes after the load: a store that holds more
-	// (written under higher limits) is loaded whole.
-	state.SetLimits(limits)
 	if removed, err = db.Tombstones(); err != nil {
 		return nil, nil, nil, err
 	}
@@ -258,14 +256,10 @@ func (n *Node) startHTTP(ln net.Listener) error {
 	return nil
 }
 
-// ReloadClusterKey reads the cluster key file again (SIGHUP): if it is
-// good, the node signs with its first key and takes every key from then
-// on; if not, the keys stay as they were and the error says why. A node
-// without a key file has nothing to reload.
-func (n *Node) ReloadClusterKey() error {
-	if n.cfg.ClusterKeys == nil {
-		return errors.New("node: no -cluster-key-file to reload")
-	}
+// reloadClusterKey reads the cluster key file again (Reload, on SIGHUP):
+// if it is good, the node signs with its first key and takes every key
+// from then on; if not, the keys stay as they were and the error says why.
+func (n *Node) reloadClusterKey() error {
 	if err := n.cfg.ClusterKeys.Reload(); err != nil {
 		return err
 	}
@@ -422,13 +416,9 @@ func (h minLevel) WithGroup(name string) slog.Handler {
 func (n *Node) peerStates() map[string]int {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	peers, err := n.cluster.Peers(ctx)
+	states, err := n.cluster.States(ctx)
 	if err != nil {
 		return nil
 	}
-	out := make(map[string]int, 3)
-	for _, p := range peers {
-		out[p.State]++
-	}
-	return out
+	return states
 }

@@ -47,7 +47,7 @@ func (n *Node) Reload() error {
 		errs = append(errs, n.certs.Reload())
 	}
 	if n.cfg.ClusterKeys != nil {
-		errs = append(errs, n.ReloadClusterKey())
+		errs = append(errs, n.reloadClusterKey())
 	}
 	return errors.Join(errs...)
 }
