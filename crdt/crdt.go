@@ -314,8 +314,8 @@ func (s *State) room(entries []Entry) error {
 		if e.P == 0 && e.N == 0 {
 			continue // merges as nothing new
 		}
-		c := s.counters[e.Counter]
-		if c != nil && c.slot(e.Replica) != nil {
+		c, sl := s.find(e.Counter, e.Replica)
+		if sl != nil {
 			continue
 		}
 		k := Entry{Counter: e.Counter, Replica: e.Replica}
