@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 )
 
 // Outcome is what a client can know about one change it sent.
@@ -32,8 +33,9 @@ func (o Outcome) String() string {
 //   - A 2xx status is OK (applied). The node applies a change and makes it
 //     durable before it writes the status line, so a body lost or cut off
 //     after it changes nothing.
-//   - A 4xx status is Failed (not applied). Every 4xx the node sends (400,
-//     404, 405, 409, 413) refuses the change before anything is changed.
+//   - A 4xx status, or 507, is Failed (not applied). Every 4xx the node
+//     sends (400, 401, 403, 404, 405, 409, 413) refuses the change before
+//     anything is changed, and so does its 507 (a counter or entry limit).
 //   - Any other status is Unknown (maybe applied). A 503 is the node's own
 //     timeout, a stopping actor or a failed store write: the change may be
 //     applied in memory, and reach the peers, all the same. A 500, a 1xx or
@@ -53,7 +55,7 @@ func Classify(status int, err error) Outcome {
 	switch {
 	case status >= 200 && status < 300:
 		return OK
-	case status >= 400 && status < 500:
+	case status >= 400 && status < 500, status == http.StatusInsufficientStorage:
 		return Failed
 	case status != 0:
 		return Unknown

@@ -34,6 +34,7 @@ func TestClassify(t *testing.T) {
 		{"413", 413, nil, Failed},
 		{"503", 503, nil, Unknown},
 		{"500", 500, nil, Unknown},
+		{"507: a limit refused it", 507, nil, Failed},
 		{"302", 302, nil, Unknown},
 		{"connection refused", 0, dial(os.NewSyscallError("connect", syscall.ECONNREFUSED)), Failed},
 		{"no route to host", 0, dial(os.NewSyscallError("connect", syscall.EHOSTUNREACH)), Failed},
