@@ -48,7 +48,7 @@ var clusterFlags = []string{
 // which survive restarts, and the process currently running it.
 type clusterNode struct {
 	name string // node0, node1, ...
-	port int
+	port int    // 0: one the kernel picks at start (startAll learns addr then)
 	addr string // 127.0.0.1:port, the node's name in /peers
 	args []string
 	wrap []string // a command that execs the binary in place (see spawnVia), or nil
@@ -91,7 +91,9 @@ func startAll(t *testing.T, nodes ...*clusterNode) {
 	for _, n := range nodes {
 		n.proc.waitStarted()
 		n.proc.waitHealthy()
-		if n.proc.URL() != n.url() {
+		if n.port == 0 { // the kernel picked it: nobody names this node before it starts
+			n.addr = strings.TrimPrefix(n.proc.URL(), "http://")
+		} else if n.proc.URL() != n.url() {
 			t.Fatalf("%s listens on %s, want %s", n.name, n.proc.URL(), n.url())
 		}
 	}

@@ -118,9 +118,9 @@ func TestGossipFloodLeavesTheNodeBounded(t *testing.T) {
 	if p := m1[pushes] - m0[pushes]; p > 20 {
 		t.Errorf("%.0f pushes in %v; want only a few, to the sender", p, wall)
 	}
-	if cpuShare := (m1[cpu] - m0[cpu]) / wall.Seconds(); cpuShare > 0.5 {
-		t.Errorf("the node used %.0f%% of a core; want well under half", 100*cpuShare)
-	}
+	// CPU is a measurement, not a pass mark (a loaded machine must not fail
+	// this): the peer, goroutine and push counts above catch a runaway node.
+	t.Logf("the node used %.0f%% of a core over %v", 100*(m1[cpu]-m0[cpu])/wall.Seconds(), wall)
 	change(t, c, n, "after-flood", 1)
 	n.proc.Stop()
 }

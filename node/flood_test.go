@@ -26,7 +26,7 @@ type peerCalls struct {
 	base                  http.RoundTripper
 	sender                string // pushes to it are counted apart
 	pushes, strangers     atomic.Int64
-	health                atomic.Int64
+	health, probed        atomic.Int64 // probed: health checks of others than the sender
 	inFlight, maxInFlight atomic.Int64
 }
 
@@ -39,6 +39,9 @@ func (c *peerCalls) RoundTrip(r *http.Request) (*http.Response, error) {
 		return c.base.RoundTrip(r)
 	}
 	c.health.Add(1)
+	if r.URL.Host != c.sender {
+		c.probed.Add(1)
+	}
 	n := c.inFlight.Add(1)
 	defer c.inFlight.Add(-1)
 	for {
@@ -153,5 +156,11 @@ func TestGossipFloodIsBounded(t *testing.T) {
 	}
 	if res.Outcome != apiclient.OK {
 		t.Errorf("an increment after the flood: %v, want ok", res.Outcome)
+	}
+	// The bounds above hold for a node that drops gossip altogether too:
+	// the candidates must really be probed (and none admitted, as none
+	// answers).
+	if calls.probed.Load() == 0 {
+		t.Error("no gossip-learned address was health-checked; want the candidates probed")
 	}
 }

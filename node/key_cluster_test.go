@@ -241,12 +241,18 @@ func TestClusterKeyRotation(t *testing.T) {
 		}
 	}
 	kc.waitMesh(names...)
+	// Every node took the reloads: it holds key2 alone (a reload that did
+	// nothing would leave key1, and no 401 either).
+	want, err := auth.New([]byte(key2))
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, name := range names {
 		if n := kc.unauthorized[name].Load(); n != 0 {
 			t.Errorf("%s got %d 401s during the rotation", name, n)
 		}
-		if ids := kc.rings[name].IDs(); len(ids) != 1 {
-			t.Errorf("%s still has %d keys", name, len(ids))
+		if ids := kc.rings[name].IDs(); !slices.Equal(ids, want.IDs()) {
+			t.Errorf("%s holds keys %v after the rotation, want only key2's %v", name, ids, want.IDs())
 		}
 	}
 }
