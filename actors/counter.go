@@ -306,7 +306,11 @@ func (a *CounterActor) Receive(ctx actor.Context) {
 	case *GetCounter:
 		answerTo(ctx, m.Reply).send(ctx, &CounterValue{Counter: m.Counter, Value: a.state.Value(m.Counter)})
 	case *GetAll:
-		answerTo(ctx, m.Reply).send(ctx, &AllCounters{Values: a.state.Values()})
+		values := make(map[string]int64)
+		for name, c := range a.state.Values(uint64(time.Now().UnixMilli())) {
+			values[name] = c.Value
+		}
+		answerTo(ctx, m.Reply).send(ctx, &AllCounters{Values: values})
 	case *GetVersion:
 		answerTo(ctx, m.Reply).send(ctx, &Version{Version: a.disk.Version()})
 	case *DeltaSince:

@@ -36,7 +36,7 @@ func TestManyReplicasMatchModel(t *testing.T) {
 				case op < 8: // entries of many replicas, with repeats
 					es := make([]Entry, 1+r.IntN(8))
 					for i := range es {
-						es[i] = Entry{names[r.IntN(len(names))], many[r.IntN(len(many))], r.Uint64N(50), r.Uint64N(50)}
+						es[i] = Entry{Counter: names[r.IntN(len(names))], Replica: many[r.IntN(len(many))], P: r.Uint64N(50), N: r.Uint64N(50)}
 					}
 					if got, want := mustMerge(t, s, es), m.merge(es); !slices.Equal(got, want) {
 						t.Fatalf("step %d: Merge(%v) changed\n got %v\nwant %v", step, es, got, want)
@@ -66,7 +66,7 @@ func TestOwnEntryFoundAfterIndex(t *testing.T) {
 	s := New(repA)
 	var es []Entry
 	for i := range 3 * indexFrom {
-		es = append(es, Entry{"c", replicaN(i), uint64(i + 1), 0})
+		es = append(es, Entry{Counter: "c", Replica: replicaN(i), P: uint64(i + 1), N: 0})
 	}
 	mustMerge(t, s, es)
 	if got := mustInc(t, s, "c", 1000); got != int64(1000+len(es)*(len(es)+1)/2) {
@@ -89,7 +89,7 @@ func TestLimits(t *testing.T) {
 	full := func() *State { // counter "c" holds 3 entries (the limit), "d" 1
 		s := New(repA)
 		s.SetLimits(Limits{MaxEntries: 3, MaxCounters: 2})
-		mustMerge(t, s, []Entry{{"c", repB, 1, 0}, {"c", repC, 1, 0}, {"c", repD, 1, 0}, {"d", repB, 5, 0}})
+		mustMerge(t, s, []Entry{{Counter: "c", Replica: repB, P: 1, N: 0}, {Counter: "c", Replica: repC, P: 1, N: 0}, {Counter: "c", Replica: repD, P: 1, N: 0}, {Counter: "d", Replica: repB, P: 5, N: 0}})
 		return s
 	}
 	extra := replicaN(1)
@@ -99,27 +99,27 @@ func TestLimits(t *testing.T) {
 		want error // nil: allowed
 	}{
 		{"merge updating held entries", func(s *State) error {
-			_, err := s.Merge([]Entry{{"c", repB, 9, 9}, {"c", repC, 2, 0}})
+			_, err := s.Merge([]Entry{{Counter: "c", Replica: repB, P: 9, N: 9}, {Counter: "c", Replica: repC, P: 2, N: 0}})
 			return err
 		}, nil},
 		{"merge adding an entry to a full counter", func(s *State) error {
-			_, err := s.Merge([]Entry{{"d", repC, 1, 0}, {"c", repB, 9, 0}, {"c", extra, 1, 0}})
+			_, err := s.Merge([]Entry{{Counter: "d", Replica: repC, P: 1, N: 0}, {Counter: "c", Replica: repB, P: 9, N: 0}, {Counter: "c", Replica: extra, P: 1, N: 0}})
 			return err
 		}, ErrLimit},
 		{"merge adding two entries where one fits", func(s *State) error {
-			_, err := s.Merge([]Entry{{"d", repC, 1, 0}, {"d", repD, 1, 0}, {"d", extra, 1, 0}})
+			_, err := s.Merge([]Entry{{Counter: "d", Replica: repC, P: 1, N: 0}, {Counter: "d", Replica: repD, P: 1, N: 0}, {Counter: "d", Replica: extra, P: 1, N: 0}})
 			return err
 		}, ErrLimit},
 		{"merge repeating one new entry", func(s *State) error {
-			_, err := s.Merge([]Entry{{"d", repC, 1, 0}, {"d", repC, 2, 0}, {"d", repC, 3, 1}})
+			_, err := s.Merge([]Entry{{Counter: "d", Replica: repC, P: 1, N: 0}, {Counter: "d", Replica: repC, P: 2, N: 0}, {Counter: "d", Replica: repC, P: 3, N: 1}})
 			return err
 		}, nil},
 		{"merge of empty entries adds nothing", func(s *State) error {
-			_, err := s.Merge([]Entry{{"c", extra, 0, 0}})
+			_, err := s.Merge([]Entry{{Counter: "c", Replica: extra, P: 0, N: 0}})
 			return err
 		}, nil},
 		{"merge creating counters past MaxCounters", func(s *State) error {
-			_, err := s.Merge([]Entry{{"e", repB, 1, 0}, {"f", repB, 1, 0}})
+			_, err := s.Merge([]Entry{{Counter: "e", Replica: repB, P: 1, N: 0}, {Counter: "f", Replica: repB, P: 1, N: 0}})
 			return err
 		}, nil},
 		{"change creating a counter past MaxCounters", func(s *State) error {
@@ -155,7 +155,7 @@ func TestLimits(t *testing.T) {
 		if got := mustInc(t, s, "d", 1); got != 7 {
 			t.Fatalf("d = %d after an increment, want 7", got)
 		}
-		mustMerge(t, s, []Entry{{"c", repB, 4, 0}})
+		mustMerge(t, s, []Entry{{Counter: "c", Replica: repB, P: 4, N: 0}})
 		if got := s.Value("c"); got != 6 {
 			t.Fatalf("c = %d after a merge, want 6", got)
 		}
@@ -172,7 +172,7 @@ func TestManyEntriesOnOneCounterIsLinear(t *testing.T) {
 	const n = 100_000
 	es := make([]Entry, n)
 	for i := range es {
-		es[i] = Entry{"c", replicaN(i), 1, 0}
+		es[i] = Entry{Counter: "c", Replica: replicaN(i), P: 1, N: 0}
 	}
 	s := New(repA)
 	mustMerge(t, s, es) // a load

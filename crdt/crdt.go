@@ -1,23 +1,37 @@
-// Package crdt holds countd's replicated state: a set of named PN-counters.
+// Package crdt holds countd's replicated state: a set of named PN-counters
+// that can be deleted and can expire.
 //
-// Each counter maps a replica id to two grow-only totals, P (increments) and
-// N (decrements); its value is ΣP − ΣN. Merging two states takes the
-// per-entry maximum of P and of N, which is commutative, associative and
-// idempotent, so a state can be duplicated, reordered, delayed or retried in
-// transit and every replica still ends with the same value.
+// Each counter maps a replica id to an entry: two grow-only totals, P
+// (increments) and N (decrements), and a reset floor FP, FN: the totals of
+// that entry a delete observed. Its value is Σ(P − FP) − Σ(N − FN). Merging
+// two states takes the per-field maximum of every entry, which is
+// commutative, associative and idempotent, so a state can be duplicated,
+// reordered, delayed or retried in transit and every replica still ends
+// with the same value.
 //
-// A replica writes only its own entries. Every change (local or merged)
-// stamps the entry with the next local version, so DeltaSince(v) can hand a
-// peer exactly the entries that changed after the last version it
-// acknowledged.
+// A delete raises every floor it sees to the totals it sees (observed
+// reset): what it had not seen, a concurrent change on another node,
+// survives. A counter whose every entry stands at its floor is dead: it is
+// absent to readers, and its entries are a tombstone that keeps a slow
+// replica's old totals from bringing it back, until Collectable says every
+// replica holds it.
+//
+// An expiry is a register on the entries: the pair (T, E) with the greatest
+// T across a counter's entries says when it expires (E, unix milliseconds;
+// 0: never). A replica sets it in its own entry, with a T above every T it
+// has seen, so the latest setting wins everywhere.
+//
+// A replica writes the totals of its own entries only. Every change (local
+// or merged) stamps the entry with the next local version, so
+// DeltaSince(v) can hand a peer exactly the entries that changed after the
+// last version it acknowledged.
 //
 // The package has no goroutines, no I/O and no clock: the caller owns the
-// State and serialises access to it.
+// State, serialises access to it, and passes the time where it matters.
 package crdt
 
 import (
-	"crypto/rand"
-	"encoding/hex"
+	"container/heap"
 	"errors"
 	"fmt"
 	"math"
@@ -34,6 +48,9 @@ var (
 	// ErrLimit means a change or a merge would take the state past one of
 	// its Limits. Nothing was changed.
 	ErrLimit = errors.New("crdt: limit reached")
+	// ErrNotFound means the counter does not exist (never created, or
+	// deleted). Nothing was changed.
+	ErrNotFound = errors.New("crdt: no such counter")
 )
 
 // Limits bound what a State may hold; 0 means no bound. They are checked
@@ -46,9 +63,9 @@ type Limits struct {
 	// that would add this replica's entry to a counter already full, since
 	// every peer would refuse to merge that entry.
 	MaxEntries int
-	// MaxCounters is the most counters a local change may create. Merges are
-	// never refused for it: a counter a peer holds must reach every node, or
-	// nodes would disagree for good.
+	// MaxCounters is the most live counters a local change may create.
+	// Merges are never refused for it: a counter a peer holds must reach
+	// every node, or nodes would disagree for good.
 	MaxCounters int
 }
 
@@ -65,7 +82,33 @@ type Entry struct {
 	Replica string `json:"replica"`
 	P       uint64 `json:"p"`
 	N       uint64 `json:"n"`
+	// FP and FN are the reset floor: the totals of this entry that deletes
+	// observed (FP ≤ P, FN ≤ N). Anyone may raise them.
+	FP uint64 `json:"fp,omitempty"`
+	FN uint64 `json:"fn,omitempty"`
+	// T and E are the expiry register: set at T, expiring at E (unix
+	// milliseconds; E 0: no expiry). The pair with the greatest T (then E)
+	// among a counter's entries is the counter's.
+	T uint64 `json:"t,omitempty"`
+	E uint64 `json:"e,omitempty"`
+	// G, on a fold entry (incarnation 0000), is how many incarnations of
+	// its lineage it covers: 1 to G. It is 0 on every other entry.
+	G uint32 `json:"g,omitempty"`
 }
+
+// join returns the least upper bound of two entries of one key.
+func join(a, b Entry) Entry {
+	out := a
+	out.P, out.N = max(a.P, b.P), max(a.N, b.N)
+	out.FP, out.FN = max(a.FP, b.FP), max(a.FN, b.FN)
+	out.G = max(a.G, b.G)
+	if pairLess(a.T, a.E, b.T, b.E) {
+		out.T, out.E = b.T, b.E
+	}
+	return out
+}
+
+func pairLess(t1, e1, t2, e2 uint64) bool { return t1 < t2 || t1 == t2 && e1 < e2 }
 
 // State is a set of named PN-counters as seen by one replica.
 // The zero value is not usable; call New.
@@ -73,16 +116,31 @@ type State struct {
 	replica  string
 	version  uint64
 	counters map[string]*counter
-	entries  int // live entries, for log compaction
+	live     int // counters that are not dead
+	entries  int // entries held, for log compaction
 	limits   Limits
+	// high is at least every total of this replica's own entry and of its
+	// lineage's fold entry that the state dropped: an entry of either made
+	// anew starts from it (totals and floors), so it never shows a peer
+	// that still holds the old entry totals below the old ones.
+	high uint64
 
 	// log records (version, key) for every change in version order. An item
-	// is stale when its entry has changed again since; compact drops those.
+	// is stale when its entry has changed again (or was dropped) since;
+	// compact drops those.
 	log []logItem
+	// dead records, in version order, changes after which their counter
+	// was dead: the candidates of Collectable.
+	dead []logItem
+	// expiring holds the counters' expiry times, earliest first; an item
+	// is stale once its counter's expiry changed.
+	expiring expiryHeap
+	// removed gathers the entries dropped since TakeRemoved.
+	removed []Entry
 }
 
 type counter struct {
-	// slots holds the totals per replica id. A counter usually has few (one
+	// slots holds the entries by replica id. A counter usually has few (one
 	// per process that changed it), and a slice searched in order costs less
 	// memory than a map and no more time: 100,000 counters take a third of
 	// the memory they took in a map each. Past indexFrom slots, index maps a
@@ -91,7 +149,8 @@ type counter struct {
 	// or loading n entries takes O(n), not O(n²).
 	slots []slot
 	index map[string]int32 // nil until len(slots) > indexFrom
-	p, n  u128             // cached ΣP and ΣN
+	p, n  u128             // cached Σ(P − FP) and Σ(N − FN)
+	t, e  uint64           // the expiry register with the greatest T
 }
 
 // indexFrom is the number of slots a counter searches in order; past it
@@ -104,9 +163,36 @@ type slot struct {
 	replica string
 	p, n    uint64
 	ver     uint64 // version of the last change to this entry
+	x       *extra // nil while all of it is zero: most entries
 }
 
-// slot returns the totals of replica, or nil.
+// extra holds the fields most entries leave at zero.
+type extra struct {
+	fp, fn, t, e uint64
+	g            uint32
+}
+
+func (sl *slot) entry(name string) Entry {
+	e := Entry{Counter: name, Replica: sl.replica, P: sl.p, N: sl.n}
+	if x := sl.x; x != nil {
+		e.FP, e.FN, e.T, e.E, e.G = x.fp, x.fn, x.t, x.e, x.g
+	}
+	return e
+}
+
+func (sl *slot) store(e Entry) {
+	sl.p, sl.n = e.P, e.N
+	if e.FP|e.FN|e.T|e.E|uint64(e.G) == 0 {
+		sl.x = nil
+		return
+	}
+	sl.x = &extra{fp: e.FP, fn: e.FN, t: e.T, e: e.E, g: e.G}
+}
+
+// live returns what the entry adds to ΣP and ΣN.
+func (e Entry) live() (p, n uint64) { return e.P - e.FP, e.N - e.FN }
+
+// slot returns the entry of replica, or nil.
 func (c *counter) slot(replica string) *slot {
 	if c.index == nil {
 		for i := range c.slots {
@@ -147,6 +233,44 @@ func (c *counter) add(replica string, own bool) *slot {
 	return &c.slots[i]
 }
 
+// drop removes the slot of replica (which must exist) and its share of
+// the cached sums.
+func (c *counter) drop(replica string) {
+	i := 0
+	if c.index != nil {
+		i = int(c.index[replica])
+		delete(c.index, replica)
+	} else {
+		for c.slots[i].replica != replica {
+			i++
+		}
+	}
+	p, n := c.slots[i].entry("").live()
+	c.p, c.n = c.p.subU(p), c.n.subU(n)
+	last := len(c.slots) - 1
+	if i != last {
+		c.slots[i] = c.slots[last]
+		if c.index != nil {
+			c.index[c.slots[i].replica] = int32(i)
+		}
+	}
+	c.slots[last] = slot{}
+	c.slots = c.slots[:last]
+}
+
+// dead reports whether every entry stands at its floor: the counter is
+// absent to readers.
+func (c *counter) dead() bool { return c.p.isZero() && c.n.isZero() }
+
+// latest returns the version of the counter's last change.
+func (c *counter) latest() uint64 {
+	var v uint64
+	for i := range c.slots {
+		v = max(v, c.slots[i].ver)
+	}
+	return v
+}
+
 type logItem struct {
 	ver     uint64
 	counter string
@@ -156,7 +280,7 @@ type logItem struct {
 // New returns an empty state that writes as the given replica.
 // It panics if replica is not a valid replica id: that is a programming error.
 func New(replica string) *State {
-	if !ValidReplica(replica) {
+	if !ValidReplica(replica) || Incarnation(replica) == 0 {
 		panic(fmt.Sprintf("crdt: invalid replica id %q", replica))
 	}
 	return &State{replica: replica, counters: make(map[string]*counter)}
@@ -168,8 +292,15 @@ func (s *State) Replica() string { return s.replica }
 // Version returns the version of the latest change; 0 for an empty state.
 func (s *State) Version() uint64 { return s.version }
 
-// Len returns the number of counters known.
-func (s *State) Len() int { return len(s.counters) }
+// Len returns the number of live counters: those a reader sees, expired
+// or not.
+func (s *State) Len() int { return s.live }
+
+// Held returns the number of counters held, dead ones (tombstones) too.
+func (s *State) Held() int { return len(s.counters) }
+
+// Entries returns the number of entries held.
+func (s *State) Entries() int { return s.entries }
 
 // SetLimits bounds what later changes and merges may add. It refuses
 // nothing already held.
@@ -177,6 +308,15 @@ func (s *State) SetLimits(l Limits) { s.limits = l }
 
 // Limits returns the bounds set by SetLimits.
 func (s *State) Limits() Limits { return s.limits }
+
+// High returns the high-water mark of dropped own and fold entries (see
+// SetHigh).
+func (s *State) High() uint64 { return s.high }
+
+// SetHigh raises the high-water mark: an own or fold entry made anew
+// starts from it. A state loaded from a store that dropped fold entries is
+// given the store's mark (store.DB keeps it).
+func (s *State) SetHigh(h uint64) { s.high = max(s.high, h) }
 
 // Increment adds by to counter name on this replica and returns the new value.
 // It returns ErrOverflow, changing nothing, if the value would exceed int64.
@@ -199,38 +339,46 @@ func (s *State) change(name string, by uint64, neg bool) (int64, error) {
 		return 0, fmt.Errorf("%w: change by 0", ErrInvalid)
 	}
 	c, sl := s.find(name, s.replica)
-	if sl == nil { // a new entry, maybe a new counter: off the common path
-		if err := s.roomForChange(name, c); err != nil {
+	if c == nil || c.dead() || sl == nil { // a new entry or a new counter: off the common path
+		if err := s.roomForChange(name, c, sl == nil); err != nil {
 			return 0, err
 		}
 	}
-	var p, n uint64
-	if sl != nil {
-		p, n = sl.p, sl.n
-	}
+	e := s.ownEntry(name, sl)
 	var cp, cn u128
 	if c != nil {
 		cp, cn = c.p, c.n
 	}
 	var carry uint64
 	if neg {
-		n, carry = addOverflows(n, by)
+		e.N, carry = addOverflows(e.N, by)
 		cn = cn.add(by)
 	} else {
-		p, carry = addOverflows(p, by)
+		e.P, carry = addOverflows(e.P, by)
 		cp = cp.add(by)
 	}
 	v, ok := cp.sub(cn)
 	if carry != 0 || !ok {
 		return 0, fmt.Errorf("%w: counter %q", ErrOverflow, name)
 	}
-	s.set(name, s.replica, c, sl, p, n)
+	s.set(name, c, sl, e)
 	return v, nil
 }
 
-// Value returns the value of counter name (0 if unknown). Merged replicas
-// can in principle hold a sum outside int64 (each side of a partition
-// staying in range on its own); such a value is clamped to the int64 range.
+// ownEntry returns this replica's entry of counter name (sl as find
+// returned it); one made anew starts at the high-water mark.
+func (s *State) ownEntry(name string, sl *slot) Entry {
+	if sl != nil {
+		return sl.entry(name)
+	}
+	h := s.high
+	return Entry{Counter: name, Replica: s.replica, P: h, N: h, FP: h, FN: h}
+}
+
+// Value returns the value of counter name (0 if unknown or dead). Merged
+// replicas can in principle hold a sum outside int64 (each side of a
+// partition staying in range on its own); such a value is clamped to the
+// int64 range. Value does not look at the expiry: see Lookup.
 func (s *State) Value(name string) int64 {
 	c := s.counters[name]
 	if c == nil {
@@ -239,14 +387,37 @@ func (s *State) Value(name string) int64 {
 	return c.value()
 }
 
-// Values returns the value of every counter.
-func (s *State) Values() map[string]int64 {
-	out := make(map[string]int64, len(s.counters))
+// Lookup returns the value of counter name and when it expires (unix
+// milliseconds, 0: never); ok is false if the counter is unknown or dead.
+// The caller compares expires with its clock: an expired counter is as
+// good as deleted, though Delete has not run on it yet.
+func (s *State) Lookup(name string) (value int64, expires uint64, ok bool) {
+	c := s.counters[name]
+	if c == nil || c.dead() {
+		return 0, 0, false
+	}
+	return c.value(), c.e, true
+}
+
+// Counter is one counter as a reader sees it.
+type Counter struct {
+	Value   int64
+	Expires uint64 // unix milliseconds; 0: never
+}
+
+// Values returns every counter that is live and not expired at now (unix
+// milliseconds).
+func (s *State) Values(now uint64) map[string]Counter {
+	out := make(map[string]Counter, s.live)
 	for name, c := range s.counters {
-		out[name] = c.value()
+		if !c.dead() && !expired(c.e, now) {
+			out[name] = Counter{Value: c.value(), Expires: c.e}
+		}
 	}
 	return out
 }
+
+func expired(e, now uint64) bool { return e != 0 && e <= now }
 
 // Get returns the entry of counter name for replica, and whether it exists.
 func (s *State) Get(name, replica string) (Entry, bool) {
@@ -254,16 +425,21 @@ func (s *State) Get(name, replica string) (Entry, bool) {
 	if sl == nil {
 		return Entry{}, false
 	}
-	return Entry{Counter: name, Replica: replica, P: sl.p, N: sl.n}, true
+	return sl.entry(name), true
 }
 
-// Merge folds entries into the state, taking the per-entry maximum of P and
-// of N, and returns the entries whose totals changed (with their new totals).
-// Invalid input changes nothing and returns an error wrapping ErrInvalid;
-// entries that would give a counter more than Limits.MaxEntries change
-// nothing and return an error wrapping ErrLimit.
+// Merge folds entries into the state, taking the per-field maximum of each
+// entry, and returns the entries that changed (with their new fields). An
+// entry of an incarnation that a fold entry of its lineage covers is not
+// kept: it only raises the fold entry's floor and expiry (see Fold). Invalid
+// input changes nothing and returns an error wrapping ErrInvalid; entries
+// that would give a counter more than Limits.MaxEntries change nothing and
+// return an error wrapping ErrLimit.
 func (s *State) Merge(entries []Entry) ([]Entry, error) {
 	if err := Validate(entries); err != nil {
+		return nil, err
+	}
+	if err := s.notCoveringSelf(entries); err != nil {
 		return nil, err
 	}
 	if err := s.room(entries); err != nil {
@@ -271,29 +447,121 @@ func (s *State) Merge(entries []Entry) ([]Entry, error) {
 	}
 	var changed []Entry
 	for _, e := range entries {
-		c, sl := s.find(e.Counter, e.Replica)
-		var cur slot // an absent entry counts as 0, 0
-		if sl != nil {
-			cur = *sl
+		c := s.counters[e.Counter]
+		if f := s.coveredBy(c, e.Replica); f != nil {
+			if next, ok := s.absorb(e.Counter, c, f, []Entry{e}); ok {
+				changed = append(changed, next)
+			}
+			continue
 		}
-		p, n := max(cur.p, e.P), max(cur.n, e.N)
-		if p == cur.p && n == cur.n {
+		var sl *slot
+		cur := Entry{Counter: e.Counter, Replica: e.Replica} // an absent entry counts as zeros
+		if c != nil {
+			if sl = c.slot(e.Replica); sl != nil {
+				cur = sl.entry(e.Counter)
+			}
+		}
+		next := join(cur, e)
+		if next == cur {
 			continue // nothing new
 		}
-		s.set(e.Counter, e.Replica, c, sl, p, n)
-		changed = append(changed, Entry{Counter: e.Counter, Replica: e.Replica, P: p, N: n})
+		c = s.set(e.Counter, c, sl, next)
+		if next.G > cur.G {
+			if covered := s.coveredIn(c, next.Replica, next.G); len(covered) > 0 {
+				if f, ok := s.absorb(e.Counter, c, c.slot(next.Replica), covered); ok {
+					next = f
+				}
+			}
+		}
+		changed = append(changed, next)
 	}
 	return changed, nil
 }
 
-// roomForChange checks that a local change may add this replica's entry
-// to counter name (c, nil if the counter is new) within the limits.
-func (s *State) roomForChange(name string, c *counter) error {
+// coveredBy returns the fold entry of c that covers replica's incarnation,
+// or nil.
+func (s *State) coveredBy(c *counter, replica string) *slot {
+	if c == nil {
+		return nil
+	}
+	k := Incarnation(replica)
+	if k == 0 {
+		return nil
+	}
+	f := c.slot(FoldID(replica))
+	if f == nil || f.x == nil || int(f.x.g) < k {
+		return nil
+	}
+	return f
+}
+
+// coveredIn returns the entries of c that the fold entry foldID, covering
+// incarnations 1 to g, covers.
+func (s *State) coveredIn(c *counter, foldID string, g uint32) []Entry {
+	lineage := Lineage(foldID)
+	var out []Entry
+	for i := range c.slots {
+		r := c.slots[i].replica
+		if k := Incarnation(r); k >= 1 && k <= int(g) && Lineage(r) == lineage {
+			out = append(out, c.slots[i].entry(""))
+		}
+	}
+	return out
+}
+
+// absorb drops the covered entries (those held) from counter name and
+// raises the fold entry f to cover their floors and expiry: the fold's
+// floor becomes at least the sum of theirs. That may stay below the floor
+// a later merge of every replica's knowledge would give (deletes that
+// observed different covered entries on different nodes), never above it:
+// a fold can make a delete remove less than it observed, never more, and
+// never a change it did not observe. It returns the fold entry, and
+// whether it changed.
+func (s *State) absorb(name string, c *counter, f *slot, covered []Entry) (Entry, bool) {
+	cur := f.entry(name)
+	next := cur
+	var fp, fn uint64
+	for _, e := range covered {
+		fp, fn = satAdd(fp, e.FP), satAdd(fn, e.FN)
+		if pairLess(next.T, next.E, e.T, e.E) {
+			next.T, next.E = e.T, e.E
+		}
+		if c.slot(e.Replica) != nil {
+			s.dropSlot(name, c, e.Replica)
+		}
+	}
+	next.FP, next.FN = max(next.FP, min(fp, next.P)), max(next.FN, min(fn, next.N))
+	if next == cur {
+		return cur, false
+	}
+	s.set(name, c, c.slot(next.Replica), next)
+	return next, true
+}
+
+// notCoveringSelf refuses a fold entry of this replica's own lineage that
+// covers its own incarnation: only a second process writing from a copy of
+// this node's data file could have made it, and merging it would erase
+// this replica's changes.
+func (s *State) notCoveringSelf(entries []Entry) error {
+	own, k := FoldID(s.replica), Incarnation(s.replica)
+	for i, e := range entries {
+		if e.Replica == own && int(e.G) >= k {
+			return fmt.Errorf("%w: entry %d: a fold of this node's lineage covers its running incarnation %d: another process runs from a copy of this node's data file",
+				ErrInvalid, i, k)
+		}
+	}
+	return nil
+}
+
+// roomForChange checks that a local change may make counter name live
+// again or create it (c nil, or dead), or add this replica's entry to it
+// (newEntry), within the limits.
+func (s *State) roomForChange(name string, c *counter, newEntry bool) error {
 	switch lim := s.limits; {
-	case c == nil && lim.MaxCounters > 0 && len(s.counters) >= lim.MaxCounters:
+	case (c == nil || c.dead()) && lim.MaxCounters > 0 && s.live >= lim.MaxCounters:
 		return fmt.Errorf("%w: counter %q would be a new counter, and there are %d, the most a change may create",
-			ErrLimit, name, len(s.counters))
-	case c != nil && lim.MaxEntries > 0 && len(c.slots) >= lim.MaxEntries:
+			ErrLimit, name, s.live)
+	case c != nil && newEntry && lim.MaxEntries > 0 && len(c.slots) >= lim.MaxEntries:
 		return fmt.Errorf("%w: counter %q holds %d replica entries, the most a counter may hold, and this change would add one",
 			ErrLimit, name, len(c.slots))
 	}
@@ -302,20 +570,21 @@ func (s *State) roomForChange(name string, c *counter) error {
 
 // room checks that merging entries leaves every counter within
 // Limits.MaxEntries. Only entries that would be added count, once each: a
-// merge that updates entries already held always fits.
+// merge that updates entries already held always fits, and so does an
+// entry a fold covers.
 func (s *State) room(entries []Entry) error {
 	limit := s.limits.MaxEntries
 	if limit <= 0 {
 		return nil
 	}
-	var added map[Entry]struct{} // new keys, P and N zeroed
+	var added map[Entry]struct{} // new keys, other fields zeroed
 	var per map[string]int       // new entries per counter
 	for _, e := range entries {
-		if e.P == 0 && e.N == 0 {
+		if e == (Entry{Counter: e.Counter, Replica: e.Replica}) {
 			continue // merges as nothing new
 		}
 		c, sl := s.find(e.Counter, e.Replica)
-		if sl != nil {
+		if sl != nil || s.coveredBy(c, e.Replica) != nil {
 			continue
 		}
 		k := Entry{Counter: e.Counter, Replica: e.Replica}
@@ -341,8 +610,8 @@ func (s *State) room(entries []Entry) error {
 
 // DeltaSince returns every entry whose latest change has a version v with
 // since < v <= upTo, in version order. An entry that changed again after
-// upTo is left out: its totals at upTo are no longer known, and it will be in
-// a later delta. DeltaSince(0, s.Version()) is the full state.
+// upTo is left out: its fields at upTo are no longer known, and it will be
+// in a later delta. DeltaSince(0, s.Version()) is the full state.
 func (s *State) DeltaSince(since, upTo uint64) []Entry {
 	entries, _ := s.DeltaLimit(since, upTo, 0)
 	return entries
@@ -356,16 +625,29 @@ func (s *State) DeltaLimit(since, upTo uint64, limit int) (entries []Entry, thro
 	i := sort.Search(len(s.log), func(i int) bool { return s.log[i].ver > since })
 	for ; i < len(s.log) && s.log[i].ver <= upTo; i++ {
 		it := s.log[i]
-		sl := s.counters[it.counter].slot(it.replica)
-		if sl.ver != it.ver {
-			continue // changed again later
+		sl := s.current(it)
+		if sl == nil {
+			continue // changed again later, or dropped
 		}
 		if limit > 0 && len(entries) == limit {
 			return entries, s.log[i-1].ver
 		}
-		entries = append(entries, Entry{Counter: it.counter, Replica: it.replica, P: sl.p, N: sl.n})
+		entries = append(entries, sl.entry(it.counter))
 	}
 	return entries, max(upTo, since)
+}
+
+// current returns the entry a log item names if its latest change is the
+// one the item records, else nil.
+func (s *State) current(it logItem) *slot {
+	c := s.counters[it.counter]
+	if c == nil {
+		return nil
+	}
+	if sl := c.slot(it.replica); sl != nil && sl.ver == it.ver {
+		return sl
+	}
+	return nil
 }
 
 // find returns counter name and its entry for replica; either is nil when
@@ -378,33 +660,90 @@ func (s *State) find(name, replica string) (*counter, *slot) {
 	return c, c.slot(replica)
 }
 
-// set stores totals for one entry (c and sl as find returned them), stamps
-// it with the next version and keeps the cached sums and the change log in
-// step.
-func (s *State) set(name, replica string, c *counter, sl *slot, p, n uint64) {
+// set stores entry e (c and sl as find returned them, nil when absent),
+// stamps it with the next version and keeps the cached sums, the live
+// count, the change log and the expiry and tombstone queues in step. It
+// returns the counter.
+func (s *State) set(name string, c *counter, sl *slot, e Entry) *counter {
 	if c == nil {
 		c = &counter{}
 		s.counters[name] = c
 	}
+	wasDead := c.dead()
+	var old Entry
 	if sl == nil {
-		sl = c.add(replica, replica == s.replica)
+		sl = c.add(e.Replica, e.Replica == s.replica)
 		s.entries++
+	} else {
+		old = sl.entry(name)
 	}
-	c.p = c.p.add(p - sl.p) // totals only grow
-	c.n = c.n.add(n - sl.n)
+	op, on := old.live()
+	np, nn := e.live()
+	c.p, c.n = c.p.subU(op).add(np), c.n.subU(on).add(nn)
 	s.version++
-	sl.p, sl.n, sl.ver = p, n, s.version
-	s.log = append(s.log, logItem{ver: s.version, counter: name, replica: replica})
+	sl.store(e)
+	sl.ver = s.version
+	if pairLess(c.t, c.e, e.T, e.E) {
+		c.t, c.e = e.T, e.E
+		if c.e != 0 {
+			heap.Push(&s.expiring, expiryItem{at: c.e, counter: name})
+		}
+	}
+	switch dead := c.dead(); {
+	case dead:
+		s.dead = append(s.dead, logItem{ver: s.version, counter: name})
+		if !wasDead {
+			s.live--
+		}
+	case wasDead:
+		s.live++
+	}
+	s.log = append(s.log, logItem{ver: s.version, counter: name, replica: e.Replica})
 	if len(s.log) > 2*s.entries+64 {
 		s.compact()
 	}
+	return c
+}
+
+// dropSlot removes one entry from counter name (which keeps at least one
+// other), keeping the live count in step.
+func (s *State) dropSlot(name string, c *counter, replica string) {
+	wasDead := c.dead()
+	s.removing(c.slot(replica).entry(name))
+	c.drop(replica)
+	switch dead := c.dead(); {
+	case dead && !wasDead:
+		s.live--
+		s.dead = append(s.dead, logItem{ver: c.latest(), counter: name})
+	case !dead && wasDead:
+		s.live++
+	}
+}
+
+// removing records an entry the state drops, for TakeRemoved and the
+// high-water mark.
+func (s *State) removing(e Entry) {
+	s.entries--
+	if e.Replica == s.replica || e.Replica == FoldID(s.replica) {
+		s.high = max(s.high, e.P, e.N)
+	}
+	s.removed = append(s.removed, e)
+}
+
+// TakeRemoved returns the entries the state dropped since the last call
+// (a fold covered them, or Forget dropped their counter), for the caller
+// to delete from its store.
+func (s *State) TakeRemoved() []Entry {
+	r := s.removed
+	s.removed = nil
+	return r
 }
 
 // compact drops stale log items in place, keeping version order.
 func (s *State) compact() {
 	live := s.log[:0]
 	for _, it := range s.log {
-		if s.counters[it.counter].slot(it.replica).ver == it.ver {
+		if s.current(it) != nil {
 			live = append(live, it)
 		}
 	}
@@ -421,6 +760,13 @@ func (c *counter) value() int64 {
 		return math.MinInt64
 	}
 	return math.MaxInt64
+}
+
+func satAdd(a, b uint64) uint64 {
+	if s, carry := addOverflows(a, b); carry == 0 {
+		return s
+	}
+	return math.MaxUint64
 }
 
 // ValidName reports whether name is a valid counter name:
@@ -453,14 +799,21 @@ func ValidReplica(id string) bool {
 	return true
 }
 
-// Validate checks every entry's counter name and replica id.
+// Validate checks every entry: its counter name, its replica id, floors
+// no higher than the totals, and a fold count only on a fold entry.
 func Validate(entries []Entry) error {
 	for i, e := range entries {
-		if !ValidName(e.Counter) {
+		switch {
+		case !ValidName(e.Counter):
 			return fmt.Errorf("%w: entry %d: counter name %q", ErrInvalid, i, e.Counter)
-		}
-		if !ValidReplica(e.Replica) {
+		case !ValidReplica(e.Replica):
 			return fmt.Errorf("%w: entry %d: replica id %q", ErrInvalid, i, e.Replica)
+		case e.FP > e.P || e.FN > e.N:
+			return fmt.Errorf("%w: entry %d: floor (%d, %d) above the totals (%d, %d)", ErrInvalid, i, e.FP, e.FN, e.P, e.N)
+		case e.G > 0 && Incarnation(e.Replica) != 0:
+			return fmt.Errorf("%w: entry %d: fold count %d on replica %s, which is not a fold id", ErrInvalid, i, e.G, e.Replica)
+		case e.G > maxIncarnate:
+			return fmt.Errorf("%w: entry %d: fold count %d past the last incarnation", ErrInvalid, i, e.G)
 		}
 	}
 	return nil
@@ -472,15 +825,4 @@ func addOverflows(a, b uint64) (sum, carry uint64) {
 		carry = 1
 	}
 	return sum, carry
-}
-
-// NewReplicaID returns a fresh random replica id. Every process start takes a
-// new one: a replica that restarted having lost its latest writes must never
-// write under its old id again, or max() would swallow its new changes.
-func NewReplicaID() string {
-	var b [ReplicaLen / 2]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic(fmt.Sprintf("crdt: reading random bytes: %v", err)) // crypto/rand does not fail on Linux
-	}
-	return hex.EncodeToString(b[:])
 }

@@ -160,7 +160,7 @@ func (m *model) merge(es []Entry) []Entry {
 			continue
 		}
 		m.put(e.Counter, e.Replica, next)
-		changed = append(changed, Entry{e.Counter, e.Replica, next[0], next[1]})
+		changed = append(changed, Entry{Counter: e.Counter, Replica: e.Replica, P: next[0], N: next[1]})
 	}
 	return changed
 }
@@ -169,7 +169,7 @@ func (m *model) entries() []Entry {
 	var out []Entry
 	for name, slots := range m.tot {
 		for rep, pn := range slots {
-			out = append(out, Entry{name, rep, pn[0], pn[1]})
+			out = append(out, Entry{Counter: name, Replica: rep, P: pn[0], N: pn[1]})
 		}
 	}
 	return sortEntries(out)
@@ -254,7 +254,7 @@ type view struct {
 }
 
 func viewOf(s *State) view {
-	return view{s.Version(), s.Len(), s.Values(), s.DeltaSince(0, s.Version())}
+	return view{s.Version(), s.Len(), valuesOf(s), s.DeltaSince(0, s.Version())}
 }
 
 func assertUnchanged(t *testing.T, before view, s *State) {
@@ -270,7 +270,7 @@ func checkModel(t *testing.T, s *State, m *model) {
 	if got, want := snapshot(t, s), m.entries(); !slices.Equal(got, want) {
 		t.Fatalf("entries:\n got %v\nwant %v", got, want)
 	}
-	if got, want := s.Values(), m.values(); !reflect.DeepEqual(got, want) {
+	if got, want := valuesOf(s), m.values(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("Values:\n got %v\nwant %v", got, want)
 	}
 	for _, name := range names {
@@ -308,7 +308,7 @@ func randomState(t *testing.T, r *rand.Rand, replica string, steps int) *State {
 		case 1:
 			s.Decrement(name, randAmount(r))
 		case 2:
-			e := Entry{name, replicas[r.IntN(len(replicas))], randAmount(r), randAmount(r)}
+			e := Entry{Counter: name, Replica: replicas[r.IntN(len(replicas))], P: randAmount(r), N: randAmount(r)}
 			mustMerge(t, s, []Entry{e})
 		}
 	}
@@ -430,7 +430,7 @@ func TestMergeLaws(t *testing.T) {
 				if gx, gy := snapshot(t, x), snapshot(t, y); !slices.Equal(gx, gy) {
 					t.Fatalf("seed %d: %s: entries differ:\n%v\n%v", seed, what, gx, gy)
 				}
-				if vx, vy := x.Values(), y.Values(); !reflect.DeepEqual(vx, vy) {
+				if vx, vy := valuesOf(x), valuesOf(y); !reflect.DeepEqual(vx, vy) {
 					t.Fatalf("seed %d: %s: Values differ:\n%v\n%v", seed, what, vx, vy)
 				}
 			}
@@ -522,7 +522,7 @@ func TestDeltaChunksEqualFullState(t *testing.T) {
 			if got := snapshot(t, whole); !slices.Equal(got, want) {
 				t.Fatalf("seed %d: full state:\n got %v\nwant %v", seed, got, want)
 			}
-			if got, wantV := inOrder.Values(), whole.Values(); !reflect.DeepEqual(got, wantV) {
+			if got, wantV := valuesOf(inOrder), valuesOf(whole); !reflect.DeepEqual(got, wantV) {
 				t.Fatalf("seed %d: Values: chunks %v, full %v", seed, got, wantV)
 			}
 			// Chunks delivered out of order still converge: totals only grow.
@@ -545,13 +545,13 @@ func TestDeltaSince(t *testing.T) {
 	mustInc(t, s, "a", 1)                       // v1
 	mustInc(t, s, "b", 2)                       // v2
 	mustDec(t, s, "a", 5)                       // v3: a's latest change
-	mustMerge(t, s, []Entry{{"c", repB, 7, 1}}) // v4
-	mustMerge(t, s, []Entry{{"b", repB, 0, 3}}) // v5
-	mustMerge(t, s, []Entry{{"c", repB, 6, 0}}) // no change, no version
-	a := Entry{"a", repA, 1, 5}
-	b := Entry{"b", repA, 2, 0}
-	cB := Entry{"c", repB, 7, 1}
-	bB := Entry{"b", repB, 0, 3}
+	mustMerge(t, s, []Entry{{Counter: "c", Replica: repB, P: 7, N: 1}}) // v4
+	mustMerge(t, s, []Entry{{Counter: "b", Replica: repB, P: 0, N: 3}}) // v5
+	mustMerge(t, s, []Entry{{Counter: "c", Replica: repB, P: 6, N: 0}}) // no change, no version
+	a := Entry{Counter: "a", Replica: repA, P: 1, N: 5}
+	b := Entry{Counter: "b", Replica: repA, P: 2, N: 0}
+	cB := Entry{Counter: "c", Replica: repB, P: 7, N: 1}
+	bB := Entry{Counter: "b", Replica: repB, P: 0, N: 3}
 	if s.Version() != 5 {
 		t.Fatalf("Version() = %d, want 5", s.Version())
 	}
@@ -624,7 +624,7 @@ func TestDeltaSinceMatchesModel(t *testing.T) {
 			for range 5000 {
 				name := names[r.IntN(len(names))]
 				if r.IntN(4) == 0 {
-					e := Entry{name, replicas[r.IntN(len(replicas))], r.Uint64N(1 << 20), r.Uint64N(1 << 20)}
+					e := Entry{Counter: name, Replica: replicas[r.IntN(len(replicas))], P: r.Uint64N(1 << 20), N: r.Uint64N(1 << 20)}
 					v0 := s.Version()
 					for i, c := range mustMerge(t, s, []Entry{e}) {
 						latest[[2]string{c.Counter, c.Replica}] = stamped{c, v0 + uint64(i) + 1}
@@ -667,7 +667,7 @@ func TestDeltaSinceSurvivesCompaction(t *testing.T) {
 	for i := range rounds {
 		mustInc(t, s, "a", 1)
 		mustInc(t, s, "b", 2)
-		mustMerge(t, s, []Entry{{"c", repB, uint64(i + 1), 0}})
+		mustMerge(t, s, []Entry{{Counter: "c", Replica: repB, P: uint64(i + 1), N: 0}})
 	}
 	v := s.Version()
 	if v != 3*rounds {
@@ -676,9 +676,9 @@ func TestDeltaSinceSurvivesCompaction(t *testing.T) {
 	if len(s.log) > 2*3+64 {
 		t.Fatalf("log holds %d items for 3 entries: compaction did not run", len(s.log))
 	}
-	a := Entry{"a", repA, rounds, 0}
-	b := Entry{"b", repA, 2 * rounds, 0}
-	c := Entry{"c", repB, rounds, 0}
+	a := Entry{Counter: "a", Replica: repA, P: rounds, N: 0}
+	b := Entry{Counter: "b", Replica: repA, P: 2 * rounds, N: 0}
+	c := Entry{Counter: "c", Replica: repB, P: rounds, N: 0}
 	tests := []struct {
 		name        string
 		since, upTo uint64
@@ -699,7 +699,7 @@ func TestDeltaSinceSurvivesCompaction(t *testing.T) {
 			}
 		})
 	}
-	if got, want := s.Values(), map[string]int64{"a": rounds, "b": 2 * rounds, "c": rounds}; !reflect.DeepEqual(got, want) {
+	if got, want := valuesOf(s), map[string]int64{"a": rounds, "b": 2 * rounds, "c": rounds}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("Values() = %v, want %v", got, want)
 	}
 }
@@ -731,10 +731,10 @@ func TestOverflowRefused(t *testing.T) {
 			[]step{inc(math.MaxInt64), dec(math.MaxInt64), inc(math.MaxInt64), dec(math.MaxInt64)}, inc(2)},
 		{"own N total would wrap uint64", nil,
 			[]step{dec(math.MaxInt64), inc(math.MaxInt64), dec(math.MaxInt64), inc(math.MaxInt64)}, dec(2)},
-		{"other replica holds the headroom", []Entry{{"c", repB, math.MaxInt64, 0}}, nil, inc(1)},
-		{"other replica holds the negative headroom", []Entry{{"c", repB, 0, 1 << 63}}, nil, dec(1)},
-		{"merged sum already above range", []Entry{{"c", repB, math.MaxUint64, 0}}, nil, inc(1)},
-		{"merged sum already below range", []Entry{{"c", repB, 0, math.MaxUint64}}, nil, dec(1)},
+		{"other replica holds the headroom", []Entry{{Counter: "c", Replica: repB, P: math.MaxInt64, N: 0}}, nil, inc(1)},
+		{"other replica holds the negative headroom", []Entry{{Counter: "c", Replica: repB, P: 0, N: 1 << 63}}, nil, dec(1)},
+		{"merged sum already above range", []Entry{{Counter: "c", Replica: repB, P: math.MaxUint64, N: 0}}, nil, inc(1)},
+		{"merged sum already below range", []Entry{{Counter: "c", Replica: repB, P: 0, N: math.MaxUint64}}, nil, dec(1)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -778,11 +778,11 @@ func TestOverflowBoundariesSucceed(t *testing.T) {
 		{"MinInt64 to MaxInt64", nil, []bool{true, false}, []uint64{1 << 63, math.MaxUint64}, math.MaxInt64},
 		{"own P and N near MaxUint64", nil, []bool{false, true, false, true, false},
 			[]uint64{math.MaxInt64, math.MaxInt64, math.MaxInt64, math.MaxInt64, 1}, 1},
-		{"with other replica to MaxInt64", []Entry{{"c", repB, 1 << 62, 0}}, []bool{false}, []uint64{1<<62 - 1}, math.MaxInt64},
-		{"with other replica to MinInt64", []Entry{{"c", repB, 0, 1 << 62}}, []bool{true}, []uint64{1 << 62}, math.MinInt64},
+		{"with other replica to MaxInt64", []Entry{{Counter: "c", Replica: repB, P: 1 << 62, N: 0}}, []bool{false}, []uint64{1<<62 - 1}, math.MaxInt64},
+		{"with other replica to MinInt64", []Entry{{Counter: "c", Replica: repB, P: 0, N: 1 << 62}}, []bool{true}, []uint64{1 << 62}, math.MinInt64},
 		// The merged sum is out of range; a change that brings it back in is allowed.
-		{"back into range from above", []Entry{{"c", repB, math.MaxUint64, 0}}, []bool{true}, []uint64{1 << 63}, math.MaxInt64},
-		{"back into range from below", []Entry{{"c", repB, 0, math.MaxUint64}}, []bool{false}, []uint64{math.MaxUint64}, 0},
+		{"back into range from above", []Entry{{Counter: "c", Replica: repB, P: math.MaxUint64, N: 0}}, []bool{true}, []uint64{1 << 63}, math.MaxInt64},
+		{"back into range from below", []Entry{{Counter: "c", Replica: repB, P: 0, N: math.MaxUint64}}, []bool{false}, []uint64{math.MaxUint64}, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -815,30 +815,30 @@ func TestValueClampsAndWideSums(t *testing.T) {
 		entries []Entry
 		want    int64
 	}{
-		{"two replicas at MaxInt64", []Entry{{"c", repA, math.MaxInt64, 0}, {"c", repB, math.MaxInt64, 0}}, math.MaxInt64},
-		{"sum just above MaxInt64", []Entry{{"c", repA, math.MaxInt64, 0}, {"c", repB, 1, 0}}, math.MaxInt64},
-		{"sum exactly MaxInt64", []Entry{{"c", repA, math.MaxInt64 - 1, 0}, {"c", repB, 1, 0}}, math.MaxInt64},
-		{"sum exactly MinInt64", []Entry{{"c", repA, 0, 1 << 62}, {"c", repB, 0, 1 << 62}}, math.MinInt64},
-		{"sum just below MinInt64", []Entry{{"c", repA, 0, 1 << 63}, {"c", repB, 0, 1}}, math.MinInt64},
-		{"one replica at MaxUint64", []Entry{{"c", repA, max, 0}}, math.MaxInt64},
-		{"one replica at -MaxUint64", []Entry{{"c", repA, 0, max}}, math.MinInt64},
-		{"ΣP over 2^64", []Entry{{"c", repA, max, 0}, {"c", repB, max, 0}, {"c", repC, max, 0}}, math.MaxInt64},
-		{"ΣN over 2^64", []Entry{{"c", repA, 0, max}, {"c", repB, 0, max}, {"c", repC, 0, max}}, math.MinInt64},
-		{"ΣP and ΣN over 2^64, equal", []Entry{{"c", repA, max, max}, {"c", repB, max, max}, {"c", repC, max, max}}, 0},
+		{"two replicas at MaxInt64", []Entry{{Counter: "c", Replica: repA, P: math.MaxInt64, N: 0}, {Counter: "c", Replica: repB, P: math.MaxInt64, N: 0}}, math.MaxInt64},
+		{"sum just above MaxInt64", []Entry{{Counter: "c", Replica: repA, P: math.MaxInt64, N: 0}, {Counter: "c", Replica: repB, P: 1, N: 0}}, math.MaxInt64},
+		{"sum exactly MaxInt64", []Entry{{Counter: "c", Replica: repA, P: math.MaxInt64 - 1, N: 0}, {Counter: "c", Replica: repB, P: 1, N: 0}}, math.MaxInt64},
+		{"sum exactly MinInt64", []Entry{{Counter: "c", Replica: repA, P: 0, N: 1 << 62}, {Counter: "c", Replica: repB, P: 0, N: 1 << 62}}, math.MinInt64},
+		{"sum just below MinInt64", []Entry{{Counter: "c", Replica: repA, P: 0, N: 1 << 63}, {Counter: "c", Replica: repB, P: 0, N: 1}}, math.MinInt64},
+		{"one replica at MaxUint64", []Entry{{Counter: "c", Replica: repA, P: max, N: 0}}, math.MaxInt64},
+		{"one replica at -MaxUint64", []Entry{{Counter: "c", Replica: repA, P: 0, N: max}}, math.MinInt64},
+		{"ΣP over 2^64", []Entry{{Counter: "c", Replica: repA, P: max, N: 0}, {Counter: "c", Replica: repB, P: max, N: 0}, {Counter: "c", Replica: repC, P: max, N: 0}}, math.MaxInt64},
+		{"ΣN over 2^64", []Entry{{Counter: "c", Replica: repA, P: 0, N: max}, {Counter: "c", Replica: repB, P: 0, N: max}, {Counter: "c", Replica: repC, P: 0, N: max}}, math.MinInt64},
+		{"ΣP and ΣN over 2^64, equal", []Entry{{Counter: "c", Replica: repA, P: max, N: max}, {Counter: "c", Replica: repB, P: max, N: max}, {Counter: "c", Replica: repC, P: max, N: max}}, 0},
 		{"ΣP over 2^64 minus ΣN over 2^64", []Entry{
-			{"c", repA, max, max}, {"c", repB, max, max}, {"c", repC, max, max - 5}}, 5},
+			{Counter: "c", Replica: repA, P: max, N: max}, {Counter: "c", Replica: repB, P: max, N: max}, {Counter: "c", Replica: repC, P: max, N: max - 5}}, 5},
 		{"ΣN over 2^64 minus ΣP over 2^64", []Entry{
-			{"c", repA, max, max}, {"c", repB, max, max}, {"c", repC, max - 5, max}}, -5},
+			{Counter: "c", Replica: repA, P: max, N: max}, {Counter: "c", Replica: repB, P: max, N: max}, {Counter: "c", Replica: repC, P: max - 5, N: max}}, -5},
 		{"wide sums differing by MaxInt64", []Entry{
-			{"c", repA, max, max}, {"c", repB, max, 0}, {"c", repC, 0, max - math.MaxInt64}}, math.MaxInt64},
+			{Counter: "c", Replica: repA, P: max, N: max}, {Counter: "c", Replica: repB, P: max, N: 0}, {Counter: "c", Replica: repC, P: 0, N: max - math.MaxInt64}}, math.MaxInt64},
 		{"wide sums differing by MaxInt64+1", []Entry{
-			{"c", repA, max, max}, {"c", repB, max, 0}, {"c", repC, 0, max - math.MaxInt64 - 1}}, math.MaxInt64},
+			{Counter: "c", Replica: repA, P: max, N: max}, {Counter: "c", Replica: repB, P: max, N: 0}, {Counter: "c", Replica: repC, P: 0, N: max - math.MaxInt64 - 1}}, math.MaxInt64},
 		{"wide sums differing by -2^63", []Entry{
-			{"c", repA, max, max}, {"c", repB, 0, max}, {"c", repC, max - 1<<63, 0}}, math.MinInt64},
+			{Counter: "c", Replica: repA, P: max, N: max}, {Counter: "c", Replica: repB, P: 0, N: max}, {Counter: "c", Replica: repC, P: max - 1<<63, N: 0}}, math.MinInt64},
 		{"wide sums differing by -2^63-1", []Entry{
-			{"c", repA, max, max}, {"c", repB, 0, max}, {"c", repC, max - 1<<63 - 1, 0}}, math.MinInt64},
+			{Counter: "c", Replica: repA, P: max, N: max}, {Counter: "c", Replica: repB, P: 0, N: max}, {Counter: "c", Replica: repC, P: max - 1<<63 - 1, N: 0}}, math.MinInt64},
 		{"ΣP over 2^64, ΣN under, still 2^64 apart", []Entry{
-			{"c", repA, max, 0}, {"c", repB, 1, 0}, {"c", repC, 0, max}}, 1},
+			{Counter: "c", Replica: repA, P: max, N: 0}, {Counter: "c", Replica: repB, P: 1, N: 0}, {Counter: "c", Replica: repC, P: 0, N: max}}, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -852,7 +852,7 @@ func TestValueClampsAndWideSums(t *testing.T) {
 			if got := s.Value("c"); got != tt.want {
 				t.Fatalf("Value = %d, want %d (exact sum %v)", got, tt.want, m.sum("c"))
 			}
-			if got := s.Values()["c"]; got != tt.want {
+			if got := valuesOf(s)["c"]; got != tt.want {
 				t.Fatalf("Values()[c] = %d, want %d", got, tt.want)
 			}
 			// Merging in a different order caches the same sums.
@@ -1020,22 +1020,22 @@ func TestMergeInvalidChangesNothing(t *testing.T) {
 		name string
 		bad  Entry
 	}{
-		{"empty name", Entry{"", repB, 1, 0}},
-		{"long name", Entry{strings.Repeat("a", MaxNameLen+1), repB, 1, 0}},
-		{"slash in name", Entry{"a/b", repB, 1, 0}},
-		{"NUL in name", Entry{"a\x00", repB, 1, 0}},
-		{"empty replica", Entry{"a", "", 1, 0}},
-		{"short replica", Entry{"a", repB[1:], 1, 0}},
-		{"uppercase replica", Entry{"a", strings.ToUpper(repB), 1, 0}},
-		{"non-hex replica", Entry{"a", "zzzzzzzzzzzzzzzz", 1, 0}},
+		{"empty name", Entry{Counter: "", Replica: repB, P: 1, N: 0}},
+		{"long name", Entry{Counter: strings.Repeat("a", MaxNameLen+1), Replica: repB, P: 1, N: 0}},
+		{"slash in name", Entry{Counter: "a/b", Replica: repB, P: 1, N: 0}},
+		{"NUL in name", Entry{Counter: "a\x00", Replica: repB, P: 1, N: 0}},
+		{"empty replica", Entry{Counter: "a", Replica: "", P: 1, N: 0}},
+		{"short replica", Entry{Counter: "a", Replica: repB[1:], P: 1, N: 0}},
+		{"uppercase replica", Entry{Counter: "a", Replica: strings.ToUpper(repB), P: 1, N: 0}},
+		{"non-hex replica", Entry{Counter: "a", Replica: "zzzzzzzzzzzzzzzz", P: 1, N: 0}},
 	}
 	for _, tt := range tests {
 		for _, pos := range []string{"first", "last"} {
 			t.Run(tt.name+"/"+pos, func(t *testing.T) {
 				s := New(repA)
 				mustInc(t, s, "a", 3)
-				mustMerge(t, s, []Entry{{"b", repB, 1, 1}})
-				good := []Entry{{"a", repB, 10, 0}, {"b", repB, 5, 5}, {"new", repC, 1, 0}}
+				mustMerge(t, s, []Entry{{Counter: "b", Replica: repB, P: 1, N: 1}})
+				good := []Entry{{Counter: "a", Replica: repB, P: 10, N: 0}, {Counter: "b", Replica: repB, P: 5, N: 5}, {Counter: "new", Replica: repC, P: 1, N: 0}}
 				batch := append(slices.Clone(good), tt.bad)
 				if pos == "first" {
 					batch = append([]Entry{tt.bad}, good...)
@@ -1089,21 +1089,21 @@ func TestChangeInvalid(t *testing.T) {
 func TestMergeReturnsChanged(t *testing.T) {
 	s := New(repA)
 	mustInc(t, s, "a", 5)
-	mustMerge(t, s, []Entry{{"a", repB, 10, 4}})
+	mustMerge(t, s, []Entry{{Counter: "a", Replica: repB, P: 10, N: 4}})
 	tests := []struct {
 		name    string
 		in      []Entry
 		changed []Entry
 		value   int64
 	}{
-		{"older totals ignored", []Entry{{"a", repB, 9, 3}}, nil, 11},
-		{"equal totals ignored", []Entry{{"a", repB, 10, 4}}, nil, 11},
-		{"empty entry for unknown key ignored", []Entry{{"a", repC, 0, 0}}, nil, 11},
-		{"P grows, N kept", []Entry{{"a", repB, 12, 0}}, []Entry{{"a", repB, 12, 4}}, 13},
-		{"N grows, P kept", []Entry{{"a", repB, 0, 6}}, []Entry{{"a", repB, 12, 6}}, 11},
-		{"own entry raised by a peer", []Entry{{"a", repA, 7, 1}}, []Entry{{"a", repA, 7, 1}}, 12},
-		{"same key twice in one batch", []Entry{{"a", repC, 1, 0}, {"a", repC, 3, 0}, {"a", repC, 2, 0}},
-			[]Entry{{"a", repC, 1, 0}, {"a", repC, 3, 0}}, 15},
+		{"older totals ignored", []Entry{{Counter: "a", Replica: repB, P: 9, N: 3}}, nil, 11},
+		{"equal totals ignored", []Entry{{Counter: "a", Replica: repB, P: 10, N: 4}}, nil, 11},
+		{"empty entry for unknown key ignored", []Entry{{Counter: "a", Replica: repC, P: 0, N: 0}}, nil, 11},
+		{"P grows, N kept", []Entry{{Counter: "a", Replica: repB, P: 12, N: 0}}, []Entry{{Counter: "a", Replica: repB, P: 12, N: 4}}, 13},
+		{"N grows, P kept", []Entry{{Counter: "a", Replica: repB, P: 0, N: 6}}, []Entry{{Counter: "a", Replica: repB, P: 12, N: 6}}, 11},
+		{"own entry raised by a peer", []Entry{{Counter: "a", Replica: repA, P: 7, N: 1}}, []Entry{{Counter: "a", Replica: repA, P: 7, N: 1}}, 12},
+		{"same key twice in one batch", []Entry{{Counter: "a", Replica: repC, P: 1, N: 0}, {Counter: "a", Replica: repC, P: 3, N: 0}, {Counter: "a", Replica: repC, P: 2, N: 0}},
+			[]Entry{{Counter: "a", Replica: repC, P: 1, N: 0}, {Counter: "a", Replica: repC, P: 3, N: 0}}, 15},
 		{"empty batch", nil, nil, 15},
 	}
 	// The cases run in order on one state: each builds on the previous.
@@ -1134,4 +1134,13 @@ func TestMergeReturnsChanged(t *testing.T) {
 	if s.Value("zzz") != 0 {
 		t.Fatalf("Value of an unknown counter = %d", s.Value("zzz"))
 	}
+}
+
+// valuesOf returns the value of every live counter, ignoring expiry.
+func valuesOf(s *State) map[string]int64 {
+	out := make(map[string]int64)
+	for name, c := range s.Values(0) {
+		out[name] = c.Value
+	}
+	return out
 }

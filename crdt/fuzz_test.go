@@ -47,7 +47,7 @@ func fuzzState(t *testing.T, replica string, ops []byte) *State {
 				assertUnchanged(t, before, s)
 			}
 		case 2:
-			e := Entry{name, replicas[int(sel>>4)%len(replicas)], fuzzAmount(ops[2]), fuzzAmount(ops[3])}
+			e := Entry{Counter: name, Replica: replicas[int(sel>>4)%len(replicas)], P: fuzzAmount(ops[2]), N: fuzzAmount(ops[3])}
 			got := mustMerge(t, s, []Entry{e})
 			if want := m.merge([]Entry{e}); !slices.Equal(got, want) {
 				t.Fatalf("Merge(%v) changed %v, want %v", e, got, want)
@@ -81,7 +81,7 @@ func FuzzMerge(f *testing.F) {
 		if x, y := snapshot(t, ab), snapshot(t, ba); !slices.Equal(x, y) {
 			t.Fatalf("A⊔B and B⊔A differ:\n%v\n%v", x, y)
 		}
-		if x, y := ab.Values(), ba.Values(); !reflect.DeepEqual(x, y) {
+		if x, y := valuesOf(ab), valuesOf(ba); !reflect.DeepEqual(x, y) {
 			t.Fatalf("A⊔B and B⊔A values differ:\n%v\n%v", x, y)
 		}
 

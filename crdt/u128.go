@@ -35,3 +35,11 @@ func (a u128) sub(b u128) (int64, bool) {
 	}
 	return int64(-lo), true // -(1<<63) wraps to MinInt64, as intended
 }
+
+// subU returns a−b; b must not exceed a.
+func (a u128) subU(b uint64) u128 {
+	lo, borrow := bits.Sub64(a.lo, b, 0)
+	return u128{hi: a.hi - borrow, lo: lo}
+}
+
+func (a u128) isZero() bool { return a.hi == 0 && a.lo == 0 }

@@ -140,7 +140,7 @@ func (f *fakeCounters) assertUnchanged(t *testing.T, before snapshot) {
 
 // other returns an entry of otherReplica for counter.
 func other(counter string, p, n uint64) crdt.Entry {
-	return crdt.Entry{Counter: counter, Replica: otherReplica, P: p, N: n}
+	return crdt.Entry{Counter: Counter: counter, Replica: Replica: otherReplica, P: P: p, N: N: n}
 }
 
 func newTestServer(c Counters) *Server {

@@ -1,0 +1,214 @@
+package crdt
+
+import (
+	"container/heap"
+	"fmt"
+)
+
+// Delete resets counter name to what this replica has not seen: it raises
+// every entry's floor to its totals and clears the expiry. It returns
+// false, changing nothing, if the counter is unknown or dead already. now
+// is the time in unix milliseconds (the expiry register's stamp).
+func (s *State) Delete(name string, now uint64) bool {
+	c := s.counters[name]
+	if c == nil || c.dead() {
+		return false
+	}
+	hadExpiry := c.e != 0
+	for i := 0; i < len(c.slots); i++ {
+		sl := &c.slots[i]
+		e := sl.entry(name)
+		if e.FP == e.P && e.FN == e.N {
+			continue
+		}
+		e.FP, e.FN = e.P, e.N
+		s.set(name, c, sl, e)
+	}
+	if hadExpiry {
+		s.setExpiry(name, c, 0, now)
+	}
+	return true
+}
+
+// Expire sets when counter name expires: at, in unix milliseconds (0: never,
+// which removes an expiry). With nx it sets one only if the counter has
+// none, and reports whether it did. It returns ErrNotFound, changing
+// nothing, if the counter is unknown or dead. now is the time in unix
+// milliseconds.
+func (s *State) Expire(name string, at uint64, nx bool, now uint64) (bool, error) {
+	if !ValidName(name) {
+		return false, fmt.Errorf("%w: counter name %q", ErrInvalid, name)
+	}
+	c := s.counters[name]
+	if c == nil || c.dead() {
+		return false, fmt.Errorf("%w: %q", ErrNotFound, name)
+	}
+	if nx && c.e != 0 || c.e == at {
+		return false, nil
+	}
+	if err := s.roomForChange(name, c, c.slot(s.replica) == nil); err != nil {
+		return false, err
+	}
+	s.setExpiry(name, c, at, now)
+	return true, nil
+}
+
+// setExpiry writes the expiry register into this replica's entry, stamped
+// above every stamp the counter holds so that it wins.
+func (s *State) setExpiry(name string, c *counter, at, now uint64) {
+	sl := c.slot(s.replica)
+	e := s.ownEntry(name, sl)
+	e.T, e.E = max(now, c.t+1), at
+	s.set(name, c, sl, e)
+}
+
+// Due returns the live counters whose expiry is at or before now (unix
+// milliseconds), each once: the caller deletes them. A counter whose
+// expiry changed since it was queued is left to its new time.
+func (s *State) Due(now uint64) []string {
+	var out []string
+	for len(s.expiring) > 0 && s.expiring[0].at <= now {
+		it := heap.Pop(&s.expiring).(expiryItem)
+		if c := s.counters[it.counter]; c != nil && c.e == it.at && !c.dead() {
+			out = append(out, it.counter)
+		}
+	}
+	return out
+}
+
+// NextExpiry returns the earliest expiry queued (unix milliseconds), and
+// false if none is.
+func (s *State) NextExpiry() (uint64, bool) {
+	if len(s.expiring) == 0 {
+		return 0, false
+	}
+	return s.expiring[0].at, true
+}
+
+// Collectable returns the dead counters every entry of which changed at or
+// before version through: once every replica holds this state up to through
+// (so holds these tombstones), they can be forgotten. It returns each such
+// counter once; a counter that changes again is a candidate again once it
+// is dead.
+func (s *State) Collectable(through uint64) []string {
+	var out []string
+	i := 0
+	for ; i < len(s.dead) && s.dead[i].ver <= through; i++ {
+		it := s.dead[i]
+		if c := s.counters[it.counter]; c != nil && c.dead() && c.latest() == it.ver {
+			out = append(out, it.counter)
+		}
+	}
+	s.dead = append(s.dead[:0:0], s.dead[i:]...)
+	return out
+}
+
+// Forget drops counter name and every entry it holds (TakeRemoved returns
+// them). Only a dead counter that every replica holds should be forgotten:
+// an entry forgotten here and still held elsewhere would come back with
+// its floor, harmlessly, but one held elsewhere without its floor would
+// come back alive.
+func (s *State) Forget(name string) {
+	c := s.counters[name]
+	if c == nil {
+		return
+	}
+	if !c.dead() {
+		s.live--
+	}
+	for i := range c.slots {
+		s.removing(c.slots[i].entry(name))
+	}
+	delete(s.counters, name)
+}
+
+// Fold folds the entries of this replica's earlier incarnations into the
+// fold entry of its lineage, one per counter, covering incarnations 1 to
+// Incarnation(Replica())−1, and drops them (TakeRemoved returns them). It
+// returns the fold entries it wrote.
+//
+// Call it once, on a state just loaded from the store that this lineage's
+// earlier incarnations wrote: there their entries hold their final totals
+// (a process sends peers only what it made durable first), so the fold
+// entry's totals are at least what any replica holds for them. A fold
+// entry that is new for a counter starts from the high-water mark (a fold
+// entry of that counter forgotten before may still be held elsewhere).
+// A counter whose fold would pass the uint64 range is left unfolded.
+func (s *State) Fold() []Entry {
+	fid, k := FoldID(s.replica), Incarnation(s.replica)
+	if k <= 1 {
+		return nil
+	}
+	lineage := Lineage(s.replica)
+	var folded []Entry
+	for name, c := range s.counters {
+		var covered []Entry
+		for i := range c.slots {
+			r := c.slots[i].replica
+			if j := Incarnation(r); j >= 1 && j < k && Lineage(r) == lineage {
+				covered = append(covered, c.slots[i].entry(name))
+			}
+		}
+		if len(covered) == 0 {
+			continue
+		}
+		f := c.slot(fid)
+		var e Entry
+		if f != nil {
+			e = f.entry(name)
+		} else {
+			h := s.high
+			e = Entry{Counter: name, Replica: fid, P: h, N: h, FP: h, FN: h}
+		}
+		var ok bool
+		if e, ok = sumInto(e, covered); !ok {
+			continue
+		}
+		e.G = uint32(k - 1)
+		for _, r := range covered {
+			s.dropSlot(name, c, r.Replica)
+		}
+		s.set(name, c, c.slot(fid), e)
+		folded = append(folded, e)
+	}
+	return folded
+}
+
+// sumInto adds the totals and floors of covered to e and raises its
+// expiry register to theirs; false if a sum would pass the uint64 range.
+func sumInto(e Entry, covered []Entry) (Entry, bool) {
+	for _, r := range covered {
+		var c1, c2, c3, c4 uint64
+		e.P, c1 = addOverflows(e.P, r.P)
+		e.N, c2 = addOverflows(e.N, r.N)
+		e.FP, c3 = addOverflows(e.FP, r.FP)
+		e.FN, c4 = addOverflows(e.FN, r.FN)
+		if c1|c2|c3|c4 != 0 {
+			return Entry{}, false
+		}
+		if pairLess(e.T, e.E, r.T, r.E) {
+			e.T, e.E = r.T, r.E
+		}
+	}
+	return e, true
+}
+
+type expiryItem struct {
+	at      uint64
+	counter string
+}
+
+// expiryHeap is a min-heap of expiry times (container/heap).
+type expiryHeap []expiryItem
+
+func (h expiryHeap) Len() int           { return len(h) }
+func (h expiryHeap) Less(i, j int) bool { return h[i].at < h[j].at }
+func (h expiryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *expiryHeap) Push(x any)        { *h = append(*h, x.(expiryItem)) }
+func (h *expiryHeap) Pop() any {
+	old := *h
+	it := old[len(old)-1]
+	old[len(old)-1] = expiryItem{}
+	*h = old[:len(old)-1]
+	return it
+}
