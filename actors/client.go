@@ -46,22 +46,76 @@ func (c *Counters) Decrement(ctx context.Context, counter string, by uint64) (in
 	return r.Value, r.Err
 }
 
-// Value returns one counter's value.
+// Change is a client's change to one counter: add By, or subtract it if
+// Neg; a TTL above 0 sets an expiry if the counter has none (Increment).
+type Change struct {
+	Counter string
+	By      uint64
+	Neg     bool
+	TTL     time.Duration
+}
+
+// Apply makes a change and returns the counter's value and expiry (unix
+// milliseconds, 0: never) once it is durable.
+func (c *Counters) Apply(ctx context.Context, ch Change) (*ChangeResult, error) {
+	var msg any = &Increment{Counter: ch.Counter, By: ch.By, TTL: ch.TTL}
+	if ch.Neg {
+		msg = &Decrement{Counter: ch.Counter, By: ch.By, TTL: ch.TTL}
+	}
+	r, err := ask[*ChangeResult](ctx, c.asker, msg)
+	if err != nil {
+		return nil, err
+	}
+	return r, r.Err
+}
+
+// Delete deletes counter (an observed reset: see crdt.State.Delete) and
+// reports whether it existed, once the delete is durable.
+func (c *Counters) Delete(ctx context.Context, counter string) (bool, error) {
+	r, err := ask[*DeleteResult](ctx, c.asker, &Delete{Counter: counter})
+	if err != nil {
+		return false, err
+	}
+	return r.Deleted, r.Err
+}
+
+// Expire makes counter expire ttl from now (0: never), only if it has no
+// expiry when nx is set. It fails with crdt.ErrNotFound if the counter
+// does not exist.
+func (c *Counters) Expire(ctx context.Context, counter string, ttl time.Duration, nx bool) (*ExpireResult, error) {
+	r, err := ask[*ExpireResult](ctx, c.asker, &Expire{Counter: counter, TTL: ttl, NX: nx})
+	if err != nil {
+		return nil, err
+	}
+	return r, r.Err
+}
+
+// Value returns one counter's value (0 if it does not exist).
 func (c *Counters) Value(ctx context.Context, counter string) (int64, error) {
-	r, err := ask[*CounterValue](ctx, c.asker, &GetCounter{Counter: counter})
+	r, err := c.Lookup(ctx, counter)
 	if err != nil {
 		return 0, err
 	}
 	return r.Value, nil
 }
 
+// Lookup returns one counter's value and expiry, and whether it exists.
+func (c *Counters) Lookup(ctx context.Context, counter string) (*CounterValue, error) {
+	return ask[*CounterValue](ctx, c.asker, &GetCounter{Counter: counter})
+}
+
 // Values returns every counter's value.
 func (c *Counters) Values(ctx context.Context) (map[string]int64, error) {
-	r, err := ask[*AllCounters](ctx, c.asker, &GetAll{})
+	r, err := c.All(ctx)
 	if err != nil {
 		return nil, err
 	}
 	return r.Values, nil
+}
+
+// All returns every counter's value, and the expiry of those that have one.
+func (c *Counters) All(ctx context.Context) (*AllCounters, error) {
+	return ask[*AllCounters](ctx, c.asker, &GetAll{})
 }
 
 // Merge folds a peer's entries into the state and returns once durable.
@@ -120,6 +174,10 @@ func withReply(msg any) chan any {
 	case *Increment:
 		reply = &m.Reply
 	case *Decrement:
+		reply = &m.Reply
+	case *Delete:
+		reply = &m.Reply
+	case *Expire:
 		reply = &m.Reply
 	case *GetCounter:
 		reply = &m.Reply

@@ -31,9 +31,10 @@ var (
 )
 
 // Store is where the CounterActor makes changes durable. Save must write all
-// entries or none, and return only once they are on disk.
+// of put and delete all of del (keys; the same key may be in both, and the
+// put wins) or nothing, and return only once that is on disk.
 type Store interface {
-	Save(entries []crdt.Entry) error
+	Save(put, del []crdt.Entry) error
 }
 
 // Observer is told about the CounterActor's work; *metrics.Metrics
@@ -50,29 +51,79 @@ type Observer interface {
 	// MergeRefused reports a merge refused whole because it would give a
 	// counter more than crdt.Limits.MaxEntries entries.
 	MergeRefused()
+	// Entries reports how many replica entries the state holds, when it
+	// changes.
+	Entries(n int)
+	// Deleted reports n counters deleted here: by a client (reason
+	// "delete") or because their expiry passed ("expire").
+	Deleted(reason string, n int)
+	// Collected reports n dead counters (tombstones) forgotten because
+	// every member holds them.
+	Collected(n int)
 }
 
-// Increment asks the CounterActor to add By to Counter.
+// Increment asks the CounterActor to add By to Counter. A TTL above 0
+// makes the counter expire that long from now if it has no expiry yet (the
+// rate-limiter window: later changes do not extend it). A counter whose
+// expiry has passed is deleted first, so the change starts a new one.
 // Reply: *ChangeResult, once the change is durable.
 type Increment struct {
 	Counter string
 	By      uint64
+	TTL     time.Duration
 	Reply   Reply
 }
 
-// Decrement asks the CounterActor to subtract By from Counter.
-// Reply: *ChangeResult, once the change is durable.
+// Decrement asks the CounterActor to subtract By from Counter; TTL as for
+// Increment. Reply: *ChangeResult, once the change is durable.
 type Decrement struct {
 	Counter string
 	By      uint64
+	TTL     time.Duration
 	Reply   Reply
 }
 
 // ChangeResult answers Increment and Decrement: the counter's value right
-// after this change, or why it failed.
+// after this change and when it expires (unix milliseconds, 0: never), or
+// why it failed.
 type ChangeResult struct {
 	Counter string
 	Value   int64
+	Expires uint64
+	Err     error
+}
+
+// Delete asks the CounterActor to delete Counter: an observed reset of
+// every change this node has seen (crdt.State.Delete). Reply:
+// *DeleteResult, once the delete is durable.
+type Delete struct {
+	Counter string
+	Reply   Reply
+}
+
+// DeleteResult answers Delete: whether there was a counter to delete, or
+// why the delete failed.
+type DeleteResult struct {
+	Deleted bool
+	Err     error
+}
+
+// Expire asks the CounterActor to make Counter expire TTL from now, or to
+// never expire if TTL is 0. With NX it sets an expiry only if the counter
+// has none. Reply: *ExpireResult, once durable.
+type Expire struct {
+	Counter string
+	TTL     time.Duration
+	NX      bool
+	Reply   Reply
+}
+
+// ExpireResult answers Expire: whether the expiry was set, and the
+// counter's expiry after it (unix milliseconds, 0: never), or why it
+// failed (crdt.ErrNotFound: no such counter).
+type ExpireResult struct {
+	Set     bool
+	Expires uint64
 	Err     error
 }
 
@@ -82,17 +133,30 @@ type GetCounter struct {
 	Reply   Reply
 }
 
-// CounterValue answers GetCounter.
+// CounterValue answers GetCounter. A counter that does not exist (never
+// created, deleted or expired) has Exists false and Value 0.
 type CounterValue struct {
 	Counter string
 	Value   int64
+	Expires uint64 // unix milliseconds; 0: never
+	Exists  bool
 }
 
 // GetAll asks for every counter's value. Reply: *AllCounters.
 type GetAll struct{ Reply Reply }
 
-// AllCounters answers GetAll.
-type AllCounters struct{ Values map[string]int64 }
+// AllCounters answers GetAll: the value of every counter, and the expiry
+// (unix milliseconds) of those that have one.
+type AllCounters struct {
+	Values  map[string]int64
+	Expires map[string]uint64
+}
+
+// Stable tells the CounterActor that every member of the cluster holds
+// this node's durable state up to version Through (math.MaxUint64: there
+// are no other members). Dead counters all of whose entries are that old
+// are then held everywhere and can be forgotten (crdt.State.Collectable).
+type Stable struct{ Through uint64 }
 
 // Merge asks the CounterActor to fold a peer's entries into the state.
 // From names the peer that pushed them. Reply: *MergeResult, once the merged
@@ -180,6 +244,7 @@ type entryKey struct{ counter, replica string }
 // for it to be durable.
 type batch struct {
 	dirty   map[entryKey]struct{}
+	removed []crdt.Entry // entries the state dropped: deleted from the store
 	waiters []waiter
 	entries []crdt.Entry // what it writes
 	origin  origin
@@ -243,7 +308,12 @@ type CounterActor struct {
 	disk      *crdt.State
 	announced uint64 // the disk version subscribers were last told of
 	known     int    // counters last reported to obs
+	entries   int    // entries last reported to obs
 	overTold  bool   // counters past the limit were logged (once)
+	stable    uint64 // every member holds disk up to this version (Stable)
+
+	now   func() time.Time
+	sweep time.Duration // how often expired counters are deleted
 
 	next     batch  // gathering
 	inFlight *batch // being written, or nil
@@ -254,6 +324,7 @@ type CounterActor struct {
 	timer      *scheduler.TimerScheduler
 	retryDelay time.Duration // 0: the last write did not fail
 	retryTimer scheduler.CancelFunc
+	sweepTimer scheduler.CancelFunc
 }
 
 // Bounds of the backoff between retries of a failed store write.
@@ -265,52 +336,105 @@ const (
 // retryWrite is the CounterActor's timer for writing again after a failure.
 type retryWrite struct{}
 
+// sweepTick is the CounterActor's timer for deleting expired counters.
+type sweepTick struct{}
+
+// DefaultSweep is how often a CounterActor deletes the counters whose
+// expiry passed, unless WithSweep says otherwise. Reads treat an expired
+// counter as gone at once; the sweep makes it gone on every node and
+// lets its storage be reclaimed.
+const DefaultSweep = time.Second
+
+// CounterOption tunes a CounterActor.
+type CounterOption func(*CounterActor)
+
+// WithClock makes the CounterActor read the time from now (expiries).
+func WithClock(now func() time.Time) CounterOption {
+	return func(a *CounterActor) { a.now = now }
+}
+
+// WithSweep sets how often expired counters are deleted.
+func WithSweep(every time.Duration) CounterOption {
+	return func(a *CounterActor) { a.sweep = every }
+}
+
 // NewCounterProps returns the props of a CounterActor that owns state (loaded
 // from store by the caller) and writes to store; a nil store keeps nothing.
 // obs, if not nil, is told about commits and the number of counters.
-func NewCounterProps(state *crdt.State, store Store, log *slog.Logger, obs Observer) *actor.Props {
+func NewCounterProps(state *crdt.State, store Store, log *slog.Logger, obs Observer, opts ...CounterOption) *actor.Props {
 	disk := state
 	if store != nil {
 		disk = crdt.New(state.Replica())
 		if _, err := disk.Merge(state.DeltaSince(0, state.Version())); err != nil {
 			panic(fmt.Sprintf("actors: state does not merge into a copy of itself: %v", err))
 		}
+		disk.TakeRemoved()
 	}
 	return actor.PropsFromProducer(func() actor.Actor {
 		// A restart after a panic keeps the same state: it is the only copy.
-		return &CounterActor{state: state, store: store, log: log, obs: obs, disk: disk, announced: disk.Version(), known: -1}
+		a := &CounterActor{state: state, store: store, log: log, obs: obs, disk: disk, announced: disk.Version(),
+			known: -1, entries: -1, now: time.Now, sweep: DefaultSweep}
+		for _, o := range opts {
+			o(a)
+		}
+		return a
 	})
 }
+
+// nowMs returns the time in unix milliseconds, as expiries hold it.
+func (a *CounterActor) nowMs() uint64 { return uint64(max(a.now().UnixMilli(), 0)) }
 
 // Receive implements actor.Actor.
 func (a *CounterActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		a.timer = scheduler.NewTimerScheduler(ctx.ActorSystem().Root)
+		a.sweepTimer = a.timer.SendRepeatedly(a.sweep, a.sweep, ctx.Self(), &sweepTick{})
 		a.countCounters()
 	case *actor.Stopping, *actor.Restarting:
 		if a.retryTimer != nil {
 			a.retryTimer()
 		}
+		if a.sweepTimer != nil {
+			a.sweepTimer()
+			a.sweepTimer = nil
+		}
 	case *retryWrite:
 		a.retryTimer = nil
 		a.flush(ctx, true)
+	case *sweepTick:
+		a.sweepExpired(ctx)
 	case *Increment:
-		v, err := a.state.Increment(m.Counter, m.By)
-		a.changed(ctx, answerTo(ctx, m.Reply), m.Counter, v, err)
+		a.change(ctx, answerTo(ctx, m.Reply), m.Counter, m.By, false, m.TTL)
 	case *Decrement:
-		v, err := a.state.Decrement(m.Counter, m.By)
-		a.changed(ctx, answerTo(ctx, m.Reply), m.Counter, v, err)
+		a.change(ctx, answerTo(ctx, m.Reply), m.Counter, m.By, true, m.TTL)
+	case *Delete:
+		a.delete(ctx, m)
+	case *Expire:
+		a.expire(ctx, m)
+	case *Stable:
+		a.stable = m.Through
+		a.collect(ctx)
 	case *Merge:
 		a.merge(ctx, m)
 	case *GetCounter:
-		answerTo(ctx, m.Reply).send(ctx, &CounterValue{Counter: m.Counter, Value: a.state.Value(m.Counter)})
-	case *GetAll:
-		values := make(map[string]int64)
-		for name, c := range a.state.Values(uint64(time.Now().UnixMilli())) {
-			values[name] = c.Value
+		r := &CounterValue{Counter: m.Counter}
+		if v, exp, ok := a.state.Lookup(m.Counter); ok && !expired(exp, a.nowMs()) {
+			r.Value, r.Expires, r.Exists = v, exp, true
 		}
-		answerTo(ctx, m.Reply).send(ctx, &AllCounters{Values: values})
+		answerTo(ctx, m.Reply).send(ctx, r)
+	case *GetAll:
+		all := &AllCounters{Values: make(map[string]int64, a.state.Len())}
+		for name, c := range a.state.Values(a.nowMs()) {
+			all.Values[name] = c.Value
+			if c.Expires != 0 {
+				if all.Expires == nil {
+					all.Expires = make(map[string]uint64)
+				}
+				all.Expires[name] = c.Expires
+			}
+		}
+		answerTo(ctx, m.Reply).send(ctx, all)
 	case *GetVersion:
 		answerTo(ctx, m.Reply).send(ctx, &Version{Version: a.disk.Version()})
 	case *DeltaSince:
@@ -330,17 +454,160 @@ func (a *CounterActor) Receive(ctx actor.Context) {
 	}
 }
 
-func (a *CounterActor) changed(ctx actor.Context, to answer, counter string, v int64, err error) {
+func expired(at, now uint64) bool { return at != 0 && at <= now }
+
+// change applies a client's Increment or Decrement.
+func (a *CounterActor) change(ctx actor.Context, to answer, counter string, by uint64, neg bool, ttl time.Duration) {
+	now := a.nowMs()
+	before := a.state.Version()
+	a.expireIfDue(counter, now)
+	var v int64
+	var err error
+	if neg {
+		v, err = a.state.Decrement(counter, by)
+	} else {
+		v, err = a.state.Increment(counter, by)
+	}
+	if err == nil && ttl > 0 {
+		_, err = a.state.Expire(counter, now+uint64(ttl.Milliseconds()), true, now)
+	}
+	if a.state.Version() != before+1 {
+		a.dirtySince(before) // an expired counter was deleted, or an expiry set
+	} else {
+		a.dirty(entryKey{counter, a.state.Replica()})
+	}
 	if err != nil {
 		if errors.Is(err, crdt.ErrLimit) {
 			err = fmt.Errorf("%w: %w", ErrFull, err)
 		}
 		to.send(ctx, &ChangeResult{Counter: counter, Err: err})
+		a.flush(ctx, true) // the delete of an expired counter, if any
 		return
 	}
-	a.dirty(entryKey{counter, a.state.Replica()})
+	_, exp, _ := a.state.Lookup(counter)
 	a.next.origin.add("")
-	a.await(ctx, to, &ChangeResult{Counter: counter, Value: v})
+	a.await(ctx, to, &ChangeResult{Counter: counter, Value: v, Expires: exp})
+}
+
+// expireIfDue deletes counter if its expiry has passed.
+func (a *CounterActor) expireIfDue(counter string, now uint64) {
+	if _, exp, ok := a.state.Lookup(counter); ok && expired(exp, now) && a.state.Delete(counter, now) {
+		a.deleted("expire", 1)
+	}
+}
+
+func (a *CounterActor) delete(ctx actor.Context, m *Delete) {
+	to := answerTo(ctx, m.Reply)
+	if !crdt.ValidName(m.Counter) {
+		to.send(ctx, &DeleteResult{Err: fmt.Errorf("%w: counter name %q", crdt.ErrInvalid, m.Counter)})
+		return
+	}
+	now := a.nowMs()
+	before := a.state.Version()
+	_, exp, ok := a.state.Lookup(m.Counter)
+	deleted := a.state.Delete(m.Counter, now)
+	if deleted {
+		reason := "delete"
+		if ok && expired(exp, now) {
+			reason = "expire" // already gone to readers
+		}
+		a.deleted(reason, 1)
+	}
+	a.dirtySince(before)
+	a.next.origin.add("")
+	a.await(ctx, to, &DeleteResult{Deleted: deleted && !(ok && expired(exp, now))})
+}
+
+func (a *CounterActor) expire(ctx actor.Context, m *Expire) {
+	to := answerTo(ctx, m.Reply)
+	now := a.nowMs()
+	before := a.state.Version()
+	a.expireIfDue(m.Counter, now)
+	var at uint64
+	if m.TTL > 0 {
+		at = now + uint64(m.TTL.Milliseconds())
+	}
+	set, err := a.state.Expire(m.Counter, at, m.NX, now)
+	a.dirtySince(before)
+	if err != nil {
+		if errors.Is(err, crdt.ErrLimit) {
+			err = fmt.Errorf("%w: %w", ErrFull, err)
+		}
+		to.send(ctx, &ExpireResult{Err: err})
+		a.flush(ctx, true)
+		return
+	}
+	_, exp, _ := a.state.Lookup(m.Counter)
+	a.next.origin.add("")
+	a.await(ctx, to, &ExpireResult{Set: set, Expires: exp})
+}
+
+// sweepExpired deletes every counter whose expiry has passed.
+func (a *CounterActor) sweepExpired(ctx actor.Context) {
+	now := a.nowMs()
+	before := a.state.Version()
+	n := 0
+	for _, name := range a.state.Due(now) {
+		if a.state.Delete(name, now) {
+			n++
+		}
+	}
+	if n == 0 {
+		return
+	}
+	a.deleted("expire", n)
+	a.dirtySince(before)
+	a.next.origin.add("")
+	a.flush(ctx, true)
+}
+
+// collect forgets the dead counters every member holds (Stable).
+func (a *CounterActor) collect(ctx actor.Context) {
+	names := a.disk.Collectable(min(a.stable, a.disk.Version()))
+	n := 0
+	for _, name := range names {
+		if _, _, live := a.state.Lookup(name); live {
+			continue // changed since it was made durable; a candidate again once dead
+		}
+		a.state.Forget(name)
+		if a.disk != a.state {
+			a.disk.Forget(name)
+			a.disk.TakeRemoved()
+		}
+		n++
+	}
+	if n == 0 {
+		return
+	}
+	if a.obs != nil {
+		a.obs.Collected(n)
+	}
+	a.takeRemoved()
+	a.countCounters()
+	a.flush(ctx, true)
+}
+
+func (a *CounterActor) deleted(reason string, n int) {
+	if a.obs != nil {
+		a.obs.Deleted(reason, n)
+	}
+}
+
+// dirtySince marks every entry changed after version before as dirty, and
+// gathers the entries the state dropped.
+func (a *CounterActor) dirtySince(before uint64) {
+	for _, e := range a.state.DeltaSince(before, a.state.Version()) {
+		a.dirty(entryKey{e.Counter, e.Replica})
+	}
+	a.takeRemoved()
+}
+
+// takeRemoved moves the entries the state dropped into the next write.
+func (a *CounterActor) takeRemoved() {
+	r := a.state.TakeRemoved()
+	if a.store != nil {
+		a.next.removed = append(a.next.removed, r...)
+	}
 }
 
 func (a *CounterActor) merge(ctx actor.Context, m *Merge) {
@@ -362,10 +629,18 @@ func (a *CounterActor) merge(ctx actor.Context, m *Merge) {
 	for _, e := range changed {
 		a.dirty(entryKey{e.Counter, e.Replica})
 	}
+	if removed := a.state.TakeRemoved(); len(removed) > 0 {
+		// A fold covered entries held here: the fold entry now carries
+		// floors this node derived, which the peer may lack.
+		if a.store != nil {
+			a.next.removed = append(a.next.removed, removed...)
+		}
+		a.next.origin.add("")
+	}
 	if len(changed) > 0 {
 		a.next.origin.add(m.From)
 	}
-	if len(changed) == 0 && a.inFlight == nil && len(a.next.waiters) == 0 && len(a.next.dirty) == 0 {
+	if len(changed) == 0 && a.inFlight == nil && len(a.next.waiters) == 0 && len(a.next.dirty) == 0 && len(a.next.removed) == 0 {
 		// Nothing new and nothing unwritten: what the peer sent is durable here.
 		to.send(ctx, &MergeResult{})
 		return
@@ -400,7 +675,14 @@ func (a *CounterActor) await(ctx actor.Context, to answer, reply any) {
 // no one waiting (entries left by a failed write) is written only when retry
 // is set, by the backoff timer.
 func (a *CounterActor) flush(ctx actor.Context, retry bool) {
-	if a.inFlight != nil || len(a.next.waiters) == 0 && (!retry || len(a.next.dirty) == 0) {
+	if a.store == nil {
+		if len(a.next.waiters) == 0 {
+			a.announce(ctx, a.next.origin) // changes no client waits for
+			a.next.origin = origin{}
+		}
+		return
+	}
+	if a.inFlight != nil || len(a.next.waiters) == 0 && (!retry || len(a.next.dirty) == 0 && len(a.next.removed) == 0) {
 		return
 	}
 	b := a.next
@@ -414,8 +696,8 @@ func (a *CounterActor) flush(ctx actor.Context, retry bool) {
 	}
 	b.entries = entries
 	a.inFlight = &b
-	store, self, root := a.store, ctx.Self(), ctx.ActorSystem().Root
-	go func() { root.Send(self, &saved{err: store.Save(entries)}) }()
+	store, self, root, del := a.store, ctx.Self(), ctx.ActorSystem().Root, b.removed
+	go func() { root.Send(self, &saved{err: store.Save(entries, del)}) }()
 }
 
 func (a *CounterActor) saved(ctx actor.Context, err error) {
@@ -432,6 +714,7 @@ func (a *CounterActor) saved(ctx actor.Context, err error) {
 		for k := range b.dirty {
 			a.dirty(k)
 		}
+		a.next.removed = append(b.removed, a.next.removed...)
 		a.next.origin.merge(b.origin)
 		err = fmt.Errorf("%w: %v", ErrStore, err)
 		for _, w := range b.waiters {
@@ -454,6 +737,7 @@ func (a *CounterActor) saved(ctx actor.Context, err error) {
 	if _, err := a.disk.Merge(b.entries); err != nil {
 		panic(fmt.Sprintf("actors: durable entries do not merge: %v", err)) // they came from state
 	}
+	a.disk.TakeRemoved()
 	if a.obs != nil {
 		a.obs.Committed(len(b.waiters), time.Since(b.started))
 	}
@@ -486,11 +770,19 @@ func (a *CounterActor) overLimit(before int, from string) {
 	}
 }
 
-// countCounters tells the observer the number of counters if it changed.
+// countCounters tells the observer the number of counters and entries if
+// they changed.
 func (a *CounterActor) countCounters() {
-	if n := a.state.Len(); a.obs != nil && n != a.known {
+	if a.obs == nil {
+		return
+	}
+	if n := a.state.Len(); n != a.known {
 		a.known = n
 		a.obs.Counters(n)
+	}
+	if n := a.state.Entries(); n != a.entries {
+		a.entries = n
+		a.obs.Entries(n)
 	}
 }
 
@@ -507,6 +799,7 @@ func (a *CounterActor) announce(ctx actor.Context, o origin) {
 	for _, pid := range a.subs {
 		ctx.Send(pid, &Changed{Version: a.announced, Origin: o.String()})
 	}
+	a.collect(ctx) // the change may have made tombstones that are held everywhere
 }
 
 func (a *CounterActor) subscribe(ctx actor.Context, pid *actor.PID) {

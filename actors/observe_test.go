@@ -18,6 +18,42 @@ type recordingObserver struct {
 	counters  []int
 	overLimit int // counters merged past the limit
 	refused   int // merges refused for the entry limit
+	entries   int // as last reported
+	deleted   map[string]int
+	collected int
+}
+
+func (o *recordingObserver) Entries(n int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.entries = n
+}
+
+func (o *recordingObserver) Deleted(reason string, n int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.deleted == nil {
+		o.deleted = make(map[string]int)
+	}
+	o.deleted[reason] += n
+}
+
+func (o *recordingObserver) Collected(n int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.collected += n
+}
+
+// lifecycle returns the entries last reported, the deletions by reason
+// and the tombstones collected.
+func (o *recordingObserver) lifecycle() (entries int, deleted map[string]int, collected int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	d := make(map[string]int)
+	for k, v := range o.deleted {
+		d[k] = v
+	}
+	return o.entries, d, o.collected
 }
 
 func (o *recordingObserver) CountersOverLimit(n int) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -189,6 +190,9 @@ type Supervisor struct {
 	pending  []tombstoneChange // the first is being written
 	stopping bool
 	cands    candidates
+
+	stable     uint64 // as last told to the CounterActor
+	stableSent bool
 }
 
 // NewSupervisorProps returns the props of a Supervisor. A PeerActor that
@@ -278,6 +282,26 @@ func (s *Supervisor) Receive(ctx actor.Context) {
 		s.candidateProbed(ctx, m)
 	case *actor.Terminated:
 		s.terminated(ctx, m.Who)
+	}
+	s.tellStable(ctx)
+}
+
+// tellStable tells the CounterActor, when it changes, the version of this
+// node's state that every member holds: the least Held among them, down
+// and unauthorized members included (a member that is away may still hold
+// an old entry a tombstone must outlive). A member leaves the minimum only
+// when it is removed or reaped.
+func (s *Supervisor) tellStable(ctx actor.Context) {
+	through := uint64(math.MaxUint64)
+	for _, mb := range s.members {
+		through = min(through, mb.held)
+	}
+	if through == s.stable && s.stableSent {
+		return
+	}
+	s.stable, s.stableSent = through, true
+	if c := s.cfg.Peer.Counter; c != nil {
+		ctx.Send(c, &Stable{Through: through})
 	}
 }
 

@@ -31,10 +31,10 @@
 package crdt
 
 import (
-	"container/heap"
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 )
 
@@ -431,7 +431,7 @@ func (s *State) Get(name, replica string) (Entry, bool) {
 // Merge folds entries into the state, taking the per-field maximum of each
 // entry, and returns the entries that changed (with their new fields). An
 // entry of an incarnation that a fold entry of its lineage covers is not
-// kept: it only raises the fold entry's floor and expiry (see Fold). Invalid
+// kept: it only raises the fold entry's floor and expiry (absorb). Invalid
 // input changes nothing and returns an error wrapping ErrInvalid; entries
 // that would give a counter more than Limits.MaxEntries change nothing and
 // return an error wrapping ErrLimit.
@@ -445,37 +445,122 @@ func (s *State) Merge(entries []Entry) ([]Entry, error) {
 	if err := s.room(entries); err != nil {
 		return nil, err
 	}
-	var changed []Entry
+	m := merging{s: s}
+	// Fold entries first: then every entry a fold covers, held here or in
+	// this batch, is absorbed into it in one sum.
 	for _, e := range entries {
-		c := s.counters[e.Counter]
-		if f := s.coveredBy(c, e.Replica); f != nil {
-			if next, ok := s.absorb(e.Counter, c, f, []Entry{e}); ok {
-				changed = append(changed, next)
-			}
+		if e.G > 0 {
+			m.join(e)
+		}
+	}
+	for _, e := range entries {
+		if e.G > 0 {
 			continue
 		}
-		var sl *slot
-		cur := Entry{Counter: e.Counter, Replica: e.Replica} // an absent entry counts as zeros
-		if c != nil {
-			if sl = c.slot(e.Replica); sl != nil {
-				cur = sl.entry(e.Counter)
+		if s.coveredBy(s.counters[e.Counter], e.Replica) != nil {
+			m.cover(e)
+			continue
+		}
+		m.join(e)
+	}
+	m.absorbAll()
+	return m.changed, nil
+}
+
+// merging is one Merge in progress.
+type merging struct {
+	s       *State
+	changed []Entry
+	at      map[Entry]int // key (other fields zero) -> index in changed
+	// folds are the fold entries whose count rose or that cover entries of
+	// this batch, by counter; covered holds those entries, by key.
+	folds   map[string][]string
+	covered map[Entry]Entry
+}
+
+// join merges one entry that no fold covers.
+func (m *merging) join(e Entry) {
+	s := m.s
+	c, sl := s.find(e.Counter, e.Replica)
+	cur := Entry{Counter: e.Counter, Replica: e.Replica} // an absent entry counts as zeros
+	if sl != nil {
+		cur = sl.entry(e.Counter)
+	}
+	next := join(cur, e)
+	if next == cur {
+		return // nothing new
+	}
+	s.set(e.Counter, c, sl, next)
+	m.record(next)
+	if next.G > cur.G {
+		m.fold(e.Counter, e.Replica)
+	}
+}
+
+// cover keeps an entry a fold covers for absorbAll.
+func (m *merging) cover(e Entry) {
+	k := Entry{Counter: e.Counter, Replica: e.Replica}
+	if m.covered == nil {
+		m.covered = make(map[Entry]Entry)
+	}
+	m.covered[k] = join(m.covered[k], e)
+	m.fold(e.Counter, FoldID(e.Replica))
+}
+
+func (m *merging) fold(counter, foldID string) {
+	if m.folds == nil {
+		m.folds = make(map[string][]string)
+	}
+	if !slices.Contains(m.folds[counter], foldID) {
+		m.folds[counter] = append(m.folds[counter], foldID)
+	}
+}
+
+// absorbAll absorbs, per fold entry, every entry it covers: those held
+// and those of this batch, each key once (their join).
+func (m *merging) absorbAll() {
+	s := m.s
+	for name, folds := range m.folds {
+		c := s.counters[name]
+		for _, fid := range folds {
+			f := c.slot(fid)
+			if f == nil || f.x == nil || f.x.g == 0 {
+				continue
 			}
-		}
-		next := join(cur, e)
-		if next == cur {
-			continue // nothing new
-		}
-		c = s.set(e.Counter, c, sl, next)
-		if next.G > cur.G {
-			if covered := s.coveredIn(c, next.Replica, next.G); len(covered) > 0 {
-				if f, ok := s.absorb(e.Counter, c, c.slot(next.Replica), covered); ok {
-					next = f
+			group := s.coveredIn(c, fid, f.x.g)
+			for i, e := range group {
+				k := Entry{Counter: name, Replica: e.Replica}
+				if in, ok := m.covered[k]; ok {
+					group[i] = join(e, in)
+					delete(m.covered, k)
 				}
 			}
+			for k, in := range m.covered {
+				if k.Counter == name && FoldID(k.Replica) == fid {
+					group = append(group, in)
+					delete(m.covered, k)
+				}
+			}
+			if next, ok := s.absorb(name, c, c.slot(fid), group); ok {
+				m.record(next)
+			}
 		}
-		changed = append(changed, next)
 	}
-	return changed, nil
+}
+
+// record notes a changed entry; a key changed twice is reported once, with
+// its last fields.
+func (m *merging) record(e Entry) {
+	k := Entry{Counter: e.Counter, Replica: e.Replica}
+	if i, ok := m.at[k]; ok {
+		m.changed[i] = e
+		return
+	}
+	if m.at == nil {
+		m.at = make(map[Entry]int)
+	}
+	m.at[k] = len(m.changed)
+	m.changed = append(m.changed, e)
 }
 
 // coveredBy returns the fold entry of c that covers replica's incarnation,
@@ -686,12 +771,12 @@ func (s *State) set(name string, c *counter, sl *slot, e Entry) *counter {
 	if pairLess(c.t, c.e, e.T, e.E) {
 		c.t, c.e = e.T, e.E
 		if c.e != 0 {
-			heap.Push(&s.expiring, expiryItem{at: c.e, counter: name})
+			s.queueExpiry(name, c.e)
 		}
 	}
 	switch dead := c.dead(); {
 	case dead:
-		s.dead = append(s.dead, logItem{ver: s.version, counter: name})
+		s.queueDead(name, s.version)
 		if !wasDead {
 			s.live--
 		}
@@ -714,7 +799,7 @@ func (s *State) dropSlot(name string, c *counter, replica string) {
 	switch dead := c.dead(); {
 	case dead && !wasDead:
 		s.live--
-		s.dead = append(s.dead, logItem{ver: c.latest(), counter: name})
+		s.queueDead(name, c.latest())
 	case !dead && wasDead:
 		s.live++
 	}

@@ -193,6 +193,43 @@ func sumInto(e Entry, covered []Entry) (Entry, bool) {
 	return e, true
 }
 
+// queueDead records that counter name was dead after its change at
+// version ver, for Collectable. Items made stale by later changes are
+// dropped once they outnumber the counters, so the queue stays in
+// proportion to the state even where Collectable is never called.
+func (s *State) queueDead(name string, ver uint64) {
+	s.dead = append(s.dead, logItem{ver: ver, counter: name})
+	if len(s.dead) <= 2*len(s.counters)+64 {
+		return
+	}
+	keep := s.dead[:0]
+	for _, it := range s.dead {
+		if c := s.counters[it.counter]; c != nil && c.dead() && c.latest() == it.ver {
+			keep = append(keep, it)
+		}
+	}
+	clear(s.dead[len(keep):])
+	s.dead = keep
+}
+
+// queueExpiry records that counter name expires at at, for Due; stale
+// items are dropped as in queueDead.
+func (s *State) queueExpiry(name string, at uint64) {
+	heap.Push(&s.expiring, expiryItem{at: at, counter: name})
+	if len(s.expiring) <= 2*len(s.counters)+64 {
+		return
+	}
+	keep := s.expiring[:0]
+	for _, it := range s.expiring {
+		if c := s.counters[it.counter]; c != nil && c.e == it.at && !c.dead() {
+			keep = append(keep, it)
+		}
+	}
+	clear(s.expiring[len(keep):])
+	s.expiring = keep
+	heap.Init(&s.expiring)
+}
+
 type expiryItem struct {
 	at      uint64
 	counter string

@@ -54,6 +54,9 @@ type Metrics struct {
 	gossipIgnored  prometheus.Counter
 	overLimit      prometheus.Counter
 	mergesRefused  prometheus.Counter
+	entries        prometheus.Gauge
+	deleted        *prometheus.CounterVec
+	collected      prometheus.Counter
 }
 
 // New returns a node's metrics, with Go runtime and process metrics beside
@@ -104,7 +107,19 @@ func New(src Sources) *Metrics {
 		}),
 		counters: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "countd_counters",
-			Help: "Named counters this node knows.",
+			Help: "Named counters this node knows (not deleted; expired ones until the sweep deletes them).",
+		}),
+		entries: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "countd_crdt_entries",
+			Help: "Per-replica entries this node holds, in all counters, tombstones included.",
+		}),
+		deleted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "countd_counters_deleted_total",
+			Help: "Counters deleted on this node, by reason: delete (a client's DELETE) or expire (the expiry passed).",
+		}, []string{"reason"}),
+		collected: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "countd_tombstones_collected_total",
+			Help: "Deleted counters forgotten (memory and disk reclaimed) once every member held their deletion.",
 		}),
 		gossipIgnored: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "countd_gossip_ignored_total",
@@ -122,7 +137,7 @@ func New(src Sources) *Metrics {
 	m.reg.MustRegister(
 		m.changes, m.pushes, m.pushFailures, m.pushBytes, m.pushEntries,
 		m.heartbeatRTT, m.httpDuration, m.commitBatch, m.commitDuration, m.counters,
-		m.gossipIgnored, m.overLimit, m.mergesRefused,
+		m.gossipIgnored, m.overLimit, m.mergesRefused, m.entries, m.deleted, m.collected,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -130,6 +145,9 @@ func New(src Sources) *Metrics {
 		m.reg.MustRegister(peersCollector{src.PeerStates})
 	}
 	m.changeOf = make(map[[2]string]prometheus.Counter)
+	for _, reason := range []string{"delete", "expire"} {
+		m.deleted.WithLabelValues(reason)
+	}
 	for _, op := range []string{"increment", "decrement"} { // series exist from the start
 		for _, o := range []string{OutcomeOK, OutcomeRejected, OutcomeUnavailable} {
 			m.changeOf[[2]string{op, o}] = m.changes.WithLabelValues(op, o)
@@ -241,6 +259,27 @@ func (m *Metrics) Counters(n int) {
 func (m *Metrics) CountersOverLimit(n int) {
 	if m != nil {
 		m.overLimit.Add(float64(n))
+	}
+}
+
+// Entries sets how many per-replica entries the node holds.
+func (m *Metrics) Entries(n int) {
+	if m != nil {
+		m.entries.Set(float64(n))
+	}
+}
+
+// Deleted counts n counters deleted for reason ("delete" or "expire").
+func (m *Metrics) Deleted(reason string, n int) {
+	if m != nil {
+		m.deleted.WithLabelValues(reason).Add(float64(n))
+	}
+}
+
+// Collected counts n tombstones forgotten.
+func (m *Metrics) Collected(n int) {
+	if m != nil {
+		m.collected.Add(float64(n))
 	}
 }
 

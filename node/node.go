@@ -67,8 +67,8 @@ func Open(cfg Config) (*Node, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	n := &Node{cfg: cfg, replica: crdt.NewReplicaID(), started: time.Now()}
-	n.log = cfg.Logger.With("replica", n.replica)
+	n := &Node{cfg: cfg, started: time.Now()}
+	n.log = cfg.Logger
 	if err := n.open(); err != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 		defer cancel()
@@ -134,14 +134,21 @@ func (n *Node) listen() (net.Listener, error) {
 	return ln, nil
 }
 
-// openStore loads the durable state and the tombstones, or makes an empty
-// state in memory mode (st nil). st is what the CounterActor writes to.
+// openStore takes this process's replica id, and loads the durable state
+// and the tombstones, or makes an empty state in memory mode (st nil). st
+// is what the CounterActor writes to.
+//
+// A process on a data file takes the next incarnation of the file's
+// lineage (store.DB.Start) and folds its earlier incarnations' entries
+// into one per counter (crdt.State.Fold) before it serves anything, so
+// restarts do not add entries. A memory-mode process is the first
+// incarnation of a lineage of its own.
 func (n *Node) openStore() (state *crdt.State, st actors.Store, removed []string, err error) {
-	state = crdt.New(n.replica)
-	// Limits apply to what comes after the load: a store that holds more
-	// (written under higher limits) is loaded whole.
-	defer state.SetLimits(crdt.Limits{MaxCounters: n.cfg.MaxCounters, MaxEntries: n.cfg.MaxEntries})
+	limits := crdt.Limits{MaxCounters: n.cfg.MaxCounters, MaxEntries: n.cfg.MaxEntries}
 	if n.cfg.Memory {
+		n.setReplica(crdt.NewReplicaID())
+		state = crdt.New(n.replica)
+		state.SetLimits(limits)
 		return state, nil, nil, nil
 	}
 	db, err := store.Open(filepath.Join(n.cfg.DataDir, StoreFile))
@@ -149,12 +156,32 @@ func (n *Node) openStore() (state *crdt.State, st actors.Store, removed []string
 		return nil, nil, nil, err
 	}
 	n.undo.push(func(context.Context) error { return db.Close() }) // bbolt waits for a write in flight
+	start, err := db.Start()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	n.setReplica(start.Replica)
+	if start.NewLineage {
+		n.log.Info("data file starts a new lineage", "why", start.Reason)
+	}
+	state = crdt.New(n.replica)
+	state.SetHigh(start.High)
 	entries, err := db.Load()
 	if err == nil {
 		_, err = state.Merge(entries)
 	}
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("node: loading %s: %w", db.Path(), err)
+	}
+	// Limits apply to what comes after the load: a store that holds more
+	// (written under higher limits) is loaded whole.
+	state.SetLimits(limits)
+	folded := state.Fold()
+	if dropped := state.TakeRemoved(); len(dropped) > 0 {
+		if err := db.Save(folded, dropped); err != nil {
+			return nil, nil, nil, fmt.Errorf("node: folding earlier incarnations: %w", err)
+		}
+		n.log.Info("folded earlier incarnations", "counters", len(folded), "entries_dropped", len(dropped))
 	}
 	if removed, err = db.Tombstones(); err != nil {
 		return nil, nil, nil, err
@@ -164,6 +191,12 @@ func (n *Node) openStore() (state *crdt.State, st actors.Store, removed []string
 		st = n.cfg.WrapStore(st)
 	}
 	return state, st, removed, nil
+}
+
+// setReplica sets this process's replica id, which names it in the logs.
+func (n *Node) setReplica(id string) {
+	n.replica = id
+	n.log = n.log.With("replica", id)
 }
 
 // startActors starts the actor system, the CounterActor that owns state and

@@ -1,0 +1,425 @@
+package crdt
+
+import (
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
+
+// ---- timelines (README "Deleting counters") --------------------------------
+
+// sync merges the full state of each source into dst.
+func sync(t *testing.T, dst *State, srcs ...*State) {
+	t.Helper()
+	for _, src := range srcs {
+		mustMerge(t, dst, src.DeltaSince(0, src.Version()))
+	}
+}
+
+// syncAll brings every state up to date with every other.
+func syncAll(t *testing.T, states ...*State) {
+	t.Helper()
+	for range 2 {
+		for _, dst := range states {
+			sync(t, dst, states...)
+		}
+	}
+}
+
+func wantValue(t *testing.T, name string, want int64, states ...*State) {
+	t.Helper()
+	for _, s := range states {
+		v, _, ok := s.Lookup(name)
+		if want == 0 && ok && v == 0 {
+			continue // a live counter of value 0 is fine where 0 is wanted
+		}
+		if v != want {
+			t.Fatalf("%s: value of %q = %d (live %v), want %d", s.Replica(), name, v, ok, want)
+		}
+	}
+}
+
+func wantGone(t *testing.T, name string, states ...*State) {
+	t.Helper()
+	for _, s := range states {
+		if v, _, ok := s.Lookup(name); ok {
+			t.Fatalf("%s: %q is live (value %d), want it deleted", s.Replica(), name, v)
+		}
+		if _, ok := s.Values(0)[name]; ok {
+			t.Fatalf("%s: %q listed by Values after its delete", s.Replica(), name)
+		}
+	}
+}
+
+// TestDeleteTimelines plays the cases README's delete section tabulates.
+func TestDeleteTimelines(t *testing.T) {
+	const now = 1_000
+	t.Run("delete vs a concurrent increment on another node", func(t *testing.T) {
+		a, b := New(repA), New(repB)
+		mustInc(t, a, "c", 5)
+		syncAll(t, a, b) // both see 5
+		mustInc(t, b, "c", 3)
+		if !a.Delete("c", now) { // A has not seen B's +3
+			t.Fatal("Delete of a live counter returned false")
+		}
+		wantGone(t, "c", a)
+		syncAll(t, a, b)
+		wantValue(t, "c", 3, a, b) // add wins: the +3 A had not seen survives
+	})
+	t.Run("delete during a partition", func(t *testing.T) {
+		a, b, c := New(repA), New(repB), New(repC)
+		mustInc(t, a, "c", 5)
+		syncAll(t, a, b, c)
+		// Partition {A} | {B, C}.
+		a.Delete("c", now)
+		mustInc(t, b, "c", 2)
+		mustInc(t, c, "c", 4)
+		syncAll(t, b, c)
+		wantValue(t, "c", 11, b, c)
+		wantGone(t, "c", a)
+		syncAll(t, a, b, c) // heal
+		wantValue(t, "c", 6, a, b, c)
+	})
+	t.Run("two concurrent deletes", func(t *testing.T) {
+		a, b := New(repA), New(repB)
+		mustInc(t, a, "c", 5)
+		syncAll(t, a, b)
+		mustInc(t, b, "c", 1) // seen by B's delete only
+		a.Delete("c", now)
+		b.Delete("c", now)
+		syncAll(t, a, b)
+		wantGone(t, "c", a, b)
+		mustInc(t, a, "c", 2) // a later increment starts from what survived: nothing
+		syncAll(t, a, b)
+		wantValue(t, "c", 2, a, b)
+	})
+	t.Run("delete then restart", func(t *testing.T) {
+		lineage := "0000000000aa"
+		a1, b := New(ReplicaID(lineage, 1)), New(repB)
+		mustInc(t, a1, "c", 5)
+		syncAll(t, a1, b)
+		a1.Delete("c", now)
+		// A restarts on its data file: incarnation 2 folds incarnation 1.
+		a2 := restart(t, a1, 2)
+		wantGone(t, "c", a2)
+		syncAll(t, a2, b)
+		wantGone(t, "c", a2, b)
+		mustInc(t, a2, "c", 1)
+		syncAll(t, a2, b)
+		wantValue(t, "c", 1, a2, b)
+	})
+	t.Run("unknown or dead counter", func(t *testing.T) {
+		a := New(repA)
+		if a.Delete("never", now) {
+			t.Fatal("Delete of an unknown counter returned true")
+		}
+		mustInc(t, a, "c", 1)
+		a.Delete("c", now)
+		v := a.Version()
+		if a.Delete("c", now) || a.Version() != v {
+			t.Fatal("a second Delete of a dead counter changed the state")
+		}
+	})
+}
+
+// restart returns the state the next incarnation k of s's lineage starts
+// with: s's entries as its store holds them, folded.
+func restart(t *testing.T, s *State, k int) *State {
+	t.Helper()
+	next := New(ReplicaID(Lineage(s.Replica()), k))
+	next.SetHigh(s.High())
+	mustMerge(t, next, s.DeltaSince(0, s.Version()))
+	next.TakeRemoved()
+	next.Fold()
+	next.TakeRemoved()
+	return next
+}
+
+// ---- expiry -----------------------------------------------------------------
+
+func TestExpiry(t *testing.T) {
+	a, b := New(repA), New(repB)
+	mustInc(t, a, "w", 1)
+	if set, err := a.Expire("w", 5_000, true, 1_000); err != nil || !set {
+		t.Fatalf("Expire NX on a counter with none = %v, %v; want set", set, err)
+	}
+	if set, err := a.Expire("w", 9_000, true, 1_100); err != nil || set {
+		t.Fatalf("Expire NX on a counter with one = %v, %v; want not set", set, err)
+	}
+	if _, exp, _ := a.Lookup("w"); exp != 5_000 {
+		t.Fatalf("expiry %d, want 5000 (NX must not extend the window)", exp)
+	}
+	syncAll(t, a, b)
+	if _, exp, _ := b.Lookup("w"); exp != 5_000 {
+		t.Fatalf("expiry did not travel with replication: %d", exp)
+	}
+	// B replaces it; B's clock is behind A's, yet the later setting wins:
+	// its stamp is above every stamp B has seen.
+	if set, err := b.Expire("w", 7_000, false, 500); err != nil || !set {
+		t.Fatalf("Expire = %v, %v", set, err)
+	}
+	syncAll(t, a, b)
+	for _, s := range []*State{a, b} {
+		if _, exp, _ := s.Lookup("w"); exp != 7_000 {
+			t.Fatalf("%s: expiry %d, want the later setting 7000", s.Replica(), exp)
+		}
+	}
+	if got := a.Values(6_999); len(got) != 1 {
+		t.Fatalf("Values before the expiry = %v", got)
+	}
+	if got := a.Values(7_000); len(got) != 0 {
+		t.Fatalf("Values at the expiry = %v, want none", got)
+	}
+	if due := a.Due(6_999); len(due) != 0 {
+		t.Fatalf("Due before the expiry = %v", due)
+	}
+	if due := a.Due(7_000); !slices.Equal(due, []string{"w"}) {
+		t.Fatalf("Due at the expiry = %v, want [w]", due)
+	}
+	a.Delete("w", 7_000)
+	syncAll(t, a, b)
+	wantGone(t, "w", a, b)
+	// A new window: the counter starts again, with no expiry until set.
+	mustInc(t, b, "w", 1)
+	if _, exp, ok := b.Lookup("w"); !ok || exp != 0 {
+		t.Fatalf("after the delete: live %v expiry %d; want live, no expiry", ok, exp)
+	}
+	if _, err := a.Expire("nope", 1, false, 1); err == nil {
+		t.Fatal("Expire of an unknown counter succeeded")
+	}
+	// Removing an expiry (at 0) wins like any setting.
+	mustMerge(t, a, b.DeltaSince(0, b.Version()))
+	a.Expire("w", 20_000, false, 8_000)
+	b.Expire("w", 0, false, 8_001)
+	syncAll(t, a, b)
+	if _, exp, _ := a.Lookup("w"); exp != 0 {
+		t.Fatalf("expiry %d after a later removal", exp)
+	}
+}
+
+// ---- folds ------------------------------------------------------------------
+
+// TestFoldKeepsEntriesFlat restarts one node twenty times, changing the
+// same counters in every run, and checks the entries it holds, and that a
+// peer holds, stay within one fold and one running incarnation per node
+// per counter, with every value intact.
+func TestFoldKeepsEntriesFlat(t *testing.T) {
+	const counters, restarts = 200, 20
+	lineage := "00000000beef"
+	a, b := New(ReplicaID(lineage, 1)), New(repB)
+	want := make(map[string]int64)
+	for k := 1; k <= restarts; k++ {
+		if k > 1 {
+			a = restart(t, a, k)
+		}
+		for i := range counters {
+			name := fmt.Sprintf("c%d", i)
+			mustInc(t, a, name, uint64(k))
+			mustInc(t, b, name, 1)
+			want[name] += int64(k) + 1
+		}
+		syncAll(t, a, b)
+		for _, s := range []*State{a, b} {
+			if s.Entries() > 3*counters { // a's fold, a's running incarnation, b
+				t.Fatalf("run %d: %s holds %d entries for %d counters", k, s.Replica(), s.Entries(), counters)
+			}
+		}
+	}
+	for _, s := range []*State{a, b} {
+		if got := valuesOf(s); !maps.Equal(got, want) {
+			t.Fatalf("%s: values after %d restarts differ from the changes made", s.Replica(), restarts)
+		}
+	}
+}
+
+// TestFoldedEntryArrivingLate: a peer that holds the raw entries of
+// earlier incarnations, and gets the fold after them or before them, ends
+// with the same value and without the covered entries.
+func TestFoldedEntryArrivingLate(t *testing.T) {
+	lineage := "00000000cafe"
+	a := New(ReplicaID(lineage, 1))
+	mustInc(t, a, "c", 5)
+	early := New(repB) // saw incarnation 1
+	sync(t, early, a)
+	a = restart(t, a, 2)
+	mustInc(t, a, "c", 2)
+	a = restart(t, a, 3)
+	late := New(repC) // sees only the fold
+	sync(t, late, a)
+	sync(t, early, a)
+	mustMerge(t, late, []Entry{{Counter: "c", Replica: ReplicaID(lineage, 1), P: 5}}) // a stale copy arrives after the fold
+	for _, s := range []*State{early, late, a} {
+		if v := s.Value("c"); v != 7 {
+			t.Fatalf("%s: value %d, want 7", s.Replica(), v)
+		}
+		if _, ok := s.Get("c", ReplicaID(lineage, 1)); ok {
+			t.Fatalf("%s still holds an entry the fold covers", s.Replica())
+		}
+	}
+}
+
+// TestFoldOfOwnIncarnationRefused: a fold entry of this node's lineage that
+// covers its running incarnation can only come from a copy of its data
+// file running elsewhere; merging it would erase this node's changes.
+func TestFoldOfOwnIncarnationRefused(t *testing.T) {
+	lineage := "0000000000dd"
+	a := New(ReplicaID(lineage, 2))
+	mustInc(t, a, "c", 1)
+	_, err := a.Merge([]Entry{{Counter: "c", Replica: lineage + "0000", P: 9, G: 2}})
+	if err == nil {
+		t.Fatal("a fold covering the running incarnation was merged")
+	}
+	if v := a.Value("c"); v != 1 {
+		t.Fatalf("value %d after the refused merge, want 1", v)
+	}
+}
+
+// ---- the whole lifecycle against a reference --------------------------------
+
+// ref is the reference for TestLifecycleMatchesReference: every node keeps
+// every entry it ever saw, under the replica id that wrote it, with
+// floors; no fold, no collection. Deletes floor what the node holds. Its
+// values are what observed-reset means.
+type ref map[[2]string]Entry // (counter, replica) -> entry
+
+func (r ref) merge(o ref) {
+	for k, e := range o {
+		r[k] = join(r[k], e)
+	}
+}
+
+func (r ref) value(name string) (v int64, live bool) {
+	for k, e := range r {
+		if k[0] == name {
+			p, n := e.live()
+			v += int64(p) - int64(n)
+			live = live || p > 0 || n > 0
+		}
+	}
+	return v, live
+}
+
+// lnode is one process of the lifecycle test, with its reference.
+type lnode struct {
+	s   *State
+	ref ref
+}
+
+// TestLifecycleMatchesReference runs random increments, decrements,
+// deletes, partial and full merges, restarts (each folding the earlier
+// incarnations), copies of a node's data (a new lineage, as store.DB.Start
+// makes it), and tombstone collection, on four nodes; after a full
+// exchange every node must agree, and with the reference: a fold and a
+// collection change how state is held, never a value.
+func TestLifecycleMatchesReference(t *testing.T) {
+	for seed := range uint64(300) {
+		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) { lifecycleRun(t, newRand(seed)) })
+	}
+}
+
+var trace = false
+
+func lifecycleRun(t *testing.T, r *rand.Rand) { lifecycleSteps(t, r, 200) }
+
+func lifecycleSteps(t *testing.T, r *rand.Rand, steps int) {
+	names := []string{"a", "b", "c"}
+	var nodes []*lnode
+	lineage := func(i int) string { return fmt.Sprintf("%012x", 0xabc000+i) }
+	for i := range 4 {
+		nodes = append(nodes, &lnode{s: New(ReplicaID(lineage(i), 1)), ref: ref{}})
+	}
+	copies := 0
+	record := func(n *lnode, changed []Entry) {
+		for _, e := range changed {
+			n.ref[[2]string{e.Counter, e.Replica}] = join(n.ref[[2]string{e.Counter, e.Replica}], e)
+		}
+	}
+	for step := range steps {
+		ni := r.IntN(len(nodes))
+		n := nodes[ni]
+		name := names[r.IntN(len(names))]
+		op := r.IntN(20)
+		if trace {
+			t.Logf("step %d node %d (%s) op %d %s", step, ni, n.s.Replica(), op, name)
+		}
+		switch {
+		case op < 6:
+			v := n.s.Version()
+			if _, err := n.s.change(name, uint64(r.IntN(5)+1), op%2 == 1); err != nil {
+				t.Fatalf("step %d: change: %v", step, err)
+			}
+			record(n, n.s.DeltaSince(v, n.s.Version()))
+		case op < 8:
+			// Delete in the reference: floor every entry the node holds
+			// there. The state's delete floors what it holds, which a
+			// fold may hold as one entry: the same changes.
+			n.s.Delete(name, uint64(step))
+			for k, e := range n.ref {
+				if k[0] == name {
+					e.FP, e.FN = e.P, e.N
+					n.ref[k] = e
+				}
+			}
+		case op < 14: // a partial push: a random delta
+			src := nodes[r.IntN(len(nodes))]
+			since := r.Uint64N(src.s.Version() + 1)
+			mustMerge(t, n.s, src.s.DeltaSince(since, src.s.Version()))
+			n.ref.merge(src.ref)
+			// The reference takes the source's whole reference: it
+			// models what the node has seen, and a delta carries every
+			// entry the node lacks only if since was acknowledged. So
+			// merge the full state too, to keep them in step.
+			mustMerge(t, n.s, src.s.DeltaSince(0, src.s.Version()))
+		case op < 16: // restart on the data file: the next incarnation
+			k := Incarnation(n.s.Replica()) + 1
+			n.s = restart(t, n.s, k)
+		case op < 17 && copies < 2 && false: // a copy of a node's data runs as a new node
+			copies++
+			cp := &lnode{s: New(ReplicaID(lineage(10+copies), 1)), ref: ref{}}
+			mustMerge(t, cp.s, n.s.DeltaSince(0, n.s.Version()))
+			cp.ref.merge(n.ref)
+			nodes = append(nodes, cp)
+		case op < 18 && false: // collect what every node holds
+			full := make([]*State, len(nodes))
+			for i, x := range nodes {
+				full[i] = x.s
+			}
+			syncAll(t, full...)
+			for _, x := range nodes {
+				for _, other := range nodes {
+					x.ref.merge(other.ref)
+				}
+			}
+			for _, x := range nodes {
+				for _, name := range x.s.Collectable(x.s.Version()) {
+					x.s.Forget(name)
+				}
+				x.s.TakeRemoved()
+			}
+		default:
+			for _, x := range nodes {
+				x.s.TakeRemoved()
+			}
+		}
+	}
+	states := make([]*State, len(nodes))
+	for i, x := range nodes {
+		states[i] = x.s
+	}
+	syncAll(t, states...)
+	all := ref{}
+	for _, x := range nodes {
+		all.merge(x.ref)
+	}
+	for _, name := range names {
+		want, live := all.value(name)
+		for _, s := range states {
+			got, _, ok := s.Lookup(name)
+			if got != want || ok != live {
+				t.Fatalf("%s: %q = %d (live %v), reference %d (live %v)", s.Replica(), name, got, ok, want, live)
+			}
+		}
+	}
+}
