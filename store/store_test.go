@@ -73,7 +73,7 @@ func TestSaveManyEntriesInOneTransaction(t *testing.T) {
 	}
 	var want []crdt.Entry
 	for i := 0; i < 100; i++ {
-		want = append(want, crdt.Entry{Counter: Counter: fmt.Sprintf("c%03d", i), Replica: Replica: "0000000000000001", P: P: uint64(i), N: N: uint64(1000 + i)})
+		want = append(want, crdt.Entry{Counter: fmt.Sprintf("c%03d", i), Replica: "0000000000000001", P: uint64(i), N: uint64(1000 + i)})
 	}
 	if err := db.Save(want); err != nil {
 		t.Fatal(err)
