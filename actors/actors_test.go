@@ -38,7 +38,7 @@ func newFakeStore(gated bool) *fakeStore {
 	return &fakeStore{gated: gated, release: make(chan struct{}, 100), started: make(chan []crdt.Entry, 100)}
 }
 
-func (s *fakeStore) Save(entries []crdt.Entry) error {
+func (s *fakeStore) Save(entries, _ []crdt.Entry) error {
 	s.mu.Lock()
 	s.saves = append(s.saves, slices.Clone(entries))
 	gated, err := s.gated, s.fail

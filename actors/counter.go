@@ -30,10 +30,11 @@ var (
 	ErrFull = errors.New("actors: limit reached")
 )
 
-// Store is where the CounterActor makes changes durable. Save must write all
-// entries or none, and return only once they are on disk.
+// Store is where the CounterActor makes changes durable. Save must delete
+// del and write put (a key in both keeps its put) all or none, and return
+// only once that is on disk.
 type Store interface {
-	Save(entries []crdt.Entry) error
+	Save(put, del []crdt.Entry) error
 }
 
 // Observer is told about the CounterActor's work; *metrics.Metrics
@@ -415,7 +416,7 @@ func (a *CounterActor) flush(ctx actor.Context, retry bool) {
 	b.entries = entries
 	a.inFlight = &b
 	store, self, root := a.store, ctx.Self(), ctx.ActorSystem().Root
-	go func() { root.Send(self, &saved{err: store.Save(entries)}) }()
+	go func() { root.Send(self, &saved{err: store.Save(entries, nil)}) }()
 }
 
 func (a *CounterActor) saved(ctx actor.Context, err error) {

@@ -183,7 +183,7 @@ func crashSchedule() *Schedule {
 // skipSave is a store that acknowledges every write and keeps none.
 type skipSave struct{}
 
-func (skipSave) Save([]crdt.Entry) error { return nil }
+func (skipSave) Save(_, _ []crdt.Entry) error { return nil }
 
 // TestChaosCatchesSkippedPersist shows the checks catch a node that
 // acknowledges changes without writing them: after a crash and restart on
