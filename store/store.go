@@ -1,8 +1,13 @@
 // Package store keeps countd's counter entries in one bbolt file.
 //
-// Every entry is stored whole (counter, replica, P, N), never as an
-// increment, so writing an entry again is harmless and the last successful
-// write of an entry carries every change before it.
+// Every entry is stored whole (counter, replica and every field of
+// crdt.Entry), never as an increment, so writing an entry again is
+// harmless and the last successful write of an entry carries every change
+// before it.
+//
+// The file also records its lineage (meta.go): Start gives each process
+// on the file the next replica id of that lineage, and a new lineage to a
+// file that was copied or restored.
 package store
 
 import (
@@ -26,6 +31,7 @@ var ErrCorrupt = errors.New("store: corrupt record")
 var (
 	bucketEntries    = []byte("entries")
 	bucketTombstones = []byte("tombstones") // removed peers' addresses
+	bucketMeta       = []byte("meta")       // the lineage, see meta.go
 )
 
 // DB is an open store. Its methods are safe for concurrent use.
@@ -47,7 +53,7 @@ func Open(path string) (*DB, error) {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketEntries, bucketTombstones} {
+		for _, b := range [][]byte{bucketEntries, bucketTombstones, bucketMeta} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -83,20 +89,30 @@ func (d *DB) Load() ([]crdt.Entry, error) {
 	return out, nil
 }
 
-// Save writes entries in one transaction and returns once it is on disk.
-func (d *DB) Save(entries []crdt.Entry) error {
-	if len(entries) == 0 {
+// Save deletes del and writes put in one transaction, and returns once it
+// is on disk. Deletes go first, so a key in both keeps its put; deleting
+// an absent key is no error. Deleting a fold entry of the lineage the
+// file records (the one Start returned) raises its high-water mark to the
+// entry's totals in the same transaction (see Start).
+func (d *DB) Save(put, del []crdt.Entry) error {
+	if len(put) == 0 && len(del) == 0 {
 		return nil
 	}
 	err := d.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketEntries)
+		if err := deleteEntries(tx, del); err != nil {
+			return err
+		}
 		// bbolt keeps the key and value slices until the commit: each
 		// entry needs buffers of its own.
-		vals := make([]byte, 16*len(entries))
-		for i, e := range entries {
-			val := vals[16*i : 16*i+16]
-			binary.BigEndian.PutUint64(val[:8], e.P)
-			binary.BigEndian.PutUint64(val[8:], e.N)
+		size := 0
+		for _, e := range put {
+			size += valueLen(e)
+		}
+		vals := make([]byte, 0, size)
+		for _, e := range put {
+			vals = appendValue(vals, e)
+			val := vals[len(vals)-valueLen(e):]
 			if err := b.Put(entryKey(e.Counter, e.Replica), val); err != nil {
 				return err
 			}
@@ -107,6 +123,35 @@ func (d *DB) Save(entries []crdt.Entry) error {
 		return fmt.Errorf("store: save: %w", err)
 	}
 	return nil
+}
+
+// deleteEntries deletes del, raising the recorded lineage's high-water
+// mark past its fold entries among them.
+func deleteEntries(tx *bolt.Tx, del []crdt.Entry) error {
+	if len(del) == 0 {
+		return nil
+	}
+	b := tx.Bucket(bucketEntries)
+	for _, e := range del {
+		if err := b.Delete(entryKey(e.Counter, e.Replica)); err != nil {
+			return err
+		}
+	}
+	m, ok, err := readMeta(tx)
+	if err != nil || !ok {
+		return err
+	}
+	fold := crdt.FoldID(crdt.ReplicaID(m.lineage, 1))
+	high := m.high
+	for _, e := range del {
+		if e.Replica == fold {
+			high = max(high, e.P, e.N)
+		}
+	}
+	if high == m.high {
+		return nil
+	}
+	return tx.Bucket(bucketMeta).Put(keyHigh, binary.BigEndian.AppendUint64(nil, high))
 }
 
 // SetTombstone records (on) or forgets (off) that the peer at addr was
@@ -156,16 +201,55 @@ func entryKey(counter, replica string) []byte {
 	return append(k, replica...)
 }
 
+// An entry's value is P, N (8 bytes each, big-endian) when its other
+// fields are zero, as most entries' are (and as every entry was before
+// they existed); otherwise P, N, FP, FN, T, E (8 bytes each) and G (4).
+const (
+	shortValue = 16
+	longValue  = 6*8 + 4
+)
+
+func valueLen(e crdt.Entry) int {
+	if e.FP|e.FN|e.T|e.E|uint64(e.G) == 0 {
+		return shortValue
+	}
+	return longValue
+}
+
+// appendValue appends e's value to buf.
+func appendValue(buf []byte, e crdt.Entry) []byte {
+	buf = binary.BigEndian.AppendUint64(buf, e.P)
+	buf = binary.BigEndian.AppendUint64(buf, e.N)
+	if valueLen(e) == shortValue {
+		return buf
+	}
+	for _, x := range []uint64{e.FP, e.FN, e.T, e.E} {
+		buf = binary.BigEndian.AppendUint64(buf, x)
+	}
+	return binary.BigEndian.AppendUint32(buf, e.G)
+}
+
+// decodeEntry decodes one record. It accepts only what Save writes: a
+// long value whose extra fields are all zero is corrupt, since Save would
+// have written it short.
 func decodeEntry(k, v []byte) (crdt.Entry, error) {
 	i := bytes.IndexByte(k, 0)
-	if i < 0 || len(v) != 16 {
-		return crdt.Entry{}, fmt.Errorf("%w: key %q", ErrCorrupt, k)
+	if i < 0 || len(v) != shortValue && len(v) != longValue {
+		return crdt.Entry{}, fmt.Errorf("%w: key %q, %d-byte value", ErrCorrupt, k, len(v))
 	}
+	u := func(j int) uint64 { return binary.BigEndian.Uint64(v[8*j:]) }
 	e := crdt.Entry{
 		Counter: string(k[:i]),
 		Replica: string(k[i+1:]),
-		P:       binary.BigEndian.Uint64(v[:8]),
-		N:       binary.BigEndian.Uint64(v[8:]),
+		P:       u(0),
+		N:       u(1),
+	}
+	if len(v) == longValue {
+		e.FP, e.FN, e.T, e.E = u(2), u(3), u(4), u(5)
+		e.G = binary.BigEndian.Uint32(v[48:])
+		if valueLen(e) != longValue {
+			return crdt.Entry{}, fmt.Errorf("%w: key %q: long value with no field past P and N", ErrCorrupt, k)
+		}
 	}
 	if err := crdt.Validate([]crdt.Entry{e}); err != nil {
 		return crdt.Entry{}, fmt.Errorf("%w: %v", ErrCorrupt, err)
