@@ -34,7 +34,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"slices"
 	"sort"
 )
 
@@ -94,6 +93,12 @@ type Entry struct {
 	// G, on a fold entry (incarnation 0000), is how many incarnations of
 	// its lineage it covers: 1 to G. It is 0 on every other entry.
 	G uint32 `json:"g,omitempty"`
+	// FG, on a fold entry, is the count of covered incarnations its floor
+	// is for: a delete that saw the fold entry covering FG incarnations
+	// reset all of them (FP, FN are its totals then). Floors a delete put
+	// on later covered incarnations' own entries are kept in those entries
+	// (shadows, see Merge). FG ≤ G.
+	FG uint32 `json:"fg,omitempty"`
 }
 
 // join returns the least upper bound of two entries of one key.
@@ -101,7 +106,7 @@ func join(a, b Entry) Entry {
 	out := a
 	out.P, out.N = max(a.P, b.P), max(a.N, b.N)
 	out.FP, out.FN = max(a.FP, b.FP), max(a.FN, b.FN)
-	out.G = max(a.G, b.G)
+	out.G, out.FG = max(a.G, b.G), max(a.FG, b.FG)
 	if pairLess(a.T, a.E, b.T, b.E) {
 		out.T, out.E = b.T, b.E
 	}
@@ -149,8 +154,10 @@ type counter struct {
 	// or loading n entries takes O(n), not O(n²).
 	slots []slot
 	index map[string]int32 // nil until len(slots) > indexFrom
-	p, n  u128             // cached Σ(P − FP) and Σ(N − FN)
-	t, e  uint64           // the expiry register with the greatest T
+	// p and n cache Σ(P − FP) and Σ(N − FN) of the entries that count;
+	// sp and sn cache ΣFP and ΣFN of the shadows, which subtract.
+	p, n, sp, sn u128
+	t, e         uint64 // the expiry register with the greatest T
 }
 
 // indexFrom is the number of slots a counter searches in order; past it
@@ -169,28 +176,48 @@ type slot struct {
 // extra holds the fields most entries leave at zero.
 type extra struct {
 	fp, fn, t, e uint64
-	g            uint32
+	g, fg        uint32
+	// shadow: the entry is of an incarnation a fold entry covers, and is
+	// kept only for its floor (see Merge).
+	shadow bool
 }
 
 func (sl *slot) entry(name string) Entry {
 	e := Entry{Counter: name, Replica: sl.replica, P: sl.p, N: sl.n}
 	if x := sl.x; x != nil {
-		e.FP, e.FN, e.T, e.E, e.G = x.fp, x.fn, x.t, x.e, x.g
+		e.FP, e.FN, e.T, e.E, e.G, e.FG = x.fp, x.fn, x.t, x.e, x.g, x.fg
 	}
 	return e
 }
 
-func (sl *slot) store(e Entry) {
+func (sl *slot) shadow() bool { return sl.x != nil && sl.x.shadow }
+
+func (sl *slot) store(e Entry, shadow bool) {
 	sl.p, sl.n = e.P, e.N
-	if e.FP|e.FN|e.T|e.E|uint64(e.G) == 0 {
+	if e.FP|e.FN|e.T|e.E|uint64(e.G)|uint64(e.FG) == 0 && !shadow {
 		sl.x = nil
 		return
 	}
-	sl.x = &extra{fp: e.FP, fn: e.FN, t: e.T, e: e.E, g: e.G}
+	sl.x = &extra{fp: e.FP, fn: e.FN, t: e.T, e: e.E, g: e.G, fg: e.FG, shadow: shadow}
 }
 
 // live returns what the entry adds to ΣP and ΣN.
 func (e Entry) live() (p, n uint64) { return e.P - e.FP, e.N - e.FN }
+
+// account adds (sign +1) or removes (−1) what entry e, a shadow or not,
+// contributes to the counter's sums.
+func (c *counter) account(e Entry, shadow bool, remove bool) {
+	op := u128.add
+	if remove {
+		op = u128.subU
+	}
+	if shadow {
+		c.sp, c.sn = op(c.sp, e.FP), op(c.sn, e.FN)
+		return
+	}
+	p, n := e.live()
+	c.p, c.n = op(c.p, p), op(c.n, n)
+}
 
 // slot returns the entry of replica, or nil.
 func (c *counter) slot(replica string) *slot {
@@ -245,8 +272,7 @@ func (c *counter) drop(replica string) {
 			i++
 		}
 	}
-	p, n := c.slots[i].entry("").live()
-	c.p, c.n = c.p.subU(p), c.n.subU(n)
+	c.account(c.slots[i].entry(""), c.slots[i].shadow(), true)
 	last := len(c.slots) - 1
 	if i != last {
 		c.slots[i] = c.slots[last]
@@ -260,7 +286,13 @@ func (c *counter) drop(replica string) {
 
 // dead reports whether every entry stands at its floor: the counter is
 // absent to readers.
-func (c *counter) dead() bool { return c.p.isZero() && c.n.isZero() }
+func (c *counter) dead() bool {
+	p, n := c.live()
+	return p.isZero() && n.isZero()
+}
+
+// live returns ΣP and ΣN net of every floor.
+func (c *counter) live() (p, n u128) { return c.p.subSat(c.sp), c.n.subSat(c.sn) }
 
 // latest returns the version of the counter's last change.
 func (c *counter) latest() uint64 {
@@ -429,12 +461,21 @@ func (s *State) Get(name, replica string) (Entry, bool) {
 }
 
 // Merge folds entries into the state, taking the per-field maximum of each
-// entry, and returns the entries that changed (with their new fields). An
-// entry of an incarnation that a fold entry of its lineage covers is not
-// kept: it only raises the fold entry's floor and expiry (absorb). Invalid
-// input changes nothing and returns an error wrapping ErrInvalid; entries
-// that would give a counter more than Limits.MaxEntries change nothing and
-// return an error wrapping ErrLimit.
+// entry, and returns the entries that changed (with their new fields).
+//
+// A fold entry (State.Fold) covers incarnations 1 to G of its lineage: their
+// totals are in its own. An entry of a covered incarnation is therefore not
+// counted. It is dropped, handing its expiry register to the fold entry,
+// unless it carries a floor the fold entry's does not: a delete that saw it
+// (and not the fold entry) reset that much of it, and the fold entry's
+// totals hold that much too. Such an entry is kept as a shadow, which
+// counts only its floor, subtracted; merged like any entry, it keeps
+// deletes exact whichever way the fold and the floors travel. A delete that
+// sees the fold entry resets all it covers (FG = G) and drops its shadows.
+//
+// Invalid input changes nothing and returns an error wrapping ErrInvalid;
+// entries that would give a counter more than Limits.MaxEntries change
+// nothing and return an error wrapping ErrLimit.
 func (s *State) Merge(entries []Entry) ([]Entry, error) {
 	if err := Validate(entries); err != nil {
 		return nil, err
@@ -445,122 +486,129 @@ func (s *State) Merge(entries []Entry) ([]Entry, error) {
 	if err := s.room(entries); err != nil {
 		return nil, err
 	}
-	m := merging{s: s}
-	// Fold entries first: then every entry a fold covers, held here or in
-	// this batch, is absorbed into it in one sum.
+	var m merging
+	// Fold entries first, so that fewer covered entries are kept a while
+	// for nothing.
 	for _, e := range entries {
 		if e.G > 0 {
-			m.join(e)
+			m.record(s.mergeOne(e)...)
 		}
 	}
 	for _, e := range entries {
-		if e.G > 0 {
-			continue
+		if e.G == 0 {
+			m.record(s.mergeOne(e)...)
 		}
-		if s.coveredBy(s.counters[e.Counter], e.Replica) != nil {
-			m.cover(e)
-			continue
-		}
-		m.join(e)
 	}
-	m.absorbAll()
 	return m.changed, nil
 }
 
-// merging is one Merge in progress.
+// merging gathers the changes of one Merge.
 type merging struct {
-	s       *State
 	changed []Entry
 	at      map[Entry]int // key (other fields zero) -> index in changed
-	// folds are the fold entries whose count rose or that cover entries of
-	// this batch, by counter; covered holds those entries, by key.
-	folds   map[string][]string
-	covered map[Entry]Entry
 }
 
-// join merges one entry that no fold covers.
-func (m *merging) join(e Entry) {
-	s := m.s
+// record notes changed entries; a key changed twice is reported once, with
+// its last fields.
+func (m *merging) record(es ...Entry) {
+	for _, e := range es {
+		k := Entry{Counter: e.Counter, Replica: e.Replica}
+		if i, ok := m.at[k]; ok {
+			m.changed[i] = e
+			continue
+		}
+		if m.at == nil {
+			m.at = make(map[Entry]int)
+		}
+		m.at[k] = len(m.changed)
+		m.changed = append(m.changed, e)
+	}
+}
+
+// mergeOne merges one entry and returns the entries that changed.
+func (s *State) mergeOne(e Entry) []Entry {
 	c, sl := s.find(e.Counter, e.Replica)
 	cur := Entry{Counter: e.Counter, Replica: e.Replica} // an absent entry counts as zeros
 	if sl != nil {
 		cur = sl.entry(e.Counter)
 	}
 	next := join(cur, e)
+	if f := s.coveredBy(c, e.Replica); f != nil {
+		return s.cover(e.Counter, c, f, next)
+	}
 	if next == cur {
-		return // nothing new
+		return nil // nothing new
 	}
-	s.set(e.Counter, c, sl, next)
-	m.record(next)
-	if next.G > cur.G {
-		m.fold(e.Counter, e.Replica)
+	c = s.set(e.Counter, c, sl, next)
+	changed := []Entry{next}
+	if next.G > cur.G || next.FG > cur.FG {
+		changed = append(changed, s.reclassify(e.Counter, c, e.Replica)...)
 	}
+	return changed
 }
 
-// cover keeps an entry a fold covers for absorbAll.
-func (m *merging) cover(e Entry) {
-	k := Entry{Counter: e.Counter, Replica: e.Replica}
-	if m.covered == nil {
-		m.covered = make(map[Entry]Entry)
+// cover merges e, of an incarnation that fold entry f covers, into its
+// shadow, or into f alone if it carries no floor f lacks, and returns the
+// entries that changed.
+func (s *State) cover(name string, c *counter, f *slot, e Entry) []Entry {
+	if int(f.x.fg) < Incarnation(e.Replica) && e.FP|e.FN != 0 {
+		sl := c.slot(e.Replica)
+		if sl != nil && sl.shadow() && sl.entry(name) == e {
+			return nil
+		}
+		s.setAs(name, c, sl, e, true)
+		return []Entry{e}
 	}
-	m.covered[k] = join(m.covered[k], e)
-	m.fold(e.Counter, FoldID(e.Replica))
+	if c.slot(e.Replica) != nil {
+		s.dropSlot(name, c, e.Replica)
+	}
+	return s.raiseExpiry(name, c, f.replica, e)
 }
 
-func (m *merging) fold(counter, foldID string) {
-	if m.folds == nil {
-		m.folds = make(map[string][]string)
+// raiseExpiry gives the fold entry foldID the expiry register of e if it
+// is later than its own, and returns the fold entry if it changed.
+func (s *State) raiseExpiry(name string, c *counter, foldID string, e Entry) []Entry {
+	f := c.slot(foldID)
+	cur := f.entry(name)
+	if !pairLess(cur.T, cur.E, e.T, e.E) {
+		return nil
 	}
-	if !slices.Contains(m.folds[counter], foldID) {
-		m.folds[counter] = append(m.folds[counter], foldID)
-	}
+	cur.T, cur.E = e.T, e.E
+	s.set(name, c, f, cur)
+	return []Entry{cur}
 }
 
-// absorbAll absorbs, per fold entry, every entry it covers: those held
-// and those of this batch, each key once (their join).
-func (m *merging) absorbAll() {
-	s := m.s
-	for name, folds := range m.folds {
-		c := s.counters[name]
-		for _, fid := range folds {
-			f := c.slot(fid)
-			if f == nil || f.x == nil || f.x.g == 0 {
-				continue
-			}
-			group := s.coveredIn(c, fid, f.x.g)
-			for i, e := range group {
-				k := Entry{Counter: name, Replica: e.Replica}
-				if in, ok := m.covered[k]; ok {
-					group[i] = join(e, in)
-					delete(m.covered, k)
-				}
-			}
-			for k, in := range m.covered {
-				if k.Counter == name && FoldID(k.Replica) == fid {
-					group = append(group, in)
-					delete(m.covered, k)
-				}
-			}
-			if next, ok := s.absorb(name, c, c.slot(fid), group); ok {
-				m.record(next)
-			}
+// reclassify applies fold entry foldID, whose coverage or floor rose, to
+// the entries of its lineage that c holds: an entry it covers becomes a
+// shadow or is dropped (cover). It returns the entries that changed.
+func (s *State) reclassify(name string, c *counter, foldID string) []Entry {
+	f := c.slot(foldID)
+	g, lineage := int(f.x.g), Lineage(foldID)
+	var held []Entry
+	for i := range c.slots {
+		r := c.slots[i].replica
+		if k := Incarnation(r); k >= 1 && k <= g && Lineage(r) == lineage {
+			held = append(held, c.slots[i].entry(name))
 		}
 	}
-}
-
-// record notes a changed entry; a key changed twice is reported once, with
-// its last fields.
-func (m *merging) record(e Entry) {
-	k := Entry{Counter: e.Counter, Replica: e.Replica}
-	if i, ok := m.at[k]; ok {
-		m.changed[i] = e
-		return
+	var changed []Entry
+	for _, e := range held {
+		sl := c.slot(e.Replica)
+		if int(f.x.fg) < Incarnation(e.Replica) && e.FP|e.FN != 0 {
+			if !sl.shadow() { // counted until now: from here it only subtracts
+				wasDead := c.dead()
+				c.account(e, false, true)
+				sl.x.shadow = true
+				c.account(e, true, false)
+				s.liveChanged(name, c, wasDead)
+			}
+			continue
+		}
+		s.dropSlot(name, c, e.Replica)
+		changed = append(changed, s.raiseExpiry(name, c, foldID, e)...)
+		f = c.slot(foldID) // dropSlot moves slots
 	}
-	if m.at == nil {
-		m.at = make(map[Entry]int)
-	}
-	m.at[k] = len(m.changed)
-	m.changed = append(m.changed, e)
+	return changed
 }
 
 // coveredBy returns the fold entry of c that covers replica's incarnation,
@@ -578,49 +626,6 @@ func (s *State) coveredBy(c *counter, replica string) *slot {
 		return nil
 	}
 	return f
-}
-
-// coveredIn returns the entries of c that the fold entry foldID, covering
-// incarnations 1 to g, covers.
-func (s *State) coveredIn(c *counter, foldID string, g uint32) []Entry {
-	lineage := Lineage(foldID)
-	var out []Entry
-	for i := range c.slots {
-		r := c.slots[i].replica
-		if k := Incarnation(r); k >= 1 && k <= int(g) && Lineage(r) == lineage {
-			out = append(out, c.slots[i].entry(""))
-		}
-	}
-	return out
-}
-
-// absorb drops the covered entries (those held) from counter name and
-// raises the fold entry f to cover their floors and expiry: the fold's
-// floor becomes at least the sum of theirs. That may stay below the floor
-// a later merge of every replica's knowledge would give (deletes that
-// observed different covered entries on different nodes), never above it:
-// a fold can make a delete remove less than it observed, never more, and
-// never a change it did not observe. It returns the fold entry, and
-// whether it changed.
-func (s *State) absorb(name string, c *counter, f *slot, covered []Entry) (Entry, bool) {
-	cur := f.entry(name)
-	next := cur
-	var fp, fn uint64
-	for _, e := range covered {
-		fp, fn = satAdd(fp, e.FP), satAdd(fn, e.FN)
-		if pairLess(next.T, next.E, e.T, e.E) {
-			next.T, next.E = e.T, e.E
-		}
-		if c.slot(e.Replica) != nil {
-			s.dropSlot(name, c, e.Replica)
-		}
-	}
-	next.FP, next.FN = max(next.FP, min(fp, next.P)), max(next.FN, min(fn, next.N))
-	if next == cur {
-		return cur, false
-	}
-	s.set(name, c, c.slot(next.Replica), next)
-	return next, true
 }
 
 // notCoveringSelf refuses a fold entry of this replica's own lineage that
@@ -750,23 +755,25 @@ func (s *State) find(name, replica string) (*counter, *slot) {
 // count, the change log and the expiry and tombstone queues in step. It
 // returns the counter.
 func (s *State) set(name string, c *counter, sl *slot, e Entry) *counter {
+	return s.setAs(name, c, sl, e, sl != nil && sl.shadow())
+}
+
+// setAs is set that also says whether the entry is a shadow.
+func (s *State) setAs(name string, c *counter, sl *slot, e Entry, shadow bool) *counter {
 	if c == nil {
 		c = &counter{}
 		s.counters[name] = c
 	}
 	wasDead := c.dead()
-	var old Entry
 	if sl == nil {
 		sl = c.add(e.Replica, e.Replica == s.replica)
 		s.entries++
 	} else {
-		old = sl.entry(name)
+		c.account(sl.entry(name), sl.shadow(), true)
 	}
-	op, on := old.live()
-	np, nn := e.live()
-	c.p, c.n = c.p.subU(op).add(np), c.n.subU(on).add(nn)
+	c.account(e, shadow, false)
 	s.version++
-	sl.store(e)
+	sl.store(e, shadow)
 	sl.ver = s.version
 	if pairLess(c.t, c.e, e.T, e.E) {
 		c.t, c.e = e.T, e.E
@@ -796,6 +803,12 @@ func (s *State) dropSlot(name string, c *counter, replica string) {
 	wasDead := c.dead()
 	s.removing(c.slot(replica).entry(name))
 	c.drop(replica)
+	s.liveChanged(name, c, wasDead)
+}
+
+// liveChanged keeps the live count and the tombstone queue in step after
+// a change to c that did not take a version.
+func (s *State) liveChanged(name string, c *counter, wasDead bool) {
 	switch dead := c.dead(); {
 	case dead && !wasDead:
 		s.live--
@@ -837,11 +850,12 @@ func (s *State) compact() {
 }
 
 func (c *counter) value() int64 {
-	v, ok := c.p.sub(c.n)
+	p, n := c.live()
+	v, ok := p.sub(n)
 	if ok {
 		return v
 	}
-	if c.p.less(c.n) {
+	if p.less(n) {
 		return math.MinInt64
 	}
 	return math.MaxInt64
@@ -899,6 +913,8 @@ func Validate(entries []Entry) error {
 			return fmt.Errorf("%w: entry %d: fold count %d on replica %s, which is not a fold id", ErrInvalid, i, e.G, e.Replica)
 		case e.G > maxIncarnate:
 			return fmt.Errorf("%w: entry %d: fold count %d past the last incarnation", ErrInvalid, i, e.G)
+		case e.FG > e.G:
+			return fmt.Errorf("%w: entry %d: floor count %d above the fold count %d", ErrInvalid, i, e.FG, e.G)
 		}
 	}
 	return nil

@@ -15,14 +15,24 @@ func (s *State) Delete(name string, now uint64) bool {
 		return false
 	}
 	hadExpiry := c.e != 0
+	var folds []string
 	for i := 0; i < len(c.slots); i++ {
 		sl := &c.slots[i]
+		if sl.shadow() {
+			continue // the fold entry's reset covers it
+		}
 		e := sl.entry(name)
-		if e.FP == e.P && e.FN == e.N {
+		if e.G > 0 {
+			folds = append(folds, e.Replica)
+		}
+		if e.FP == e.P && e.FN == e.N && e.FG == e.G {
 			continue
 		}
-		e.FP, e.FN = e.P, e.N
+		e.FP, e.FN, e.FG = e.P, e.N, e.G
 		s.set(name, c, sl, e)
+	}
+	for _, f := range folds {
+		s.reclassify(name, c, f) // drops the shadows
 	}
 	if hadExpiry {
 		s.setExpiry(name, c, 0, now)
@@ -124,16 +134,18 @@ func (s *State) Forget(name string) {
 
 // Fold folds the entries of this replica's earlier incarnations into the
 // fold entry of its lineage, one per counter, covering incarnations 1 to
-// Incarnation(Replica())−1, and drops them (TakeRemoved returns them). It
-// returns the fold entries it wrote.
+// Incarnation(Replica())−1: their totals are added to the fold entry's,
+// and they are dropped (TakeRemoved returns them), or kept as shadows for
+// the floors they carry (see Merge). It returns the fold entries it wrote.
 //
 // Call it once, on a state just loaded from the store that this lineage's
 // earlier incarnations wrote: there their entries hold their final totals
 // (a process sends peers only what it made durable first), so the fold
 // entry's totals are at least what any replica holds for them. A fold
-// entry that is new for a counter starts from the high-water mark (a fold
-// entry of that counter forgotten before may still be held elsewhere).
-// A counter whose fold would pass the uint64 range is left unfolded.
+// entry that is new for a counter starts from the high-water mark, reset
+// (a fold entry of that counter forgotten before may still be held
+// elsewhere, with a floor up to that mark). A counter whose fold would pass
+// the uint64 range is left unfolded.
 func (s *State) Fold() []Entry {
 	fid, k := FoldID(s.replica), Incarnation(s.replica)
 	if k <= 1 {
@@ -142,52 +154,46 @@ func (s *State) Fold() []Entry {
 	lineage := Lineage(s.replica)
 	var folded []Entry
 	for name, c := range s.counters {
-		var covered []Entry
+		var raws []Entry
+		first := k
 		for i := range c.slots {
 			r := c.slots[i].replica
-			if j := Incarnation(r); j >= 1 && j < k && Lineage(r) == lineage {
-				covered = append(covered, c.slots[i].entry(name))
+			if j := Incarnation(r); j >= 1 && j < k && Lineage(r) == lineage && !c.slots[i].shadow() {
+				raws = append(raws, c.slots[i].entry(name))
+				first = min(first, j)
 			}
 		}
-		if len(covered) == 0 {
+		if len(raws) == 0 {
 			continue
 		}
-		f := c.slot(fid)
 		var e Entry
-		if f != nil {
+		if f := c.slot(fid); f != nil {
 			e = f.entry(name)
 		} else {
 			h := s.high
-			e = Entry{Counter: name, Replica: fid, P: h, N: h, FP: h, FN: h}
+			e = Entry{Counter: name, Replica: fid, P: h, N: h, FP: h, FN: h, FG: uint32(first - 1)}
 		}
 		var ok bool
-		if e, ok = sumInto(e, covered); !ok {
+		if e, ok = addTotals(e, raws); !ok {
 			continue
 		}
 		e.G = uint32(k - 1)
-		for _, r := range covered {
-			s.dropSlot(name, c, r.Replica)
-		}
-		s.set(name, c, c.slot(fid), e)
-		folded = append(folded, e)
+		c = s.set(name, c, c.slot(fid), e)
+		s.reclassify(name, c, fid)
+		folded = append(folded, c.slot(fid).entry(name))
 	}
 	return folded
 }
 
-// sumInto adds the totals and floors of covered to e and raises its
-// expiry register to theirs; false if a sum would pass the uint64 range.
-func sumInto(e Entry, covered []Entry) (Entry, bool) {
-	for _, r := range covered {
-		var c1, c2, c3, c4 uint64
+// addTotals adds the totals of raws to e; false if a sum would pass the
+// uint64 range.
+func addTotals(e Entry, raws []Entry) (Entry, bool) {
+	for _, r := range raws {
+		var c1, c2 uint64
 		e.P, c1 = addOverflows(e.P, r.P)
 		e.N, c2 = addOverflows(e.N, r.N)
-		e.FP, c3 = addOverflows(e.FP, r.FP)
-		e.FN, c4 = addOverflows(e.FN, r.FN)
-		if c1|c2|c3|c4 != 0 {
+		if c1|c2 != 0 {
 			return Entry{}, false
-		}
-		if pairLess(e.T, e.E, r.T, r.E) {
-			e.T, e.E = r.T, r.E
 		}
 	}
 	return e, true

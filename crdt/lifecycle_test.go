@@ -192,7 +192,10 @@ func TestExpiry(t *testing.T) {
 	// Removing an expiry (at 0) wins like any setting.
 	mustMerge(t, a, b.DeltaSince(0, b.Version()))
 	a.Expire("w", 20_000, false, 8_000)
-	b.Expire("w", 0, false, 8_001)
+	syncAll(t, a, b)
+	if set, err := b.Expire("w", 0, false, 8_001); err != nil || !set {
+		t.Fatalf("removing the expiry = %v, %v", set, err)
+	}
 	syncAll(t, a, b)
 	if _, exp, _ := a.Lookup("w"); exp != 0 {
 		t.Fatalf("expiry %d after a later removal", exp)
@@ -319,11 +322,31 @@ func TestLifecycleMatchesReference(t *testing.T) {
 	}
 }
 
-var trace = false
+func lifecycleRun(t *testing.T, r *rand.Rand) {
+	nodes := lifecycleSteps(t, r, 200)
+	states := make([]*State, len(nodes))
+	for i, x := range nodes {
+		states[i] = x.s
+	}
+	syncAll(t, states...)
+	all := ref{}
+	for _, x := range nodes {
+		all.merge(x.ref)
+	}
+	for _, name := range []string{"a", "b", "c"} {
+		want, live := all.value(name)
+		for _, s := range states {
+			got, _, ok := s.Lookup(name)
+			if got != want || ok != live {
+				t.Fatalf("%s: %q = %d (live %v), reference %d (live %v)", s.Replica(), name, got, ok, want, live)
+			}
+		}
+	}
+}
 
-func lifecycleRun(t *testing.T, r *rand.Rand) { lifecycleSteps(t, r, 200) }
-
-func lifecycleSteps(t *testing.T, r *rand.Rand, steps int) {
+// lifecycleSteps runs random operations on four nodes and returns them,
+// not synced.
+func lifecycleSteps(t *testing.T, r *rand.Rand, steps int) []*lnode {
 	names := []string{"a", "b", "c"}
 	var nodes []*lnode
 	lineage := func(i int) string { return fmt.Sprintf("%012x", 0xabc000+i) }
@@ -337,13 +360,9 @@ func lifecycleSteps(t *testing.T, r *rand.Rand, steps int) {
 		}
 	}
 	for step := range steps {
-		ni := r.IntN(len(nodes))
-		n := nodes[ni]
+		n := nodes[r.IntN(len(nodes))]
 		name := names[r.IntN(len(names))]
 		op := r.IntN(20)
-		if trace {
-			t.Logf("step %d node %d (%s) op %d %s", step, ni, n.s.Replica(), op, name)
-		}
 		switch {
 		case op < 6:
 			v := n.s.Version()
@@ -375,13 +394,13 @@ func lifecycleSteps(t *testing.T, r *rand.Rand, steps int) {
 		case op < 16: // restart on the data file: the next incarnation
 			k := Incarnation(n.s.Replica()) + 1
 			n.s = restart(t, n.s, k)
-		case op < 17 && copies < 2 && false: // a copy of a node's data runs as a new node
+		case op < 17 && copies < 2: // a copy of a node's data runs as a new node
 			copies++
 			cp := &lnode{s: New(ReplicaID(lineage(10+copies), 1)), ref: ref{}}
 			mustMerge(t, cp.s, n.s.DeltaSince(0, n.s.Version()))
 			cp.ref.merge(n.ref)
 			nodes = append(nodes, cp)
-		case op < 18 && false: // collect what every node holds
+		case op < 18: // collect what every node holds
 			full := make([]*State, len(nodes))
 			for i, x := range nodes {
 				full[i] = x.s
@@ -404,22 +423,52 @@ func lifecycleSteps(t *testing.T, r *rand.Rand, steps int) {
 			}
 		}
 	}
-	states := make([]*State, len(nodes))
-	for i, x := range nodes {
-		states[i] = x.s
-	}
-	syncAll(t, states...)
-	all := ref{}
-	for _, x := range nodes {
-		all.merge(x.ref)
-	}
-	for _, name := range names {
-		want, live := all.value(name)
-		for _, s := range states {
-			got, _, ok := s.Lookup(name)
-			if got != want || ok != live {
-				t.Fatalf("%s: %q = %d (live %v), reference %d (live %v)", s.Replica(), name, got, ok, want, live)
+	return nodes
+}
+
+// observed is what a reader sees of a state: every live counter's value
+// and expiry.
+func observed(s *State) map[string]Counter { return s.Values(0) }
+
+// TestLifecycleMergeLaws: with deletes, expiries, folds and shadows, a
+// merge stays commutative, associative and idempotent in all a reader
+// sees, whatever the order and grouping of one-way merges.
+func TestLifecycleMergeLaws(t *testing.T) {
+	for seed := range uint64(100) {
+		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+			r := newRand(seed)
+			nodes := lifecycleSteps(t, r, 120)
+			for _, x := range nodes {
+				if r.IntN(2) == 0 {
+					x.s.Expire("a", uint64(r.IntN(1000)+1), false, uint64(r.IntN(1000)))
+				}
 			}
-		}
+			x, y, z := nodes[0].s, nodes[1].s, nodes[2].s
+			into := func(dst *State, srcs ...*State) *State {
+				out := restartAs(t, dst)
+				for _, src := range srcs {
+					sync(t, out, src)
+				}
+				return out
+			}
+			if a, b := observed(into(x, y)), observed(into(y, x)); !maps.Equal(a, b) {
+				t.Fatalf("not commutative:\n x+y %v\n y+x %v", a, b)
+			}
+			if a, b := observed(into(into(x, y), z)), observed(into(x, into(y, z))); !maps.Equal(a, b) {
+				t.Fatalf("not associative:\n (x+y)+z %v\n x+(y+z) %v", a, b)
+			}
+			if a, b := observed(into(x, x)), observed(x); !maps.Equal(a, b) {
+				t.Fatalf("not idempotent:\n x+x %v\n x %v", a, b)
+			}
+		})
 	}
+}
+
+// restartAs returns a copy of s under a replica id of its own (a state
+// that merges s, so merging into it leaves s alone).
+func restartAs(t *testing.T, s *State) *State {
+	t.Helper()
+	out := New(ReplicaID("0000000fffff", 1))
+	sync(t, out, s)
+	return out
 }

@@ -43,3 +43,12 @@ func (a u128) subU(b uint64) u128 {
 }
 
 func (a u128) isZero() bool { return a.hi == 0 && a.lo == 0 }
+
+// subSat returns a−b, or 0 if b exceeds a.
+func (a u128) subSat(b u128) u128 {
+	if a.less(b) {
+		return u128{}
+	}
+	lo, borrow := bits.Sub64(a.lo, b.lo, 0)
+	return u128{hi: a.hi - b.hi - borrow, lo: lo}
+}
