@@ -19,7 +19,7 @@ func FuzzDecodeEntry(f *testing.F) {
 	} {
 		f.Add(entryKey(e.Counter, e.Replica), appendValue(nil, e))
 	}
-	f.Add([]byte("a\x0000000000000a0001"), make([]byte, 52))
+	f.Add([]byte("a\x0000000000000a0001"), make([]byte, 56))
 	f.Add([]byte("no-separator"), make([]byte, 16))
 	f.Fuzz(func(t *testing.T, k, v []byte) {
 		e, err := decodeEntry(k, v)

@@ -203,14 +203,15 @@ func entryKey(counter, replica string) []byte {
 
 // An entry's value is P, N (8 bytes each, big-endian) when its other
 // fields are zero, as most entries' are (and as every entry was before
-// they existed); otherwise P, N, FP, FN, T, E (8 bytes each) and G (4).
+// they existed); otherwise P, N, FP, FN, T, E (8 bytes each), G and FG (4
+// each).
 const (
 	shortValue = 16
-	longValue  = 6*8 + 4
+	longValue  = 6*8 + 2*4
 )
 
 func valueLen(e crdt.Entry) int {
-	if e.FP|e.FN|e.T|e.E|uint64(e.G) == 0 {
+	if e.FP|e.FN|e.T|e.E|uint64(e.G)|uint64(e.FG) == 0 {
 		return shortValue
 	}
 	return longValue
@@ -226,7 +227,8 @@ func appendValue(buf []byte, e crdt.Entry) []byte {
 	for _, x := range []uint64{e.FP, e.FN, e.T, e.E} {
 		buf = binary.BigEndian.AppendUint64(buf, x)
 	}
-	return binary.BigEndian.AppendUint32(buf, e.G)
+	buf = binary.BigEndian.AppendUint32(buf, e.G)
+	return binary.BigEndian.AppendUint32(buf, e.FG)
 }
 
 // decodeEntry decodes one record. It accepts only what Save writes: a
@@ -246,7 +248,7 @@ func decodeEntry(k, v []byte) (crdt.Entry, error) {
 	}
 	if len(v) == longValue {
 		e.FP, e.FN, e.T, e.E = u(2), u(3), u(4), u(5)
-		e.G = binary.BigEndian.Uint32(v[48:])
+		e.G, e.FG = binary.BigEndian.Uint32(v[48:]), binary.BigEndian.Uint32(v[52:])
 		if valueLen(e) != longValue {
 			return crdt.Entry{}, fmt.Errorf("%w: key %q: long value with no field past P and N", ErrCorrupt, k)
 		}

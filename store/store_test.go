@@ -274,7 +274,7 @@ func copyFile(t *testing.T, from, to string) {
 }
 
 // An entry with nothing past P and N keeps the 16-byte value files written
-// before the other fields existed hold; any other field makes it 52 bytes.
+// before the other fields existed hold; any other field makes it 56 bytes.
 // Both read back whole after a reopen.
 func TestEntryEncodingsRoundTrip(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "countd.db")
@@ -286,13 +286,14 @@ func TestEntryEncodingsRoundTrip(t *testing.T) {
 		{Counter: "floor", Replica: r, P: 9, N: 4, FP: 9, FN: 3},
 		{Counter: "expiry", Replica: r, P: 1, T: 1_700_000_000_000, E: 1_700_000_060_000},
 		{Counter: "expiry-cleared", Replica: r, T: 1}, // E 0: never expires
-		{Counter: "fold", Replica: fold, P: ^uint64(0), N: 1 << 40, FP: 1 << 63, FN: 7, T: 3, E: 4, G: 0xfffe},
+		{Counter: "fold", Replica: fold, P: ^uint64(0), N: 1 << 40, FP: 1 << 63, FN: 7, T: 3, E: 4, G: 0xfffe, FG: 0xfffd},
+		{Counter: "fold-floor-only", Replica: fold, G: 2, FG: 1},
 	}
 	if err := db.Save(want, nil); err != nil {
 		t.Fatal(err)
 	}
 	for _, e := range want {
-		wantLen := 52
+		wantLen := 56
 		if e.FP|e.FN|e.T|e.E|uint64(e.G) == 0 {
 			wantLen = 16
 		}
@@ -552,7 +553,7 @@ func TestDecodeEntryRejects(t *testing.T) {
 	long := func(fp, fn, tt, e uint64, g uint32, p, n uint64) []byte {
 		return appendValue(nil, crdt.Entry{P: p, N: n, FP: fp, FN: fn, T: tt, E: e, G: g})
 	}
-	zeroLong := make([]byte, 52)
+	zeroLong := make([]byte, 56)
 	for _, c := range []struct {
 		name string
 		k, v []byte
