@@ -114,6 +114,26 @@ func (f *supervisorFixture) event(addr, event string) lifecycle {
 	}
 }
 
+// eventsAnyOrder waits for the child events want, in any order: children that
+// start at about the same time (one spawned at once, one after a probe)
+// report in whatever order their mailboxes run.
+func (f *supervisorFixture) eventsAnyOrder(want ...lifecycle) {
+	f.t.Helper()
+	left := slices.Clone(want)
+	for len(left) > 0 {
+		select {
+		case e := <-f.events:
+			i := slices.IndexFunc(left, func(w lifecycle) bool { return w.addr == e.addr && w.event == e.event })
+			if i < 0 {
+				f.t.Fatalf("child event %s %s, want one of %v", e.addr, e.event, left)
+			}
+			left = slices.Delete(left, i, i+1)
+		case <-time.After(wait):
+			f.t.Fatalf("no child event, want %v", left)
+		}
+	}
+}
+
 // neverListed checks that addr stays out of the table, and that no child
 // starts, for a while after the probes of the candidates learned with it
 // ended: a negative no single look can show.
@@ -232,10 +252,9 @@ func TestSupervisorTombstoneBlocksGossip(t *testing.T) {
 
 	f.sys.Root.Send(f.sup, &Contact{Addr: c, Members: []string{}})
 	f.sys.Root.Send(f.sup, &Contact{Addr: a, Members: []string{c, control}})
-	f.event(a, "started")
-	// Gossip makes candidates, admitted once a probe answers: the control,
-	// learned beside c, shows that the probes ran.
-	f.event(control, "started")
+	// a joins at once; gossip makes candidates, admitted once a probe
+	// answers: the control, learned beside c, shows that the probes ran.
+	f.eventsAnyOrder(lifecycle{addr: a, event: "started"}, lifecycle{addr: control, event: "started"})
 	f.neverListed(c)
 	// An explicit registration lifts the tombstone.
 	if r := f.ask(&RegisterPeer{Addr: c}).(*RegisterResult); !r.Created {
