@@ -35,6 +35,9 @@ type Result struct {
 	Counter string
 	Value   int64
 	Node    string
+	// ExpiresIn is the counter's expires_in (seconds) in a 2xx reply, 0
+	// if it has no expiry.
+	ExpiresIn int64
 	// Err says why the outcome is not OK; on OK it is set only when the
 	// 2xx reply's body could not be read or decoded (Value is then unknown).
 	Err error
@@ -67,18 +70,47 @@ func (c Client) Change(baseURL, counter string, delta int64) Result {
 // ChangeContext is Change with a context, which can cut the request short
 // (its outcome is then Unknown).
 func (c Client) ChangeContext(ctx context.Context, baseURL, counter string, delta int64) Result {
+	return c.ChangeTTL(ctx, baseURL, counter, delta, 0)
+}
+
+// ChangeTTL is ChangeContext with ?ttl=ttl (seconds) when ttl > 0: the
+// counter expires that long from now if it has no expiry yet.
+func (c Client) ChangeTTL(ctx context.Context, baseURL, counter string, delta, ttl int64) Result {
 	verb, by := "increment", delta
 	if delta < 0 {
 		verb, by = "decrement", -delta
 	}
-	return c.Post(ctx, fmt.Sprintf("%s/counters/%s/%s?by=%d", baseURL, url.PathEscape(counter), verb, by))
+	u := fmt.Sprintf("%s/counters/%s/%s?by=%d", baseURL, url.PathEscape(counter), verb, by)
+	if ttl > 0 {
+		u += fmt.Sprintf("&ttl=%d", ttl)
+	}
+	return c.Post(ctx, u)
+}
+
+// Expire makes counter expire ttl seconds from now, with POST
+// /counters/{counter}/expire?ttl=ttl (200; 404 if the counter does not
+// exist), classified like a change.
+func (c Client) Expire(ctx context.Context, baseURL, counter string, ttl int64) Result {
+	return c.Post(ctx, fmt.Sprintf("%s/counters/%s/expire?ttl=%d", baseURL, url.PathEscape(counter), ttl))
+}
+
+// Delete deletes counter on the node at baseURL with DELETE
+// /counters/{counter} (204, known or not), classified like a change: OK
+// means the delete is durable on that node.
+func (c Client) Delete(ctx context.Context, baseURL, counter string) Result {
+	return c.send(ctx, http.MethodDelete, fmt.Sprintf("%s/counters/%s", baseURL, url.PathEscape(counter)))
 }
 
 // Post sends a change as POST u with no body, reads the reply, and
 // classifies the outcome (see Classify). Tests that change the default
 // counter (POST /increment) call it directly.
 func (c Client) Post(ctx context.Context, u string) Result {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, nil)
+	return c.send(ctx, http.MethodPost, u)
+}
+
+// send sends a change request and classifies its outcome.
+func (c Client) send(ctx context.Context, method, u string) Result {
+	req, err := http.NewRequestWithContext(ctx, method, u, nil)
 	if err != nil {
 		return Result{Outcome: Failed, Err: err} // never sent
 	}
@@ -91,17 +123,19 @@ func (c Client) Post(ctx context.Context, u string) Result {
 	r := Result{Status: resp.StatusCode, Outcome: Classify(resp.StatusCode, nil)}
 	if r.Outcome == OK {
 		var v struct {
-			Counter string `json:"counter"`
-			Value   int64  `json:"value"`
-			Node    string `json:"node"`
+			Counter   string `json:"counter"`
+			Value     int64  `json:"value"`
+			Node      string `json:"node"`
+			ExpiresIn int64  `json:"expires_in"`
 		}
 		switch {
 		case rerr != nil:
 			r.Err = fmt.Errorf("%s, then reading the body: %w", resp.Status, rerr)
+		case resp.StatusCode == http.StatusNoContent:
 		case json.Unmarshal(body, &v) != nil:
 			r.Err = fmt.Errorf("%s with a bad body %q", resp.Status, body)
 		default:
-			r.Counter, r.Value, r.Node = v.Counter, v.Value, v.Node
+			r.Counter, r.Value, r.Node, r.ExpiresIn = v.Counter, v.Value, v.Node, v.ExpiresIn
 		}
 		return r
 	}
