@@ -2,17 +2,28 @@ package httpapi
 
 import (
 	"context"
+	"countd/actors"
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 )
 
 type nopCounters struct{}
 
-func (nopCounters) Increment(context.Context, string, uint64) (int64, error) { return 1, nil }
-func (nopCounters) Decrement(context.Context, string, uint64) (int64, error) { return 1, nil }
-func (nopCounters) Value(context.Context, string) (int64, error)             { return 1, nil }
-func (nopCounters) Values(context.Context) (map[string]int64, error)         { return nil, nil }
+func (nopCounters) Apply(_ context.Context, ch actors.Change) (*actors.ChangeResult, error) {
+	return &actors.ChangeResult{Counter: ch.Counter, Value: 1}, nil
+}
+func (nopCounters) Delete(context.Context, string) (bool, error) { return false, nil }
+func (nopCounters) Expire(context.Context, string, time.Duration, bool) (*actors.ExpireResult, error) {
+	return &actors.ExpireResult{}, nil
+}
+func (nopCounters) Lookup(_ context.Context, c string) (*actors.CounterValue, error) {
+	return &actors.CounterValue{Counter: c, Value: 1, Exists: true}, nil
+}
+func (nopCounters) All(context.Context) (*actors.AllCounters, error) {
+	return &actors.AllCounters{}, nil
+}
 
 // BenchmarkHandler measures the HTTP layer alone (routing, validation,
 // reply) over a Counters that does nothing.

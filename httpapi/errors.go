@@ -59,7 +59,7 @@ func statusOf(err error) int {
 		return http.StatusUnauthorized
 	case errors.Is(err, errNotLoopback):
 		return http.StatusForbidden
-	case errors.Is(err, errNotFound):
+	case errors.Is(err, errNotFound), errors.Is(err, crdt.ErrNotFound):
 		return http.StatusNotFound
 	case errors.Is(err, errMethod):
 		return http.StatusMethodNotAllowed
@@ -95,6 +95,8 @@ func messageOf(err error) string {
 			"; nothing was changed (existing counters keep working; the limits are -max-counters and -max-entries)"
 	case errors.Is(err, crdt.ErrLimit):
 		return "replicate payload refused whole: " + limitDetail(err) + " (-max-entries); nothing of it was applied"
+	case errors.Is(err, crdt.ErrNotFound):
+		return "no such counter: it was never created, or it was deleted or expired; nothing was changed"
 	case errors.Is(err, crdt.ErrInvalid):
 		return "invalid counter data; nothing was changed"
 	case errors.Is(err, actors.ErrSelf):

@@ -10,17 +10,22 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // writeValue writes the reply shared by every single-counter route,
 // {"counter":..., "value":..., "node":...}, without reflection: it is the
 // hot path. Counter names need no escaping (they are [A-Za-z0-9._-]).
-func (s *Server) writeValue(w http.ResponseWriter, counter string, v int64) {
-	b := make([]byte, 0, 64+len(counter)+len(s.nodeJSON))
+func (s *Server) writeValue(w http.ResponseWriter, counter string, v int64, expires uint64) {
+	b := make([]byte, 0, 80+len(counter)+len(s.nodeJSON))
 	b = append(b, `{"counter":"`...)
 	b = append(b, counter...)
 	b = append(b, `","value":`...)
 	b = strconv.AppendInt(b, v, 10)
+	if expires != 0 {
+		b = append(b, `,"expires_in":`...)
+		b = strconv.AppendInt(b, secondsLeft(expires, time.Now()), 10)
+	}
 	b = append(b, `,"node":`...)
 	b = append(b, s.nodeJSON...)
 	b = append(b, "}\n"...)

@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,9 +12,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gorilla/mux"
 
+	"countd/actors"
 	"countd/crdt"
 	"countd/metrics"
 	"countd/wire"
@@ -58,12 +59,14 @@ func (s *Server) routes() http.Handler {
 	open := func(path, method string, h http.HandlerFunc) {
 		register(path, method, func(h http.HandlerFunc) http.HandlerFunc { return h }, h)
 	}
-	handle("/increment", http.MethodPost, s.handleIncrement, "by")
-	handle("/decrement", http.MethodPost, s.handleDecrement, "by")
+	handle("/increment", http.MethodPost, s.handleIncrement, "by", "ttl")
+	handle("/decrement", http.MethodPost, s.handleDecrement, "by", "ttl")
 	handle("/counter", http.MethodGet, s.handleCounter)
-	handle("/counters/{name}/increment", http.MethodPost, s.handleIncrement, "by")
-	handle("/counters/{name}/decrement", http.MethodPost, s.handleDecrement, "by")
+	handle("/counters/{name}/increment", http.MethodPost, s.handleIncrement, "by", "ttl")
+	handle("/counters/{name}/decrement", http.MethodPost, s.handleDecrement, "by", "ttl")
+	handle("/counters/{name}/expire", http.MethodPost, s.handleExpire, "ttl")
 	handle("/counters/{name}", http.MethodGet, s.handleCounter)
+	handle("/counters/{name}", http.MethodDelete, s.handleDelete)
 	handle("/counters", http.MethodGet, s.handleCounters)
 	open("/health", http.MethodGet, s.signedIfSigned(s.handleHealth)) // for probes
 	open("/", http.MethodGet, s.handleStatusPage)                     // its data, /status, needs the token
@@ -163,17 +166,16 @@ func checkQuery(raw string, params []string, takes string) error {
 
 // handleIncrement serves POST /increment and POST /counters/{name}/increment.
 func (s *Server) handleIncrement(w http.ResponseWriter, r *http.Request) {
-	s.change(w, r, "increment", s.cfg.Counters.Increment)
+	s.change(w, r, "increment", false)
 }
 
 // handleDecrement serves POST /decrement and POST /counters/{name}/decrement.
 func (s *Server) handleDecrement(w http.ResponseWriter, r *http.Request) {
-	s.change(w, r, "decrement", s.cfg.Counters.Decrement)
+	s.change(w, r, "decrement", true)
 }
 
-func (s *Server) change(w http.ResponseWriter, r *http.Request, op string,
-	apply func(ctx context.Context, counter string, by uint64) (int64, error)) {
-	v, name, err := s.applyChange(r, apply)
+func (s *Server) change(w http.ResponseWriter, r *http.Request, op string, neg bool) {
+	res, err := s.applyChange(r, neg)
 	if err != nil {
 		outcome := metrics.OutcomeRejected // 507 too: a full node changed nothing
 		if st := statusOf(err); st >= 500 && st != http.StatusInsufficientStorage {
@@ -184,21 +186,94 @@ func (s *Server) change(w http.ResponseWriter, r *http.Request, op string,
 		return
 	}
 	s.cfg.Metrics.Change(op, metrics.OutcomeOK)
-	s.writeValue(w, name, v)
+	s.writeValue(w, res.Counter, res.Value, res.Expires)
 }
 
-func (s *Server) applyChange(r *http.Request,
-	apply func(ctx context.Context, counter string, by uint64) (int64, error)) (int64, string, error) {
+func (s *Server) applyChange(r *http.Request, neg bool) (*actors.ChangeResult, error) {
 	name, err := counterName(r)
 	if err != nil {
-		return 0, "", err
+		return nil, err
 	}
 	by, err := changeBy(r)
 	if err != nil {
-		return 0, "", err
+		return nil, err
 	}
-	v, err := apply(r.Context(), name, by)
-	return v, name, err
+	ttl, _, err := parseTTL(r)
+	if err != nil {
+		return nil, err
+	}
+	return s.cfg.Counters.Apply(r.Context(), actors.Change{Counter: name, By: by, Neg: neg, TTL: ttl})
+}
+
+// handleDelete serves DELETE /counters/{name}: 204 whether the counter
+// existed or not, once the delete is durable on this node.
+func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request) {
+	name, err := counterName(r)
+	if err == nil {
+		_, err = s.cfg.Counters.Delete(r.Context(), name)
+	}
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// handleExpire serves POST /counters/{name}/expire?ttl=SECONDS: the
+// counter expires that long from now, replacing any expiry it had.
+func (s *Server) handleExpire(w http.ResponseWriter, r *http.Request) {
+	name, err := counterName(r)
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	ttl, given, err := parseTTL(r)
+	if err == nil && !given {
+		err = badRequest("ttl is required: the seconds from now until the counter expires, from 1 to %d (10 years)", maxTTL)
+	}
+	if err == nil {
+		_, err = s.cfg.Counters.Expire(r.Context(), name, ttl, false)
+	}
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	c, err := s.cfg.Counters.Lookup(r.Context(), name)
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	s.writeValue(w, name, c.Value, c.Expires)
+}
+
+// maxTTL is the longest expiry a client may set: 10 years, in seconds.
+const maxTTL = 10 * 36525 * 24 * 60 * 60 / 100
+
+// parseTTL reads the optional ttl parameter: whole seconds, 1 to maxTTL.
+func parseTTL(r *http.Request) (ttl time.Duration, given bool, err error) {
+	if r.URL.RawQuery == "" {
+		return 0, false, nil
+	}
+	vals, ok := r.URL.Query()["ttl"]
+	if !ok {
+		return 0, false, nil
+	}
+	if len(vals) != 1 {
+		return 0, true, badRequest("ttl is given %d times in the query; give it once", len(vals))
+	}
+	secs, err := ParseTTL(vals[0])
+	return time.Duration(secs) * time.Second, true, err
+}
+
+// ParseTTL parses the text of a ttl parameter: decimal digits only, 1 to
+// 315576000 seconds (10 years).
+func ParseTTL(s string) (uint64, error) {
+	if s != "" && len(s) <= 32 && strings.TrimLeft(s, "0123456789") == "" {
+		if n, err := strconv.ParseUint(s, 10, 64); err == nil && n >= 1 && n <= maxTTL {
+			return n, nil
+		}
+	}
+	return 0, badRequest("ttl must be a whole number of seconds from 1 to %d (10 years), written in digits only; got %s", maxTTL, quote(s))
 }
 
 // changeBy reads the step of a change: ?by=N or a JSON body {"by":N}, at
@@ -261,25 +336,44 @@ func (s *Server) handleCounter(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, err)
 		return
 	}
-	v, err := s.cfg.Counters.Value(r.Context(), name)
+	c, err := s.cfg.Counters.Lookup(r.Context(), name)
 	if err != nil {
 		s.writeError(w, err)
 		return
 	}
-	s.writeValue(w, name, v)
+	s.writeValue(w, name, c.Value, c.Expires)
 }
 
 // handleCounters serves GET /counters.
 func (s *Server) handleCounters(w http.ResponseWriter, r *http.Request) {
-	values, err := s.cfg.Counters.Values(r.Context())
+	all, err := s.cfg.Counters.All(r.Context())
 	if err != nil {
 		s.writeError(w, err)
 		return
 	}
 	s.writeJSON(w, http.StatusOK, struct {
-		Counters map[string]int64 `json:"counters"`
-		Node     string           `json:"node"`
-	}{values, s.cfg.Node})
+		Counters  map[string]int64 `json:"counters"`
+		ExpiresIn map[string]int64 `json:"expires_in,omitempty"`
+		Node      string           `json:"node"`
+	}{all.Values, expiresIn(all.Expires, time.Now()), s.cfg.Node})
+}
+
+// expiresIn turns expiry times (unix milliseconds) into the seconds left
+// (rounded up: a counter that still exists has at least 1 left).
+func expiresIn(at map[string]uint64, now time.Time) map[string]int64 {
+	if len(at) == 0 {
+		return nil
+	}
+	out := make(map[string]int64, len(at))
+	for name, ms := range at {
+		out[name] = secondsLeft(ms, now)
+	}
+	return out
+}
+
+func secondsLeft(ms uint64, now time.Time) int64 {
+	left := int64(ms) - now.UnixMilli()
+	return max((left+999)/1000, 1)
 }
 
 // handleHealth serves GET /health. It answers without asking the actors, so

@@ -63,41 +63,90 @@ func (f *fakeCounters) before(ctx context.Context) error {
 	return err
 }
 
-func (f *fakeCounters) Increment(ctx context.Context, counter string, by uint64) (int64, error) {
-	if err := f.before(ctx); err != nil {
-		return 0, err
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.state.Increment(counter, by)
-}
-
-func (f *fakeCounters) Decrement(ctx context.Context, counter string, by uint64) (int64, error) {
-	if err := f.before(ctx); err != nil {
-		return 0, err
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.state.Decrement(counter, by)
-}
-
-func (f *fakeCounters) Value(ctx context.Context, counter string) (int64, error) {
-	if err := f.before(ctx); err != nil {
-		return 0, err
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.state.Value(counter), nil
-}
-
-func (f *fakeCounters) Values(ctx context.Context) (map[string]int64, error) {
+func (f *fakeCounters) Apply(ctx context.Context, ch actors.Change) (*actors.ChangeResult, error) {
 	if err := f.before(ctx); err != nil {
 		return nil, err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return valuesOf(f.state), nil
+	now := nowMs()
+	if _, exp, ok := f.state.Lookup(ch.Counter); ok && exp != 0 && exp <= now {
+		f.state.Delete(ch.Counter, now)
+	}
+	var v int64
+	var err error
+	if ch.Neg {
+		v, err = f.state.Decrement(ch.Counter, ch.By)
+	} else {
+		v, err = f.state.Increment(ch.Counter, ch.By)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if ch.TTL > 0 {
+		f.state.Expire(ch.Counter, now+uint64(ch.TTL.Milliseconds()), true, now)
+	}
+	_, exp, _ := f.state.Lookup(ch.Counter)
+	return &actors.ChangeResult{Counter: ch.Counter, Value: v, Expires: exp}, nil
 }
+
+func (f *fakeCounters) Delete(ctx context.Context, counter string) (bool, error) {
+	if err := f.before(ctx); err != nil {
+		return false, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.state.Delete(counter, nowMs()), nil
+}
+
+func (f *fakeCounters) Expire(ctx context.Context, counter string, ttl time.Duration, nx bool) (*actors.ExpireResult, error) {
+	if err := f.before(ctx); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	now := nowMs()
+	set, err := f.state.Expire(counter, now+uint64(ttl.Milliseconds()), nx, now)
+	if err != nil {
+		return nil, err
+	}
+	_, exp, _ := f.state.Lookup(counter)
+	return &actors.ExpireResult{Set: set, Expires: exp}, nil
+}
+
+func (f *fakeCounters) Lookup(ctx context.Context, counter string) (*actors.CounterValue, error) {
+	if err := f.before(ctx); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	v, exp, ok := f.state.Lookup(counter)
+	if !ok || exp != 0 && exp <= nowMs() {
+		return &actors.CounterValue{Counter: counter}, nil
+	}
+	return &actors.CounterValue{Counter: counter, Value: v, Expires: exp, Exists: true}, nil
+}
+
+func (f *fakeCounters) All(ctx context.Context) (*actors.AllCounters, error) {
+	if err := f.before(ctx); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	all := &actors.AllCounters{Values: make(map[string]int64)}
+	for name, c := range f.state.Values(nowMs()) {
+		all.Values[name] = c.Value
+		if c.Expires != 0 {
+			if all.Expires == nil {
+				all.Expires = make(map[string]uint64)
+			}
+			all.Expires[name] = c.Expires
+		}
+	}
+	return all, nil
+}
+
+func nowMs() uint64 { return uint64(time.Now().UnixMilli()) }
 
 // snapshot is the fake's state as a test compares it: every value, and the
 // version, which any change at all bumps.

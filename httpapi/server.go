@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"countd/actors"
 	"countd/auth"
 	"countd/metrics"
 )
@@ -24,10 +25,11 @@ import (
 // context through rather than wrap each request in a timer of their own,
 // which costs several percent of throughput on the hot path.
 type Counters interface {
-	Increment(ctx context.Context, counter string, by uint64) (int64, error)
-	Decrement(ctx context.Context, counter string, by uint64) (int64, error)
-	Value(ctx context.Context, counter string) (int64, error)
-	Values(ctx context.Context) (map[string]int64, error)
+	Apply(ctx context.Context, ch actors.Change) (*actors.ChangeResult, error)
+	Delete(ctx context.Context, counter string) (bool, error)
+	Expire(ctx context.Context, counter string, ttl time.Duration, nx bool) (*actors.ExpireResult, error)
+	Lookup(ctx context.Context, counter string) (*actors.CounterValue, error)
+	All(ctx context.Context) (*actors.AllCounters, error)
 }
 
 // Config configures a Server.

@@ -131,6 +131,8 @@ type statusReply struct {
 	UptimeSeconds int64            `json:"uptime_seconds"`
 	Peers         []peerRow        `json:"peers"`
 	Counters      map[string]int64 `json:"counters"`
+	// Expires holds the seconds left of the counters that expire.
+	Expires map[string]int64 `json:"expires_in,omitempty"`
 	// History is what the page charts: the last minutes of changes per
 	// second and of each peer's behind, sampled while the server is open.
 	// Only with ?history=1: it is a few KB, and for the page, not for
@@ -158,11 +160,12 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	values, err := s.cfg.Counters.Values(r.Context())
+	all, err := s.cfg.Counters.All(r.Context())
 	if err != nil {
 		s.writeError(w, err)
 		return
 	}
+	values := all.Values
 	if values == nil {
 		values = map[string]int64{}
 	}
@@ -171,6 +174,7 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 		Replica:  s.cfg.Replica,
 		Peers:    peerRows(peers),
 		Counters: values,
+		Expires:  expiresIn(all.Expires, time.Now()),
 	}
 	if withHistory {
 		h := s.hist.snapshot(time.Now())
