@@ -107,6 +107,12 @@ func (b *bench) runAll(ctx context.Context, rep *Report) error {
 	}
 	for _, sec := range b.cfg.Security {
 		for _, n := range b.cfg.Nodes {
+			if b.cfg.mode() == modeChurn {
+				if err := b.runChurns(ctx, rep, sec, n, clients); err != nil {
+					return err
+				}
+				continue
+			}
 			if err := b.runCluster(ctx, rep, sec, n, clients); err != nil {
 				return err
 			}
@@ -136,6 +142,33 @@ func (b *bench) runCluster(ctx context.Context, rep *Report, sec security, n int
 	}
 	if err := cl.Close(); err != nil {
 		fmt.Fprintln(b.stderr, "countd-bench: warning:", err)
+	}
+	return nil
+}
+
+// runChurns runs the churn mode once per -ttl and client count, each on a
+// fresh cluster of n nodes with sec, since what it measures is how the
+// nodes' memory and disk grow from empty.
+func (b *bench) runChurns(ctx context.Context, rep *Report, sec security, n int, clients []int) error {
+	for _, ttl := range b.cfg.TTLs {
+		for _, c := range clients {
+			cl, err := b.cluster(ctx, n, sec)
+			if err != nil {
+				return err
+			}
+			b.runs.Add(1)
+			res, err := b.runChurn(ctx, cl, c, ttl)
+			if res != nil {
+				rep.Runs = append(rep.Runs, *res)
+				printResult(b.stdout, res)
+			}
+			if cerr := cl.Close(); cerr != nil {
+				fmt.Fprintln(b.stderr, "countd-bench: warning:", cerr)
+			}
+			if err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

@@ -22,7 +22,12 @@ import (
 // throughput and p99 latency against the client count (a line per node
 // count, the bare server's throughput dashed and the fsync yardstick's
 // dotted), and against the node count (a line per client count).
+// Without load-mode runs, it draws the churn-mode runs instead (drawChurn).
 func drawCharts(path string, runs []Result) error {
+	if !slices.ContainsFunc(runs, func(r Result) bool { return r.Mode == modeLoad }) &&
+		slices.ContainsFunc(runs, func(r Result) bool { return r.Churn != nil }) {
+		return drawChurn(path, runs)
+	}
 	var load []Result
 	for _, r := range runs {
 		if r.Mode == modeLoad && r.Countd.Requests > 0 {
@@ -54,9 +59,14 @@ func drawCharts(path string, runs []Result) error {
 			}
 		}
 	}
+	return writePanels(path, panels)
+}
+
+// writePanels lays panels out in a grid and writes them as one PNG.
+func writePanels(path string, panels [][]*plot.Plot) error {
 	img := vgimg.New(vg.Points(1000), vg.Points(750))
 	dc := draw.New(img)
-	tiles := draw.Tiles{Rows: 2, Cols: 2, PadX: vg.Points(20), PadY: vg.Points(20),
+	tiles := draw.Tiles{Rows: len(panels), Cols: len(panels[0]), PadX: vg.Points(20), PadY: vg.Points(20),
 		PadTop: vg.Points(10), PadBottom: vg.Points(10), PadLeft: vg.Points(10), PadRight: vg.Points(10)}
 	canvases := plot.Align(panels, tiles, dc)
 	for i, row := range panels {

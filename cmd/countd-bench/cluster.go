@@ -24,6 +24,9 @@ type cluster struct {
 	// procs are the node processes started by the tool, in the order of
 	// addrs; nil for an external cluster.
 	procs []*proc.Proc
+	// dataDirs are the started nodes' data dirs, in the order of addrs;
+	// nil for -memory nodes and an external cluster.
+	dataDirs []string
 	// auth is how clients reach the nodes (scheme, CA, token), and http
 	// the client that polls them (/health, /peers, /counters, /metrics).
 	auth        clientAuth
@@ -90,7 +93,9 @@ func startCluster(ctx context.Context, cfg *Config, bin string, n int, sec secur
 		if cfg.Memory {
 			args = append(args, "-memory")
 		} else {
-			args = append(args, "-data-dir="+filepath.Join(dir, "node-"+strconv.Itoa(port)))
+			dd := filepath.Join(dir, "node-"+strconv.Itoa(port))
+			c.dataDirs = append(c.dataDirs, dd)
+			args = append(args, "-data-dir="+dd)
 		}
 		secArgs, err := secs.nodeArgs("node-" + strconv.Itoa(port))
 		if err != nil {

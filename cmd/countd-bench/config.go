@@ -15,6 +15,7 @@ const (
 	modeRounds = "rounds"
 	modeIdle   = "idle"
 	modeCreate = "create"
+	modeChurn  = "churn"
 )
 
 // Config is what the flags ask for.
@@ -58,6 +59,13 @@ type Config struct {
 	Idle, Settle time.Duration
 	// CreateCounters > 0 selects create mode with that many counters.
 	CreateCounters int
+	// ChurnCounters > 0 selects churn mode: that many counters created
+	// evenly over Duration, once per TTL in TTLs (seconds, 0 for none) on
+	// a fresh cluster each, sampled every Sample until Tail after the last
+	// (0: the largest TTL plus a minute).
+	ChurnCounters int
+	TTLs          []int
+	Tail, Sample  time.Duration
 	// ReadyTimeout bounds the wait for a started cluster to see itself
 	// alive; AgreeTimeout bounds each wait for agreement; StopTimeout is how
 	// long a node gets after SIGTERM before SIGKILL.
@@ -93,6 +101,8 @@ func defaultConfig() Config {
 		Bare:         true,
 		Fsync:        true,
 		Burst:        200 * time.Millisecond,
+		TTLs:         []int{60},
+		Sample:       5 * time.Second,
 		ReadyTimeout: 2 * time.Minute,
 		AgreeTimeout: 30 * time.Second,
 		StopTimeout:  10 * time.Second,
@@ -106,7 +116,7 @@ func (c *Config) measureFsync() bool {
 	return c.Bare && c.Fsync && !c.Memory && len(c.Addrs) == 0
 }
 
-// mode returns which of the four modes the configuration selects.
+// mode returns which of the five modes the configuration selects.
 func (c *Config) mode() string {
 	switch {
 	case c.Rounds > 0:
@@ -115,6 +125,8 @@ func (c *Config) mode() string {
 		return modeIdle
 	case c.CreateCounters > 0:
 		return modeCreate
+	case c.ChurnCounters > 0:
+		return modeChurn
 	}
 	return modeLoad
 }
@@ -126,16 +138,18 @@ func (c *Config) validate(given map[string]bool) error {
 		return nil
 	}
 	modes := 0
-	for _, f := range []string{"rounds", "idle", "create-counters"} {
+	for _, f := range []string{"rounds", "idle", "create-counters", "churn-counters"} {
 		if given[f] {
 			modes++
 		}
 	}
 	switch {
 	case modes > 1:
-		return errors.New("-rounds, -idle and -create-counters are different modes: give at most one")
-	case c.Rounds < 0 || c.CreateCounters < 0 || c.Counters < 0:
-		return errors.New("-rounds, -counters and -create-counters must not be negative")
+		return errors.New("-rounds, -idle, -create-counters and -churn-counters are different modes: give at most one")
+	case c.Rounds < 0 || c.CreateCounters < 0 || c.Counters < 0 || c.ChurnCounters < 0:
+		return errors.New("-rounds, -counters, -create-counters and -churn-counters must not be negative")
+	case c.Tail < 0 || c.Sample <= 0:
+		return errors.New("-tail must not be negative and -sample must be positive")
 	case c.Idle < 0 || c.Settle < 0 || c.Duration <= 0 || c.Chunk <= 0 || c.Burst <= 0:
 		return errors.New("-duration, -chunk and -burst must be positive, -idle and -settle not negative")
 	case c.ReadyTimeout <= 0 || c.AgreeTimeout <= 0 || c.StopTimeout <= 0:
@@ -144,11 +158,20 @@ func (c *Config) validate(given map[string]bool) error {
 		return fmt.Errorf("invalid value %q for flag -target: want one or all", c.Target)
 	case c.CreateCounters > 10_000_000:
 		return errors.New("invalid value for flag -create-counters: at most 10000000")
+	case c.ChurnCounters > 10_000_000:
+		return errors.New("invalid value for flag -churn-counters: at most 10000000")
 	case c.Counters > 1_000_000:
 		return errors.New("invalid value for flag -counters: at most 1000000")
 	}
-	if c.PNG != "" && c.mode() != modeLoad {
-		return errors.New("-png draws load-mode runs; it has no meaning with -rounds, -idle or -create-counters")
+	if c.PNG != "" && c.mode() != modeLoad && c.mode() != modeChurn {
+		return errors.New("-png draws load-mode and churn-mode runs; it has no meaning with -rounds, -idle or -create-counters")
+	}
+	if c.mode() != modeChurn {
+		for _, f := range []string{"ttl", "tail", "sample"} {
+			if given[f] {
+				return fmt.Errorf("-%s applies to -churn-counters", f)
+			}
+		}
 	}
 	if len(c.Addrs) > 0 {
 		for _, f := range []string{"nodes", "bin", "node-flag", "memory", "keep", "security"} {

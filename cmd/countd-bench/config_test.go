@@ -34,6 +34,17 @@ func TestParseFlags(t *testing.T) {
 	if cfg, _ := parseFlags([]string{"-create-counters=100000"}, io.Discard); cfg.mode() != modeCreate {
 		t.Errorf("-create-counters: mode %s", cfg.mode())
 	}
+	cfg, err = parseFlags([]string{"-churn-counters=1000", "-ttl=60,0", "-sample=2s", "-png=c.png"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.mode() != modeChurn || !slices.Equal(cfg.TTLs, []int{60, 0}) || cfg.Sample != 2*time.Second ||
+		cfg.churnTail() != 2*time.Minute {
+		t.Errorf("-churn-counters: parsed %+v, tail %v", cfg, cfg.churnTail())
+	}
+	if cfg, _ := parseFlags([]string{"-churn-counters=10", "-ttl=0", "-tail=5s"}, io.Discard); cfg.churnTail() != 5*time.Second {
+		t.Errorf("-tail=5s: tail %v", cfg.churnTail())
+	}
 }
 
 // TestBadFlags checks that every bad command line is one clear line naming
@@ -53,6 +64,11 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"-rounds=5", "-idle=1s"}, "at most one"},
 		{[]string{"-rounds=-1"}, "negative"},
 		{[]string{"-rounds=3", "-png=x.png"}, "-png"},
+		{[]string{"-churn-counters=5", "-idle=1s"}, "at most one"},
+		{[]string{"-churn-counters=5", "-ttl=-1"}, "-ttl"},
+		{[]string{"-churn-counters=5", "-sample=0s"}, "-sample"},
+		{[]string{"-ttl=60"}, "-churn-counters"},
+		{[]string{"-tail=1m"}, "-churn-counters"},
 		{[]string{"-addrs=nohost"}, "-addrs"},
 		{[]string{"-addrs=h:99999"}, "-addrs"},
 		{[]string{"-addrs=h:1", "-nodes=3"}, "-nodes"},

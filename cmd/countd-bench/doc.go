@@ -6,7 +6,7 @@
 // module root, or -bin), on free ports on 127.0.0.1 with their own temporary
 // data dirs, wires them with -peers and waits until every node sees every
 // other alive; or, with -addrs, it targets a cluster that is already running.
-// It then runs one of four modes over every combination of -nodes and
+// It then runs one of five modes over every combination of -nodes and
 // -clients:
 //
 //   - load (default): C keep-alive clients send POST /increment (or POST
@@ -20,6 +20,18 @@
 //     as a share of one core, and each node's memory.
 //   - create (-create-counters K): K distinct named counters created on one
 //     node, then the time to agreement and each node's memory.
+//   - churn (-churn-counters K): K distinct named counters, each incremented
+//     once with ?ttl= from -ttl (a list of seconds, 0 for none: one run on
+//     a fresh cluster each), created at an even rate over -duration (as
+//     fast as the clients go when they fall behind) and then -tail more;
+//     every -sample it records each node's RSS (/proc), Go heap in use,
+//     live counters, CRDT entries, expired and collected counters (from
+//     /metrics), its data file's size and the part of the file the current
+//     bbolt tree uses. That last is read from the file without bbolt (the
+//     node holds its lock): a walk of the tree's pages from the meta page,
+//     kept only if no commit landed during it (boltpages.go). The report
+//     prints every sample and each node's peak and final figures; -png
+//     draws them against time.
 //
 // The yardsticks are child processes of this tool serving internal/bare.
 // The bare server (hidden flag -bare-server) does one atomic add per
@@ -57,7 +69,8 @@
 // it. -png FILE draws one PNG of four panels from the load-mode runs:
 // throughput and p99 against clients (a line per node count, with the bare
 // server dashed and the fsync yardstick dotted) and against nodes (a line per
-// client count).
+// client count); for churn-mode runs, RSS, data file, live counters and CRDT
+// entries against time, a line per run and node.
 //
 // Latency is recorded in a log-linear histogram (128 sub-buckets per power of
 // two, so a percentile is within 0.8% of the exact sample); a reported
@@ -73,6 +86,8 @@
 // secrets and how clients use them), bare.go (the yardstick servers), load.go (the clients and the
 // progress line), hist.go (latency histogram), agree.go (agreement and
 // readiness), metrics.go (/metrics), procstat.go (/proc), snapshot.go
-// (before/after figures), bench.go (runs and sweeps), modes.go (the four
-// modes), report.go (results, text and JSON), chart.go (PNG).
+// (before/after figures), bench.go (runs and sweeps), modes.go (the first
+// four modes), churn.go (the churn mode and its sampler), boltpages.go (the
+// bbolt page walk), report.go (results, text and JSON), chart.go and
+// churnchart.go (PNG).
 package main

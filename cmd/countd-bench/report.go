@@ -86,6 +86,7 @@ type Result struct {
 	Rounds *RoundsResult `json:"rounds,omitempty"`
 	Idle   *IdleResult   `json:"idle,omitempty"`
 	Create *CreateResult `json:"create,omitempty"`
+	Churn  *ChurnResult  `json:"churn,omitempty"`
 
 	// Notes are what went wrong without stopping the run.
 	Notes []string `json:"notes,omitempty"`
@@ -247,6 +248,7 @@ func printMachine(w io.Writer, m Machine) {
 // printResult prints one run for people.
 func printResult(w io.Writer, r *Result) {
 	fmt.Fprintf(w, "\n%s\n", describeRun(r))
+	defer printChurn(w, r.Churn) // after the lines above
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	defer tw.Flush()
 	c := &r.Countd
@@ -294,7 +296,9 @@ func printResult(w io.Writer, r *Result) {
 				agreed += fmt.Sprintf(" and %s unknown", group(float64(c.Unknown)))
 			}
 		}
-		fmt.Fprintln(tw, agreed)
+		if r.Mode != modeChurn {
+			fmt.Fprintln(tw, agreed)
+		}
 		rp := &r.Replication
 		fmt.Fprintf(tw, "  replication\t%s pushes/change, %s bytes/change, %s entries/push; %s pushes, %s failed\n",
 			fmtFloat(rp.PushesPerChange, "%.4f"), fmtFloat(rp.BytesPerChange, "%.2f"), fmtFloat(rp.EntriesPerPush, "%.1f"),
@@ -368,7 +372,10 @@ func describeRun(r *Result) string {
 			on = "all nodes"
 		}
 		s += fmt.Sprintf(", %d client(s) on %s", r.Clients, on)
-		if r.Mode != modeCreate {
+		switch {
+		case r.Churn != nil:
+			s += ", " + describeChurn(r.Churn)
+		case r.Mode != modeCreate:
 			s += ", " + what
 		}
 	}

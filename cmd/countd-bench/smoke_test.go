@@ -162,3 +162,59 @@ func children(t *testing.T) []string {
 	}
 	return out
 }
+
+// TestSmokeChurn runs the churn mode on one durable node: 300 counters
+// with ttl=1 over a second, then a tail long enough for each to expire
+// and be swept (the node sweeps every second) with a wide margin. It
+// checks that every counter was created and counted, that all of them
+// were then expired and their tombstones collected, so the node ends with
+// no counters and no entries, and that memory, the data file and the
+// part of it in use were sampled.
+func TestSmokeChurn(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs countd")
+	}
+	const k = 300
+	path := filepath.Join(t.TempDir(), "r.json")
+	rep, stdout, _ := smokeRun(t, "-churn-counters=300", "-duration=1s", "-ttl=1", "-tail=8s",
+		"-sample=500ms", "-clients=4", "-json="+path, "-png="+filepath.Join(t.TempDir(), "r.png"))
+	if len(rep.Runs) != 1 || rep.Runs[0].Churn == nil {
+		t.Fatalf("runs %+v, want one churn run", rep.Runs)
+	}
+	cr := rep.Runs[0].Churn
+	if cr.Created != k || cr.TTLSeconds != 1 || len(cr.Samples) < 10 {
+		t.Fatalf("created %d with ttl %d, %d samples; want %d with ttl 1 and a sample every 500ms for 9s",
+			cr.Created, cr.TTLSeconds, len(cr.Samples), k)
+	}
+	if len(cr.Peak) != 1 || len(cr.Final) != 1 {
+		t.Fatalf("peak %+v, final %+v: want one node each", cr.Peak, cr.Final)
+	}
+	val := func(p *float64) float64 {
+		if p == nil {
+			return -1
+		}
+		return *p
+	}
+	peak, final := cr.Peak[0], cr.Final[0]
+	if val(peak.Counters) <= 0 || val(peak.Entries) <= 0 {
+		t.Errorf("peak counters %v, entries %v: the node never held the counters", val(peak.Counters), val(peak.Entries))
+	}
+	if val(final.Counters) != 0 || val(final.Entries) != 0 || val(final.Expired) != k || val(final.Collected) != k {
+		t.Errorf("final counters %v, entries %v, expired %v, collected %v; want 0, 0, %d, %d",
+			val(final.Counters), val(final.Entries), val(final.Expired), val(final.Collected), k, k)
+	}
+	if val(peak.RSSBytes) < 1e6 || val(peak.HeapInuseBytes) <= 0 || val(peak.FileBytes) <= 0 || val(peak.BoltInUseBytes) <= 0 {
+		t.Errorf("peak rss %v, heap %v, file %v, in use %v: a figure was not sampled",
+			val(peak.RSSBytes), val(peak.HeapInuseBytes), val(peak.FileBytes), val(peak.BoltInUseBytes))
+	}
+	if !strings.Contains(stdout, "ttl=1") || !strings.Contains(stdout, "collected") || !strings.Contains(stdout, "final") {
+		t.Errorf("the report lacks the churn table:\n%s", stdout)
+	}
+	back, err := readReport(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := back.Runs[0].Churn; c == nil || len(c.Samples) != len(cr.Samples) {
+		t.Errorf("results file does not hold the samples: %+v", c)
+	}
+}
