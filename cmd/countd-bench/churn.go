@@ -77,9 +77,9 @@ func (f *ChurnFigures) fields() []**float64 {
 }
 
 // churnTail returns how long the churn mode samples after the last create:
-// -tail, or by default the largest -ttl plus a minute (so every counter
-// has expired and been swept, and the no-ttl run of the same command is
-// as long).
+// -tail, or by default the largest -ttl plus churnAfterTTL, so that every
+// counter has expired and been swept, and the node has been through a
+// forced GC since (the no-ttl run of the same command is as long).
 func (c *Config) churnTail() time.Duration {
 	if c.Tail > 0 {
 		return c.Tail
@@ -88,8 +88,14 @@ func (c *Config) churnTail() time.Duration {
 	for _, t := range c.TTLs {
 		longest = max(longest, t)
 	}
-	return time.Duration(longest)*time.Second + time.Minute
+	return time.Duration(longest)*time.Second + churnAfterTTL
 }
+
+// churnAfterTTL is how long the default tail goes on after the largest ttl.
+// A node that has stopped allocating collects garbage only when Go's
+// runtime forces a GC, every 2 minutes; the memory its collected counters
+// held shows as free only after that, so the tail must be longer.
+const churnAfterTTL = 3 * time.Minute
 
 // runChurn is the churn mode: -churn-counters distinct counters, each
 // incremented once with ?ttl= (none for ttl 0), created at an even rate

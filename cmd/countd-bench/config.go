@@ -62,7 +62,7 @@ type Config struct {
 	// ChurnCounters > 0 selects churn mode: that many counters created
 	// evenly over Duration, once per TTL in TTLs (seconds, 0 for none) on
 	// a fresh cluster each, sampled every Sample until Tail after the last
-	// (0: the largest TTL plus a minute).
+	// (0: the largest TTL plus 3 minutes).
 	ChurnCounters int
 	TTLs          []int
 	Tail, Sample  time.Duration

@@ -39,7 +39,7 @@ func TestParseFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.mode() != modeChurn || !slices.Equal(cfg.TTLs, []int{60, 0}) || cfg.Sample != 2*time.Second ||
-		cfg.churnTail() != 2*time.Minute {
+		cfg.churnTail() != 4*time.Minute {
 		t.Errorf("-churn-counters: parsed %+v, tail %v", cfg, cfg.churnTail())
 	}
 	if cfg, _ := parseFlags([]string{"-churn-counters=10", "-ttl=0", "-tail=5s"}, io.Discard); cfg.churnTail() != 5*time.Second {

@@ -80,7 +80,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&cfg.CreateCounters, "create-counters", 0, "create mode: create this many named counters on one node")
 	fs.IntVar(&cfg.ChurnCounters, "churn-counters", 0, "churn mode: create this many named counters at an even rate over -duration, sampling memory and disk")
 	fs.Var(intList{&cfg.TTLs, 0, 315576000}, "ttl", "churn mode: `list` of ttls in seconds for the counters, one run on a fresh cluster each; 0 for none (e.g. 60,0)")
-	fs.DurationVar(&cfg.Tail, "tail", 0, "churn mode: keep sampling this long after the last create (default the largest -ttl plus 1m)")
+	fs.DurationVar(&cfg.Tail, "tail", 0, "churn mode: keep sampling this long after the last create (default the largest -ttl plus 3m)")
 	fs.DurationVar(&cfg.Sample, "sample", cfg.Sample, "churn mode: time between samples of each node's memory, data file and counters")
 	fs.DurationVar(&cfg.ReadyTimeout, "ready-timeout", cfg.ReadyTimeout, "longest wait for started nodes to see each other alive")
 	fs.DurationVar(&cfg.AgreeTimeout, "agree-timeout", cfg.AgreeTimeout, "longest wait for the nodes to agree")
