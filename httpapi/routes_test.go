@@ -679,7 +679,9 @@ func TestRoutesMethodNotAllowed(t *testing.T) {
 		{"DELETE", "/counters/c/decrement"},
 		{"POST", "/counters/c"},
 		{"PUT", "/counters/c"},
-		{"DELETE", "/counters/c"},
+		{"PATCH", "/counters/c"},
+		{"GET", "/counters/c/expire"},
+		{"DELETE", "/counters/c/expire"},
 		{"POST", "/counters"},
 		{"DELETE", "/counters"},
 		{"POST", "/health"},
@@ -1238,7 +1240,9 @@ var allRoutes = []struct {
 	{"GET", "/counter", "", "GET"},
 	{"POST", "/counters/c/increment", "", "POST"},
 	{"POST", "/counters/c/decrement", "", "POST"},
-	{"GET", "/counters/c", "", "GET"},
+	{"POST", "/counters/c/expire", "", "POST"},
+	{"GET", "/counters/c", "", "DELETE, GET"},
+	{"DELETE", "/counters/c", "", "DELETE, GET"},
 	{"GET", "/counters", "", "GET"},
 	{"GET", "/health", "", "GET"},
 	{"GET", "/", "", "GET"},
@@ -1334,7 +1338,7 @@ func TestMethodNotAllowedAllow(t *testing.T) {
 func TestNotFoundListsPaths(t *testing.T) {
 	rec := do(t, newFullServer(newFake(), newFakeCluster()), "GET", "/nope", nil)
 	assertError(t, rec, http.StatusNotFound)
-	assertMentions(t, rec.Body.Bytes(), "no such path /nope;", "/increment", "/counters/{name}/increment", "/peers/{addr}", "/metrics")
+	assertMentions(t, rec.Body.Bytes(), "no such path /nope;", "/increment", "/counters/{name}/increment", "/counters/{name}/expire", "/peers/{addr}", "/metrics")
 }
 
 // errFull is what the CounterActor answers a change that would pass a limit.
