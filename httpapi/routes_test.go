@@ -106,6 +106,9 @@ func (f *fakeCounters) Expire(ctx context.Context, counter string, ttl time.Dura
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	now := nowMs()
+	if _, exp, ok := f.state.Lookup(counter); ok && exp != 0 && exp <= now {
+		f.state.Delete(counter, now) // as the CounterActor: an expired counter is gone
+	}
 	set, err := f.state.Expire(counter, now+uint64(ttl.Milliseconds()), nx, now)
 	if err != nil {
 		return nil, err
