@@ -113,8 +113,8 @@ func (f *fakeCounters) Expire(ctx context.Context, counter string, ttl time.Dura
 	if err != nil {
 		return nil, err
 	}
-	_, exp, _ := f.state.Lookup(counter)
-	return &actors.ExpireResult{Set: set, Expires: exp}, nil
+	v, exp, _ := f.state.Lookup(counter)
+	return &actors.ExpireResult{Set: set, Value: v, Expires: exp}, nil
 }
 
 func (f *fakeCounters) Lookup(ctx context.Context, counter string) (*actors.CounterValue, error) {
