@@ -119,10 +119,11 @@ type Expire struct {
 }
 
 // ExpireResult answers Expire: whether the expiry was set, and the
-// counter's expiry after it (unix milliseconds, 0: never), or why it
-// failed (crdt.ErrNotFound: no such counter).
+// counter's value and expiry after it (unix milliseconds, 0: never), or why
+// it failed (crdt.ErrNotFound: no such counter).
 type ExpireResult struct {
 	Set     bool
+	Value   int64
 	Expires uint64
 	Err     error
 }
@@ -389,7 +390,10 @@ func (a *CounterActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		a.timer = scheduler.NewTimerScheduler(ctx.ActorSystem().Root)
-		a.sweepTimer = a.timer.SendRepeatedly(a.sweep, a.sweep, ctx.Self(), &sweepTick{})
+		// SendOnce, armed again on each tick: SendRepeatedly's cancel races
+		// its timer in this version of protoactor (an unsynchronised read
+		// of the timer's state, seen by -race).
+		a.sweepTimer = a.timer.SendOnce(a.sweep, ctx.Self(), &sweepTick{})
 		a.countCounters()
 	case *actor.Stopping, *actor.Restarting:
 		if a.retryTimer != nil {
@@ -404,6 +408,7 @@ func (a *CounterActor) Receive(ctx actor.Context) {
 		a.flush(ctx, true)
 	case *sweepTick:
 		a.sweepExpired(ctx)
+		a.sweepTimer = a.timer.SendOnce(a.sweep, ctx.Self(), &sweepTick{})
 	case *Increment:
 		a.change(ctx, answerTo(ctx, m.Reply), m.Counter, m.By, false, m.TTL)
 	case *Decrement:
@@ -537,9 +542,9 @@ func (a *CounterActor) expire(ctx actor.Context, m *Expire) {
 		a.flush(ctx, true)
 		return
 	}
-	_, exp, _ := a.state.Lookup(m.Counter)
+	v, exp, _ := a.state.Lookup(m.Counter)
 	a.next.origin.add("")
-	a.await(ctx, to, &ExpireResult{Set: set, Expires: exp})
+	a.await(ctx, to, &ExpireResult{Set: set, Value: v, Expires: exp})
 }
 
 // sweepExpired deletes every counter whose expiry has passed.
