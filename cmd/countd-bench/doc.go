@@ -29,7 +29,9 @@
 //     /metrics), its data file's size and the part of the file the current
 //     bbolt tree uses. That last is read from the file without bbolt (the
 //     node holds its lock): a walk of the tree's pages from the meta page,
-//     kept only if no commit landed during it (boltpages.go). The report
+//     kept only if no commit landed during it (boltpages.go); it reads
+//     every page in use, so it costs the tool (not the node) a read of
+//     the file's live part per sample. The report
 //     prints every sample and each node's peak and final figures; -png
 //     draws them against time.
 //
