@@ -260,8 +260,8 @@ func (n *clusterNode) dataFile(t *testing.T) string {
 type fileUse struct {
 	bytes    int64 // the file's size on disk
 	pageSize int
-	pages    int // the high-water mark: pages the file has ever used
-	inUse    int // pages less the free and pending ones
+	pages    int      // the high-water mark: pages the file has ever used
+	inUse    int      // pages less the free and pending ones
 	entries  int      // keys in the entries bucket
 	sample   []string // the first few entries, for messages
 }
