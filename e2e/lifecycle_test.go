@@ -26,6 +26,10 @@ import (
 // few anti-entropy rounds and sweeps of the nodes (clusterFlags).
 const stayFor = 3 * time.Second
 
+// bulkClients is how many clients send one change to each of many
+// counters: enough that the node's group commit writes many per fsync.
+const bulkClients = 64
+
 // TestDeleteOnOneNodeGoneOnAll deletes a counter on one node of three: it
 // must leave GET /counters and countd_counters on every node, GET of it must
 // answer as for a counter never created (200, value 0), a counter beside it
@@ -104,7 +108,7 @@ func TestTTLGoneEverywhereAndStorageReclaimed(t *testing.T) {
 	// Live first, with no expiry, so that the counters' use of the file
 	// can be measured without racing the clock.
 	for i, n := range nodes {
-		changeEach(t, n, names[i*counters/3:(i+1)*counters/3], one, 0, 16, &ledger)
+		changeEach(t, n, names[i*counters/3:(i+1)*counters/3], one, 0, bulkClients, &ledger)
 	}
 	live, err := ledger.Exact()
 	if err != nil {
@@ -127,7 +131,7 @@ func TestTTLGoneEverywhereAndStorageReclaimed(t *testing.T) {
 	// counter that has none. One more counter is created with it.
 	before := time.Now()
 	for i, n := range nodes {
-		results := changeEach(t, n, names[i*counters/3:(i+1)*counters/3], one, 2, 16, &ledger)
+		results := changeEach(t, n, names[i*counters/3:(i+1)*counters/3], one, 2, bulkClients, &ledger)
 		for name, r := range results {
 			if r.Outcome != apiclient.OK || r.ExpiresIn < 1 || r.ExpiresIn > 2 {
 				t.Fatalf("%s: increment of %s with ?ttl=2: %v, expires_in %d; want 200 with expires_in 1 or 2", n.name, name, r.Err, r.ExpiresIn)
@@ -218,19 +222,22 @@ func TestRestartsDoNotGrowEntries(t *testing.T) {
 	var ledger apiclient.Ledger
 	// Every member writes every counter, so each has an entry per member.
 	for _, n := range nodes[1:] {
-		changeEach(t, n, names, func(string) int64 { return 1 }, 0, 16, &ledger)
+		changeEach(t, n, names, func(string) int64 { return 1 }, 0, bulkClients, &ledger)
 	}
 	n0 := nodes[0]
 	c := newClient(t, members)
 	c.Timeout = pollTimeout
 	most := make(map[string]float64)
 	for run := range restarts + 1 {
+		began := time.Now()
 		if run > 0 {
 			n0.proc.Stop()
 			startAll(t, n0)
 		}
+		restarted := time.Since(began)
 		delta := int64(run%3 + 1)
-		changeEach(t, n0, names, func(string) int64 { return delta }, 0, 16, &ledger)
+		changeEach(t, n0, names, func(string) int64 { return delta }, 0, bulkClients, &ledger)
+		changed := time.Since(began) - restarted
 		want, err := ledger.Exact()
 		if err != nil {
 			t.Fatalf("run %d: %v", run, err)
@@ -252,7 +259,8 @@ func TestRestartsDoNotGrowEntries(t *testing.T) {
 				t.Errorf("run %d: %s holds %v entries, more than 2 × %d members × %d counters = %d", run, n.name, got, members, counters, bound)
 			}
 		}
-		t.Logf("run %d: %s%s", run, mEntries, line.String())
+		t.Logf("run %d: %s%s (restart %v, %d changes %v)", run, mEntries, line.String(),
+			restarted.Round(time.Millisecond), counters, changed.Round(time.Millisecond))
 		if t.Failed() {
 			t.FailNow()
 		}
@@ -295,7 +303,7 @@ func TestKill9DuringDeletesAndFoldsLosesNothing(t *testing.T) {
 	// an entry of its own in every counter for its starts to fold.
 	var pre apiclient.Ledger
 	for _, n := range nodes {
-		changeEach(t, n, names, step, 0, 16, &pre)
+		changeEach(t, n, names, step, 0, bulkClients, &pre)
 	}
 	preSums, err := pre.Exact()
 	if err != nil {
@@ -385,7 +393,7 @@ func TestKill9DuringDeletesAndFoldsLosesNothing(t *testing.T) {
 			postNames = append(postNames, name)
 		}
 	}
-	changeEach(t, n1, postNames, step, 0, 16, &post)
+	changeEach(t, n1, postNames, step, 0, bulkClients, &post)
 
 	// node0's next starts fold its earlier incarnations into one entry per
 	// counter (before it serves anything) and are SIGKILLed: at once, once
@@ -405,7 +413,7 @@ func TestKill9DuringDeletesAndFoldsLosesNothing(t *testing.T) {
 
 	// after: node0 serves changes of every counter on its folded state.
 	var after apiclient.Ledger
-	changeEach(t, n0, names, step, 0, 16, &after)
+	changeEach(t, n0, names, step, 0, bulkClients, &after)
 
 	// What each counter must converge to.
 	postSums, err := post.Exact()
