@@ -195,9 +195,11 @@ func orMissing(v float64, ok bool) string {
 	return fmt.Sprint(v)
 }
 
+// equals and atLeast are tests for metricsAre.
 func equals(want float64) func(float64) bool  { return func(v float64) bool { return v == want } }
 func atLeast(want float64) func(float64) bool { return func(v float64) bool { return v >= want } }
-func atMost(limit float64) func(float64) bool { return func(v float64) bool { return v <= limit } }
+
+// counterNames returns n counter names: prefix0000, prefix0001, ...
 func counterNames(prefix string, n int) []string {
 	names := make([]string, n)
 	for i := range names {
