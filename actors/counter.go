@@ -371,6 +371,9 @@ func NewCounterProps(state *crdt.State, store Store, log *slog.Logger, obs Obser
 		}
 		disk.TakeRemoved()
 	}
+	// From here on the state merges peers' entries: a tombstone it does not
+	// hold (forgotten, or never needed) is not taken back.
+	state.SkipDeadNew(true)
 	return actor.PropsFromProducer(func() actor.Actor {
 		// A restart after a panic keeps the same state: it is the only copy.
 		a := &CounterActor{state: state, store: store, log: log, obs: obs, disk: disk, announced: disk.Version(),

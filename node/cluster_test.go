@@ -438,3 +438,33 @@ func TestRemovedPeerStaysRemoved(t *testing.T) {
 		t.Fatal(desc)
 	}
 }
+
+// TestRestartedNodeKnowsItsMembers: a node that learned its peers by
+// gossip knows them again as soon as it restarts on its data dir, with no
+// -peers at all (the store keeps the member list). Until it has synced with
+// each, it may not forget a deleted counter's tombstone that they lack.
+func TestRestartedNodeKnowsItsMembers(t *testing.T) {
+	c := startCluster(t, 3, withSeed(9))
+	c.reserve("D")
+	c.start("D", c.Addrs("A"), false) // D knows only A
+	c.waitMesh("A", "B", "C", "D")
+	c.stop("D")
+	if err := c.SetPeers("D", nil); err != nil {
+		t.Fatal(err)
+	}
+	c.restart("D", testcluster.SameDir)
+	rows, err := c.Peers("D")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{c.Addr("A"), c.Addr("B"), c.Addr("C")}
+	var got []string
+	for _, r := range rows {
+		got = append(got, r.Addr)
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("right after its restart D lists %v, want every member it knew: %v", got, want)
+	}
+}
