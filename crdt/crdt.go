@@ -142,6 +142,9 @@ type State struct {
 	expiring expiryHeap
 	// removed gathers the entries dropped since TakeRemoved.
 	removed []Entry
+	// peak is the most counters held since the map was last rebuilt
+	// (shrink).
+	peak int
 	// skipDead: a merged entry that is dead by itself (at its floor) and
 	// of a counter this state does not hold is not kept (SkipDeadNew).
 	skipDead bool

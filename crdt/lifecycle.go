@@ -3,6 +3,7 @@ package crdt
 import (
 	"container/heap"
 	"fmt"
+	"maps"
 )
 
 // Delete resets counter name to what this replica has not seen: it raises
@@ -109,7 +110,7 @@ func (s *State) Collectable(through uint64) []string {
 			out = append(out, it.counter)
 		}
 	}
-	s.dead = append(s.dead[:0:0], s.dead[i:]...)
+	s.dead = fresh(s.dead[i:])
 	return out
 }
 
@@ -130,6 +131,35 @@ func (s *State) Forget(name string) {
 		s.removing(c.slots[i].entry(name))
 	}
 	delete(s.counters, name)
+	s.shrink()
+}
+
+// shrink gives memory back after many counters were forgotten (a wave of
+// expiries): a Go map never shrinks, and slices keep their backing arrays,
+// so each is copied to one of its present size once it holds a quarter of
+// what it once held. Each copy is paid for by the forgets since the last.
+func (s *State) shrink() {
+	const small = 4096
+	if s.peak = max(s.peak, len(s.counters)); s.peak > small && len(s.counters) < s.peak/4 {
+		m := make(map[string]*counter, len(s.counters))
+		maps.Copy(m, s.counters)
+		s.counters, s.peak = m, len(m)
+	}
+	if len(s.log) > small && 4*s.entries < len(s.log) {
+		s.compact() // items of forgotten entries hold their names
+	}
+	if cap(s.log) > small && len(s.log) < cap(s.log)/4 {
+		s.log = fresh(s.log)
+	}
+	if cap(s.expiring) > small && len(s.expiring) < cap(s.expiring)/4 {
+		s.expiring = fresh(s.expiring)
+	}
+	if len(s.dead) > small && len(s.dead) > 4*len(s.counters) {
+		s.compactDead() // items of forgotten counters hold their names
+	}
+	if cap(s.dead) > small && len(s.dead) < cap(s.dead)/4 {
+		s.dead = fresh(s.dead)
+	}
 }
 
 // Fold folds the entries of this replica's earlier incarnations into the
@@ -205,9 +235,13 @@ func addTotals(e Entry, raws []Entry) (Entry, bool) {
 // proportion to the state even where Collectable is never called.
 func (s *State) queueDead(name string, ver uint64) {
 	s.dead = append(s.dead, logItem{ver: ver, counter: name})
-	if len(s.dead) <= 2*len(s.counters)+64 {
-		return
+	if len(s.dead) > 2*len(s.counters)+64 {
+		s.compactDead()
 	}
+}
+
+// compactDead drops the items of queueDead that a later change made stale.
+func (s *State) compactDead() {
 	keep := s.dead[:0]
 	for _, it := range s.dead {
 		if c := s.counters[it.counter]; c != nil && c.dead() && c.latest() == it.ver {
@@ -254,4 +288,13 @@ func (h *expiryHeap) Pop() any {
 	old[len(old)-1] = expiryItem{}
 	*h = old[:len(old)-1]
 	return it
+}
+
+// fresh returns a copy of s in an array of its own length, so that the
+// array s is in can be freed.
+func fresh[T any](s []T) []T {
+	if len(s) == 0 {
+		return nil
+	}
+	return append(make([]T, 0, len(s)), s...)
 }

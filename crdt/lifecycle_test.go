@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"testing"
 )
@@ -507,4 +508,45 @@ func TestForgottenTombstoneNotTakenBack(t *testing.T) {
 	if got := a.Value("c"); got != 1 {
 		t.Fatalf("value %d after a new change, want 1 (the old 7 stays deleted)", got)
 	}
+}
+
+// TestForgetGivesMemoryBack: after a wave of counters is created, expires
+// and is forgotten, the state's map and queues are rebuilt small, so the
+// heap goes back down (a Go map never shrinks by itself).
+func TestForgetGivesMemoryBack(t *testing.T) {
+	heap := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	s := New(repA)
+	s.SkipDeadNew(true)
+	base := heap()
+	const n = 200_000
+	for i := range n {
+		name := fmt.Sprintf("c%d", i)
+		mustInc(t, s, name, 1)
+		if _, err := s.Expire(name, 10, true, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	full := heap()
+	for _, name := range s.Due(10) {
+		s.Delete(name, 10)
+	}
+	for _, name := range s.Collectable(s.Version()) {
+		s.Forget(name)
+	}
+	s.TakeRemoved() // as the CounterActor does after each change
+	if s.Held() != 0 || s.Entries() != 0 {
+		t.Fatalf("after collection: %d counters, %d entries held", s.Held(), s.Entries())
+	}
+	empty := heap()
+	t.Logf("heap: %d KB before, %d KB with %d counters, %d KB after they expired and were forgotten",
+		base>>10, full>>10, n, empty>>10)
+	if grown := empty - min(empty, base); grown > (full-base)/10 {
+		t.Fatalf("forgetting every counter kept %d KB of the %d KB they took", grown>>10, (full-base)>>10)
+	}
+	runtime.KeepAlive(s)
 }
