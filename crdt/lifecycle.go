@@ -36,7 +36,12 @@ func (s *State) Delete(name string, now uint64) bool {
 		s.reclassify(name, c, f) // drops the shadows
 	}
 	if hadExpiry {
-		s.setExpiry(name, c, 0, now)
+		// Stamped just above the setting it clears, not at now: a new
+		// window's expiry, set by a node that saw the old one (so stamped
+		// above it) and not this delete, must win over this clear.
+		// Stamped at now, a late sweep of the old window on a node whose
+		// clock is ahead would leave the new window with no expiry.
+		s.writeExpiry(name, c, c.t+1, 0)
 	}
 	return true
 }
@@ -67,9 +72,14 @@ func (s *State) Expire(name string, at uint64, nx bool, now uint64) (bool, error
 // setExpiry writes the expiry register into this replica's entry, stamped
 // above every stamp the counter holds so that it wins.
 func (s *State) setExpiry(name string, c *counter, at, now uint64) {
+	s.writeExpiry(name, c, max(now, c.t+1), at)
+}
+
+// writeExpiry writes the register (t, at) into this replica's entry.
+func (s *State) writeExpiry(name string, c *counter, t, at uint64) {
 	sl := c.slot(s.replica)
 	e := s.ownEntry(name, sl)
-	e.T, e.E = max(now, c.t+1), at
+	e.T, e.E = t, at
 	s.set(name, c, sl, e)
 }
 

@@ -550,3 +550,30 @@ func TestForgetGivesMemoryBack(t *testing.T) {
 	}
 	runtime.KeepAlive(s)
 }
+
+// TestLateSweepKeepsTheNextWindowsExpiry: node A's sweep of an old window
+// runs late (or with its clock ahead), after B, having seen the old window
+// expire, started the next one with a change and a ttl. A's delete must
+// not clear the new window's expiry: the survivor of the delete (B's
+// change, which A had not seen) keeps it.
+func TestLateSweepKeepsTheNextWindowsExpiry(t *testing.T) {
+	a, b := New(repA), New(repB)
+	mustInc(t, a, "w", 1)
+	a.Expire("w", 1_000, true, 0) // window 1 ends at 1 s
+	syncAll(t, a, b)
+	// B at 1.1 s: window 1 is over; a change starts window 2.
+	b.Delete("w", 1_100)
+	mustInc(t, b, "w", 1)
+	if _, err := b.Expire("w", 3_100, true, 1_100); err != nil {
+		t.Fatal(err)
+	}
+	// A's sweep at 5 s by its clock (late, or ahead), not having seen B.
+	a.Delete("w", 5_000)
+	syncAll(t, a, b)
+	for _, s := range []*State{a, b} {
+		v, exp, ok := s.Lookup("w")
+		if !ok || v != 1 || exp != 3_100 {
+			t.Fatalf("%s: value %d live %v expiry %d; want B's change, expiring with window 2 at 3100", s.Replica(), v, ok, exp)
+		}
+	}
+}
