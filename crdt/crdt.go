@@ -391,6 +391,14 @@ func (s *State) change(name string, by uint64, neg bool) (int64, error) {
 		if err := s.roomForChange(name, c, sl == nil); err != nil {
 			return 0, err
 		}
+		if c != nil && c.dead() && c.e != 0 {
+			// The counter starts again here: without the expiry of the
+			// window it was deleted in. Stamped just above that setting,
+			// not at now, so that a new window set elsewhere by a node
+			// that saw this one end wins (TestLateSweepKeepsTheNextWindowsExpiry).
+			s.writeExpiry(name, c, c.t+1, 0)
+			c, sl = s.find(name, s.replica)
+		}
 	}
 	e := s.ownEntry(name, sl)
 	var cp, cn u128

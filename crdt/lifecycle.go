@@ -7,7 +7,7 @@ import (
 )
 
 // Delete resets counter name to what this replica has not seen: it raises
-// every entry's floor to its totals and clears the expiry. It returns
+// every entry's floor to its totals. It returns
 // false, changing nothing, if the counter is unknown or dead already. now
 // is the time in unix milliseconds (the expiry register's stamp).
 func (s *State) Delete(name string, now uint64) bool {
@@ -15,7 +15,6 @@ func (s *State) Delete(name string, now uint64) bool {
 	if c == nil || c.dead() {
 		return false
 	}
-	hadExpiry := c.e != 0
 	var folds []string
 	for i := 0; i < len(c.slots); i++ {
 		sl := &c.slots[i]
@@ -35,14 +34,9 @@ func (s *State) Delete(name string, now uint64) bool {
 	for _, f := range folds {
 		s.reclassify(name, c, f) // drops the shadows
 	}
-	if hadExpiry {
-		// Stamped just above the setting it clears, not at now: a new
-		// window's expiry, set by a node that saw the old one (so stamped
-		// above it) and not this delete, must win over this clear.
-		// Stamped at now, a late sweep of the old window on a node whose
-		// clock is ahead would leave the new window with no expiry.
-		s.writeExpiry(name, c, c.t+1, 0)
-	}
+	// The expiry stays: a change this delete did not see survives it, and
+	// must still expire with the window it was made in. A change that
+	// brings the dead counter back here starts without it (change).
 	return true
 }
 

@@ -577,3 +577,34 @@ func TestLateSweepKeepsTheNextWindowsExpiry(t *testing.T) {
 		}
 	}
 }
+
+// TestChangeUnderAWindowExpiresWithIt: B changes the counter just before
+// its expiry, A sweeps it first without having seen that change. The
+// change survives A's delete (add wins), but it was made in the window,
+// so it still expires with it: hidden from reads, and B's sweep deletes
+// it, whatever order A's delete and B's sweep come in.
+func TestChangeUnderAWindowExpiresWithIt(t *testing.T) {
+	for _, aFirst := range []bool{true, false} {
+		a, b := New(repA), New(repB)
+		mustInc(t, a, "w", 1)
+		a.Expire("w", 1_000, true, 0)
+		syncAll(t, a, b)
+		mustInc(t, b, "w", 5) // at 0.9 s, not yet on A
+		a.Delete("w", 1_000)  // A's sweep at 1 s
+		if aFirst {
+			sync(t, b, a) // A's delete reaches B before B's own sweep
+		}
+		for _, name := range b.Due(1_000) {
+			b.Delete(name, 1_000)
+		}
+		syncAll(t, a, b)
+		for _, s := range []*State{a, b} {
+			if got := s.Values(1_000); len(got) != 0 {
+				t.Fatalf("aFirst=%v: %s still shows %v after the window ended", aFirst, s.Replica(), got)
+			}
+			if v, _, live := s.Lookup("w"); live {
+				t.Fatalf("aFirst=%v: %s holds w alive (%d) after both sweeps", aFirst, s.Replica(), v)
+			}
+		}
+	}
+}
