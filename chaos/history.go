@@ -42,9 +42,12 @@ type Op struct {
 	Life    int    // how many times Node had been wiped when it was sent
 	Delta   int64  // OpChange: the change (negative for a decrement)
 	TTL     int64  // OpChange, OpExpire: seconds; 0 for none
-	Sent    time.Time
-	Done    time.Time
-	Outcome apiclient.Outcome
+	// ExpiresIn is the expires_in of an OK reply (seconds left, rounded
+	// up): a change with a ttl sets none if the counter has one already.
+	ExpiresIn int64
+	Sent      time.Time
+	Done      time.Time
+	Outcome   apiclient.Outcome
 }
 
 func (o Op) String() string {
@@ -221,8 +224,8 @@ func (h *History) DeleteBounds(counters []string) map[string]DeleteBounds {
 
 // ExpiryDeadline returns the latest time an expiry of the named counters
 // was set for, as far as the clients know: the latest end of an operation
-// (not Failed) that carried a ttl, plus that ttl; the zero time if none
-// did. An Unknown operation may have been applied after its client gave
+// (not Failed) that carried a ttl, plus the expires_in of its reply if OK
+// or its ttl if Unknown; the zero time if none did. An Unknown operation may have been applied after its client gave
 // up (a 503), so the check waits past this time, not just until it.
 func (h *History) ExpiryDeadline(counters []string) time.Time {
 	var last time.Time
@@ -230,7 +233,11 @@ func (h *History) ExpiryDeadline(counters []string) time.Time {
 		if op.TTL == 0 || op.Outcome == apiclient.Failed || !slices.Contains(counters, op.Counter) {
 			continue
 		}
-		at := op.Done.Add(time.Duration(op.TTL) * time.Second)
+		left := op.TTL
+		if op.Outcome == apiclient.OK {
+			left = op.ExpiresIn
+		}
+		at := op.Done.Add(time.Duration(left) * time.Second)
 		if at.After(last) {
 			last = at
 		}

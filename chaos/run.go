@@ -281,7 +281,7 @@ func (r *runner) lifecycleOp(rng *rand.Rand, target string, step int) bool {
 	}
 	op.Done = time.Now()
 	r.gate.RUnlock()
-	op.Outcome = res.Outcome
+	op.Outcome, op.ExpiresIn = res.Outcome, res.ExpiresIn
 	r.res.History.Record(op)
 	return true
 }

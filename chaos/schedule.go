@@ -233,7 +233,7 @@ func generateLifecycle(seed uint64, steps int) Lifecycle {
 		Share:         0.15 + 0.2*rng.Float64(),
 		Deleted:       []string{"gone"},
 		Expiring:      []string{"brief"},
-		ExpiringSteps: max(1, steps/2+rng.IntN(2)),
+		ExpiringSteps: max(1, steps/3+rng.IntN(2)),
 		TTLs:          []int64{1, 1, 1, 2, 3},
 	}
 }
