@@ -28,6 +28,7 @@ const (
 type fakeStore struct {
 	mu      sync.Mutex
 	saves   [][]crdt.Entry
+	dels    []crdt.Entry // every entry deleted, in order
 	gated   bool
 	release chan struct{}
 	started chan []crdt.Entry
@@ -38,9 +39,10 @@ func newFakeStore(gated bool) *fakeStore {
 	return &fakeStore{gated: gated, release: make(chan struct{}, 100), started: make(chan []crdt.Entry, 100)}
 }
 
-func (s *fakeStore) Save(entries, _ []crdt.Entry) error {
+func (s *fakeStore) Save(entries, del []crdt.Entry) error {
 	s.mu.Lock()
 	s.saves = append(s.saves, slices.Clone(entries))
+	s.dels = append(s.dels, del...)
 	gated, err := s.gated, s.fail
 	s.mu.Unlock()
 	s.started <- slices.Clone(entries)
@@ -48,6 +50,13 @@ func (s *fakeStore) Save(entries, _ []crdt.Entry) error {
 		<-s.release
 	}
 	return err
+}
+
+// deleted returns every entry deleted so far.
+func (s *fakeStore) deleted() []crdt.Entry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.dels)
 }
 
 func (s *fakeStore) setFail(err error) {

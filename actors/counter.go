@@ -119,10 +119,11 @@ type Expire struct {
 }
 
 // ExpireResult answers Expire: whether the expiry was set, and the
-// counter's expiry after it (unix milliseconds, 0: never), or why it
-// failed (crdt.ErrNotFound: no such counter).
+// counter's value and expiry after it (unix milliseconds, 0: never), or why
+// it failed (crdt.ErrNotFound: no such counter).
 type ExpireResult struct {
 	Set     bool
+	Value   int64
 	Expires uint64
 	Err     error
 }
@@ -537,9 +538,9 @@ func (a *CounterActor) expire(ctx actor.Context, m *Expire) {
 		a.flush(ctx, true)
 		return
 	}
-	_, exp, _ := a.state.Lookup(m.Counter)
+	v, exp, _ := a.state.Lookup(m.Counter)
 	a.next.origin.add("")
-	a.await(ctx, to, &ExpireResult{Set: set, Expires: exp})
+	a.await(ctx, to, &ExpireResult{Set: set, Value: v, Expires: exp})
 }
 
 // sweepExpired deletes every counter whose expiry has passed.

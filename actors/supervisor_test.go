@@ -74,7 +74,14 @@ func newSupervisorFixtureWith(t *testing.T, tombstones Tombstones) *supervisorFi
 // newSupervisorFixtureConfig starts a Supervisor whose config tune changes.
 func newSupervisorFixtureConfig(t *testing.T, tune func(*SupervisorConfig)) *supervisorFixture {
 	t.Helper()
-	f := &supervisorFixture{t: t, sys: newSystem(t), tr: newFakeTransport(), events: make(chan lifecycle, 10000)}
+	return newSupervisorFixtureOn(t, newSystem(t), tune)
+}
+
+// newSupervisorFixtureOn is newSupervisorFixtureConfig in the actor system
+// sys, where the test may have spawned probes the config names.
+func newSupervisorFixtureOn(t *testing.T, sys *actor.ActorSystem, tune func(*SupervisorConfig)) *supervisorFixture {
+	t.Helper()
+	f := &supervisorFixture{t: t, sys: sys, tr: newFakeTransport(), events: make(chan lifecycle, 10000)}
 	cfg := SupervisorConfig{
 		Self: "127.0.0.1:1",
 		Peer: PeerConfig{Transport: f.tr, Timeout: time.Second},

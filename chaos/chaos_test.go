@@ -241,8 +241,10 @@ func TestChaosCatchesSkippedPersist(t *testing.T) {
 // maximum, once. It wraps the sends of one node. Its target is an entry
 // that can no longer grow, so max cannot later swallow the damage: an entry
 // of an earlier run of the same node (a replica id is never reused, so
-// those are history). The first push that carries one with P > 0 arrives
-// with P doubled, and the receiver counts those increments twice.
+// those are history), or the fold entry that carries their totals after a
+// restart (it grows only at the next restart). The first push that carries
+// one with P > 0 arrives with P doubled, and the receiver counts those
+// increments twice.
 // With a cluster key, the corrupted body is signed again: the double count
 // stands for a bug on the sender, which would sign what it sends, not for
 // tampering on the way (which the receiver's check of the signature refuses).
@@ -274,7 +276,7 @@ func (c *corruptOnce) RoundTrip(req *http.Request) (*http.Response, error) {
 		st.mu.Lock()
 		st.runs[r.Replica] = true
 		for i, e := range r.Entries {
-			if !st.done && e.Replica != r.Replica && st.runs[e.Replica] && e.P > 0 {
+			if !st.done && e.Replica != r.Replica && (st.runs[e.Replica] || e.G > 0) && e.P > 0 {
 				r.Entries[i].P *= 2
 				st.done, st.extra = true, e.P
 				body, _ = json.Marshal(&r)

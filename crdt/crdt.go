@@ -155,9 +155,11 @@ type counter struct {
 	slots []slot
 	index map[string]int32 // nil until len(slots) > indexFrom
 	// p and n cache Σ(P − FP) and Σ(N − FN) of the entries that count;
-	// sp and sn cache ΣFP and ΣFN of the shadows, which subtract.
-	p, n, sp, sn u128
-	t, e         uint64 // the expiry register with the greatest T
+	// shadows, if any, caches ΣFP and ΣFN of the shadows, which subtract
+	// (rare: a pointer costs a counter less than the sums).
+	p, n    u128
+	shadows *[2]u128
+	t, e    uint64 // the expiry register with the greatest T
 }
 
 // indexFrom is the number of slots a counter searches in order; past it
@@ -212,7 +214,10 @@ func (c *counter) account(e Entry, shadow bool, remove bool) {
 		op = u128.subU
 	}
 	if shadow {
-		c.sp, c.sn = op(c.sp, e.FP), op(c.sn, e.FN)
+		if c.shadows == nil {
+			c.shadows = new([2]u128)
+		}
+		c.shadows[0], c.shadows[1] = op(c.shadows[0], e.FP), op(c.shadows[1], e.FN)
 		return
 	}
 	p, n := e.live()
@@ -292,7 +297,12 @@ func (c *counter) dead() bool {
 }
 
 // live returns ΣP and ΣN net of every floor.
-func (c *counter) live() (p, n u128) { return c.p.subSat(c.sp), c.n.subSat(c.sn) }
+func (c *counter) live() (p, n u128) {
+	if c.shadows == nil {
+		return c.p, c.n
+	}
+	return c.p.subSat(c.shadows[0]), c.n.subSat(c.shadows[1])
+}
 
 // latest returns the version of the counter's last change.
 func (c *counter) latest() uint64 {
@@ -859,13 +869,6 @@ func (c *counter) value() int64 {
 		return math.MinInt64
 	}
 	return math.MaxInt64
-}
-
-func satAdd(a, b uint64) uint64 {
-	if s, carry := addOverflows(a, b); carry == 0 {
-		return s
-	}
-	return math.MaxUint64
 }
 
 // ValidName reports whether name is a valid counter name:
