@@ -335,7 +335,7 @@ func (r *sectionRun) compare(ex readmeExample, got readmeReply) string {
 		}
 		w, g := maskVolatile(want[0], r.readmeIDs), ""
 		if len(got.lines) == 1 {
-			g = maskVolatile(got.lines[0], r.nodeIDs)
+			g = maskVolatile(alignExpiresIn(want[0], got.lines[0]), r.nodeIDs)
 		}
 		diffs = append(diffs, jsonDiff(w, g)...)
 	default:
@@ -384,6 +384,39 @@ var (
 	timeField    = regexp.MustCompile(`"(started|last_seen)":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"`)
 	uptimeField  = regexp.MustCompile(`"uptime_seconds":\d+`)
 )
+
+// expiresInField matches an expires_in field, of one counter (a number) or
+// of several (an object of numbers); expiresInValue each number in it.
+var (
+	expiresInField = regexp.MustCompile(`"expires_in":(\d+|\{[^{}]*\})`)
+	expiresInValue = regexp.MustCompile(`:\d+`)
+)
+
+// alignExpiresIn returns got with each seconds-left value of its
+// expires_in fields that is at most expiresInSlack below the README's, in
+// the same place, replaced by the README's: the seconds count down while
+// the examples run. Any other difference stays, so that it shows.
+func alignExpiresIn(want, got string) string {
+	const expiresInSlack = 3
+	var wants []int
+	for _, f := range expiresInField.FindAllString(want, -1) {
+		for _, v := range expiresInValue.FindAllString(f[len(`"expires_in"`):], -1) {
+			n, _ := strconv.Atoi(v[1:])
+			wants = append(wants, n)
+		}
+	}
+	i := 0
+	return expiresInField.ReplaceAllStringFunc(got, func(f string) string {
+		return `"expires_in"` + expiresInValue.ReplaceAllStringFunc(f[len(`"expires_in"`):], func(v string) string {
+			defer func() { i++ }()
+			n, _ := strconv.Atoi(v[1:])
+			if i < len(wants) && n <= wants[i] && n >= wants[i]-expiresInSlack {
+				return ":" + strconv.Itoa(wants[i])
+			}
+			return v
+		})
+	})
+}
 
 // maskVolatile replaces each time with <time>, uptime with <seconds>, and each
 // replica id with <replica-N>, N counting the distinct ids in ids (which it
@@ -526,4 +559,21 @@ func brief(s string) string {
 		return s
 	}
 	return s[:limit] + "…"
+}
+
+func TestAlignExpiresIn(t *testing.T) {
+	for _, tt := range []struct{ want, got, out string }{
+		{`{"expires_in":60}`, `{"expires_in":60}`, `{"expires_in":60}`},
+		{`{"expires_in":60}`, `{"expires_in":58}`, `{"expires_in":60}`},
+		{`{"expires_in":60}`, `{"expires_in":56}`, `{"expires_in":56}`}, // too far: shows
+		{`{"expires_in":60}`, `{"expires_in":61}`, `{"expires_in":61}`}, // never counts up
+		{`{"value":60}`, `{"value":59}`, `{"value":59}`},
+		{`{"expires_in":{"a":60,"b":3600}}`, `{"expires_in":{"a":59,"b":3599}}`, `{"expires_in":{"a":60,"b":3600}}`},
+		{`{"expires_in":{"a":60}}`, `{"expires_in":{"a":59,"b":3599}}`, `{"expires_in":{"a":60,"b":3599}}`},
+		{`{"counters":{"a":1}}`, `{"counters":{"a":1},"expires_in":{"a":9}}`, `{"counters":{"a":1},"expires_in":{"a":9}}`},
+	} {
+		if got := alignExpiresIn(tt.want, tt.got); got != tt.out {
+			t.Errorf("alignExpiresIn(%s, %s) = %s, want %s", tt.want, tt.got, got, tt.out)
+		}
+	}
 }

@@ -371,6 +371,9 @@ func NewCounterProps(state *crdt.State, store Store, log *slog.Logger, obs Obser
 		}
 		disk.TakeRemoved()
 	}
+	// From here on the state merges peers' entries: a tombstone it does not
+	// hold (forgotten, or never needed) is not taken back.
+	state.SkipDeadNew(true)
 	return actor.PropsFromProducer(func() actor.Actor {
 		// A restart after a panic keeps the same state: it is the only copy.
 		a := &CounterActor{state: state, store: store, log: log, obs: obs, disk: disk, announced: disk.Version(),
@@ -390,7 +393,10 @@ func (a *CounterActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		a.timer = scheduler.NewTimerScheduler(ctx.ActorSystem().Root)
-		a.sweepTimer = a.timer.SendRepeatedly(a.sweep, a.sweep, ctx.Self(), &sweepTick{})
+		// SendOnce, armed again on each tick: SendRepeatedly's cancel races
+		// its timer in this version of protoactor (an unsynchronised read
+		// of the timer's state, seen by -race).
+		a.sweepTimer = a.timer.SendOnce(a.sweep, ctx.Self(), &sweepTick{})
 		a.countCounters()
 	case *actor.Stopping, *actor.Restarting:
 		if a.retryTimer != nil {
@@ -405,6 +411,7 @@ func (a *CounterActor) Receive(ctx actor.Context) {
 		a.flush(ctx, true)
 	case *sweepTick:
 		a.sweepExpired(ctx)
+		a.sweepTimer = a.timer.SendOnce(a.sweep, ctx.Self(), &sweepTick{})
 	case *Increment:
 		a.change(ctx, answerTo(ctx, m.Reply), m.Counter, m.By, false, m.TTL)
 	case *Decrement:

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -46,6 +47,15 @@ type SupervisorConfig struct {
 	Logger *slog.Logger
 	// Removed are the peers removed before this start (kept in the store).
 	Removed []string
+	// Initial are the peers to take as members from the start: those the
+	// node knew when it last ran (Members) and those its flags name. A
+	// removed one is left out (a flag's RegisterPeer lifts a tombstone).
+	// Being members before the first Stable is told, they keep the
+	// CounterActor from forgetting a tombstone they may lack.
+	Initial []string
+	// Members is where the member addresses are kept across restarts; nil
+	// keeps them in memory only.
+	Members MemberStore
 	// Tombstones is where removals are kept across restarts; nil keeps
 	// them in memory only. The Supervisor is its only writer.
 	Tombstones Tombstones
@@ -64,6 +74,14 @@ type SupervisorConfig struct {
 	// Observer is told about ignored gossip; nil means nobody.
 	Observer SupervisorObserver
 }
+
+// MemberStore keeps the members' addresses across restarts.
+type MemberStore interface {
+	SetMembers(addrs []string) error
+}
+
+// membersWritten reports the end of a write of the member addresses.
+type membersWritten struct{ err error }
 
 // Tombstones keeps the addresses of removed peers across restarts.
 // store.DB implements it. SetTombstone blocks until the change is on disk;
@@ -193,6 +211,10 @@ type Supervisor struct {
 
 	stable     uint64 // as last told to the CounterActor
 	stableSent bool
+
+	// The member addresses are written one write at a time; a change
+	// while one is in flight is written after it.
+	membersWriting, membersDirty bool
 }
 
 // NewSupervisorProps returns the props of a Supervisor. A PeerActor that
@@ -233,6 +255,17 @@ func (s *Supervisor) Receive(ctx actor.Context) {
 	case *actor.Started:
 		s.timer = scheduler.NewTimerScheduler(ctx.ActorSystem().Root)
 		s.pid = ctx.Self()
+		for _, addr := range s.cfg.Initial {
+			if addr != s.cfg.Self && !s.removed[addr] && s.members[addr] == nil && !s.full(addr) {
+				s.add(ctx, addr, StateSuspect)
+				s.log.Info("peer registered", "peer", addr)
+			}
+		}
+		if len(s.members) > 0 {
+			s.announce(ctx)
+		}
+	case *membersWritten:
+		s.membersWritten(ctx, m.err)
 	case *actor.Stopping:
 		s.stopping = true
 		for _, mb := range s.members {
@@ -407,6 +440,7 @@ func (s *Supervisor) remove(ctx actor.Context, addr string) *RemoveResult {
 		ctx.Stop(mb.pid)
 	}
 	delete(s.members, addr)
+	s.saveMembers(ctx)
 	s.log.Info("peer removed", "peer", addr)
 	s.announce(ctx)
 	return &RemoveResult{}
@@ -597,6 +631,7 @@ func (s *Supervisor) probed(ctx actor.Context, m *probeDone) {
 func (s *Supervisor) reap(ctx actor.Context, mb *member) {
 	s.cancelProbe(mb)
 	delete(s.members, mb.addr)
+	s.saveMembers(ctx)
 	s.log.Info("peer reaped: down too long", "peer", mb.addr, "down_since", mb.downSince, "reap_after", s.cfg.ReapAfter)
 	s.announce(ctx)
 }
@@ -638,7 +673,34 @@ func (s *Supervisor) add(ctx actor.Context, addr, state string) *member {
 	mb := &member{addr: addr, state: state}
 	mb.pid = ctx.SpawnPrefix(s.cfg.PeerProps(addr), "peer-")
 	s.members[addr] = mb
+	s.saveMembers(ctx)
 	return mb
+}
+
+// saveMembers writes the member addresses outside the mailbox, after the
+// write in flight if there is one.
+func (s *Supervisor) saveMembers(ctx actor.Context) {
+	if s.cfg.Members == nil {
+		return
+	}
+	if s.membersWriting {
+		s.membersDirty = true
+		return
+	}
+	s.membersWriting, s.membersDirty = true, false
+	addrs := slices.Sorted(maps.Keys(s.members))
+	store, self, root := s.cfg.Members, ctx.Self(), ctx.ActorSystem().Root
+	go func() { root.Send(self, &membersWritten{err: store.SetMembers(addrs)}) }()
+}
+
+func (s *Supervisor) membersWritten(ctx actor.Context, err error) {
+	s.membersWriting = false
+	if err != nil {
+		s.log.Warn("writing the member list failed; a restart may know fewer members", "err", err)
+	}
+	if s.membersDirty {
+		s.saveMembers(ctx)
+	}
 }
 
 // announce tells every PeerActor the members this node sees alive; each

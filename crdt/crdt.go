@@ -142,6 +142,9 @@ type State struct {
 	expiring expiryHeap
 	// removed gathers the entries dropped since TakeRemoved.
 	removed []Entry
+	// skipDead: a merged entry that is dead by itself (at its floor) and
+	// of a counter this state does not hold is not kept (SkipDeadNew).
+	skipDead bool
 }
 
 type counter struct {
@@ -497,19 +500,42 @@ func (s *State) Merge(entries []Entry) ([]Entry, error) {
 		return nil, err
 	}
 	var m merging
+	skip := s.deadNew(entries)
 	// Fold entries first, so that fewer covered entries are kept a while
 	// for nothing.
 	for _, e := range entries {
-		if e.G > 0 {
+		if e.G > 0 && !skip[e.Counter] {
 			m.record(s.mergeOne(e)...)
 		}
 	}
 	for _, e := range entries {
-		if e.G == 0 {
+		if e.G == 0 && !skip[e.Counter] {
 			m.record(s.mergeOne(e)...)
 		}
 	}
 	return m.changed, nil
+}
+
+// deadNew returns, with SkipDeadNew on, the counters of entries that this
+// state does not hold and that every one of their entries leaves dead.
+func (s *State) deadNew(entries []Entry) map[string]bool {
+	if !s.skipDead {
+		return nil
+	}
+	var skip map[string]bool
+	for _, e := range entries {
+		if s.counters[e.Counter] != nil {
+			continue
+		}
+		dead := e.P == e.FP && e.N == e.FN
+		if d, seen := skip[e.Counter]; !seen || d && !dead {
+			if skip == nil {
+				skip = make(map[string]bool)
+			}
+			skip[e.Counter] = dead && (!seen || d)
+		}
+	}
+	return skip
 }
 
 // merging gathers the changes of one Merge.
@@ -534,6 +560,15 @@ func (m *merging) record(es ...Entry) {
 		m.changed = append(m.changed, e)
 	}
 }
+
+// SkipDeadNew makes later merges ignore the entries of a counter this
+// state does not hold when every one of them in the batch stands at its
+// floor: a tombstone this node forgot (Forget), or never needed. Without it, a tombstone a
+// peer sends after this node forgot it would be kept again, and sent on,
+// and forgotten again, round the cluster. A state loaded from the store
+// merges without it, so that it keeps the tombstones it must still
+// collect.
+func (s *State) SkipDeadNew(on bool) { s.skipDead = on }
 
 // mergeOne merges one entry and returns the entries that changed.
 func (s *State) mergeOne(e Entry) []Entry {

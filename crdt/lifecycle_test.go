@@ -134,6 +134,7 @@ func restart(t *testing.T, s *State, k int) *State {
 	next.TakeRemoved()
 	next.Fold()
 	next.TakeRemoved()
+	next.SkipDeadNew(s.skipDead) // as a CounterActor would, once loaded
 	return next
 }
 
@@ -351,7 +352,9 @@ func lifecycleSteps(t *testing.T, r *rand.Rand, steps int) []*lnode {
 	var nodes []*lnode
 	lineage := func(i int) string { return fmt.Sprintf("%012x", 0xabc000+i) }
 	for i := range 4 {
-		nodes = append(nodes, &lnode{s: New(ReplicaID(lineage(i), 1)), ref: ref{}})
+		n := &lnode{s: New(ReplicaID(lineage(i), 1)), ref: ref{}}
+		n.s.SkipDeadNew(true) // as every CounterActor's state does
+		nodes = append(nodes, n)
 	}
 	copies := 0
 	record := func(n *lnode, changed []Entry) {
@@ -398,6 +401,7 @@ func lifecycleSteps(t *testing.T, r *rand.Rand, steps int) []*lnode {
 			copies++
 			cp := &lnode{s: New(ReplicaID(lineage(10+copies), 1)), ref: ref{}}
 			mustMerge(t, cp.s, n.s.DeltaSince(0, n.s.Version()))
+			cp.s.SkipDeadNew(true)
 			cp.ref.merge(n.ref)
 			nodes = append(nodes, cp)
 		case op < 18: // collect what every node holds
@@ -471,4 +475,36 @@ func restartAs(t *testing.T, s *State) *State {
 	out := New(ReplicaID("0000000fffff", 1))
 	sync(t, out, s)
 	return out
+}
+
+// TestForgottenTombstoneNotTakenBack: with SkipDeadNew, a tombstone a peer
+// sends after this node forgot it is not kept again (it would go round the
+// cluster), while a batch that brings the counter back alive is merged
+// whole, floors included.
+func TestForgottenTombstoneNotTakenBack(t *testing.T) {
+	a, b := New(repA), New(repB)
+	mustInc(t, a, "c", 5)
+	mustInc(t, b, "c", 2)
+	syncAll(t, a, b)
+	a.Delete("c", 1)
+	syncAll(t, a, b)
+	a.SkipDeadNew(true)
+	for _, name := range a.Collectable(a.Version()) {
+		a.Forget(name)
+	}
+	if a.Held() != 0 {
+		t.Fatalf("a holds %d counters after collection", a.Held())
+	}
+	v := a.Version()
+	sync(t, a, b) // b has not collected yet
+	if a.Held() != 0 || a.Version() != v {
+		t.Fatalf("the forgotten tombstone came back: %d counters held", a.Held())
+	}
+	// b's entry rises above its floor (b had not seen... a new change):
+	// the batch brings the counter alive, with the other entry's floor.
+	mustInc(t, b, "c", 1)
+	sync(t, a, b)
+	if got := a.Value("c"); got != 1 {
+		t.Fatalf("value %d after a new change, want 1 (the old 7 stays deleted)", got)
+	}
 }

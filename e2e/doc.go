@@ -22,6 +22,12 @@
 // with a cluster key (joins, forged requests refused, a stranger kept out,
 // a key rotation under load), and the files named after a feature (tls,
 // flood, reap, limits tests) test that feature with real processes.
+// lifecycle_test.go tests issue 12's counter lifecycle on three-node
+// clusters: a delete gone on every node, ?ttl= expiry with the dead
+// counters' storage reclaimed (countd_crdt_entries, and the data file
+// measured with bbolt once the node has stopped), 20 restarts that must not
+// grow the entries, and SIGKILL during deletes and during the fold at
+// start; lifecycle_netns_test.go deletes on one side of a netns partition.
 // The package is skipped under -short because it builds and runs the binary.
 //
 // E2E_RACE_NODE=1 builds the node itself with -race; a race it sees makes it

@@ -55,6 +55,46 @@ func FuzzParseBy(f *testing.F) {
 	})
 }
 
+// FuzzParseTTL checks ParseTTL accepts exactly the decimal digits of 1 to
+// maxTTL (10 years of seconds), and refuses anything else with a 400.
+func FuzzParseTTL(f *testing.F) {
+	for _, s := range []string{
+		"1", "60", "0060", "315576000", "315576001", "0", "00", "-1", "1.5", "1e3", "abc", "", " 1", "1 ",
+		"+1", "0x10", "١", maxU64Text, pow64Text, strings.Repeat("9", 32), strings.Repeat("0", 32) + "1",
+	} {
+		f.Add(s)
+	}
+	maxTTLInt := big.NewInt(maxTTL)
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := ParseTTL(s)
+		if err != nil {
+			if !errors.Is(err, errBadRequest) || statusOf(err) != http.StatusBadRequest {
+				t.Fatalf("ParseTTL(%q) error %v does not map to 400", s, err)
+			}
+			if n != 0 {
+				t.Errorf("ParseTTL(%q) = %d with error %v, want 0", s, n, err)
+			}
+		} else {
+			if n < 1 || n > maxTTL {
+				t.Fatalf("ParseTTL(%q) = %d, outside 1..%d", s, n, maxTTL)
+			}
+			if !isASCIIDigits(s) {
+				t.Fatalf("ParseTTL(%q) = %d, but the input is not all digits", s, n)
+			}
+			if v, perr := strconv.ParseUint(s, 10, 64); perr != nil || v != n {
+				t.Fatalf("ParseTTL(%q) = %d, but the text reads as %d (%v)", s, n, v, perr)
+			}
+		}
+		// The converse: a canonical decimal in range must be accepted.
+		if isASCIIDigits(s) && (s[0] != '0' || s == "0") {
+			v, _ := new(big.Int).SetString(s, 10)
+			if v.Sign() > 0 && v.Cmp(maxTTLInt) <= 0 && err != nil {
+				t.Fatalf("ParseTTL(%q) = error %v, want %s", s, err, v)
+			}
+		}
+	})
+}
+
 func isASCIIDigits(s string) bool {
 	if s == "" {
 		return false
@@ -232,16 +272,17 @@ func FuzzCheckQuery(f *testing.F) {
 	for _, s := range []string{
 		"by=5", "by=5&by=6", "", "&", "&&by=1&", "by", "by=", "=5", "x=1", "by=1&x=2", "b%79=3", "by=%35",
 		"by=%zz", "%zz=1", "by=5%", "by=1;x=2", "by;=1", "by+=1", "by=+1", "b y=1", "by=1#x",
+		"ttl=60", "by=2&ttl=60", "ttl=5&ttl=6", "ttl", "tt%6C=1", "ttl=%zz", "ttls=1",
 	} {
 		f.Add(s)
 	}
-	params := []string{"by"}
+	params := []string{"by", "ttl"} // what the change routes take
 	f.Fuzz(func(t *testing.T, raw string) {
-		err := checkQuery(raw, params, "takes only by")
+		err := checkQuery(raw, params, "takes only by, ttl")
 		q, perr := url.ParseQuery(raw)
 		ok := perr == nil
 		for k := range q {
-			ok = ok && k == "by"
+			ok = ok && (k == "by" || k == "ttl")
 		}
 		if (err == nil) != ok {
 			t.Fatalf("checkQuery(%q) = %v, but url.ParseQuery gives %v, %v", raw, err, q, perr)

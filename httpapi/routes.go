@@ -231,19 +231,15 @@ func (s *Server) handleExpire(w http.ResponseWriter, r *http.Request) {
 	if err == nil && !given {
 		err = badRequest("ttl is required: the seconds from now until the counter expires, from 1 to %d (10 years)", maxTTL)
 	}
+	var res *actors.ExpireResult
 	if err == nil {
-		_, err = s.cfg.Counters.Expire(r.Context(), name, ttl, false)
+		res, err = s.cfg.Counters.Expire(r.Context(), name, ttl, false)
 	}
 	if err != nil {
 		s.writeError(w, err)
 		return
 	}
-	c, err := s.cfg.Counters.Lookup(r.Context(), name)
-	if err != nil {
-		s.writeError(w, err)
-		return
-	}
-	s.writeValue(w, name, c.Value, c.Expires)
+	s.writeValue(w, name, res.Value, res.Expires) // as set, whatever came after
 }
 
 // maxTTL is the longest expiry a client may set: 10 years, in seconds.

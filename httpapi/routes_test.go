@@ -106,12 +106,15 @@ func (f *fakeCounters) Expire(ctx context.Context, counter string, ttl time.Dura
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	now := nowMs()
+	if _, exp, ok := f.state.Lookup(counter); ok && exp != 0 && exp <= now {
+		f.state.Delete(counter, now) // as the CounterActor: an expired counter is gone
+	}
 	set, err := f.state.Expire(counter, now+uint64(ttl.Milliseconds()), nx, now)
 	if err != nil {
 		return nil, err
 	}
-	_, exp, _ := f.state.Lookup(counter)
-	return &actors.ExpireResult{Set: set, Expires: exp}, nil
+	v, exp, _ := f.state.Lookup(counter)
+	return &actors.ExpireResult{Set: set, Value: v, Expires: exp}, nil
 }
 
 func (f *fakeCounters) Lookup(ctx context.Context, counter string) (*actors.CounterValue, error) {
@@ -679,7 +682,9 @@ func TestRoutesMethodNotAllowed(t *testing.T) {
 		{"DELETE", "/counters/c/decrement"},
 		{"POST", "/counters/c"},
 		{"PUT", "/counters/c"},
-		{"DELETE", "/counters/c"},
+		{"PATCH", "/counters/c"},
+		{"GET", "/counters/c/expire"},
+		{"DELETE", "/counters/c/expire"},
 		{"POST", "/counters"},
 		{"DELETE", "/counters"},
 		{"POST", "/health"},
@@ -1238,7 +1243,9 @@ var allRoutes = []struct {
 	{"GET", "/counter", "", "GET"},
 	{"POST", "/counters/c/increment", "", "POST"},
 	{"POST", "/counters/c/decrement", "", "POST"},
-	{"GET", "/counters/c", "", "GET"},
+	{"POST", "/counters/c/expire", "", "POST"},
+	{"GET", "/counters/c", "", "DELETE, GET"},
+	{"DELETE", "/counters/c", "", "DELETE, GET"},
 	{"GET", "/counters", "", "GET"},
 	{"GET", "/health", "", "GET"},
 	{"GET", "/", "", "GET"},
@@ -1334,7 +1341,7 @@ func TestMethodNotAllowedAllow(t *testing.T) {
 func TestNotFoundListsPaths(t *testing.T) {
 	rec := do(t, newFullServer(newFake(), newFakeCluster()), "GET", "/nope", nil)
 	assertError(t, rec, http.StatusNotFound)
-	assertMentions(t, rec.Body.Bytes(), "no such path /nope;", "/increment", "/counters/{name}/increment", "/peers/{addr}", "/metrics")
+	assertMentions(t, rec.Body.Bytes(), "no such path /nope;", "/increment", "/counters/{name}/increment", "/counters/{name}/expire", "/peers/{addr}", "/metrics")
 }
 
 // errFull is what the CounterActor answers a change that would pass a limit.

@@ -150,6 +150,32 @@ func TestStatus(t *testing.T) {
 	}
 }
 
+// TestStatusExpiresIn checks /status gives the seconds left of each
+// counter that expires, for the page to show, and leaves out a counter
+// whose expiry passed.
+func TestStatusExpiresIn(t *testing.T) {
+	sent := time.Now()
+	soon, later := uint64(sent.Add(1200*time.Millisecond).UnixMilli()), uint64(sent.Add(90*time.Second).UnixMilli())
+	past := uint64(sent.Add(-time.Millisecond).UnixMilli())
+	f := newFake()
+	f.preload(t, expiring("a", 5, soon), expiring("b", 1, later), other("c", 3, 0), expiring("gone", 2, past))
+	s := NewServer(Config{Counters: f, Cluster: peerTable{}, Node: testNode, Replica: testReplica})
+	for _, target := range []string{"/status", "/status?history=1"} {
+		rec := do(t, s, http.MethodGet, target, nil)
+		if rec.Code != http.StatusOK {
+			t.Fatalf("GET %s: %d %s", target, rec.Code, rec.Body)
+		}
+		assertCountersExpiresIn(t, rec.Body.Bytes(), map[string]uint64{"a": soon, "b": later}, sent)
+		var r struct{ Counters map[string]int64 }
+		if err := json.Unmarshal(rec.Body.Bytes(), &r); err != nil {
+			t.Fatal(err)
+		}
+		if want := map[string]int64{"a": 5, "b": 1, "c": 3}; !maps.Equal(r.Counters, want) {
+			t.Errorf("GET %s: counters = %v, want %v", target, r.Counters, want)
+		}
+	}
+}
+
 func TestStatusErrors(t *testing.T) {
 	for _, tt := range []struct {
 		name     string
@@ -197,6 +223,8 @@ func TestStatusPage(t *testing.T) {
 		// The charts, each an image with a text alternative.
 		`<svg id="rate-chart" role="img" aria-labelledby="rate-title rate-text"`, `id="rate-text"`,
 		`<figure class="spark">`, `svg.setAttribute("aria-label"`, `history.behind[p.addr]`,
+		// Each counter's expiry, from /status's expires_in, beside its value.
+		`st.expires_in`, `node("td", { class: "expires" })`, `"in " + duration(left)`, `<th scope="col" class="expires">expires</th>`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("page lacks %q", want)

@@ -232,6 +232,7 @@ type parts struct {
 	counter    *actor.PID // the CounterActor
 	transport  actors.Transport
 	removed    []string          // tombstoned addresses, as loaded
+	initial    []string          // members as loaded, and the flags' peers
 	tombstones actors.Tombstones // nil in memory mode
 	obs        actors.SupervisorObserver
 }
@@ -260,7 +261,9 @@ func (c *Config) supervisorConfig(p parts) actors.SupervisorConfig {
 		DownProbeMax: max(c.DownProbeMax, c.HeartbeatInterval),
 		Logger:       p.log,
 		Removed:      p.removed,
+		Initial:      p.initial,
 		Tombstones:   p.tombstones,
+		Members:      members(p.tombstones),
 		MaxPeers:     c.MaxPeers,
 		// A candidate is probed at the down-peer pace and has about a
 		// minute (60 heartbeat intervals) to answer as a node.
@@ -268,4 +271,13 @@ func (c *Config) supervisorConfig(p parts) actors.SupervisorConfig {
 		ReapAfter:        c.ReapAfter,
 		Observer:         p.obs,
 	}
+}
+
+// members returns the store behind t as the Supervisor's member store, or
+// nil in memory mode (t nil).
+func members(t actors.Tombstones) actors.MemberStore {
+	if m, ok := t.(actors.MemberStore); ok {
+		return m
+	}
+	return nil
 }

@@ -34,6 +34,7 @@ type Node struct {
 	cfg     Config
 	log     *slog.Logger
 	replica string
+	known   []string // the member addresses the store recorded, as loaded
 	started time.Time
 
 	db      *store.DB // nil in memory mode
@@ -186,6 +187,9 @@ func (n *Node) openStore() (state *crdt.State, st actors.Store, removed []string
 	if removed, err = db.Tombstones(); err != nil {
 		return nil, nil, nil, err
 	}
+	if n.known, err = db.Members(); err != nil {
+		return nil, nil, nil, err
+	}
 	n.db, st = db, db
 	if n.cfg.WrapStore != nil {
 		st = n.cfg.WrapStore(st)
@@ -245,6 +249,7 @@ func (n *Node) startActors(state *crdt.State, st actors.Store, removed []string)
 		counter:    counter,
 		transport:  n.peerNet,
 		removed:    removed,
+		initial:    slices.Concat(n.known, n.cfg.Peers, n.cfg.NewNodes),
 		tombstones: tombstones(n.db),
 		obs:        n.metrics,
 	})), "peers")

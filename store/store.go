@@ -31,6 +31,7 @@ var ErrCorrupt = errors.New("store: corrupt record")
 var (
 	bucketEntries    = []byte("entries")
 	bucketTombstones = []byte("tombstones") // removed peers' addresses
+	bucketMembers    = []byte("members")    // the peers' addresses, as last known
 	bucketMeta       = []byte("meta")       // the lineage, see meta.go
 )
 
@@ -53,7 +54,7 @@ func Open(path string) (*DB, error) {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketEntries, bucketTombstones, bucketMeta} {
+		for _, b := range [][]byte{bucketEntries, bucketTombstones, bucketMeta, bucketMembers} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -170,17 +171,52 @@ func (d *DB) SetTombstone(addr string, on bool) error {
 	return nil
 }
 
+// SetMembers records addrs as the peers of the node, replacing what was
+// recorded, so that a restarted node knows every member a deleted
+// counter's tombstone must reach before it is forgotten.
+func (d *DB) SetMembers(addrs []string) error {
+	err := d.db.Update(func(tx *bolt.Tx) error {
+		if err := tx.DeleteBucket(bucketMembers); err != nil {
+			return err
+		}
+		b, err := tx.CreateBucket(bucketMembers)
+		if err != nil {
+			return err
+		}
+		for _, a := range addrs {
+			if err := b.Put([]byte(a), nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: members: %w", err)
+	}
+	return nil
+}
+
+// Members returns the addresses SetMembers recorded last.
+func (d *DB) Members() ([]string, error) {
+	return d.keys(bucketMembers)
+}
+
 // Tombstones returns the addresses of the removed peers.
 func (d *DB) Tombstones() ([]string, error) {
+	return d.keys(bucketTombstones)
+}
+
+// keys returns the keys of bucket b.
+func (d *DB) keys(b []byte) ([]string, error) {
 	var out []string
 	err := d.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketTombstones).ForEach(func(k, _ []byte) error {
+		return tx.Bucket(b).ForEach(func(k, _ []byte) error {
 			out = append(out, string(k))
 			return nil
 		})
 	})
 	if err != nil {
-		return nil, fmt.Errorf("store: tombstones: %w", err)
+		return nil, fmt.Errorf("store: %s: %w", b, err)
 	}
 	return out, nil
 }

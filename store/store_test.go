@@ -584,3 +584,22 @@ func TestDecodeEntryRejects(t *testing.T) {
 		t.Fatalf("valid fold entry: %v", err)
 	}
 }
+
+func TestMembersReplacedAndKeptAcrossReopen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "countd.db")
+	db := open(t, path)
+	if got, err := db.Members(); err != nil || len(got) != 0 {
+		t.Fatalf("Members of a new file = %v, %v", got, err)
+	}
+	if err := db.SetMembers([]string{"a:1", "b:2", "c:3"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.SetMembers([]string{"c:3", "d:4"}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	db = open(t, path)
+	if got, err := db.Members(); err != nil || !slices.Equal(got, []string{"c:3", "d:4"}) {
+		t.Fatalf("Members after reopen = %v, %v; want the last set only", got, err)
+	}
+}

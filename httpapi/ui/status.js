@@ -175,12 +175,23 @@
   }
 
   function makeCounter() {
-    return node("tr", null, node("th", { scope: "row" }), node("td", { class: "value" }));
+    return node("tr", null, node("th", { scope: "row" }), node("td", { class: "value" }), node("td", { class: "expires" }));
   }
 
-  function updateCounter(e, [name, value]) {
+  // updateCounter shows a counter's value and, if it has an expiry, the
+  // time left: left is /status's expires_in for it (whole seconds, rounded
+  // up), now the node's clock (ms).
+  function updateCounter(e, [name, value], left, now) {
     e.querySelector("th").textContent = name;
     e.querySelector(".value").textContent = String(value);
+    const exp = e.querySelector(".expires");
+    if (typeof left === "number") {
+      exp.textContent = "in " + duration(left);
+      exp.title = "deleted at " + new Date(now + left * 1000).toISOString() + " by the node's clock, unless changed first";
+    } else {
+      exp.textContent = "";
+      exp.removeAttribute("title");
+    }
   }
 
   function render(st) {
@@ -204,9 +215,11 @@
       .map((s) => byState[s] + " " + s).join(", ");
 
     const counters = Object.entries(st.counters || {}).sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
-    sync($("counters"), counters, "counter", (c) => c[0], makeCounter, updateCounter);
+    const expiresIn = st.expires_in || {};
+    sync($("counters"), counters, "counter", (c) => c[0], makeCounter, (e, c) => updateCounter(e, c, expiresIn[c[0]], now));
     $("counters-empty").hidden = counters.length > 0;
-    $("counters").parentElement.hidden = counters.length === 0;
+    $("counters-table").hidden = counters.length === 0;
+    $("counters-table").classList.toggle("no-expiry", !counters.some((c) => c[0] in expiresIn));
     $("counters-summary").textContent = counters.length ? "(" + counters.length + ")" : "";
 
     renderRate(history);
