@@ -35,6 +35,7 @@ var (
 	flagDuration = flag.Duration("chaos.duration", envDuration("COUNTD_CHAOS_DURATION"), "run new seeds until this much time has passed (env COUNTD_CHAOS_DURATION)")
 	flagParallel = flag.Bool("chaos.parallel", os.Getenv("COUNTD_CHAOS_PARALLEL") != "", "run seeds in parallel, up to go test -parallel at once (env COUNTD_CHAOS_PARALLEL)")
 	flagLogs     = flag.Int("chaos.logs", int(envUint("COUNTD_CHAOS_LOGS", 0)), "on failure, print this many of the nodes' last log lines (env COUNTD_CHAOS_LOGS)")
+	flagDelExp   = flag.Bool("chaos.delete-expiring", os.Getenv("COUNTD_CHAOS_DELETE_EXPIRING") != "", "delete the expiring counters too (env COUNTD_CHAOS_DELETE_EXPIRING; see docs/invariants.md, Open)")
 )
 
 func envUint(name string, def uint64) uint64 {
@@ -51,13 +52,18 @@ func envDuration(name string) time.Duration {
 
 // replay is the one-line command that runs a seed again.
 func replay(seed uint64) string {
-	return fmt.Sprintf("COUNTD_CHAOS_SEED=%d go test -count=1 -run 'TestChaos$' -v ./chaos/", seed)
+	env := ""
+	if *flagDelExp {
+		env = "COUNTD_CHAOS_DELETE_EXPIRING=1 "
+	}
+	return fmt.Sprintf("%sCOUNTD_CHAOS_SEED=%d go test -count=1 -run 'TestChaos$' -v ./chaos/", env, seed)
 }
 
 // totals add up what every seed did, for the summary line.
 type totals struct {
 	seeds, failed, events, steps atomic.Int64
 	ops                          [3]atomic.Int64
+	life                         [3][3]atomic.Int64 // by OpKind, then Outcome
 }
 
 func (t *totals) add(r *Result) {
@@ -71,12 +77,23 @@ func (t *totals) add(r *Result) {
 	for _, o := range []apiclient.Outcome{apiclient.OK, apiclient.Failed, apiclient.Unknown} {
 		t.ops[o].Add(n.Of(o))
 	}
+	for k, c := range r.History.Counts() {
+		for _, o := range []apiclient.Outcome{apiclient.OK, apiclient.Failed, apiclient.Unknown} {
+			t.life[k][o].Add(c.Of(o))
+		}
+	}
 }
 
 func (t *totals) String() string {
 	ok, failed, unknown := t.ops[apiclient.OK].Load(), t.ops[apiclient.Failed].Load(), t.ops[apiclient.Unknown].Load()
-	return fmt.Sprintf("%d seeds (%d failed), %d steps, %d fault events, %d client ops (%d ok, %d failed, %d unknown)",
+	out := fmt.Sprintf("%d seeds (%d failed), %d steps, %d fault events, %d client ops (%d ok, %d failed, %d unknown)",
 		t.seeds.Load(), t.failed.Load(), t.steps.Load(), t.events.Load(), ok+failed+unknown, ok, failed, unknown)
+	for _, k := range []OpKind{OpChange, OpDelete, OpExpire} {
+		c := &t.life[k]
+		out += fmt.Sprintf("; lifecycle %ss: %d ok, %d failed, %d unknown", k,
+			c[apiclient.OK].Load(), c[apiclient.Failed].Load(), c[apiclient.Unknown].Load())
+	}
+	return out
 }
 
 // TestChaos runs each seed as a subtest seed=N: the fixed CI set by
@@ -114,12 +131,13 @@ func TestChaos(t *testing.T) {
 
 func runSeed(t *testing.T, seed uint64, sum *totals) {
 	s := Generate(seed)
+	s.Life.DeleteExpiring = *flagDelExp
 	start := time.Now()
 	res := Run(t, s, testcluster.Options{})
 	sum.add(res)
 	n := res.Ledger.Counts()
-	t.Logf("seed %d: %d nodes, %d steps, %d fault events, %d ops (%s) in %v",
-		seed, s.Nodes, len(s.Steps), res.Events, n.Total(), n, time.Since(start).Round(time.Millisecond))
+	t.Logf("seed %d: %d nodes, %d steps, %d fault events, %d ops (%s; lifecycle: %s) in %v",
+		seed, s.Nodes, len(s.Steps), res.Events, n.Total(), n, res.History, time.Since(start).Round(time.Millisecond))
 	if res.Failed() {
 		logs := ""
 		if *flagLogs > 0 {

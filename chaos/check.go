@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
 
+	"countd/actors"
 	"countd/internal/apiclient"
 	"countd/internal/poll"
 	"countd/internal/testcluster"
@@ -23,56 +25,181 @@ const CheckTimeout = 20 * time.Second
 const settledFor = 3 * time.Second
 
 // Check verifies the invariants on a healed cluster whose clients have
-// stopped, and returns each one broken, described. It waits at most
-// timeout for each of convergence and membership.
-func Check(c *testcluster.Cluster, l *apiclient.Ledger, timeout time.Duration) []string {
+// stopped, and returns each one broken, described. l holds the changes of
+// the schedule's plain counters, h the operations on its lifecycle
+// counters (life); their bounds are those of docs/invariants.md. It waits
+// at most timeout for each of convergence and membership, counted for
+// convergence from the last expiry the clients set (plus a sweep).
+func Check(c *testcluster.Cluster, l *apiclient.Ledger, h *History, life Lifecycle, timeout time.Duration) []string {
 	var out []string
-	if v := checkCounters(c, l.Bounds(), timeout); v != "" {
+	want := expect{
+		bounds:   l.Bounds(),
+		deleted:  h.DeleteBounds(life.Deleted),
+		expiring: life.Expiring,
+		maxTTL:   time.Duration(slices.Max(append([]int64{0}, life.TTLs...))) * time.Second,
+	}
+	if last := h.ExpiryDeadline(life.Expiring); !last.IsZero() {
+		want.quiet = last.Add(actors.DefaultSweep + replicated)
+	}
+	if v := checkCounters(c, want, timeout); v != "" {
 		out = append(out, v)
 	}
 	out = append(out, checkMembership(c, timeout)...)
 	return out
 }
 
-// checkCounters waits until every live node reports the same value of
-// every counter and each value lies within its bounds (invariants 1 and 2,
-// and 3 across crash-restarts).
-func checkCounters(c *testcluster.Cluster, bounds map[string]apiclient.Bounds, timeout time.Duration) string {
+// replicated bounds how long a healed cluster takes to pass a sweep's
+// delete on to every node.
+const replicated = 500 * time.Millisecond
+
+// expect is what the counters of a healed cluster must show.
+type expect struct {
+	bounds   map[string]apiclient.Bounds // plain counters: the ledger's bounds
+	deleted  map[string]DeleteBounds     // counters deleted, never expiring
+	expiring []string                    // counters that must be gone everywhere
+	quiet    time.Time                   // after this, every expiry the clients set was swept everywhere
+	maxTTL   time.Duration               // the longest ttl the clients set
+}
+
+// all returns the bounds of every counter: a counter that expires must
+// read 0 (it is gone), one nobody changed too.
+func (e expect) all() map[string]apiclient.Bounds {
+	out := maps.Clone(e.bounds)
+	if out == nil {
+		out = map[string]apiclient.Bounds{}
+	}
+	for name, b := range e.deleted {
+		out[name] = b.Bounds
+	}
+	for _, name := range e.expiring {
+		out[name] = apiclient.Bounds{}
+	}
+	return out
+}
+
+// holds reports whether obs, made at the time it was made, meets every
+// expectation: the nodes agree, every value lies within its bounds, and
+// no expiring counter is listed once every node has swept its expiry. A
+// read omits an expired counter at once, but a counter can come back after
+// the sweeps (docs/invariants.md, "Expiries"), so the check waits for them.
+func (e expect) holds(obs observation) bool {
+	return obs.agreed() && len(obs.outside(e.all())) == 0 && len(obs.listed(e.expiring)) == 0 && obs.at.After(e.quiet)
+}
+
+// checkCounters waits until every live node lists the same counters with
+// the same values and each value lies within its bounds (invariants 1 and
+// 2, and 3 across crash-restarts; docs/invariants.md for deletes and
+// expiries), then reads each expiring counter on every node.
+func checkCounters(c *testcluster.Cluster, want expect, timeout time.Duration) string {
 	var last observation
 	var lastKey string
 	var same time.Time
+	if wait := time.Until(want.quiet); wait > 0 {
+		timeout += wait
+	}
 	poll.Until(context.Background(), timeout, testcluster.PollEvery, "convergence", func() (bool, string) {
 		obs := observe(c)
 		last = obs
-		if obs.agreed() && len(obs.outside(bounds)) == 0 {
+		if want.holds(obs) {
 			return true, ""
 		}
 		key := obs.String()
 		if key != lastKey {
-			lastKey, same = key, time.Now()
+			lastKey, same = key, obs.at
 		}
-		// Settled: nothing will repair it, so stop waiting.
-		return obs.agreed() && time.Since(same) >= settledFor, key
+		// Settled since the last expiry was swept: nothing will repair
+		// it, so stop waiting. A listed expiring counter may be a window
+		// an Unknown operation opened late: give it its longest ttl.
+		settled := settledFor
+		if len(obs.listed(want.expiring)) > 0 {
+			settled += want.maxTTL + actors.DefaultSweep
+		}
+		// An observation begun before quiet proves nothing of the sweeps
+		// (a loaded node can take seconds to answer).
+		return obs.agreed() && obs.at.After(want.quiet) && time.Since(later(same, want.quiet)) >= settled, key
 	})
-	if last.agreed() && len(last.outside(bounds)) == 0 {
-		return ""
+	if want.holds(last) {
+		return readsGone(c, want.expiring)
 	}
+	bounds := want.all()
 	var b strings.Builder
 	if !last.agreed() {
 		fmt.Fprintf(&b, "convergence: after %v the live nodes still disagree: %s", timeout, last)
 	} else {
 		fmt.Fprintf(&b, "every live node agrees, but:")
 		for _, name := range last.outside(bounds) {
+			if slices.Contains(want.expiring, name) {
+				continue // said below
+			}
 			v, bd := last.value(name), bounds[name]
 			what := "acknowledged changes lost"
 			if v > bd.Hi {
 				what = "changes counted twice"
 			}
+			if db, ok := want.deleted[name]; ok {
+				what = "changes that must survive the deletes lost"
+				if v > bd.Hi {
+					what = "changes reset by a delete (or failed) counted"
+				}
+				fmt.Fprintf(&b, " counter %s = %d, want %s (%s: off by %d);", name, v, db, what, offBy(v, bd))
+				continue
+			}
 			fmt.Fprintf(&b, " counter %s = %d, want %s (%s: off by %d);", name, v, bd, what, offBy(v, bd))
 		}
+		if len(last.listed(want.expiring)) == 0 && !last.at.After(want.quiet) {
+			fmt.Fprintf(&b, " the check gave up before the expiries were swept;")
+		}
+		for _, name := range last.listed(want.expiring) {
+			fmt.Fprintf(&b, " counter %s = %d is still listed %v after its last expiry was due and swept, with no change since (%s);",
+				name, last.value(name), time.Since(want.quiet).Round(time.Millisecond), expiresIn(c, last.nodes[0], name))
+		}
 	}
-	fmt.Fprintf(&b, " bounds: %s", describeBounds(bounds))
+	fmt.Fprintf(&b, " bounds: %s", describeBounds(want.bounds))
+	if len(want.deleted) > 0 {
+		fmt.Fprintf(&b, "; deleted counters: %s", describeDeleteBounds(want.deleted))
+	}
 	return b.String()
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// expiresIn describes what node says of counter's expiry, for a message.
+func expiresIn(c *testcluster.Cluster, node, counter string) string {
+	var r struct {
+		Value     int64 `json:"value"`
+		ExpiresIn int64 `json:"expires_in"`
+	}
+	cl := apiclient.Client{HTTP: c.HTTP()}
+	if err := cl.GetJSON(context.Background(), c.URL(node), "/counters/"+url.PathEscape(counter), &r); err != nil {
+		return err.Error()
+	}
+	if r.ExpiresIn == 0 {
+		return fmt.Sprintf("%s reads it as %d with no expiry", node, r.Value)
+	}
+	return fmt.Sprintf("%s reads it as %d, expiring in %ds", node, r.Value, r.ExpiresIn)
+}
+
+// readsGone reads each expiring counter on every live node with GET
+// /counters/{name}, which must answer 0 as for a counter never created.
+func readsGone(c *testcluster.Cluster, expiring []string) string {
+	var bad []string
+	for _, name := range c.Live() {
+		for _, counter := range expiring {
+			v, err := c.Get(name, counter)
+			if err != nil || v != 0 {
+				bad = append(bad, fmt.Sprintf("%s reads %s = %d (%v)", name, counter, v, err))
+			}
+		}
+	}
+	if len(bad) == 0 {
+		return ""
+	}
+	return "expiry: GET /counters omits the expired counters, but " + strings.Join(bad, ", ")
 }
 
 func offBy(v int64, b apiclient.Bounds) int64 {
@@ -149,13 +276,14 @@ func meshed(c *testcluster.Cluster, seen func(name string, rows []apiclient.Peer
 
 // observation is every live node's GET /counters at one moment.
 type observation struct {
+	at     time.Time // when the first read began
 	nodes  []string
 	values []map[string]int64 // nil where the read failed
 	errs   []error
 }
 
 func observe(c *testcluster.Cluster) observation {
-	var o observation
+	o := observation{at: time.Now()}
 	for _, name := range c.Live() {
 		v, err := c.Counters(name)
 		o.nodes = append(o.nodes, name)
@@ -165,22 +293,35 @@ func observe(c *testcluster.Cluster) observation {
 	return o
 }
 
-// agreed reports whether every node answered with the same value of every
-// counter (a counter a node does not list counts as 0).
+// agreed reports whether every node answered with the same counters and
+// the same value of each: a counter deleted on one node and live at 0 on
+// another is a disagreement.
 func (o observation) agreed() bool {
 	for i := range o.nodes {
 		if o.errs[i] != nil {
 			return false
 		}
 	}
-	for _, name := range o.counters() {
-		for i := range o.nodes {
-			if o.values[i][name] != o.values[0][name] {
-				return false
-			}
+	for i := range o.nodes {
+		if !maps.Equal(o.values[i], o.values[0]) {
+			return false
 		}
 	}
 	return true
+}
+
+// listed returns those of names that some node lists.
+func (o observation) listed(names []string) []string {
+	var out []string
+	for _, name := range names {
+		for _, v := range o.values {
+			if _, ok := v[name]; ok {
+				out = append(out, name)
+				break
+			}
+		}
+	}
+	return out
 }
 
 // counters returns every counter any node lists, sorted.

@@ -21,6 +21,14 @@
 // apiclient.Ledger as ok, failed (surely not applied) or unknown (it may
 // have been applied), by the one rule of apiclient.Classify.
 //
+// A share of the clients' operations (Schedule.Life) go to counters of
+// their own: "gone" is changed and deleted (DELETE /counters/{name});
+// "brief" is changed with ?ttl= (1 to 3 s, so that expiries fire within
+// the run) and given expiries (POST .../expire), in the first steps only.
+// They run under the same faults, through the same client network, and are
+// recorded in a History with the time each was sent and done, classified
+// by the same rule, because their bounds depend on order.
+//
 // When the steps are done Run heals everything, stops the clients, and Check
 // verifies the invariants of docs/design.md (section 1) that a cluster run can see:
 //
@@ -29,6 +37,14 @@
 //   - no loss, no double count: each value lies between the acknowledged sum
 //     plus the unknown decrements and the acknowledged sum plus the unknown
 //     increments;
+//   - deletes (docs/invariants.md): a deleted counter's value lies between
+//     the sum of its sure changes plus its maybe decrements and that sum
+//     plus its maybe increments; a change acknowledged by a node before an
+//     acknowledged delete on that node never counts;
+//   - expiries (docs/invariants.md): once every expiry the clients set has
+//     passed and been swept, an expiring counter is gone on every node;
+//   - agreement: every live node lists the same counters (a deleted counter
+//     is not a live one at 0);
 //   - durability: implied by the above across crash-restarts (a node crashes
 //     after acknowledging changes it could not push);
 //   - membership: every live node lists every other one as alive, and none

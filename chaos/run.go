@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -24,13 +25,15 @@ const agreeTimeout = 20 * time.Second
 // Result is what one run of a schedule did and found.
 type Result struct {
 	Schedule   *Schedule
-	Ledger     *apiclient.Ledger // every client change, classified
+	Ledger     *apiclient.Ledger // every client change of Schedule.Counters, classified
+	History    *History          // every operation on a lifecycle counter, with its times
 	Events     int               // faults applied
 	Violations []string          // broken invariants; empty when all held
 	Err        error             // the harness itself failed (not an invariant)
 	Timeline   []string          // what happened when, for a failure report
 
 	cluster *testcluster.Cluster
+	start   time.Time
 }
 
 // Logs returns the last n lines the run's nodes logged.
@@ -58,6 +61,17 @@ func (r *Result) Report() string {
 		b.WriteString("  " + line + "\n")
 	}
 	fmt.Fprintf(&b, "client changes: %s\n", r.Ledger)
+	if l := r.Schedule.Life; l.on() {
+		fmt.Fprintf(&b, "lifecycle operations: %s\n", r.History)
+		for _, counter := range append(slices.Clone(l.Deleted), l.Expiring...) {
+			if strings.Contains(strings.Join(r.Violations, "\n"), "counter "+counter+" ") {
+				fmt.Fprintf(&b, "operations on %s:\n", counter)
+				for _, line := range r.History.Describe(counter, r.start) {
+					b.WriteString("  " + line + "\n")
+				}
+			}
+		}
+	}
 	return b.String()
 }
 
@@ -68,6 +82,13 @@ func (r *Result) Report() string {
 // gets one made from the seed, so that every node-to-node request is signed
 // and checked as in production; it is closed when t's test ends.
 func Run(t testing.TB, s *Schedule, opts testcluster.Options) *Result {
+	t.Helper()
+	return run(t, s, opts, nil)
+}
+
+// run is Run with the lifecycle operations' transport wrapped by wrap, if
+// set: a test can break what one node does with a lifecycle operation.
+func run(t testing.TB, s *Schedule, opts testcluster.Options, wrap func(*testcluster.Cluster, http.RoundTripper) http.RoundTripper) *Result {
 	t.Helper()
 	opts.Seed = s.Seed
 	if opts.LogLines == 0 {
@@ -84,9 +105,19 @@ func Run(t testing.TB, s *Schedule, opts testcluster.Options) *Result {
 	r := &runner{
 		c:     c,
 		s:     s,
-		res:   &Result{Schedule: s, Ledger: &apiclient.Ledger{}, cluster: c},
+		res:   &Result{Schedule: s, Ledger: &apiclient.Ledger{}, History: &History{}, cluster: c, start: time.Now()},
 		start: time.Now(),
+		lives: map[string]int{},
 	}
+	// Lifecycle operations go through the clients' network too, so client
+	// faults (lost replies) make their outcomes unknown just the same.
+	var rt http.RoundTripper = c.ClientNet.Transport("client",
+		&http.Transport{MaxIdleConnsPerHost: 16, IdleConnTimeout: 30 * time.Second})
+	if wrap != nil {
+		rt = wrap(c, rt)
+	}
+	r.life = apiclient.Client{HTTP: &http.Client{Timeout: testcluster.ClientTimeout, Transport: rt}}
+	t.Cleanup(r.life.HTTP.CloseIdleConnections)
 	r.pace.cond = sync.NewCond(&r.pace.mu)
 	if err := r.c.Start(s.Nodes); err != nil {
 		r.res.Err = err
@@ -100,9 +131,9 @@ func Run(t testing.TB, s *Schedule, opts testcluster.Options) *Result {
 	}
 	for i, st := range s.Steps {
 		r.logf("step %d: %s", i+1, st)
-		r.pace.set(st.Ops, st.Target)
+		r.pace.set(st.Ops, st.Target, i)
 		err := r.step(st)
-		r.pace.set(0, "")
+		r.pace.set(0, "", i)
 		r.c.Net.Heal()
 		r.c.ClientNet.Heal()
 		if err != nil {
@@ -116,8 +147,11 @@ func Run(t testing.TB, s *Schedule, opts testcluster.Options) *Result {
 	r.pace.stop()
 	clients.Wait()
 	r.logf("healed; clients stopped after %s changes", r.res.Ledger.Counts())
+	if s.Life.on() {
+		r.logf("lifecycle operations: %s", r.res.History)
+	}
 	if r.res.Err == nil && len(r.res.Violations) == 0 {
-		r.res.Violations = Check(r.c, r.res.Ledger, CheckTimeout)
+		r.res.Violations = Check(r.c, r.res.Ledger, r.res.History, s.Life, CheckTimeout)
 	}
 	r.logf("checked: %d violations", len(r.res.Violations))
 	return r.res
@@ -145,6 +179,8 @@ type runner struct {
 	start time.Time
 	gate  sync.RWMutex // clients hold it shared per change; Lock pauses them
 	pace  pacer
+	life  apiclient.Client // lifecycle operations, through ClientNet
+	lives map[string]int   // per node, how often it was wiped; written under gate.Lock
 
 	mu sync.Mutex // guards res.Timeline
 }
@@ -157,30 +193,97 @@ func (r *runner) logf(format string, args ...any) {
 }
 
 // client makes changes while the pacer allows, each drawn from its own
-// seeded stream, and records every outcome.
+// seeded stream, and records every outcome. A share of its operations
+// (Schedule.Life) go to the lifecycle counters instead.
 func (r *runner) client(i int) {
 	rng := rand.New(rand.NewPCG(r.s.Seed, uint64(i)+1))
 	for {
-		target, ok := r.pace.take()
+		target, step, ok := r.pace.take()
 		if !ok {
 			return
 		}
-		counter := r.s.Counters[rng.IntN(len(r.s.Counters))]
-		delta := 1 + rng.Int64N(r.s.MaxDelta)
-		if rng.IntN(3) == 0 {
-			delta = -delta
+		if r.s.Life.on() && rng.Float64() < r.s.Life.Share && r.lifecycleOp(rng, target, step) {
+			continue
 		}
+		counter := r.s.Counters[rng.IntN(len(r.s.Counters))]
+		delta := r.delta(rng)
 		pick := rng.IntN(1 << 20)
 		r.gate.RLock()
-		live := r.c.Live()
-		name := target
-		if target == "" || !slices.Contains(live, target) {
-			name = live[pick%len(live)]
-		}
+		name := r.node(target, pick)
 		res := r.c.Change(name, counter, delta)
 		r.gate.RUnlock()
 		r.res.Ledger.Record(name, counter, delta, res)
 	}
+}
+
+// delta draws a change: 1 to MaxDelta, a decrement one time in three.
+func (r *runner) delta(rng *rand.Rand) int64 {
+	d := 1 + rng.Int64N(r.s.MaxDelta)
+	if rng.IntN(3) == 0 {
+		d = -d
+	}
+	return d
+}
+
+// node returns the node a change goes to: target if it is live, else the
+// live node pick selects. The caller holds r.gate.
+func (r *runner) node(target string, pick int) string {
+	live := r.c.Live()
+	if target != "" && slices.Contains(live, target) {
+		return target
+	}
+	return live[pick%len(live)]
+}
+
+// lifecycleOp makes one operation on a lifecycle counter in step (0-based)
+// and records it in the History: a delete one time in five (on an
+// expiring counter only with DeleteExpiring), an expiry (POST .../expire)
+// one time in six on an expiring counter, else a change, with a ttl on an
+// expiring counter. It returns false, doing nothing, if no
+// lifecycle counter may be changed in this step.
+func (r *runner) lifecycleOp(rng *rand.Rand, target string, step int) bool {
+	l := r.s.Life
+	counters := l.Deleted
+	if step < l.ExpiringSteps {
+		counters = append(slices.Clone(l.Deleted), l.Expiring...)
+	}
+	if len(counters) == 0 {
+		return false
+	}
+	op := Op{Counter: counters[rng.IntN(len(counters))]}
+	roll, delta, ttl, pick := rng.IntN(30), r.delta(rng), l.TTLs[rng.IntN(len(l.TTLs))], rng.IntN(1<<20)
+	expiring := l.expiringCounter(op.Counter)
+	switch {
+	case roll < 6 && (!expiring || l.DeleteExpiring):
+		op.Kind = OpDelete
+	case expiring && roll < 11:
+		op.Kind, op.TTL = OpExpire, ttl
+	default:
+		op.Kind, op.Delta = OpChange, delta
+		if expiring {
+			op.TTL = ttl
+		}
+	}
+	ctx := context.Background()
+	r.gate.RLock()
+	op.Node = r.node(target, pick)
+	op.Life = r.lives[op.Node]
+	url := r.c.URL(op.Node)
+	op.Sent = time.Now()
+	var res apiclient.Result
+	switch op.Kind {
+	case OpDelete:
+		res = r.life.Delete(ctx, url, op.Counter)
+	case OpExpire:
+		res = r.life.Expire(ctx, url, op.Counter, op.TTL)
+	default:
+		res = r.life.ChangeTTL(ctx, url, op.Counter, op.Delta, op.TTL)
+	}
+	op.Done = time.Now()
+	r.gate.RUnlock()
+	op.Outcome, op.ExpiresIn = res.Outcome, res.ExpiresIn
+	r.res.History.Record(op)
+	return true
 }
 
 // step applies a step's faults, holds them, and returns with the nodes
@@ -244,6 +347,7 @@ func (r *runner) step(st Step) error {
 		}
 		err := c.Crash(f.Node)
 		if err == nil {
+			r.lives[f.Node]++ // what it acknowledged before is not on its disk
 			err = r.restart(f.Node, testcluster.WipedDir)
 		}
 		r.gate.Unlock()
@@ -320,28 +424,30 @@ type pacer struct {
 	cond   *sync.Cond
 	budget int
 	target string
+	step   int
 	done   bool
 }
 
 // take blocks until a change is allowed and returns the node it must go to
-// ("" for any), or false once the run is over.
-func (p *pacer) take() (string, bool) {
+// ("" for any) and the step (0-based) it belongs to, or false once the run
+// is over.
+func (p *pacer) take() (string, int, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for p.budget == 0 && !p.done {
 		p.cond.Wait()
 	}
 	if p.done {
-		return "", false
+		return "", 0, false
 	}
 	p.budget--
-	return p.target, true
+	return p.target, p.step, true
 }
 
-func (p *pacer) set(budget int, target string) {
+func (p *pacer) set(budget int, target string, step int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.budget, p.target = budget, target
+	p.budget, p.target, p.step = budget, target, step
 	p.cond.Broadcast()
 }
 

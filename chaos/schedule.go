@@ -119,13 +119,58 @@ type Schedule struct {
 	Counters []string // the counters clients change
 	MaxDelta int64    // each change is 1 to MaxDelta, up or down
 	Steps    []Step
+	Life     Lifecycle // deletes and expiries, on counters of their own
 }
+
+// Lifecycle says which counters of a schedule are deleted and expire, and
+// how often. Its counters are apart from Counters, whose checks stay as
+// they are: each is checked by the bounds of docs/invariants.md.
+type Lifecycle struct {
+	// Share is the chance that a client's operation goes to a lifecycle
+	// counter; 0 turns lifecycle operations off.
+	Share float64
+	// Deleted are changed and deleted (DELETE /counters/{name}), never
+	// given an expiry.
+	Deleted []string
+	// Expiring are changed with ?ttl= and given expiries (POST
+	// .../expire); each must be gone on every node once its last expiry
+	// has passed.
+	Expiring []string
+	// DeleteExpiring deletes Expiring counters too. Off in generated
+	// schedules: a delete concurrent with a change made under an expiry
+	// lets that change survive without the expiry, so the counter never
+	// goes (docs/invariants.md, "Open"); -chaos.delete-expiring turns it on.
+	DeleteExpiring bool
+	// ExpiringSteps is how many of the first steps change Expiring; the
+	// later ones leave them alone, so the last expiry fires about when the
+	// run ends and the check does not wait for it long.
+	ExpiringSteps int
+	// TTLs are the expiries (whole seconds) drawn from, one per operation.
+	TTLs []int64
+}
+
+func (l Lifecycle) on() bool { return l.Share > 0 && len(l.Deleted)+len(l.Expiring) > 0 }
+
+func (l Lifecycle) String() string {
+	if !l.on() {
+		return "no deletes or expiries"
+	}
+	del := ""
+	if l.DeleteExpiring {
+		del = ", deleted too"
+	}
+	return fmt.Sprintf("%.0f%% of operations delete %v or expire %v (ttl %vs, in the first %d steps%s)",
+		100*l.Share, l.Deleted, l.Expiring, l.TTLs, l.ExpiringSteps, del)
+}
+
+// expiringCounter reports whether name is one of l's expiring counters.
+func (l Lifecycle) expiringCounter(name string) bool { return slices.Contains(l.Expiring, name) }
 
 // String renders the schedule, one step a line.
 func (s *Schedule) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "seed %d: %d nodes %s, %d clients, counters %v, changes of 1 to %d\n",
-		s.Seed, s.Nodes, set(nodeNames(s.Nodes)), s.Clients, s.Counters, s.MaxDelta)
+	fmt.Fprintf(&b, "seed %d: %d nodes %s, %d clients, counters %v, changes of 1 to %d; %s\n",
+		s.Seed, s.Nodes, set(nodeNames(s.Nodes)), s.Clients, s.Counters, s.MaxDelta, s.Life)
 	for i, st := range s.Steps {
 		fmt.Fprintf(&b, "  %2d. %s\n", i+1, st)
 	}
@@ -175,7 +220,22 @@ func Generate(seed uint64) *Schedule {
 	for range 5 + rng.IntN(4) {
 		s.Steps = append(s.Steps, g.step())
 	}
+	s.Life = generateLifecycle(seed, len(s.Steps))
 	return s
+}
+
+// generateLifecycle draws a schedule's Lifecycle from a stream of its own,
+// so that the faults and counters of a seed stay what they were before
+// schedules held deletes and expiries.
+func generateLifecycle(seed uint64, steps int) Lifecycle {
+	rng := rand.New(rand.NewPCG(seed, 0x6c696665)) // "life"
+	return Lifecycle{
+		Share:         0.15 + 0.2*rng.Float64(),
+		Deleted:       []string{"gone"},
+		Expiring:      []string{"brief"},
+		ExpiringSteps: max(1, steps/3+rng.IntN(2)),
+		TTLs:          []int64{1, 1, 1, 2, 3},
+	}
 }
 
 // gen tracks which nodes are live while it generates, so every step names
