@@ -35,7 +35,7 @@ var (
 	flagDuration = flag.Duration("chaos.duration", envDuration("COUNTD_CHAOS_DURATION"), "run new seeds until this much time has passed (env COUNTD_CHAOS_DURATION)")
 	flagParallel = flag.Bool("chaos.parallel", os.Getenv("COUNTD_CHAOS_PARALLEL") != "", "run seeds in parallel, up to go test -parallel at once (env COUNTD_CHAOS_PARALLEL)")
 	flagLogs     = flag.Int("chaos.logs", int(envUint("COUNTD_CHAOS_LOGS", 0)), "on failure, print this many of the nodes' last log lines (env COUNTD_CHAOS_LOGS)")
-	flagDelExp   = flag.Bool("chaos.delete-expiring", os.Getenv("COUNTD_CHAOS_DELETE_EXPIRING") != "", "delete the expiring counters too (env COUNTD_CHAOS_DELETE_EXPIRING; see docs/invariants.md, Open)")
+	flagDelExp   = flag.Bool("chaos.delete-expiring", os.Getenv("COUNTD_CHAOS_DELETE_EXPIRING") != "0", "delete the expiring counters too (env COUNTD_CHAOS_DELETE_EXPIRING=0 turns it off)")
 )
 
 func envUint(name string, def uint64) uint64 {
@@ -53,8 +53,8 @@ func envDuration(name string) time.Duration {
 // replay is the one-line command that runs a seed again.
 func replay(seed uint64) string {
 	env := ""
-	if *flagDelExp {
-		env = "COUNTD_CHAOS_DELETE_EXPIRING=1 "
+	if !*flagDelExp {
+		env = "COUNTD_CHAOS_DELETE_EXPIRING=0 "
 	}
 	return fmt.Sprintf("%sCOUNTD_CHAOS_SEED=%d go test -count=1 -run 'TestChaos$' -v ./chaos/", env, seed)
 }

@@ -3,7 +3,6 @@ package chaos
 import (
 	"context"
 	"fmt"
-	"os"
 	"testing"
 	"time"
 
@@ -13,21 +12,18 @@ import (
 	"countd/internal/testcluster"
 )
 
-// TestChangeOutlivesItsExpiry reproduces the case docs/invariants.md
-// leaves open ("Open: a change can outlive its expiry"). B holds a change
-// A never saw, made under the counter's expiry (B cannot reach A). When
-// the expiry passes, A sweeps first and clears the expiry; that reaches B
-// before B's own sweep, so B has no expiry left to sweep and its change
-// survives with none: the counter never goes. Sweeps tick every second at
+// TestChangeUnseenBySweepStillExpires: B holds a change A never saw, made
+// under the counter's expiry (B cannot reach A). When the expiry passes, A
+// sweeps first; that reaches B before B's own sweep. B's change survives
+// A's delete (add wins) but must still expire with its window: while a
+// delete cleared the expiry, B had no expiry left to sweep and the counter
+// never went (docs/invariants.md). Sweeps tick every second at
 // a phase of their own on each node, so the test uses eight counters whose
 // expiries are spread over a second: whenever B's sweep phase trails A's,
-// some of them fall between the two sweeps. It fails today (about one run in two), so
-// it runs only with COUNTD_CHAOS_KNOWN_BUGS set, for whoever fixes the
-// lifecycle semantics.
-func TestChangeOutlivesItsExpiry(t *testing.T) {
-	if os.Getenv("COUNTD_CHAOS_KNOWN_BUGS") == "" {
-		t.Skip("known bug (docs/invariants.md, Open); set COUNTD_CHAOS_KNOWN_BUGS=1 to run")
-	}
+// some of them fall between the two sweeps. It failed about one run in two
+// while a delete cleared the expiry; a delete now leaves it, so B's change
+// still expires with its window.
+func TestChangeUnseenBySweepStillExpires(t *testing.T) {
 	c := testcluster.New(t, testcluster.Options{})
 	if err := c.Start(2); err != nil {
 		t.Fatal(err)

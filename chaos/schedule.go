@@ -136,10 +136,9 @@ type Lifecycle struct {
 	// .../expire); each must be gone on every node once its last expiry
 	// has passed.
 	Expiring []string
-	// DeleteExpiring deletes Expiring counters too. Off in generated
-	// schedules: a delete concurrent with a change made under an expiry
-	// lets that change survive without the expiry, so the counter never
-	// goes (docs/invariants.md, "Open"); -chaos.delete-expiring turns it on.
+	// DeleteExpiring deletes Expiring counters too (on in generated
+	// schedules: a change a delete did not see survives it and still
+	// expires with its window, docs/invariants.md).
 	DeleteExpiring bool
 	// ExpiringSteps is how many of the first steps change Expiring; the
 	// later ones leave them alone, so the last expiry fires about when the
