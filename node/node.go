@@ -256,10 +256,11 @@ func (n *Node) startActors(state *crdt.State, st actors.Store, removed []string)
 	if err != nil {
 		return fmt.Errorf("node: spawn supervisor: %w", err)
 	}
-	// The PeerActors push what their peers lack once more, then stop after
+	// The PeerActors push what their peers lack once more, the peers hear
+	// that this node is leaving (leave.go), then the PeerActors stop after
 	// draining their mailboxes; the CounterActor stops after them.
 	n.undo.push(func(ctx context.Context) error {
-		n.flushPeers(ctx)
+		n.flushAndLeave(ctx)
 		n.sys.Root.PoisonFuture(sup).Wait()
 		return nil
 	})
@@ -369,8 +370,9 @@ func (n *Node) Replica() string { return n.replica }
 func (n *Node) Counters() *actors.Counters { return n.client }
 
 // Close shuts the node down in order: HTTP first (in-flight requests finish),
-// then the actors (the PeerActors flush once), then the store; it undoes
-// Open's steps in reverse. It is safe to call more than once.
+// then the actors (the PeerActors flush once and the peers are told this
+// node is leaving: leave.go), then the store; it undoes Open's steps in
+// reverse. It is safe to call more than once.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ShutdownTimeout)
