@@ -9,46 +9,35 @@ import (
 	"countd/wire"
 )
 
-// A graceful shutdown (Close, on SIGTERM or SIGINT) leaves the cluster:
-// the HTTP server stops taking requests and lets those in flight finish,
-// the PeerActors push what their peers lack (flushPeers), and then the
-// node tells each peer it reaches that it is leaving (POST /leave), so the
-// peers list it as left at once instead of suspect and then down after
-// -failures-before-down failed health checks, and stop checking it. The
-// leave names this process (its replica id): a push from it that arrives
-// after the leave does not make it alive again on the peer, a push from
-// the next process on the same address does (docs/design.md, section 7,
-// "Graceful leave").
+// A graceful shutdown (Close, on SIGTERM or SIGINT) leaves the cluster.
+// First the node tells each peer it reaches that it is leaving (POST
+// /leave), so the peers list it as left at once and stop checking it: told
+// any later, a health check failing while the node finishes its requests
+// would show it suspect, and a slow finish down. Then the HTTP server stops
+// taking requests and lets those in flight finish, and the PeerActors push
+// what their peers lack (flushPeers). The leave names this process (its
+// replica id), so those last pushes do not make it alive again on the
+// peers; a push from the next process on the same address does
+// (docs/design.md, section 7, "Graceful leave").
 
-// leaveShare is the part of what is left of the shutdown timeout that the
-// flush leaves for the leave, at most maxLeaveWait.
-const (
-	leaveShare   = 4 // a quarter
-	maxLeaveWait = time.Second
-)
-
-// flushAndLeave pushes what each peer lacks, then tells the peers this
-// node is leaving, all within ctx.
-func (n *Node) flushAndLeave(ctx context.Context) {
-	reserve := min(time.Until(deadline(ctx))/leaveShare, maxLeaveWait)
-	flush, cancel := context.WithDeadline(ctx, deadline(ctx).Add(-reserve))
-	n.flushPeers(flush)
-	cancel()
-	n.leave(ctx)
-}
+// maxLeaveWait bounds the leave, so that a peer that does not answer
+// cannot hold up the rest of the shutdown.
+const maxLeaveWait = time.Second
 
 // leave tells every peer with a PeerActor (alive or suspect; one down,
 // unauthorized or left would not hear it) that this node is leaving, at
-// once and within ctx. A peer it does not reach finds the node down from
+// once, within ctx and maxLeaveWait. A peer it does not reach finds the node down from
 // its health checks, as after a crash.
-func (n *Node) leave(ctx context.Context) {
+func (n *Node) leave(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, maxLeaveWait)
+	defer cancel()
 	d := time.Until(deadline(ctx))
 	if d <= 0 {
-		return
+		return nil
 	}
 	res, err := n.sys.Root.RequestFuture(n.sup, &actors.GetPeers{}, d).Result()
 	if err != nil {
-		return
+		return nil
 	}
 	req := &wire.LeaveRequest{From: n.addr, Replica: n.replica}
 	var wg sync.WaitGroup
@@ -64,4 +53,5 @@ func (n *Node) leave(ctx context.Context) {
 	}
 	wg.Wait()
 	n.log.Info("left the cluster")
+	return nil
 }
