@@ -558,7 +558,7 @@ func (s *Supervisor) leave(ctx actor.Context, m *Leave) {
 	if s.cfg.ReapAfter > 0 {
 		mb.reap = s.timer.SendOnce(s.cfg.ReapAfter, s.pid, &reapTick{addr: mb.addr})
 	}
-	s.log.Info("peer left", "peer", mb.addr, "replica", m.Replica)
+	s.log.Info("peer left", "peer", mb.addr, "peer_replica", m.Replica)
 	s.announce(ctx)
 }
 
