@@ -233,7 +233,7 @@ func NewCluster(root *actor.RootContext, supervisor *actor.PID, counters *Counte
 }
 
 // Peers returns the membership table, sorted by address. A down (or
-// unauthorized) peer has
+// unauthorized, or left) peer has
 // no PeerActor to report how far behind it is, so its Behind is counted
 // here, from the version it held and this node's current version: the
 // Supervisor need not follow every change (on the hot path of every write)
@@ -295,6 +295,17 @@ func (c *Cluster) RemovePeer(ctx context.Context, addr string) error {
 // the sender and its members (without waiting), then merges the entries and
 // returns once they are durable. req must be validated already.
 func (c *Cluster) Replicate(ctx context.Context, req *wire.ReplicateRequest) (changed int, err error) {
-	c.sup.root.Send(c.sup.pid, &Contact{Addr: req.From, Members: req.Members})
+	c.sup.root.Send(c.sup.pid, &Contact{Addr: req.From, Replica: req.Replica, Members: req.Members})
 	return c.counters.Merge(ctx, &Merge{Entries: req.Entries, From: req.From})
+}
+
+// Leave handles POST /leave: the node at addr, as the process with replica
+// id replica, is shutting down. The Supervisor marks it left (without this
+// call waiting for it). req must be validated already.
+func (c *Cluster) Leave(ctx context.Context, req *wire.LeaveRequest) error {
+	if _, alive := c.sup.root.ActorSystem().ProcessRegistry.Get(c.sup.pid); !alive {
+		return ErrStopped
+	}
+	c.sup.root.Send(c.sup.pid, &Leave{Addr: req.From, Replica: req.Replica})
+	return nil
 }

@@ -54,11 +54,18 @@ const (
 	// Like a down peer it has no PeerActor, gets no push, is not gossiped
 	// and is probed at the down pace.
 	StateUnauthorized = "unauthorized"
+	// StateLeft: the peer said it was shutting down (POST /leave). It has
+	// no PeerActor, gets no push, is not gossiped and is not probed; it
+	// is alive again when it pushes to this node, or answers the one
+	// probe a peer's gossip naming it alive sets off.
+	StateLeft = "left"
 )
 
 // Away reports whether a peer in state has no PeerActor: it is down or
-// unauthorized, probed by the Supervisor until it answers.
-func Away(state string) bool { return state == StateDown || state == StateUnauthorized }
+// unauthorized, probed by the Supervisor until it answers, or it left.
+func Away(state string) bool {
+	return state == StateDown || state == StateUnauthorized || state == StateLeft
+}
 
 // MaxPushEntries caps the entries in one push, keeping its body well under
 // the 1 MiB a node accepts (an entry is at most about 230 bytes of JSON).

@@ -112,10 +112,24 @@ type RemovePeer struct{ Addr string }
 type RemoveResult struct{ Err error }
 
 // Contact tells the Supervisor that a node pushed state to this one, with
-// the members it sees alive. The sender is (re)added at once unless removed.
+// the members it sees alive. The sender is (re)added at once unless removed
+// (or left, as the same process: see Leave).
 type Contact struct {
 	Addr    string
+	Replica string // the sender's replica id
 	Members []string
+}
+
+// Leave tells the Supervisor that the node at Addr, as the process with
+// replica id Replica, is shutting down (POST /leave). A member goes to
+// StateLeft at once: its PeerActor is stopped and it is neither probed nor
+// gossiped. A push or a health-check answer from another process of it
+// (a restart) makes it alive again; one from the process that left does
+// not (a push of its last flush may arrive after the leave). An unknown
+// address is ignored.
+type Leave struct {
+	Addr    string
+	Replica string
 }
 
 // GetPeerPIDs asks for the PIDs of the running PeerActors. Reply: *PeerPIDs.
@@ -133,7 +147,7 @@ type PeerList struct{ Peers []PeerInfo }
 // PeerInfo is one row of the membership table.
 type PeerInfo struct {
 	Addr     string
-	State    string // StateAlive, StateSuspect, StateDown or StateUnauthorized
+	State    string // StateAlive, StateSuspect, StateDown, StateUnauthorized or StateLeft
 	LastSeen time.Time
 	// Behind is how many of this node's changes (entry versions) the peer
 	// has not acknowledged yet: as of the last report of its PeerActor, or,
@@ -148,9 +162,12 @@ type PeerInfo struct {
 type (
 	probeTick struct{ addr string }
 	probeDone struct {
-		addr string
-		err  error // nil: the peer answered
+		addr    string
+		replica string // the replica id it answered with
+		err     error  // nil: the peer answered
 	}
+	// reapTick is due when a left member has been away for ReapAfter.
+	reapTick struct{ addr string }
 )
 
 // tombstoneChange is a registration (remove false) or removal (remove true)
@@ -172,11 +189,17 @@ type member struct {
 	lastSeen  time.Time
 	behind    uint64     // as its PeerActor last reported
 	held      uint64     // this node's version the peer held, as last reported
-	pid       *actor.PID // the PeerActor; nil while down or unauthorized
-	downSince time.Time  // when it last went down or unauthorized
+	pid       *actor.PID // the PeerActor; nil while down, unauthorized or left
+	downSince time.Time  // when it last went down, unauthorized or left
 	probing   bool
 	backoff   time.Duration
 	probe     scheduler.CancelFunc
+	// A left member: the replica id of the process that left, when it was
+	// last probed (gossip naming it alive sets off a probe, at most one
+	// per DownProbeMin), and the timer that reaps it.
+	leftReplica string
+	probedAt    time.Time
+	reap        scheduler.CancelFunc
 }
 
 // Supervisor is the parent of the PeerActors and owns the membership table.
@@ -270,6 +293,7 @@ func (s *Supervisor) Receive(ctx actor.Context) {
 		s.stopping = true
 		for _, mb := range s.members {
 			s.cancelProbe(mb)
+			s.cancelReap(mb)
 		}
 		s.cands.stop()
 	case *RegisterPeer:
@@ -280,6 +304,12 @@ func (s *Supervisor) Receive(ctx actor.Context) {
 		s.written(ctx, m.err)
 	case *Contact:
 		s.contact(ctx, m)
+	case *Leave:
+		s.leave(ctx, m)
+	case *reapTick:
+		if mb, ok := s.members[m.addr]; ok && mb.state == StateLeft {
+			s.reap(ctx, mb)
+		}
 	case *GetPeers:
 		ctx.Respond(s.list())
 	case *GetPeerPIDs:
@@ -320,8 +350,8 @@ func (s *Supervisor) Receive(ctx actor.Context) {
 }
 
 // tellStable tells the CounterActor, when it changes, the version of this
-// node's state that every member holds: the least Held among them, down
-// and unauthorized members included (a member that is away may still hold
+// node's state that every member holds: the least Held among them, down,
+// unauthorized and left members included (a member that is away may still hold
 // an old entry a tombstone must outlive). A member leaves the minimum only
 // when it is removed or reaped.
 func (s *Supervisor) tellStable(ctx actor.Context) {
@@ -436,6 +466,7 @@ func (s *Supervisor) remove(ctx actor.Context, addr string) *RemoveResult {
 		return &RemoveResult{}
 	}
 	s.cancelProbe(mb)
+	s.cancelReap(mb)
 	if mb.pid != nil {
 		ctx.Stop(mb.pid)
 	}
@@ -462,7 +493,7 @@ func (s *Supervisor) contact(ctx actor.Context, m *Contact) {
 			mb = s.add(ctx, m.Addr, StateAlive)
 			s.log.Info("peer joined", "peer", m.Addr)
 			changed = true
-		case mb.state == StateDown:
+		case mb.state == StateDown, mb.state == StateLeft && m.Replica != mb.leftReplica:
 			s.revive(ctx, mb)
 			changed = true
 		}
@@ -475,6 +506,9 @@ func (s *Supervisor) contact(ctx actor.Context, m *Contact) {
 	}
 	learned := false
 	for _, addr := range m.Members {
+		if mb := s.members[addr]; mb != nil && mb.state == StateLeft && m.Addr != addr {
+			s.probeLeft(ctx, mb)
+		}
 		if addr == s.cfg.Self || s.removed[addr] || s.members[addr] != nil || s.cands.byAddr[addr] != nil {
 			continue
 		}
@@ -497,6 +531,53 @@ func (s *Supervisor) contact(ctx actor.Context, m *Contact) {
 	}
 	if changed {
 		s.announce(ctx)
+	}
+}
+
+// leave marks a member left at once: its PeerActor is stopped, and it is
+// not probed (but see probeLeft) and not gossiped. It keeps its place in
+// the table, and so its Held in the least version every member holds
+// (tellStable): it may come back with old entries a tombstone must
+// outlive. It is reaped after ReapAfter like a down peer.
+func (s *Supervisor) leave(ctx actor.Context, m *Leave) {
+	mb, ok := s.members[m.Addr]
+	if !ok {
+		s.cands.drop(m.Addr)
+		return
+	}
+	if mb.state == StateLeft && mb.leftReplica == m.Replica {
+		return
+	}
+	if mb.pid != nil {
+		ctx.Stop(mb.pid)
+		mb.pid = nil
+	}
+	s.cancelProbe(mb)
+	s.cancelReap(mb)
+	mb.state, mb.leftReplica, mb.downSince = StateLeft, m.Replica, time.Now()
+	if s.cfg.ReapAfter > 0 {
+		mb.reap = s.timer.SendOnce(s.cfg.ReapAfter, s.pid, &reapTick{addr: mb.addr})
+	}
+	s.log.Info("peer left", "peer", mb.addr, "peer_replica", m.Replica)
+	s.announce(ctx)
+}
+
+// probeLeft checks once whether a left member is back, when another
+// node's gossip names it alive (it may have restarted and not pushed to
+// this node yet): at most one probe per DownProbeMin, so every push of a
+// peer that has not heard of the leave yet does not set off one more.
+func (s *Supervisor) probeLeft(ctx actor.Context, mb *member) {
+	if mb.probing || time.Since(mb.probedAt) < s.cfg.DownProbeMin {
+		return
+	}
+	mb.probedAt = time.Now()
+	s.probe(ctx, mb.addr)
+}
+
+func (s *Supervisor) cancelReap(mb *member) {
+	if mb.reap != nil {
+		mb.reap()
+		mb.reap = nil
 	}
 }
 
@@ -593,8 +674,8 @@ func (s *Supervisor) probe(ctx actor.Context, addr string) {
 	go func() {
 		c, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
-		_, err := tr.Health(c, addr)
-		root.Send(self, &probeDone{addr: addr, err: err})
+		reply, err := tr.Health(c, addr)
+		root.Send(self, &probeDone{addr: addr, replica: reply.Replica, err: err})
 	}()
 }
 
@@ -606,6 +687,15 @@ func (s *Supervisor) probed(ctx actor.Context, m *probeDone) {
 	mb.probing = false
 	if !Away(mb.state) {
 		return // revived meanwhile by a contact
+	}
+	if mb.state == StateLeft {
+		// The one probe gossip set off: alive again only as another
+		// process; otherwise it stays left, unprobed, until reaped.
+		if m.err == nil && m.replica != mb.leftReplica {
+			s.revive(ctx, mb)
+			s.announce(ctx)
+		}
+		return
 	}
 	if m.err == nil {
 		s.revive(ctx, mb)
@@ -625,14 +715,15 @@ func (s *Supervisor) probed(ctx actor.Context, m *probeDone) {
 	s.scheduleProbe(mb)
 }
 
-// reap drops a peer down for longer than ReapAfter. It leaves no
+// reap drops a peer down (or left) for longer than ReapAfter. It leaves no
 // tombstone: if the peer pushes to this node again, or gossip names it and
 // it answers, it joins again.
 func (s *Supervisor) reap(ctx actor.Context, mb *member) {
 	s.cancelProbe(mb)
+	s.cancelReap(mb)
 	delete(s.members, mb.addr)
 	s.saveMembers(ctx)
-	s.log.Info("peer reaped: down too long", "peer", mb.addr, "down_since", mb.downSince, "reap_after", s.cfg.ReapAfter)
+	s.log.Info("peer reaped: away too long", "state", mb.state, "peer", mb.addr, "down_since", mb.downSince, "reap_after", s.cfg.ReapAfter)
 	s.announce(ctx)
 }
 
@@ -652,9 +743,14 @@ func (s *Supervisor) cancelProbe(mb *member) {
 // revive takes a peer off the down list and spawns its PeerActor again.
 func (s *Supervisor) revive(ctx actor.Context, mb *member) {
 	s.cancelProbe(mb)
-	if mb.state == StateUnauthorized {
+	s.cancelReap(mb)
+	mb.leftReplica = ""
+	switch mb.state {
+	case StateUnauthorized:
 		s.log.Info("peer no longer unauthorized: alive", "peer", mb.addr)
-	} else {
+	case StateLeft:
+		s.log.Info("peer back after leaving: alive", "peer", mb.addr)
+	default:
 		s.log.Info("peer alive", "peer", mb.addr)
 	}
 	mb.state = StateAlive

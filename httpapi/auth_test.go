@@ -35,6 +35,7 @@ type nodeRequest struct{ method, target, body string }
 
 var nodeRequests = []nodeRequest{
 	{http.MethodPost, "/replicate", goodPush},
+	{http.MethodPost, "/leave", `{"from":"` + peerToDelete + `","replica":"00000000000000ab"}`},
 	{http.MethodPost, "/peers", `{"addr":"9005"}`},
 	{http.MethodDelete, "/peers/" + peerToDelete, ""},
 }

@@ -22,6 +22,7 @@ type Cluster interface {
 	AddPeer(ctx context.Context, addr string) (created bool, err error)
 	RemovePeer(ctx context.Context, addr string) error
 	Replicate(ctx context.Context, req *wire.ReplicateRequest) (changed int, err error)
+	Leave(ctx context.Context, req *wire.LeaveRequest) error
 }
 
 var _ Cluster = (*actors.Cluster)(nil)
@@ -151,6 +152,26 @@ func (s *Server) handleReplicate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.writeJSON(w, http.StatusOK, &wire.ReplicateReply{Node: s.cfg.Node, Replica: s.cfg.Replica, Changed: changed})
+}
+
+// handleLeave serves POST /leave: a peer says it is shutting down
+// (docs/design.md, section 7, "Graceful leave").
+func (s *Server) handleLeave(w http.ResponseWriter, r *http.Request) {
+	body, err := readBody(r)
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	req, err := DecodeLeave(body)
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	if err := s.cfg.Cluster.Leave(r.Context(), req); err != nil {
+		s.writeError(w, err)
+		return
+	}
+	s.writeJSON(w, http.StatusOK, &wire.LeaveReply{Node: s.cfg.Node})
 }
 
 // readBody reads a request body of at most wire.MaxBody bytes.

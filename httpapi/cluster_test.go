@@ -58,6 +58,18 @@ func (f *fakeCluster) RemovePeer(ctx context.Context, addr string) error {
 	return f.err
 }
 
+func (f *fakeCluster) Leave(ctx context.Context, req *wire.LeaveRequest) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return f.err
+	}
+	if _, ok := f.peers[req.From]; ok {
+		f.peers[req.From] = actors.StateLeft
+	}
+	return nil
+}
+
 func (f *fakeCluster) Replicate(ctx context.Context, req *wire.ReplicateRequest) (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -90,6 +102,40 @@ func TestReplicateMergesAndAnswersWithReplica(t *testing.T) {
 	}
 	if len(c.replicated) != 1 || !reflect.DeepEqual(c.replicated[0], want) {
 		t.Fatalf("replicated %+v, want %+v (members normalised)", c.replicated, want)
+	}
+}
+
+const goodLeave = `{"from":"http://127.0.0.1:9001/","replica":"00000000000000ab"}`
+
+// TestLeaveMarksThePeerLeft: POST /leave hands the Cluster the sender,
+// normalised, and answers with this node's name; a bad body changes
+// nothing.
+func TestLeaveMarksThePeerLeft(t *testing.T) {
+	c := newFakeCluster()
+	c.peers["127.0.0.1:9001"] = actors.StateAlive
+	rec := do(t, newClusterServer(c), http.MethodPost, "/leave", strings.NewReader(goodLeave))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("status %d: %s", rec.Code, rec.Body)
+	}
+	assertBody(t, rec.Body.Bytes(), `{"node":"`+testNode+`"}`)
+	if got := c.peers["127.0.0.1:9001"]; got != actors.StateLeft {
+		t.Fatalf("the sender is %q after its leave, want %q", got, actors.StateLeft)
+	}
+	for name, body := range map[string]string{
+		"not json":      `{`,
+		"unknown field": `{"from":"127.0.0.1:9001","replica":"00000000000000ab","members":[]}`,
+		"bad from":      `{"from":"nowhere","replica":"00000000000000ab"}`,
+		"no replica":    `{"from":"127.0.0.1:9001"}`,
+		"trailing":      goodLeave + `{}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := newFakeCluster()
+			c.peers["127.0.0.1:9001"] = actors.StateAlive
+			assertError(t, do(t, newClusterServer(c), http.MethodPost, "/leave", strings.NewReader(body)), http.StatusBadRequest)
+			if got := c.peers["127.0.0.1:9001"]; got != actors.StateAlive {
+				t.Fatalf("a bad leave changed the peer to %q", got)
+			}
+		})
 	}
 }
 

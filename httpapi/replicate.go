@@ -46,3 +46,24 @@ func DecodeReplicate(body []byte) (*wire.ReplicateRequest, error) {
 	}
 	return &req, nil
 }
+
+// leaveForm is the body POST /leave takes, for error messages.
+const leaveForm = `{"from":"host:port","replica":"0123456789abcdef"}`
+
+// DecodeLeave parses and validates the body of POST /leave: the sender's
+// address and replica id, nothing else. The address comes back normalised.
+func DecodeLeave(body []byte) (*wire.LeaveRequest, error) {
+	var req wire.LeaveRequest
+	if err := decodeObject(body, &req, leaveForm); err != nil {
+		return nil, badRequest("leave payload: %v", err)
+	}
+	from, err := wire.ParseAddr(req.From)
+	if err != nil {
+		return nil, badRequest("leave payload: from: %v", addrError(err))
+	}
+	req.From = from
+	if !crdt.ValidReplica(req.Replica) {
+		return nil, badRequest("leave payload: replica id %s is not %d lowercase hex digits", quote(req.Replica), crdt.ReplicaLen)
+	}
+	return &req, nil
+}

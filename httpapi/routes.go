@@ -79,6 +79,7 @@ func (s *Server) routes() http.Handler {
 		node("/peers", http.MethodPost, s.handleAddPeer)
 		node("/peers/{addr}", http.MethodDelete, s.handleRemovePeer)
 		node("/replicate", http.MethodPost, s.handleReplicate)
+		node("/leave", http.MethodPost, s.handleLeave)
 	}
 	if s.cfg.Pprof {
 		// Go's own handlers, which take their own query parameters

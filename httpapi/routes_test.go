@@ -1255,6 +1255,7 @@ var allRoutes = []struct {
 	{"POST", "/peers", `{"addr":"9001"}`, "GET, POST"},
 	{"DELETE", "/peers/127.0.0.1:5", "", "DELETE"},
 	{"POST", "/replicate", goodPush, "POST"},
+	{"POST", "/leave", goodLeave, "POST"},
 }
 
 func newFullServer(f *fakeCounters, c *fakeCluster) *Server {

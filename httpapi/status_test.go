@@ -38,6 +38,7 @@ var _ Cluster = peerTable{}
 func (c peerTable) Peers(context.Context) ([]actors.PeerInfo, error) { return c.peers, c.err }
 func (peerTable) AddPeer(context.Context, string) (bool, error)      { return false, errors.New("unused") }
 func (peerTable) RemovePeer(context.Context, string) error           { return errors.New("unused") }
+func (peerTable) Leave(context.Context, *wire.LeaveRequest) error    { return errors.New("unused") }
 func (peerTable) Replicate(context.Context, *wire.ReplicateRequest) (int, error) {
 	return 0, errors.New("unused")
 }

@@ -20,7 +20,7 @@ import (
 )
 
 // Peer states, as the peers gauge labels them.
-var peerStates = []string{"alive", "suspect", "down", "unauthorized"}
+var peerStates = []string{"alive", "suspect", "down", "unauthorized", "left"}
 
 // Outcomes of a client change, as the changes counter labels them.
 const (

@@ -47,7 +47,7 @@ func TestApplied(t *testing.T) {
 }
 
 func TestRecordingAndExposition(t *testing.T) {
-	m := New(Sources{PeerStates: func() map[string]int { return map[string]int{"alive": 2, "down": 1, "unauthorized": 1} }})
+	m := New(Sources{PeerStates: func() map[string]int { return map[string]int{"alive": 2, "down": 1, "unauthorized": 1, "left": 3} }})
 	m.Change("increment", OutcomeOK)
 	m.Change("increment", OutcomeOK)
 	m.Change("decrement", OutcomeUnavailable)
@@ -87,6 +87,7 @@ func TestRecordingAndExposition(t *testing.T) {
 		`countd_peers{state="suspect"} 0`,
 		`countd_peers{state="down"} 1`,
 		`countd_peers{state="unauthorized"} 1`,
+		`countd_peers{state="left"} 3`,
 		`countd_http_request_duration_seconds_count{code="200",route="/counters/{name}"} 2`,
 		`countd_commit_batch_size_sum 4`,
 		`countd_changes_total{op="decrement",outcome="ok"} 0`, // every series exists from the start

@@ -103,6 +103,7 @@ func (n *Node) open() error {
 		return err
 	}
 	n.registerPeers()
+	n.undo.push(n.leave) // first of all at Close: see leave.go
 	n.log.Info("node started", "listen", ln.Addr().String(),
 		"memory", n.cfg.Memory, "data", n.dataPath(), "counters", loaded, "cluster_keys", n.keyIDs())
 	if n.cfg.Insecure && n.cfg.openToOtherHosts() {
@@ -368,9 +369,10 @@ func (n *Node) Replica() string { return n.replica }
 // Counters returns the node's counter client, for in-process callers.
 func (n *Node) Counters() *actors.Counters { return n.client }
 
-// Close shuts the node down in order: HTTP first (in-flight requests finish),
-// then the actors (the PeerActors flush once), then the store; it undoes
-// Open's steps in reverse. It is safe to call more than once.
+// Close shuts the node down in order: it tells its peers it is leaving
+// (leave.go), stops HTTP (in-flight requests finish), then the actors (the
+// PeerActors flush once), then the store; it undoes Open's steps in
+// reverse. It is safe to call more than once.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ShutdownTimeout)

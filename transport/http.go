@@ -110,6 +110,17 @@ func (c *HTTP) Replicate(ctx context.Context, addr string, req *wire.ReplicateRe
 	return &reply, nil
 }
 
+// Leave tells the node at addr that this node is shutting down, with
+// POST /leave (docs/design.md, section 7, "Graceful leave").
+func (c *HTTP) Leave(ctx context.Context, addr string, req *wire.LeaveRequest) error {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	var reply wire.LeaveReply
+	return c.do(ctx, http.MethodPost, addr, "/leave", body, &reply)
+}
+
 func (c *HTTP) do(ctx context.Context, method, addr, path string, body []byte, out any) error {
 	var rd io.Reader
 	if body != nil {

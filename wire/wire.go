@@ -1,5 +1,5 @@
-// Package wire holds what nodes say to each other: the bodies of GET /health
-// and POST /replicate, the largest body a node accepts, and how a peer
+// Package wire holds what nodes say to each other: the bodies of GET /health,
+// POST /replicate and POST /leave, the largest body a node accepts, and how a peer
 // address is written. Both the inbound server (httpapi) and the outgoing
 // peer transport (transport) use it, so neither depends on the other.
 package wire
@@ -29,6 +29,20 @@ type ReplicateReply struct {
 	Node    string `json:"node"`
 	Replica string `json:"replica"`
 	Changed int    `json:"changed"`
+}
+
+// LeaveRequest is the body of POST /leave: the sender, as the process
+// with this replica id, is shutting down. Its peers mark it left at once;
+// a push or health-check answer from another process of it (a restart)
+// makes it alive again.
+type LeaveRequest struct {
+	From    string `json:"from"`
+	Replica string `json:"replica"`
+}
+
+// LeaveReply answers a LeaveRequest.
+type LeaveReply struct {
+	Node string `json:"node"`
 }
 
 // MaxBody is the largest request body a node accepts, and the largest reply

@@ -194,7 +194,7 @@ func (c Client) Counters(ctx context.Context, baseURL string) (map[string]int64,
 // PeerRow is one row of GET /peers.
 type PeerRow struct {
 	Addr     string `json:"addr"`
-	State    string `json:"state"`     // alive, suspect or down
+	State    string `json:"state"`     // alive, suspect, down, unauthorized or left
 	LastSeen string `json:"last_seen"` // RFC 3339
 	Behind   uint64 `json:"behind"`
 }
