@@ -74,6 +74,7 @@ func (s *Server) routes() http.Handler {
 	if s.cfg.Metrics != nil {
 		handle("/metrics", http.MethodGet, s.cfg.Metrics.Handler().ServeHTTP)
 	}
+	node("/backup", http.MethodGet, s.handleBackup) // the whole data file: nodes and operators only
 	if s.cfg.Cluster != nil {
 		handle("/peers", http.MethodGet, s.handlePeers)
 		node("/peers", http.MethodPost, s.handleAddPeer)
