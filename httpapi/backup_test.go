@@ -107,7 +107,9 @@ func TestBackupErrors(t *testing.T) {
 		}
 	})
 	t.Run("snapshot fails", func(t *testing.T) {
-		fail := func() (io.ReadCloser, int64, error) { return nil, 0, errors.New("store: snapshot: no space left on device") }
+		fail := func() (io.ReadCloser, int64, error) {
+			return nil, 0, errors.New("store: snapshot: no space left on device")
+		}
 		s := keyedServer(newFakeCluster(), Config{Snapshot: fail})
 		rec := send(t, s, backupRequest, loopbackClient, nil)
 		assertError(t, rec, http.StatusInternalServerError)
