@@ -74,13 +74,13 @@ func (s *Server) routes() http.Handler {
 	if s.cfg.Metrics != nil {
 		handle("/metrics", http.MethodGet, s.cfg.Metrics.Handler().ServeHTTP)
 	}
-	node("/backup", http.MethodGet, s.handleBackup) // the whole data file: nodes and operators only
 	if s.cfg.Cluster != nil {
 		handle("/peers", http.MethodGet, s.handlePeers)
 		node("/peers", http.MethodPost, s.handleAddPeer)
 		node("/peers/{addr}", http.MethodDelete, s.handleRemovePeer)
 		node("/replicate", http.MethodPost, s.handleReplicate)
 	}
+	node("/backup", http.MethodGet, s.handleBackup) // the whole data file: nodes and operators only
 	if s.cfg.Pprof {
 		// Go's own handlers, which take their own query parameters
 		// (?seconds=, ?debug=) and any method.
