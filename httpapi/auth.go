@@ -14,7 +14,7 @@ import (
 )
 
 // Who may use the node-to-node routes (POST /replicate, POST /peers,
-// DELETE /peers/{addr}) and the profiles (docs/design.md, "Cluster key"):
+// DELETE /peers/{addr}, GET /backup) and the profiles (docs/design.md, "Cluster key"):
 //   - with a keyring (Config.Keys), only requests signed with one of its
 //     keys; anything else gets 401 and changes nothing;
 //   - without one, only requests from a loopback address or over TLS with

@@ -63,7 +63,7 @@ func statusOf(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, errMethod):
 		return http.StatusMethodNotAllowed
-	case errors.Is(err, crdt.ErrOverflow):
+	case errors.Is(err, crdt.ErrOverflow), errors.Is(err, errNoDataFile):
 		return http.StatusConflict
 	case errors.Is(err, actors.ErrTooManyPeers):
 		return http.StatusInsufficientStorage

@@ -81,6 +81,7 @@ func (s *Server) routes() http.Handler {
 		node("/replicate", http.MethodPost, s.handleReplicate)
 		node("/leave", http.MethodPost, s.handleLeave)
 	}
+	node("/backup", http.MethodGet, s.handleBackup) // the whole data file: nodes and operators only
 	if s.cfg.Pprof {
 		// Go's own handlers, which take their own query parameters
 		// (?seconds=, ?debug=) and any method.

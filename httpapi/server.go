@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -71,6 +72,11 @@ type Config struct {
 	Tokens *Tokens
 	// TLS, if set, makes the server serve HTTPS with this config.
 	TLS *tls.Config
+	// Snapshot, if set, takes a consistent copy of the node's data file
+	// for GET /backup (backup.go): its contents, to read once and close,
+	// and their size in bytes. store.DB.Snapshot is one. Nil (a -memory
+	// node) makes GET /backup answer 409.
+	Snapshot func() (io.ReadCloser, int64, error)
 	// PeerCerts makes the node-to-node routes require a client
 	// certificate that TLS verified (nodeOnly); TLS must then verify client
 	// certificates that are given.

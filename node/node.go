@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"path/filepath"
@@ -271,6 +272,10 @@ func (n *Node) startActors(state *crdt.State, st actors.Store, removed []string)
 
 // startHTTP serves the API on ln; from here on the server owns ln.
 func (n *Node) startHTTP(ln net.Listener) error {
+	var snapshot func() (io.ReadCloser, int64, error) // GET /backup: none in memory mode
+	if n.db != nil {
+		snapshot = n.db.Snapshot
+	}
 	n.http = httpapi.NewServer(httpapi.Config{
 		Listener:       ln,
 		Node:           n.addr,
@@ -287,6 +292,7 @@ func (n *Node) startHTTP(ln net.Listener) error {
 		Tokens:         n.tokens,
 		TLS:            n.serverTLS(),
 		PeerCerts:      n.certs != nil && n.certs.VerifiesPeers(),
+		Snapshot:       snapshot,
 	})
 	if err := n.http.Open(); err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -15,13 +16,16 @@ import (
 // The meta bucket records the file's lineage (crdt/ids.go): its id, the
 // last incarnation a process took, the high-water mark of its dropped fold
 // entries, and the identity of the file it was recorded in (inode number
-// and absolute path), by which Start tells a copy from the original.
+// and absolute path), by which Start tells a copy from the original. A
+// snapshot (snapshot.go) also records when it was taken, which makes the
+// first Start on it begin a new lineage wherever the file ends up.
 var (
 	keyLineage     = []byte("lineage")     // 12 hex digits
 	keyIncarnation = []byte("incarnation") // uint16, big-endian
 	keyHigh        = []byte("high")        // uint64, big-endian
 	keyInode       = []byte("inode")       // uint64, big-endian
 	keyPath        = []byte("path")        // absolute, symlinks resolved
+	keySnapshot    = []byte("snapshot")    // unix ms, int64 big-endian; only in a snapshot
 )
 
 type meta struct {
@@ -30,6 +34,7 @@ type meta struct {
 	high        uint64
 	inode       uint64
 	path        string
+	snapshot    int64 // when the file was taken as a snapshot (unix ms), 0 if it was not
 }
 
 // Start describes the process that starts on the file.
@@ -52,11 +57,12 @@ type Start struct {
 // process, before the first Save.
 //
 // It starts a new lineage when the file records none (a new file, or one
-// written before lineages existed), when the file is not the one the
-// lineage was recorded in (a copy, or a restore from a backup: its inode
-// or its path differ; the copy must never fold or write under the
-// original's lineage, see crdt.State.Fold), and after the lineage's last
-// incarnation (crdt.MaxIncarnation).
+// written before lineages existed), when the file is a snapshot (Snapshot:
+// a backup, wherever it was put back, even over the original in place),
+// when the file is not the one the lineage was recorded in (a copy, or a
+// restore from a backup: its inode or its path differ; the copy must never
+// fold or write under the original's lineage, see crdt.State.Fold), and
+// after the lineage's last incarnation (crdt.MaxIncarnation).
 func (d *DB) Start() (Start, error) {
 	inode, path, err := d.identity()
 	if err != nil {
@@ -71,6 +77,9 @@ func (d *DB) Start() (Start, error) {
 		switch {
 		case !ok:
 			st.Reason = "the file records no lineage (a new file, or one written before lineages)"
+		case m.snapshot != 0:
+			st.Reason = fmt.Sprintf("the file is a backup of lineage %s (incarnation %d) taken at %s: a restore",
+				m.lineage, m.incarnation, time.UnixMilli(m.snapshot).UTC().Format(time.RFC3339))
 		case m.inode != inode || m.path != path:
 			st.Reason = fmt.Sprintf("the file is not the one lineage %s was recorded in (inode %d at %s, now inode %d at %s): a copy or a restore",
 				m.lineage, m.inode, m.path, inode, path)
@@ -119,8 +128,9 @@ func readMeta(tx *bolt.Tx) (m meta, ok bool, err error) {
 	if lineage == nil {
 		return meta{}, false, nil
 	}
-	inc, high, inode, path := b.Get(keyIncarnation), b.Get(keyHigh), b.Get(keyInode), b.Get(keyPath)
-	if !crdt.ValidReplica(string(lineage)+"0000") || len(inc) != 2 || len(high) != 8 || len(inode) != 8 || len(path) == 0 {
+	inc, high, inode, path, snap := b.Get(keyIncarnation), b.Get(keyHigh), b.Get(keyInode), b.Get(keyPath), b.Get(keySnapshot)
+	if !crdt.ValidReplica(string(lineage)+"0000") || len(inc) != 2 || len(high) != 8 || len(inode) != 8 || len(path) == 0 ||
+		snap != nil && (len(snap) != 8 || binary.BigEndian.Uint64(snap) == 0) {
 		return meta{}, false, fmt.Errorf("%w: meta of lineage %q", ErrCorrupt, lineage)
 	}
 	m = meta{
@@ -129,6 +139,9 @@ func readMeta(tx *bolt.Tx) (m meta, ok bool, err error) {
 		high:        binary.BigEndian.Uint64(high),
 		inode:       binary.BigEndian.Uint64(inode),
 		path:        string(path),
+	}
+	if snap != nil {
+		m.snapshot = int64(binary.BigEndian.Uint64(snap))
 	}
 	if m.incarnation == 0 {
 		return meta{}, false, fmt.Errorf("%w: meta of lineage %q: incarnation 0", ErrCorrupt, lineage)
@@ -149,5 +162,8 @@ func writeMeta(tx *bolt.Tx, m meta) error {
 			return err
 		}
 	}
-	return nil
+	if m.snapshot == 0 {
+		return b.Delete(keySnapshot)
+	}
+	return b.Put(keySnapshot, binary.BigEndian.AppendUint64(nil, uint64(m.snapshot)))
 }
