@@ -103,6 +103,7 @@ func (n *Node) open() error {
 		return err
 	}
 	n.registerPeers()
+	n.startDiscovery()
 	n.log.Info("node started", "listen", ln.Addr().String(),
 		"memory", n.cfg.Memory, "data", n.dataPath(), "counters", loaded, "cluster_keys", n.keyIDs())
 	if n.cfg.Insecure && n.cfg.openToOtherHosts() {
