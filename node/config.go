@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -209,8 +210,11 @@ func (c *Config) Validate() error {
 		return bad("max-entries", c.MaxEntries, "a whole number of 0 (no limit) or more")
 	}
 	for _, spec := range c.DNSPeers {
+		// main has refused a bad spec already, naming its flag; a Config
+		// built in code gets the same words, naming -peers.
 		if _, err := discovery.ParseSpec(spec); err != nil {
-			return fmt.Errorf("invalid value %q for flag -peers or -newnode: %v", spec, err)
+			why := strings.TrimPrefix(err.Error(), fmt.Sprintf("%v %q: ", discovery.ErrBadSpec, spec))
+			return bad("peers", spec, "a DNS name in one of the forms "+discovery.Forms+" ("+why+")")
 		}
 	}
 	return nil
