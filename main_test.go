@@ -398,6 +398,8 @@ func TestRunBadFlag(t *testing.T) {
 		{"duration", []string{"-heartbeat-interval=fast"}, nil, "-heartbeat-interval"},
 		{"env duration", nil, map[string]string{"COUNTD_HEARTBEAT_INTERVAL": "fast"}, "-heartbeat-interval"},
 		{"env peers", nil, map[string]string{"COUNTD_PEERS": "foo/bar"}, "-peers"},
+		{"DNS spec", []string{"-newnode=dns+countd.svc"}, nil, "-newnode"},
+		{"env DNS interval", nil, map[string]string{"COUNTD_DNS_INTERVAL": "often"}, "-dns-interval"},
 		{"unknown flag", []string{"-nope"}, nil, "-nope"},
 		{"positional", []string{"extra"}, nil, "extra"},
 	}
