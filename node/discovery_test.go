@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -65,7 +66,8 @@ func port(t *testing.T, n *node.Node) uint16 {
 // and A, and a dns+ name that has no record yet. S registers A (never
 // itself); a record added for B, and the dns+ name's record for C, make
 // them members within a few -dns-interval with no restart; a peer removed
-// with DELETE /peers stays removed though DNS still names it.
+// with DELETE /peers, and a name of S's own that answers as S, stay out
+// though DNS still names them.
 func TestDNSDiscovery(t *testing.T) {
 	const interval = 50 * time.Millisecond
 	dns := dnstest.Start(t)
@@ -80,14 +82,20 @@ func TestDNSDiscovery(t *testing.T) {
 		t.Fatal(err)
 	}
 	sPort := uint16(ln.Addr().(*net.TCPAddr).Port)
-	const srv = "_countd._tcp.countd.test"
+	const srv, alias = "_countd._tcp.countd.test", "_alias._tcp.countd.test"
+	// A name for S that S cannot tell is its own before it asks.
+	dns.SetSRV(alias, net.SRV{Target: "s.countd.test", Port: sPort})
+	aliasAddr := fmt.Sprintf("s.countd.test:%d", sPort)
 	dns.SetSRV(srv, net.SRV{Target: "s.countd.test", Port: sPort}, net.SRV{Target: "a.countd.test", Port: port(t, a)})
 	var logs logBuffer
 	s := openNode(t, func(cfg *node.Config) {
 		cfg.Listener = ln
-		cfg.DNSPeers = []string{"dnssrv+" + srv, fmt.Sprintf("dns+c.countd.test:%d", port(t, c))}
+		cfg.DNSPeers = []string{"dnssrv+" + srv, fmt.Sprintf("dns+c.countd.test:%d", port(t, c)), "dnssrvnoa+" + alias}
 		cfg.DNSInterval = interval
 		cfg.Resolver = dns.Resolver()
+		// S reaches names through the test's DNS server too, as a node
+		// reaches them through the system resolver.
+		cfg.RoundTripper = &http.Transport{DialContext: (&net.Dialer{Resolver: dns.Resolver()}).DialContext}
 		cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	})
 
@@ -128,14 +136,19 @@ func TestDNSDiscovery(t *testing.T) {
 		return ok, describe(p)
 	})
 
+	waitFor(t, 5*time.Second, "S drops its alias, which answers as S", func() (bool, string) {
+		return strings.Contains(logs.String(), "peer address is this node"), ""
+	})
+
 	if err := ctl.RemovePeer(context.Background(), s.URL(), b.Addr()); err != nil {
 		t.Fatal(err)
 	}
 	queries := dns.Queries()
-	holdFor(t, 10*interval, "S keeps B removed while DNS still names it", func() (bool, string) {
+	holdFor(t, 10*interval, "S keeps B removed, and its alias out, while DNS still names them", func() (bool, string) {
 		p := peers()
-		_, ok := p[b.Addr()]
-		return !ok, describe(p)
+		_, removed := p[b.Addr()]
+		_, self := p[aliasAddr]
+		return !removed && !self, describe(p)
 	})
 	if dns.Queries() <= queries {
 		t.Fatal("S stopped resolving: the hold above proves nothing")
