@@ -74,16 +74,33 @@ var netnsSeq atomic.Int32
 // netnsCluster is five countd processes in network namespaces of their own,
 // joined by a bridge in a hub namespace.
 type netnsCluster struct {
-	t      *testing.T
-	prefix string   // countd-<pid>-<seq>
-	hub    string   // the namespace holding the bridges
-	spaces []string // every namespace created, in order; all deleted at the end
-	nodes  []*clusterNode
+	t       *testing.T
+	prefix  string   // countd-<pid>-<seq>
+	hub     string   // the namespace holding the bridges
+	spaces  []string // every namespace created, in order; all deleted at the end
+	nodes   []*clusterNode
+	subnet  string   // 10.213.<seq>.
+	addrs   []string // the first netnsNodes nodes' addresses
+	keyFile string   // the cluster key every node takes
 }
 
 // newNetnsCluster creates the namespaces and links and starts the nodes, or
 // skips the test where that is not possible.
 func newNetnsCluster(t *testing.T) *netnsCluster {
+	t.Helper()
+	c := newNetns(t)
+	for i := range netnsNodes {
+		others := slices.Concat(c.addrs[:i], c.addrs[i+1:])
+		c.addNode(i, "-peers="+strings.Join(others, ","))
+	}
+	startAll(t, c.nodes...)
+	c.awaitViews("the start", allAliveViews(netnsNodes)...)
+	return c
+}
+
+// newNetns creates the hub namespace, its bridges and the cluster key, or
+// skips the test where that is not possible; addNode adds nodes.
+func newNetns(t *testing.T) *netnsCluster {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("netns: skipped: creating network namespaces needs root; run the tests as root to include the network-fault cases")
@@ -108,49 +125,56 @@ func newNetnsCluster(t *testing.T) *netnsCluster {
 		}
 		c.ip("-n", c.hub, "link", "set", br, "up")
 	}
-	subnet := fmt.Sprintf("10.213.%d.", seq%250)
+	c.subnet = fmt.Sprintf("10.213.%d.", seq%250)
 	// The nodes bind non-loopback addresses, so they need a cluster key;
 	// it is made here, and every node-to-node request is signed with it.
-	keyFile := filepath.Join(t.TempDir(), "cluster.key")
+	c.keyFile = filepath.Join(t.TempDir(), "cluster.key")
 	secret := make([]byte, 32)
 	rand.Read(secret)
-	if err := os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(secret)+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(c.keyFile, []byte(base64.StdEncoding.EncodeToString(secret)+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var addrs []string
 	for i := range netnsNodes {
-		addrs = append(addrs, subnet+strconv.Itoa(i+1)+":"+strconv.Itoa(netnsPort))
+		c.addrs = append(c.addrs, c.addrOf(i))
 	}
-	for i := range netnsNodes {
-		ns := fmt.Sprintf("%s-n%d", c.prefix, i)
-		c.ip("netns", "add", ns)
-		c.spaces = append(c.spaces, ns)
-		// Both ends are created inside the test's namespaces: no name is
-		// ever taken in the host namespace, even for a moment.
-		if err := run("ip", "-n", c.hub, "link", "add", c.port(i), "type", "veth", "peer", "name", "eth0", "netns", ns); err != nil {
-			t.Skipf("netns: skipped: cannot create a veth pair (no veth support in this kernel?): %v", err)
-		}
-		c.ip("-n", c.hub, "link", "set", c.port(i), "master", "br0", "up")
-		host, _, _ := strings.Cut(addrs[i], ":")
-		c.ip("-n", ns, "addr", "add", host+"/24", "dev", "eth0")
-		c.ip("-n", ns, "link", "set", "eth0", "up")
-		c.ip("-n", ns, "link", "set", "lo", "up")
-
-		addr := addrs[i]
-		nodeDialers.Store(addr, netnsDialer("/var/run/netns/"+ns))
-		t.Cleanup(func() { nodeDialers.Delete(addr) })
-		others := slices.Concat(addrs[:i], addrs[i+1:])
-		n := &clusterNode{name: "node" + strconv.Itoa(i), port: netnsPort, addr: addr, wrap: []string{"ip", "netns", "exec", ns}}
-		n.args = append([]string{
-			"-bind=" + host, "-advertise=" + addr, "-port=" + strconv.Itoa(netnsPort),
-			"-peers=" + strings.Join(others, ","), "-data-dir=" + t.TempDir(), "-cluster-key-file=" + keyFile,
-		}, clusterFlags...)
-		c.nodes = append(c.nodes, n)
-	}
-
-	startAll(t, c.nodes...)
-	c.awaitViews("the start", allAliveViews(netnsNodes)...)
 	return c
+}
+
+// addrOf is node i's address: 10.213.<seq>.<i+1>, at netnsPort.
+func (c *netnsCluster) addrOf(i int) string {
+	return c.subnet + strconv.Itoa(i+1) + ":" + strconv.Itoa(netnsPort)
+}
+
+// addNode creates node i's namespace, its link to br0 and its address, and
+// adds (does not start) the node, with extra flags.
+func (c *netnsCluster) addNode(i int, extra ...string) *clusterNode {
+	t := c.t
+	t.Helper()
+	ns := fmt.Sprintf("%s-n%d", c.prefix, i)
+	c.ip("netns", "add", ns)
+	c.spaces = append(c.spaces, ns)
+	// Both ends are created inside the test's namespaces: no name is
+	// ever taken in the host namespace, even for a moment.
+	if err := run("ip", "-n", c.hub, "link", "add", c.port(i), "type", "veth", "peer", "name", "eth0", "netns", ns); err != nil {
+		t.Skipf("netns: skipped: cannot create a veth pair (no veth support in this kernel?): %v", err)
+	}
+	c.ip("-n", c.hub, "link", "set", c.port(i), "master", "br0", "up")
+	addr := c.addrOf(i)
+	host, _, _ := strings.Cut(addr, ":")
+	c.ip("-n", ns, "addr", "add", host+"/24", "dev", "eth0")
+	c.ip("-n", ns, "link", "set", "eth0", "up")
+	c.ip("-n", ns, "link", "set", "lo", "up")
+
+	nodeDialers.Store(addr, netnsDialer("/var/run/netns/"+ns))
+	t.Cleanup(func() { nodeDialers.Delete(addr) })
+	n := &clusterNode{name: "node" + strconv.Itoa(i), port: netnsPort, addr: addr, wrap: []string{"ip", "netns", "exec", ns}}
+	n.args = append([]string{
+		"-bind=" + host, "-advertise=" + addr, "-port=" + strconv.Itoa(netnsPort),
+		"-data-dir=" + t.TempDir(), "-cluster-key-file=" + c.keyFile,
+	}, clusterFlags...)
+	n.args = append(n.args, extra...)
+	c.nodes = append(c.nodes, n)
+	return n
 }
 
 // port is node i's bridge port in the hub namespace.
