@@ -28,6 +28,7 @@ import (
 
 	"countd/auth"
 	"countd/certs"
+	"countd/discovery"
 	"countd/httpapi"
 	"countd/node"
 	"countd/wire"
@@ -99,6 +100,10 @@ func startProblem(err error, cfg node.Config) string {
 // -advertise take them.
 const addrForms = "a port (8081, meaning 127.0.0.1:8081), host:port or http://host:port, with a port from 1 to 65535"
 
+// peerForms are the forms of an item of -peers and -newnode: an address,
+// or a DNS name whose records name peers.
+const peerForms = "a port (8081, meaning 127.0.0.1:8081), host:port or http://host:port, with a port from 1 to 65535, or " + discovery.Forms
+
 // A flagDef is one flag: its name, its value, what values it accepts (the
 // end of every error about it) and its help text.
 type flagDef struct {
@@ -116,7 +121,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (n
 	cfg := node.DefaultConfig()
 	var (
 		dataDir             string
-		peers, newNodes     addrList
+		peers, newNodes     peerList
 		logFormat, logLevel = "text", "info"
 		keyFile             string
 	)
@@ -131,10 +136,12 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (n
 			"interface to listen on; 0.0.0.0 for multi-host"},
 		{"advertise", (*addrValue)(&cfg.Advertise), addrForms,
 			"address other nodes use for this node (default 127.0.0.1:<port>)"},
-		{"peers", &peers, "a comma-separated list, each " + addrForms,
-			"peers to register at start, comma separated: port, host:port or http://host:port"},
-		{"newnode", &newNodes, "a comma-separated list, each " + addrForms,
+		{"peers", &peers, "a comma-separated list, each " + peerForms,
+			"peers to register at start, comma separated: port, host:port, http://host:port, or DNS names re-resolved every -dns-interval: " + discovery.Forms},
+		{"newnode", &newNodes, "a comma-separated list, each " + peerForms,
 			"addresses to add to the running cluster right after start (same forms as -peers)"},
+		{"dns-interval", durationValue(&cfg.DNSInterval, 1), positive,
+			"how often the DNS names of -peers and -newnode are resolved again, to find new peers"},
 		{"data-dir", (*stringValue)(&dataDir), "a directory",
 			"where the node keeps its durable state; a relative path is from the working directory (default data/<port>)"},
 		{"memory", boolValue(&cfg.Memory), boolean, "keep no state on disk"},
@@ -204,7 +211,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (n
 	if err := applyEnv(fs, getenv, failed, wants); err != nil {
 		return cfg, err
 	}
-	cfg.Peers, cfg.NewNodes = peers, newNodes
+	cfg.Peers, cfg.NewNodes = peers.addrs, newNodes.addrs
+	cfg.DNSPeers = slices.Concat(peers.specs, newNodes.specs)
 	cfg.DataDir = dataDir
 	if cfg.DataDir == "" {
 		cfg.DataDir = filepath.Join("data", strconv.Itoa(cfg.Port))
@@ -452,22 +460,41 @@ func (v *addrValue) Set(s string) error {
 	return nil
 }
 
-// addrList is a comma-separated list of peer addresses, normalised to
-// host:port, without duplicates or empty items.
-type addrList []string
+// peerList is a comma-separated list of peer addresses, normalised to
+// host:port, and DNS specs (package discovery), each without duplicates or
+// empty items.
+type peerList struct {
+	addrs []string
+	specs []string
+}
 
-func (v *addrList) String() string { return strings.Join(*v, ",") }
-func (v *addrList) kind() string   { return "list" }
-func (v *addrList) Set(s string) error {
-	list, err := wire.ParseAddrList(s)
-	if err != nil {
-		// Name the item at fault: in a list, the whole value does not.
-		for _, item := range strings.Split(s, ",") {
-			if _, ierr := wire.ParseAddr(item); strings.TrimSpace(item) != "" && ierr != nil {
-				return fmt.Errorf("%q is not a peer address", strings.TrimSpace(item))
+func (v *peerList) String() string { return strings.Join(slices.Concat(v.addrs, v.specs), ",") }
+func (v *peerList) kind() string   { return "list" }
+func (v *peerList) Set(s string) error {
+	var list peerList
+	for _, item := range strings.Split(s, ",") {
+		item = strings.TrimSpace(item)
+		switch {
+		case item == "":
+		case discovery.IsSpec(item):
+			spec, err := discovery.ParseSpec(item)
+			if err != nil {
+				// The spec's own error says what is wrong with it.
+				return errors.New(strings.TrimPrefix(err.Error(), discovery.ErrBadSpec.Error()+" "))
+			}
+			if !slices.Contains(list.specs, spec.String()) {
+				list.specs = append(list.specs, spec.String())
+			}
+		default:
+			a, err := wire.ParseAddr(item)
+			if err != nil {
+				// Name the item at fault: in a list, the whole value does not.
+				return fmt.Errorf("%q is not a peer address", item)
+			}
+			if !slices.Contains(list.addrs, a) {
+				list.addrs = append(list.addrs, a)
 			}
 		}
-		return errInvalid
 	}
 	*v = list
 	return nil

@@ -85,6 +85,20 @@ func TestParseConfig(t *testing.T) {
 			want: func(c *node.Config) { c.Peers = []string{"127.0.0.1:8081"} },
 		},
 		{
+			name: "peers by DNS, deduplicated, beside addresses",
+			args: []string{"-peers=8081,dns+Countd.svc:8080,dnssrv+_countd._tcp.countd.svc.,dns+countd.svc.:8080", "-newnode=dnssrvnoa+_c._tcp.x,8082"},
+			want: func(c *node.Config) {
+				c.Peers, c.NewNodes = []string{"127.0.0.1:8081"}, []string{"127.0.0.1:8082"}
+				c.DNSPeers = []string{"dns+countd.svc:8080", "dnssrv+_countd._tcp.countd.svc", "dnssrvnoa+_c._tcp.x"}
+			},
+		},
+		{
+			name: "dns interval",
+			args: []string{"-peers=dns+c:1"},
+			env:  map[string]string{"COUNTD_DNS_INTERVAL": "5s"},
+			want: func(c *node.Config) { c.DNSPeers, c.DNSInterval = []string{"dns+c:1"}, 5*time.Second },
+		},
+		{
 			name: "newnode",
 			args: []string{"-newnode=8083,http://h:8084"},
 			want: func(c *node.Config) { c.NewNodes = []string{"127.0.0.1:8083", "h:8084"} },
@@ -384,6 +398,8 @@ func TestRunBadFlag(t *testing.T) {
 		{"duration", []string{"-heartbeat-interval=fast"}, nil, "-heartbeat-interval"},
 		{"env duration", nil, map[string]string{"COUNTD_HEARTBEAT_INTERVAL": "fast"}, "-heartbeat-interval"},
 		{"env peers", nil, map[string]string{"COUNTD_PEERS": "foo/bar"}, "-peers"},
+		{"DNS spec", []string{"-newnode=dns+countd.svc"}, nil, "-newnode"},
+		{"env DNS interval", nil, map[string]string{"COUNTD_DNS_INTERVAL": "often"}, "-dns-interval"},
 		{"unknown flag", []string{"-nope"}, nil, "-nope"},
 		{"positional", []string{"extra"}, nil, "extra"},
 	}
@@ -428,7 +444,8 @@ func TestFlagErrorMessages(t *testing.T) {
 	const (
 		port     = "want a whole number from 0 to 65535"
 		duration = "want a duration above 0 such as 500ms, 2s or 1m30s"
-		addrs    = "want a comma-separated list, each a port (8081, meaning 127.0.0.1:8081), host:port or http://host:port, with a port from 1 to 65535"
+		addrs    = "want a comma-separated list, each a port (8081, meaning 127.0.0.1:8081), host:port or http://host:port, with a port from 1 to 65535, " +
+			"or dns+HOST:PORT, dnssrv+_SERVICE._tcp.DOMAIN or dnssrvnoa+_SERVICE._tcp.DOMAIN"
 	)
 	tests := []struct {
 		args []string
@@ -444,6 +461,10 @@ func TestFlagErrorMessages(t *testing.T) {
 		{env: map[string]string{"COUNTD_PPROF": "yes"}, want: `invalid value "yes" for COUNTD_PPROF (flag -pprof): want true or false`},
 		{args: []string{"-peers=8081,foo/bar"}, want: `invalid value "8081,foo/bar" for flag -peers: "foo/bar" is not a peer address; ` + addrs},
 		{args: []string{"-newnode=h:0"}, want: `invalid value "h:0" for flag -newnode: "h:0" is not a peer address; ` + addrs},
+		{args: []string{"-peers=8081,dns+countd"}, want: `invalid value "8081,dns+countd" for flag -peers: "dns+countd": want dns+HOST:PORT; ` + addrs},
+		{args: []string{"-newnode=dnssrv+countd.svc"}, want: `invalid value "dnssrv+countd.svc" for flag -newnode: "dnssrv+countd.svc": want dnssrv+_SERVICE._tcp.DOMAIN; ` + addrs},
+		{env: map[string]string{"COUNTD_PEERS": "dnssrv+_c._tcp.x:80"}, want: `invalid value "dnssrv+_c._tcp.x:80" for COUNTD_PEERS (flag -peers): "dnssrv+_c._tcp.x:80": an SRV name takes no port ("80"): its records give the ports; ` + addrs},
+		{args: []string{"-dns-interval=0s"}, want: `invalid value "0s" for flag -dns-interval: ` + duration},
 		{args: []string{"-advertise=a/b:1"}, want: `invalid value "a/b:1" for flag -advertise: want a port (8081, meaning 127.0.0.1:8081), host:port or http://host:port, with a port from 1 to 65535`},
 		{args: []string{"-log-level=loud"}, want: `invalid value "loud" for flag -log-level: want debug, info, warn or error`},
 		{args: []string{"-log-format=xml"}, want: `invalid value "xml" for flag -log-format: want text or json`},
@@ -481,6 +502,8 @@ func TestValidateWordsLikeFlags(t *testing.T) {
 		func(c *node.Config) { c.RetryMin, c.RetryMax = time.Second, time.Millisecond },
 		func(c *node.Config) { c.FailuresBeforeDown = 0 },
 		func(c *node.Config) { c.DataDir = "" },
+		func(c *node.Config) { c.DNSInterval = 0 },
+		func(c *node.Config) { c.DNSPeers = []string{"dns+c:1", "dnssrv+c:1"} },
 	} {
 		c := node.DefaultConfig()
 		c.DataDir = "d"

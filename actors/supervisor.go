@@ -93,7 +93,14 @@ type Tombstones interface {
 // RegisterPeer asks the Supervisor to add a peer (from a flag or POST /peers).
 // It lifts a tombstone left by RemovePeer. Reply: *RegisterResult, once the
 // lifted tombstone is durable (see Supervisor).
-type RegisterPeer struct{ Addr string }
+type RegisterPeer struct {
+	Addr string
+	// FromDiscovery marks an address a DNS name resolved to (package
+	// discovery): it is registered only if nothing removed it, so it lifts
+	// no tombstone (a removal, or an address that answered as this node,
+	// outlives every re-resolution), and it costs no write.
+	FromDiscovery bool
+}
 
 // RegisterResult answers RegisterPeer. Err wraps ErrStore if the tombstone
 // could not be lifted on disk; membership is then unchanged.
@@ -297,7 +304,13 @@ func (s *Supervisor) Receive(ctx actor.Context) {
 		}
 		s.cands.stop()
 	case *RegisterPeer:
-		s.change(ctx, m.Addr, false)
+		if m.FromDiscovery && s.removedOrPending(m.Addr) {
+			if ctx.Sender() != nil {
+				ctx.Respond(&RegisterResult{})
+			}
+		} else {
+			s.change(ctx, m.Addr, false)
+		}
 	case *RemovePeer:
 		s.change(ctx, m.Addr, true)
 	case *tombstoneWritten:
@@ -383,8 +396,7 @@ func (s *Supervisor) change(ctx actor.Context, addr string, remove bool) {
 		s.settle(ctx, c, ErrTooManyPeers)
 		return
 	}
-	nothingToLift := !remove && !s.removed[addr] &&
-		!slices.ContainsFunc(s.pending, func(p tombstoneChange) bool { return p.addr == addr })
+	nothingToLift := !remove && !s.removedOrPending(addr)
 	if s.cfg.Tombstones == nil || nothingToLift {
 		s.settle(ctx, c, nil)
 		return
@@ -393,6 +405,12 @@ func (s *Supervisor) change(ctx actor.Context, addr string, remove bool) {
 	if len(s.pending) == 1 {
 		s.writeTombstone(ctx)
 	}
+}
+
+// removedOrPending reports whether addr is tombstoned, or has a
+// registration or removal waiting for its tombstone write.
+func (s *Supervisor) removedOrPending(addr string) bool {
+	return s.removed[addr] || slices.ContainsFunc(s.pending, func(p tombstoneChange) bool { return p.addr == addr })
 }
 
 // writeTombstone starts the write of the oldest pending change outside the

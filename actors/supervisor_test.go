@@ -270,6 +270,66 @@ func TestSupervisorTombstoneBlocksGossip(t *testing.T) {
 	f.event(c, "started")
 }
 
+// An address from DNS discovery joins like a registered one, costs no
+// write when known, and lifts no tombstone: neither a removal's (on disk,
+// or still being written) nor that of an address that answered as this node.
+func TestSupervisorDiscoveryLiftsNoTombstone(t *testing.T) {
+	const a, removed, writing = "127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:4"
+	store := newFakeTombstones(0)
+	f := newSupervisorFixtureConfig(t, func(c *SupervisorConfig) {
+		c.Tombstones = store
+		c.Removed = []string{removed}
+	})
+	discovered := func(addr string) *RegisterResult {
+		return f.ask(&RegisterPeer{Addr: addr, FromDiscovery: true}).(*RegisterResult)
+	}
+	if r := discovered(a); !r.Created || r.Err != nil {
+		t.Fatalf("discovering a new address = %+v, want it created", r)
+	}
+	f.event(a, "started")
+	if r := discovered(a); r.Created || r.Err != nil {
+		t.Fatalf("discovering a member again = %+v, want nothing done", r)
+	}
+	if r := discovered(removed); r.Created || r.Err != nil {
+		t.Fatalf("discovering a tombstoned address = %+v, want nothing done", r)
+	}
+	select {
+	case addr := <-store.started:
+		t.Fatalf("discovery wrote a tombstone for %s", addr)
+	default:
+	}
+
+	// A removal whose write is in flight: discovery must not queue a lift
+	// behind it.
+	f.ask(&RegisterPeer{Addr: writing})
+	f.event(writing, "started")
+	store.set(func(s *fakeTombstones) { s.gated = true })
+	removal := f.sys.Root.RequestFuture(f.sup, &RemovePeer{Addr: writing}, wait)
+	if got := <-store.started; got != writing {
+		t.Fatalf("write of %s, want %s", got, writing)
+	}
+	if r := discovered(writing); r.Created || r.Err != nil {
+		t.Fatalf("discovering an address being removed = %+v, want nothing done", r)
+	}
+	store.set(func(s *fakeTombstones) { s.gated = false })
+	store.gate <- struct{}{}
+	if _, err := removal.Result(); err != nil {
+		t.Fatal(err)
+	}
+	f.event(writing, "stopped")
+	for _, addr := range []string{removed, writing} {
+		discovered(addr)
+		if f.listed(addr) || !(addr == removed || store.tombstoned(addr)) {
+			t.Fatalf("%s is listed again after discovery, or lost its tombstone", addr)
+		}
+	}
+	select {
+	case addr := <-store.started:
+		t.Fatalf("discovery wrote a tombstone for %s", addr)
+	default:
+	}
+}
+
 func TestSupervisorRefusesItself(t *testing.T) {
 	f := newSupervisorFixture(t)
 	if r := f.ask(&RegisterPeer{Addr: "127.0.0.1:1"}).(*RegisterResult); !errors.Is(r.Err, ErrSelf) {

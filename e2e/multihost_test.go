@@ -214,4 +214,4 @@ func TestMultiHostDNS(t *testing.T) {
 }
 
 // peerSpecsSupported says the node's -peers takes dns+ and dnssrv+ specs.
-const peerSpecsSupported = false
+const peerSpecsSupported = true

@@ -6,12 +6,14 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
 	"countd/actors"
 	"countd/auth"
+	"countd/discovery"
 )
 
 // Config configures a Node. Durations are wall-clock time.
@@ -27,6 +29,16 @@ type Config struct {
 	Peers []string
 	// NewNodes are registered right after start and announced to every peer.
 	NewNodes []string
+	// DNSPeers are the DNS specs of -peers and -newnode (dns+HOST:PORT,
+	// dnssrv+_SERVICE._tcp.DOMAIN, dnssrvnoa+...; see package discovery),
+	// resolved at start and every DNSInterval; each address found is
+	// registered unless it is this node's or was removed.
+	DNSPeers []string
+	// DNSInterval is the mean time between resolutions of DNSPeers.
+	DNSInterval time.Duration
+	// Resolver looks DNSPeers up; nil means the system resolver
+	// (net.DefaultResolver). Tests point it at a DNS server of their own.
+	Resolver discovery.Resolver
 	// DataDir holds the store file. Ignored when Memory is set.
 	DataDir string
 	// Memory keeps no state on disk.
@@ -122,6 +134,7 @@ func DefaultConfig() Config {
 		DownProbeMax:        10 * time.Second,
 		MaxPeers:            256,
 		ReapAfter:           24 * time.Hour, // Serf's reconnect timeout
+		DNSInterval:         30 * time.Second,
 		ShutdownTimeout:     5 * time.Second,
 		MaxCounters:         1_000_000,
 		MaxEntries:          10_000,
@@ -175,7 +188,7 @@ func (c *Config) Validate() error {
 		{"request-timeout", c.RequestTimeout}, {"heartbeat-interval", c.HeartbeatInterval},
 		{"heartbeat-timeout", c.HeartbeatTimeout}, {"retry-min", c.RetryMin}, {"retry-max", c.RetryMax},
 		{"shutdown-timeout", c.ShutdownTimeout}, {"anti-entropy-interval", c.AntiEntropyInterval},
-		{"down-probe-max", c.DownProbeMax}, {"reap-after", c.ReapAfter},
+		{"down-probe-max", c.DownProbeMax}, {"reap-after", c.ReapAfter}, {"dns-interval", c.DNSInterval},
 	} {
 		if d.v <= 0 {
 			return bad(d.flag, d.v, positive)
@@ -195,6 +208,14 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxEntries < 0 {
 		return bad("max-entries", c.MaxEntries, "a whole number of 0 (no limit) or more")
+	}
+	for _, spec := range c.DNSPeers {
+		// main has refused a bad spec already, naming its flag; a Config
+		// built in code gets the same words, naming -peers.
+		if _, err := discovery.ParseSpec(spec); err != nil {
+			why := strings.TrimPrefix(err.Error(), fmt.Sprintf("%v %q: ", discovery.ErrBadSpec, spec))
+			return bad("peers", spec, "a DNS name in one of the forms "+discovery.Forms+" ("+why+")")
+		}
 	}
 	return nil
 }

@@ -104,6 +104,7 @@ func (n *Node) open() error {
 		return err
 	}
 	n.registerPeers()
+	n.startDiscovery()
 	n.undo.push(n.leave) // first of all at Close: see leave.go
 	n.log.Info("node started", "listen", ln.Addr().String(),
 		"memory", n.cfg.Memory, "data", n.dataPath(), "counters", loaded, "cluster_keys", n.keyIDs())
