@@ -162,9 +162,6 @@ func useDNS(t *testing.T, c *netnsCluster, i int, d *dnsServer) {
 // at a time) under load loses no acknowledged change and counts none
 // twice, and each node is back and in sync within a measured time.
 func TestMultiHostDNS(t *testing.T) {
-	if !peerSpecsSupported {
-		t.Skip("multi-host: skipped: this build's -peers takes no dns+/dnssrv+ specs yet")
-	}
 	c := newNetns(t)
 	d := startDNS(t, c)
 	spec := "-peers=dnssrv+" + strings.TrimSuffix(dnsService, ".")
@@ -212,6 +209,3 @@ func TestMultiHostDNS(t *testing.T) {
 	t.Logf("agreement %v after the load stopped; load: %s", time.Since(stopped).Round(time.Millisecond), l)
 	l.checkBounds(t, values)
 }
-
-// peerSpecsSupported says the node's -peers takes dns+ and dnssrv+ specs.
-const peerSpecsSupported = true
