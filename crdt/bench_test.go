@@ -42,11 +42,25 @@ func BenchmarkIncrement(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	for b.Loop() {
-		if _, err := s.Increment("c", 1); err != nil {
-			b.Fatal(err)
+	b.Run("plain", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := s.Increment("c", 1); err != nil {
+				b.Fatal(err)
+			}
 		}
+	})
+	// A rate-limiter window: the own entry carries the expiry register.
+	if _, err := s.Expire("c", 1<<40, false, 1); err != nil {
+		b.Fatal(err)
 	}
+	b.Run("expiring", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := s.Increment("c", 1); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
 
 // BenchmarkLoadOneCounter merges 200,000 entries of one counter into an

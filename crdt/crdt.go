@@ -206,7 +206,10 @@ func (sl *slot) store(e Entry, shadow bool) {
 		sl.x = nil
 		return
 	}
-	sl.x = &extra{fp: e.FP, fn: e.FN, t: e.T, e: e.E, g: e.G, fg: e.FG, shadow: shadow}
+	if sl.x == nil {
+		sl.x = new(extra) // reused after: a change to an expiring counter allocates nothing
+	}
+	*sl.x = extra{fp: e.FP, fn: e.FN, t: e.T, e: e.E, g: e.G, fg: e.FG, shadow: shadow}
 }
 
 // live returns what the entry adds to ΣP and ΣN.
@@ -466,14 +469,16 @@ type Counter struct {
 func (s *State) Values(now uint64) map[string]Counter {
 	out := make(map[string]Counter, s.live)
 	for name, c := range s.counters {
-		if !c.dead() && !expired(c.e, now) {
+		if !c.dead() && !Expired(c.e, now) {
 			out[name] = Counter{Value: c.value(), Expires: c.e}
 		}
 	}
 	return out
 }
 
-func expired(e, now uint64) bool { return e != 0 && e <= now }
+// Expired reports whether an expiry at e (unix milliseconds, 0: none) has
+// passed at now.
+func Expired(e, now uint64) bool { return e != 0 && e <= now }
 
 // Get returns the entry of counter name for replica, and whether it exists.
 func (s *State) Get(name, replica string) (Entry, bool) {
