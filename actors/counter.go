@@ -427,7 +427,7 @@ func (a *CounterActor) Receive(ctx actor.Context) {
 		a.merge(ctx, m)
 	case *GetCounter:
 		r := &CounterValue{Counter: m.Counter}
-		if v, exp, ok := a.state.Lookup(m.Counter); ok && !expired(exp, a.nowMs()) {
+		if v, exp, ok := a.state.Lookup(m.Counter); ok && !crdt.Expired(exp, a.nowMs()) {
 			r.Value, r.Expires, r.Exists = v, exp, true
 		}
 		answerTo(ctx, m.Reply).send(ctx, r)
@@ -462,13 +462,20 @@ func (a *CounterActor) Receive(ctx actor.Context) {
 	}
 }
 
-func expired(at, now uint64) bool { return at != 0 && at <= now }
-
-// change applies a client's Increment or Decrement.
+// change applies a client's Increment or Decrement: one lookup of the
+// counter, and the clock read only where an expiry is involved.
 func (a *CounterActor) change(ctx actor.Context, to answer, counter string, by uint64, neg bool, ttl time.Duration) {
-	now := a.nowMs()
 	before := a.state.Version()
-	a.expireIfDue(counter, now)
+	_, exp, live := a.state.Lookup(counter) // exp is 0 for a dead counter
+	var now uint64
+	if exp != 0 || ttl > 0 {
+		now = a.nowMs()
+	}
+	restarted := live && crdt.Expired(exp, now) && a.state.Delete(counter, now)
+	if restarted {
+		a.deleted("expire", 1)
+		exp = 0 // the change starts a new counter, with no expiry
+	}
 	var v int64
 	var err error
 	if neg {
@@ -477,12 +484,14 @@ func (a *CounterActor) change(ctx actor.Context, to answer, counter string, by u
 		v, err = a.state.Increment(counter, by)
 	}
 	if err == nil && ttl > 0 {
-		_, err = a.state.Expire(counter, now+uint64(ttl.Milliseconds()), true, now)
+		if _, err = a.state.Expire(counter, now+uint64(ttl.Milliseconds()), true, now); err == nil {
+			_, exp, _ = a.state.Lookup(counter)
+		}
 	}
-	if a.state.Version() != before+1 {
-		a.dirtySince(before) // an expired counter was deleted, or an expiry set
+	if restarted || ttl > 0 || err != nil {
+		a.dirtySince(before) // the delete of the expired counter, the expiry, or whatever a refusal left
 	} else {
-		a.dirty(entryKey{counter, a.state.Replica()})
+		a.dirty(entryKey{counter, a.state.Replica()}) // all a plain change writes
 	}
 	if err != nil {
 		if errors.Is(err, crdt.ErrLimit) {
@@ -492,14 +501,13 @@ func (a *CounterActor) change(ctx actor.Context, to answer, counter string, by u
 		a.flush(ctx, true) // the delete of an expired counter, if any
 		return
 	}
-	_, exp, _ := a.state.Lookup(counter)
 	a.next.origin.add("")
 	a.await(ctx, to, &ChangeResult{Counter: counter, Value: v, Expires: exp})
 }
 
 // expireIfDue deletes counter if its expiry has passed.
 func (a *CounterActor) expireIfDue(counter string, now uint64) {
-	if _, exp, ok := a.state.Lookup(counter); ok && expired(exp, now) && a.state.Delete(counter, now) {
+	if _, exp, ok := a.state.Lookup(counter); ok && crdt.Expired(exp, now) && a.state.Delete(counter, now) {
 		a.deleted("expire", 1)
 	}
 }
@@ -516,14 +524,14 @@ func (a *CounterActor) delete(ctx actor.Context, m *Delete) {
 	deleted := a.state.Delete(m.Counter, now)
 	if deleted {
 		reason := "delete"
-		if ok && expired(exp, now) {
+		if ok && crdt.Expired(exp, now) {
 			reason = "expire" // already gone to readers
 		}
 		a.deleted(reason, 1)
 	}
 	a.dirtySince(before)
 	a.next.origin.add("")
-	a.await(ctx, to, &DeleteResult{Deleted: deleted && !(ok && expired(exp, now))})
+	a.await(ctx, to, &DeleteResult{Deleted: deleted && !(ok && crdt.Expired(exp, now))})
 }
 
 func (a *CounterActor) expire(ctx actor.Context, m *Expire) {

@@ -68,10 +68,10 @@ func TestDeleteIsDurableThenGone(t *testing.T) {
 	if len(saved) != 1 || saved[0].FP != 3 || saved[0].P != 3 {
 		t.Fatalf("delete wrote %v, want the entry with its floor at 3", saved)
 	}
-	select {
-	case <-deleted:
-		t.Fatal("delete answered before its write was durable")
-	case <-time.After(20 * time.Millisecond):
+	if err := poll.While(ctx, 20*time.Millisecond, time.Millisecond, "the delete waits for its write", func() (bool, string) {
+		return len(deleted) == 0, "the delete was answered before its write was durable"
+	}); err != nil {
+		t.Fatal(err)
 	}
 	st.release <- struct{}{}
 	if !<-deleted {
@@ -227,14 +227,21 @@ func TestStableCollectsTombstones(t *testing.T) {
 	}
 }
 
-func TestSupervisorTellsTheLeastHeldVersion(t *testing.T) {
+// newStableFixture starts a Supervisor whose CounterActor is a probe, and
+// returns it with a check that waits for the probe to be told Stable{want}.
+func newStableFixture(t *testing.T) (*supervisorFixture, func(want uint64)) {
+	t.Helper()
 	sys := newSystem(t)
 	counter := newProbe(t, sys, nil)
 	f := newSupervisorFixtureOn(t, sys, func(c *SupervisorConfig) { c.Peer.Counter = counter.pid })
-	stable := func(want uint64) {
+	return f, func(want uint64) {
 		t.Helper()
 		fishFor(t, counter, wait, func(m *Stable) bool { return m.Through == want })
 	}
+}
+
+func TestSupervisorTellsTheLeastHeldVersion(t *testing.T) {
+	f, stable := newStableFixture(t)
 	stable(math.MaxUint64) // no members: nothing else holds anything
 	const a, b = "127.0.0.1:2", "127.0.0.1:3"
 	f.ask(&RegisterPeer{Addr: a})
@@ -249,4 +256,36 @@ func TestSupervisorTellsTheLeastHeldVersion(t *testing.T) {
 	stable(7)
 	f.ask(&RemovePeer{Addr: a})
 	stable(9)
+}
+
+// TestExpiredCounterDeletedEvenWhenTheChangeIsRefused: a change to an
+// expired counter deletes it first; if the change itself is then refused
+// (here: reviving the counter would pass -max-counters), the delete is
+// still written, entry by entry, whoever's entries they are.
+func TestExpiredCounterDeletedEvenWhenTheChangeIsRefused(t *testing.T) {
+	sys := newSystem(t)
+	st := newFakeStore(false)
+	clock := newFakeClock()
+	state := crdt.New(self)
+	now := uint64(clock.now().UnixMilli())
+	// w is a peer's counter, expiring in 1 s; x is live and fills the limit.
+	if _, err := state.Merge([]crdt.Entry{
+		{Counter: "w", Replica: other, P: 4, T: now, E: now + 1000},
+		{Counter: "x", Replica: other, P: 1},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	state.SetLimits(crdt.Limits{MaxCounters: 1})
+	pid := sys.Root.Spawn(NewCounterProps(state, st, slog.New(slog.DiscardHandler), nil,
+		WithClock(clock.now), WithSweep(time.Hour)))
+	t.Cleanup(func() { sys.Root.PoisonFuture(pid).Wait() })
+	c := NewCounters(sys.Root, pid, wait)
+	clock.advance(time.Second)
+	if _, err := c.Apply(context.Background(), Change{Counter: "w", By: 1}); !errors.Is(err, ErrFull) {
+		t.Fatalf("change past the counter limit = %v, want ErrFull", err)
+	}
+	saved := st.awaitSave(t)
+	if len(saved) != 1 || saved[0].Counter != "w" || saved[0].Replica != other || saved[0].FP != 4 {
+		t.Fatalf("store write %v, want the peer's entry of w at its floor (the delete)", saved)
+	}
 }
