@@ -38,13 +38,7 @@ func (f *supervisorFixture) noProbes(what string) {
 // least held version, stays left when a late push of the process that
 // left arrives, and is alive again when its next process pushes.
 func TestSupervisorLeftPeer(t *testing.T) {
-	sys := newSystem(t)
-	counter := newProbe(t, sys, nil)
-	f := newSupervisorFixtureOn(t, sys, func(c *SupervisorConfig) { c.Peer.Counter = counter.pid })
-	stable := func(want uint64) {
-		t.Helper()
-		fishFor(t, counter, wait, func(m *Stable) bool { return m.Through == want })
-	}
+	f, stable := newStableFixture(t)
 	const a, b = "127.0.0.1:2", "127.0.0.1:3"
 	f.ask(&RegisterPeer{Addr: a})
 	ea := f.event(a, "started")
