@@ -15,14 +15,12 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
-	"golang.org/x/sys/unix"
 )
 
 const (
@@ -86,7 +84,11 @@ func startDNS(t *testing.T, c *netnsCluster) *dnsServer {
 	host := c.subnet + "254"
 	c.ip("-n", c.hub, "addr", "add", host+"/24", "dev", "br0")
 	d := &dnsServer{hosts: map[string]string{}, addr: net.JoinHostPort(host, "53")}
-	pc, err := listenInNetns("/var/run/netns/"+c.hub, d.addr)
+	var pc net.PacketConn
+	err := inNetns("/var/run/netns/"+c.hub, func() (err error) {
+		pc, err = net.ListenPacket("udp", d.addr)
+		return err
+	})
 	if err != nil {
 		t.Fatalf("dns server: %v", err)
 	}
@@ -97,45 +99,6 @@ func startDNS(t *testing.T, c *netnsCluster) *dnsServer {
 	<-started
 	t.Cleanup(func() { d.srv.Shutdown() })
 	return d
-}
-
-// listenInNetns opens a UDP socket at addr inside the namespace at path,
-// on a thread locked to that namespace for the call (as netnsDialer does).
-func listenInNetns(path, addr string) (net.PacketConn, error) {
-	type result struct {
-		pc  net.PacketConn
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		self, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			done <- result{nil, err}
-			runtime.UnlockOSThread()
-			return
-		}
-		defer self.Close()
-		target, err := os.Open(path)
-		if err != nil {
-			done <- result{nil, err}
-			runtime.UnlockOSThread()
-			return
-		}
-		defer target.Close()
-		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-			done <- result{nil, err}
-			runtime.UnlockOSThread()
-			return
-		}
-		pc, err := net.ListenPacket("udp", addr)
-		if unix.Setns(int(self.Fd()), unix.CLONE_NEWNET) == nil {
-			runtime.UnlockOSThread() // else the thread ends locked and is retired
-		}
-		done <- result{pc, err}
-	}()
-	r := <-done
-	return r.pc, r.err
 }
 
 // useDNS makes node i's namespace resolve through d: `ip netns exec` mounts

@@ -222,54 +222,58 @@ func (c *netnsCluster) ip(args ...string) {
 }
 
 // netnsDialer returns a dial function that opens its sockets inside the
-// network namespace at path. The namespace belongs to the thread that
-// creates a socket, so each dial runs on a goroutine locked to its thread,
-// which enters the namespace, dials, and goes back before it is unlocked.
-// If it cannot go back, the goroutine ends still locked and the runtime
-// retires the thread, so no other goroutine ever runs in the namespace.
-// (Threads the runtime starts meanwhile come from its template thread, not
-// from the locked one, so they stay in the test's own namespace.)
+// network namespace at path (see inNetns).
 func netnsDialer(path string) func(ctx context.Context, network, addr string) (net.Conn, error) {
-	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		type result struct {
-			conn net.Conn
-			err  error
-		}
-		done := make(chan result, 1)
-		go func() {
-			runtime.LockOSThread()
-			conn, back, err := dialInNetns(ctx, path, network, addr)
-			if back {
-				runtime.UnlockOSThread()
-			}
-			done <- result{conn, err}
-		}()
-		r := <-done
-		return r.conn, r.err
+	return func(ctx context.Context, network, addr string) (conn net.Conn, err error) {
+		err = inNetns(path, func() error {
+			var d net.Dialer
+			conn, err = d.DialContext(ctx, network, addr)
+			return err
+		})
+		return conn, err
 	}
 }
 
-// dialInNetns dials from inside the namespace at path on the calling
-// thread, which must be locked, and reports whether the thread is back in
-// the namespace it started in.
-func dialInNetns(ctx context.Context, path, network, addr string) (conn net.Conn, back bool, err error) {
+// inNetns runs fn inside the network namespace at path: a socket fn opens
+// belongs to that namespace for good. The namespace belongs to the thread,
+// so fn runs on a goroutine locked to its thread, which enters the
+// namespace, runs fn, and goes back before it is unlocked. If it cannot go
+// back, the goroutine ends still locked and the runtime retires the
+// thread, so no other goroutine ever runs in the namespace. (Threads the
+// runtime starts meanwhile come from its template thread, not from the
+// locked one, so they stay in the test's own namespace.)
+func inNetns(path string, fn func() error) error {
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		back, err := enterAndRun(path, fn)
+		if back {
+			runtime.UnlockOSThread()
+		}
+		done <- err
+	}()
+	return <-done
+}
+
+// enterAndRun enters the namespace at path on the calling thread, which
+// must be locked, runs fn, and reports whether the thread is back in the
+// namespace it started in.
+func enterAndRun(path string, fn func() error) (back bool, err error) {
 	self, err := os.Open("/proc/thread-self/ns/net")
 	if err != nil {
-		return nil, true, err
+		return true, err
 	}
 	defer self.Close()
 	target, err := os.Open(path)
 	if err != nil {
-		return nil, true, err
+		return true, err
 	}
 	defer target.Close()
 	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-		return nil, true, fmt.Errorf("setns %s: %w", path, err)
+		return true, fmt.Errorf("setns %s: %w", path, err)
 	}
-	var d net.Dialer
-	conn, err = d.DialContext(ctx, network, addr)
-	back = unix.Setns(int(self.Fd()), unix.CLONE_NEWNET) == nil
-	return conn, back, err
+	err = fn()
+	return unix.Setns(int(self.Fd()), unix.CLONE_NEWNET) == nil, err
 }
 
 // view is what one node must see in GET /peers: the nodes it lists alive
