@@ -91,15 +91,6 @@ func (s *State) Due(now uint64) []string {
 	return out
 }
 
-// NextExpiry returns the earliest expiry queued (unix milliseconds), and
-// false if none is.
-func (s *State) NextExpiry() (uint64, bool) {
-	if len(s.expiring) == 0 {
-		return 0, false
-	}
-	return s.expiring[0].at, true
-}
-
 // Collectable returns the dead counters every entry of which changed at or
 // before version through: once every replica holds this state up to through
 // (so holds these tombstones), they can be forgotten. It returns each such
