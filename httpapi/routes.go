@@ -106,7 +106,7 @@ func (s *Server) routes() http.Handler {
 			cut(req.Method), cut(req.URL.EscapedPath()), strings.Join(allow, " or "))})
 	})
 
-	return s.instrument(s.guard(r))
+	return s.closeWhenDraining(s.instrument(s.guard(r)))
 }
 
 // allowed lists the methods among candidates that r routes req's path

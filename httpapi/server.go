@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"countd/actors"
@@ -97,32 +98,9 @@ type Server struct {
 	srv      *http.Server
 	serveErr chan error
 
-	connMu sync.Mutex
-	fresh  map[net.Conn]struct{} // accepted, no request read yet
-}
-
-// trackConn remembers the connections that have not read a request yet.
-func (s *Server) trackConn(c net.Conn, st http.ConnState) {
-	s.connMu.Lock()
-	defer s.connMu.Unlock()
-	if st == http.StateNew {
-		if s.fresh == nil {
-			s.fresh = make(map[net.Conn]struct{})
-		}
-		s.fresh[c] = struct{}{}
-	} else {
-		delete(s.fresh, c)
-	}
-}
-
-// closeFresh closes the connections that never carried a request.
-func (s *Server) closeFresh() {
-	s.connMu.Lock()
-	defer s.connMu.Unlock()
-	for c := range s.fresh {
-		c.Close()
-		delete(s.fresh, c)
-	}
+	draining atomic.Bool // Close has begun: every reply closes its connection (drain.go)
+	connMu   sync.Mutex
+	conns    map[net.Conn]connInfo // every open connection's state, for the drain
 }
 
 // NewServer returns a server for cfg. It does not listen until Open.
@@ -186,27 +164,30 @@ func (s *Server) Port() int {
 	return s.ln.Addr().(*net.TCPAddr).Port
 }
 
-// Close stops accepting connections and waits, until ctx ends, for requests
-// in flight to finish. It is safe to call more than once.
+// Close stops accepting connections, drains the open ones (drain.go) and
+// waits, until ctx ends, for requests in flight to finish. It is safe to
+// call more than once.
 func (s *Server) Close(ctx context.Context) error {
 	s.mu.Lock()
-	srv, errc := s.srv, s.serveErr
+	srv, errc, ln := s.srv, s.serveErr, s.ln
 	s.srv = nil
 	s.mu.Unlock()
 	if srv == nil {
 		return nil
 	}
 	s.hist.stop()
+	s.drain(ctx, ln)
 	// Shutdown waits up to 5s for a connection that never sent a request
 	// (golang/go#22682); peers' transports leave such connections behind.
-	// They carry nothing, so close them, until Shutdown returns.
+	// The drain is over, so close every connection not in a request, until
+	// Shutdown returns.
 	done := make(chan error, 1)
 	go func() { done <- srv.Shutdown(ctx) }()
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
 	var err error
 	for waiting := true; waiting; {
-		s.closeFresh()
+		s.closeQuiet(0)
 		select {
 		case err = <-done:
 			waiting = false
@@ -216,7 +197,7 @@ func (s *Server) Close(ctx context.Context) error {
 	if err != nil {
 		srv.Close()
 	}
-	if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
+	if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) && !errors.Is(serr, net.ErrClosed) {
 		return fmt.Errorf("httpapi: serve: %w", serr)
 	}
 	if err != nil {
