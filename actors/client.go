@@ -53,14 +53,18 @@ type Change struct {
 	By      uint64
 	Neg     bool
 	TTL     time.Duration
+	// Key is the client's Idempotency-Key (1 to 255 printable ASCII
+	// characters, checked by httpapi), or "" for none: a change sent again
+	// with the same key, to any node, is counted once.
+	Key string
 }
 
 // Apply makes a change and returns the counter's value and expiry (unix
 // milliseconds, 0: never) once it is durable.
 func (c *Counters) Apply(ctx context.Context, ch Change) (*ChangeResult, error) {
-	var msg any = &Increment{Counter: ch.Counter, By: ch.By, TTL: ch.TTL}
+	var msg any = &Increment{Counter: ch.Counter, By: ch.By, TTL: ch.TTL, Key: ch.Key}
 	if ch.Neg {
-		msg = &Decrement{Counter: ch.Counter, By: ch.By, TTL: ch.TTL}
+		msg = &Decrement{Counter: ch.Counter, By: ch.By, TTL: ch.TTL, Key: ch.Key}
 	}
 	r, err := ask[*ChangeResult](ctx, c.asker, msg)
 	if err != nil {

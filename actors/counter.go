@@ -28,6 +28,13 @@ var (
 	// counter that holds -max-entries). Nothing was changed; changes to
 	// what exists keep working. It wraps the crdt.ErrLimit that says why.
 	ErrFull = errors.New("actors: limit reached")
+	// ErrKeyConflict means the change's idempotency key was first used for
+	// another change (another counter, operation or amount). Nothing was
+	// changed.
+	ErrKeyConflict = errors.New("actors: idempotency key used for another change")
+	// ErrKeyInFlight means a change with the same idempotency key is still
+	// being made on this node (not yet durable). Nothing was changed.
+	ErrKeyInFlight = errors.New("actors: a change with this idempotency key is in flight")
 )
 
 // Store is where the CounterActor makes changes durable. Save must write all
@@ -71,6 +78,7 @@ type Increment struct {
 	Counter string
 	By      uint64
 	TTL     time.Duration
+	Key     string // the client's idempotency key; "" for none (see Change)
 	Reply   Reply
 }
 
@@ -80,17 +88,23 @@ type Decrement struct {
 	Counter string
 	By      uint64
 	TTL     time.Duration
+	Key     string // as for Increment
 	Reply   Reply
 }
 
 // ChangeResult answers Increment and Decrement: the counter's value right
 // after this change and when it expires (unix milliseconds, 0: never), or
-// why it failed.
+// why it failed. Version is the node's state version that holds the change
+// (what a peer must hold for it: the write levels wait for that). Replayed
+// says the change's idempotency key had been used for this very change
+// before: nothing was changed now, and Value is the counter's current value.
 type ChangeResult struct {
-	Counter string
-	Value   int64
-	Expires uint64
-	Err     error
+	Counter  string
+	Value    int64
+	Expires  uint64
+	Version  uint64
+	Replayed bool
+	Err      error
 }
 
 // Delete asks the CounterActor to delete Counter: an observed reset of
@@ -158,6 +172,13 @@ type AllCounters struct {
 // are no other members). Dead counters all of whose entries are that old
 // are then held everywhere and can be forgotten (crdt.State.Collectable).
 type Stable struct{ Through uint64 }
+
+// Synced tells the CounterActor that every member of the cluster has sent
+// this node everything it held as of its own clock At (unix milliseconds;
+// the least over the members, math.MaxUint64: there are no other members).
+// A key entry accepted before At minus the idempotency window can then be
+// held nowhere this node has not seen, so its owner may retire it.
+type Synced struct{ At uint64 }
 
 // Merge asks the CounterActor to fold a peer's entries into the state.
 // From names the peer that pushed them. Reply: *MergeResult, once the merged
