@@ -211,7 +211,9 @@ func (c *Cluster) WaitHeld(ctx context.Context, version uint64, level Level) err
 	}
 	deadline := time.Now().Add(c.sup.timeout)
 	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
-		deadline = dl
+		// Early enough that the Supervisor's answer, which says how far
+		// the level got, comes before ctx ends.
+		deadline = dl.Add(-min(100*time.Millisecond, time.Until(dl)/10))
 	}
 	// The Supervisor answers at the deadline with how far the level got;
 	// the ask itself waits a little longer for that answer.
