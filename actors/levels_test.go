@@ -102,6 +102,7 @@ func TestWaitHeldCountsTheMembersHolding(t *testing.T) {
 	ec := f.event(c, "started")
 	all = f.waitHeld(11, All, 300*time.Millisecond)
 	f.holds(ea, "aa", 11)
+	f.tr.set(func(tr *fakeTransport) { tr.healthErr = errors.New("refused") }) // it stays down
 	f.sys.Root.Send(f.sup, &PeerUnhealthy{From: ec.pid, Addr: c, Err: errors.New("gone")})
 	f.event(c, "stopped")
 	r := answered(t, all)
