@@ -235,6 +235,8 @@ func (b *bench) runOne(ctx context.Context, cl *cluster, clients int) (*Result, 
 		return b.runIdle(ctx, cl)
 	case modeCreate:
 		return b.runCreate(ctx, cl, clients)
+	case modeLevels:
+		return b.runLevels(ctx, cl, clients)
 	}
 	return b.runLoad(ctx, cl, clients)
 }

@@ -16,6 +16,7 @@ const (
 	modeIdle   = "idle"
 	modeCreate = "create"
 	modeChurn  = "churn"
+	modeLevels = "levels"
 )
 
 // Config is what the flags ask for.
@@ -66,6 +67,9 @@ type Config struct {
 	ChurnCounters int
 	TTLs          []int
 	Tail, Sample  time.Duration
+	// Levels, if not empty, selects levels mode: Duration of changes at
+	// each of these write levels (?wait=), alternating in slices of Chunk.
+	Levels []string
 	// ReadyTimeout bounds the wait for a started cluster to see itself
 	// alive; AgreeTimeout bounds each wait for agreement; StopTimeout is how
 	// long a node gets after SIGTERM before SIGKILL.
@@ -116,7 +120,7 @@ func (c *Config) measureFsync() bool {
 	return c.Bare && c.Fsync && !c.Memory && len(c.Addrs) == 0
 }
 
-// mode returns which of the five modes the configuration selects.
+// mode returns which of the six modes the configuration selects.
 func (c *Config) mode() string {
 	switch {
 	case c.Rounds > 0:
@@ -127,6 +131,8 @@ func (c *Config) mode() string {
 		return modeCreate
 	case c.ChurnCounters > 0:
 		return modeChurn
+	case len(c.Levels) > 0:
+		return modeLevels
 	}
 	return modeLoad
 }
@@ -138,14 +144,14 @@ func (c *Config) validate(given map[string]bool) error {
 		return nil
 	}
 	modes := 0
-	for _, f := range []string{"rounds", "idle", "create-counters", "churn-counters"} {
+	for _, f := range []string{"rounds", "idle", "create-counters", "churn-counters", "levels"} {
 		if given[f] {
 			modes++
 		}
 	}
 	switch {
 	case modes > 1:
-		return errors.New("-rounds, -idle, -create-counters and -churn-counters are different modes: give at most one")
+		return errors.New("-rounds, -idle, -create-counters, -churn-counters and -levels are different modes: give at most one")
 	case c.Rounds < 0 || c.CreateCounters < 0 || c.Counters < 0 || c.ChurnCounters < 0:
 		return errors.New("-rounds, -counters, -create-counters and -churn-counters must not be negative")
 	case c.Tail < 0 || c.Sample <= 0:
@@ -164,7 +170,7 @@ func (c *Config) validate(given map[string]bool) error {
 		return errors.New("invalid value for flag -counters: at most 1000000")
 	}
 	if c.PNG != "" && c.mode() != modeLoad && c.mode() != modeChurn {
-		return errors.New("-png draws load-mode and churn-mode runs; it has no meaning with -rounds, -idle or -create-counters")
+		return errors.New("-png draws load-mode and churn-mode runs; it has no meaning with -rounds, -idle, -create-counters or -levels")
 	}
 	if c.mode() != modeChurn {
 		for _, f := range []string{"ttl", "tail", "sample"} {

@@ -6,7 +6,7 @@
 // module root, or -bin), on free ports on 127.0.0.1 with their own temporary
 // data dirs, wires them with -peers and waits until every node sees every
 // other alive; or, with -addrs, it targets a cluster that is already running.
-// It then runs one of five modes over every combination of -nodes and
+// It then runs one of six modes over every combination of -nodes and
 // -clients:
 //
 //   - load (default): C keep-alive clients send POST /increment (or POST
@@ -34,6 +34,12 @@
 //     the file's live part per sample. The report
 //     prints every sample and each node's peak and final figures; -png
 //     draws them against time.
+//   - levels (-levels=local,quorum,all): C clients send changes as in the
+//     load mode but with ?wait= (the write levels), -duration at each
+//     level, alternating between the levels in -chunk slices (each round
+//     starting at the next level) so that machine noise hits all alike;
+//     the report gives each level's throughput, p50 and p99, and its p50
+//     and p99 over local's in the same run. No yardstick runs.
 //
 // The yardsticks are child processes of this tool serving internal/bare.
 // The bare server (hidden flag -bare-server) does one atomic add per
@@ -85,11 +91,12 @@
 //
 // The files: main.go (flags), config.go (what the flags mean), cluster.go
 // (node processes, through internal/proc), security.go (-security: the
-// secrets and how clients use them), bare.go (the yardstick servers), load.go (the clients and the
-// progress line), hist.go (latency histogram), agree.go (agreement and
-// readiness), metrics.go (/metrics), procstat.go (/proc), snapshot.go
-// (before/after figures), bench.go (runs and sweeps), modes.go (the first
-// four modes), churn.go (the churn mode and its sampler), boltpages.go (the
-// bbolt page walk), report.go (results, text and JSON), chart.go and
+// secrets and how clients use them), bare.go (the yardstick servers),
+// load.go (the clients and the progress line), hist.go (latency
+// histogram), agree.go (agreement and readiness), metrics.go (/metrics),
+// procstat.go (/proc), snapshot.go (before/after figures), bench.go (runs
+// and sweeps), modes.go (the first four modes), churn.go (the churn mode
+// and its sampler), levels.go (the levels mode), boltpages.go (the bbolt
+// page walk), report.go (results, text and JSON), chart.go and
 // churnchart.go (PNG).
 package main

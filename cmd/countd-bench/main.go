@@ -82,6 +82,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.Var(intList{&cfg.TTLs, 0, 315576000}, "ttl", "churn mode: `list` of ttls in seconds for the counters, one run on a fresh cluster each; 0 for none (e.g. 60,0)")
 	fs.DurationVar(&cfg.Tail, "tail", 0, "churn mode: keep sampling this long after the last create (default the largest -ttl plus 3m)")
 	fs.DurationVar(&cfg.Sample, "sample", cfg.Sample, "churn mode: time between samples of each node's memory, data file and counters")
+	fs.Var(levelList{&cfg.Levels}, "levels", "levels mode: `list` of write levels (?wait=) to measure a change at, -duration each, alternating in -chunk slices (e.g. local,quorum,all)")
 	fs.DurationVar(&cfg.ReadyTimeout, "ready-timeout", cfg.ReadyTimeout, "longest wait for started nodes to see each other alive")
 	fs.DurationVar(&cfg.AgreeTimeout, "agree-timeout", cfg.AgreeTimeout, "longest wait for the nodes to agree")
 	fs.DurationVar(&cfg.StopTimeout, "stop-timeout", cfg.StopTimeout, "time a node gets after SIGTERM before SIGKILL")

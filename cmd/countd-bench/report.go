@@ -87,6 +87,9 @@ type Result struct {
 	Idle   *IdleResult   `json:"idle,omitempty"`
 	Create *CreateResult `json:"create,omitempty"`
 	Churn  *ChurnResult  `json:"churn,omitempty"`
+	// Levels is the levels mode's load at each write level; Countd is
+	// then all of them together.
+	Levels []LevelSide `json:"levels,omitempty"`
 
 	// Notes are what went wrong without stopping the run.
 	Notes []string `json:"notes,omitempty"`
@@ -316,6 +319,8 @@ func printResult(w io.Writer, r *Result) {
 		fmt.Fprintf(tw, "  created\t%s counters in %.1fs; the nodes agree on %s counters\n",
 			group(float64(cr.Counters)), cr.Seconds, group(float64(cr.AgreedCounters)))
 	}
+	tw.Flush()
+	printLevels(w, r.Levels)
 	printNodeStats(tw, r.NodeStats)
 	for _, n := range r.Notes {
 		fmt.Fprintf(tw, "  note\t%s\n", n)
@@ -444,6 +449,7 @@ func printSummary(w io.Writer, runs []Result) {
 			fmtFloat(r.Replication.BytesPerChange, "%.1f"))
 	}
 	tw.Flush()
+	printLevelsSummary(w, runs)
 }
 
 func fmtLatency(l Latency) string {
