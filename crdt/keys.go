@@ -24,8 +24,20 @@ import (
 // member holds the retired entry, it is forgotten (ForgettableKeys).
 
 // ErrKeyConflict means a keyed change's key was first used for another
-// change (another counter, operation or amount). Nothing was changed.
+// change (another counter, operation or amount). Nothing was changed. The
+// error ChangeKeyed returns is a *KeyConflict that wraps it.
 var ErrKeyConflict = errors.New("crdt: idempotency key used for another change")
+
+// KeyConflict is the error of a keyed change whose key was first used for
+// another change: First.
+type KeyConflict struct{ First KeyUse }
+
+func (e *KeyConflict) Error() string {
+	return fmt.Sprintf("%v: it was first used to %s", ErrKeyConflict, e.First)
+}
+
+// Unwrap returns ErrKeyConflict.
+func (e *KeyConflict) Unwrap() error { return ErrKeyConflict }
 
 // KeyIDLen is the length of a key entry's id: "k" and 31 hex digits.
 const KeyIDLen = 32
@@ -83,6 +95,9 @@ type KeyUse struct {
 }
 
 func (u KeyUse) String() string {
+	if u.By == 0 {
+		return fmt.Sprintf("change counter %q in two different ways (on both sides of a partition)", u.Counter)
+	}
 	op := "increment"
 	if u.Neg {
 		op = "decrement"
@@ -110,8 +125,7 @@ func (s *State) Keys() int { return s.keys }
 // recorded under key: the first time, in the key entry of counter name
 // (owner this replica, accepted at now, unix milliseconds); replayed true
 // if the key already recorded this very change (counter, operation,
-// amount), which changes nothing; an error wrapping ErrKeyConflict if it
-// recorded another (on this counter or, as far as this state knows,
+// amount), which changes nothing; a *KeyConflict if it recorded another (on this counter or, as far as this state knows,
 // another). v is the counter's value after the change, or its current
 // value on a replay. Errors as for Increment; a new key entry past
 // Limits.MaxKeys returns ErrLimit.
@@ -133,7 +147,7 @@ func (s *State) ChangeKeyed(name, key string, by uint64, neg bool, now uint64) (
 	}
 	if sl != nil {
 		if got := sl.entry(at).use(); got != (KeyUse{Counter: name, By: by, Neg: neg}) {
-			return 0, false, fmt.Errorf("%w: the key was first used to %s", ErrKeyConflict, got)
+			return 0, false, &KeyConflict{First: got}
 		}
 		return c.value(), true, nil
 	}
