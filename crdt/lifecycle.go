@@ -23,7 +23,16 @@ func (s *State) Delete(name string, now uint64) bool {
 		}
 		e := sl.entry(name)
 		if e.Retired() {
-			continue // its change lives in its owner's entry, reset there
+			// Its change lives in its owner's entry now, reset there. Only
+			// what it holds beyond what moved out (none, unless two
+			// changes were accepted under its key on both sides of a
+			// partition) is reset here.
+			fp, fn := max(e.FP, e.P-e.RP), max(e.FN, e.N-e.RN)
+			if fp != e.FP || fn != e.FN {
+				e.FP, e.FN = fp, fn
+				s.set(name, c, sl, e)
+			}
+			continue
 		}
 		if e.G > 0 {
 			folds = append(folds, e.Replica)
