@@ -606,6 +606,12 @@ func (a *CounterActor) replay(ctx actor.Context, to answer, counter, key string,
 		to.send(ctx, r)
 		return
 	}
+	if b := a.inFlight; b != nil && !restarted {
+		if _, ok := b.dirty[entryKey{counter, id}]; ok {
+			b.waiters = append(b.waiters, waiter{to: to, reply: r}) // answered with the write that holds it
+			return
+		}
+	}
 	a.await(ctx, to, r)
 }
 
