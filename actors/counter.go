@@ -496,6 +496,8 @@ func (a *CounterActor) Receive(ctx actor.Context) {
 		answerTo(ctx, m.Reply).send(ctx, all)
 	case *GetVersion:
 		answerTo(ctx, m.Reply).send(ctx, &Version{Version: a.disk.Version()})
+	case *GetEntries:
+		answerTo(ctx, m.Reply).send(ctx, &CounterEntries{Replica: a.state.Replica(), Entries: a.disk.EntriesOf(m.Counter)})
 	case *DeltaSince:
 		entries, through := a.disk.DeltaLimit(m.Version, a.disk.Version(), m.Limit)
 		answerTo(ctx, m.Reply).send(ctx, &Delta{

@@ -116,6 +116,15 @@ type PeerIsSelf struct {
 	Addr string
 }
 
+// Heard tells the Supervisor that a push from the member at Addr, cut for
+// the process To, is durable here: that process now holds everything the
+// member held at its clock At (unix milliseconds). See Synced.
+type Heard struct {
+	Addr string
+	To   string
+	At   uint64
+}
+
 // Members gives a PeerActor the addresses this node sees alive, which every
 // push carries to the peer. A change of members triggers a push.
 type Members struct{ Addrs []string }
@@ -160,6 +169,14 @@ type PeerActor struct {
 	members  []string
 	flushers []*actor.PID // waiting for a Flushed
 
+	// Write levels (levels.go): want is the highest version a client waits
+	// for the peer to hold (0: none); flushing says a Flush of the core's
+	// is unanswered; failing says the last push failed, so a new wait
+	// does not cut the core's retry backoff short. seen is the highest
+	// version of this node the core has heard of (notices and pushes).
+	want, seen        uint64
+	flushing, failing bool
+
 	pushTimer, hbTimer, aeTimer scheduler.CancelFunc
 }
 
@@ -197,7 +214,12 @@ func (p *PeerActor) Receive(ctx actor.Context) {
 			}
 		}
 	case *Changed:
+		p.seen = max(p.seen, m.Version)
 		p.step(ctx, replication.Changed{Version: m.Version, Origin: m.Origin})
+		p.flushForWaits(ctx) // a client may wait for it already
+	case *WaitFor:
+		p.want = max(p.want, m.Version)
+		p.flushForWaits(ctx)
 	case *Flush:
 		if ctx.Sender() != nil {
 			p.flushers = append(p.flushers, ctx.Sender())
@@ -211,8 +233,12 @@ func (p *PeerActor) Receive(ctx actor.Context) {
 	case *pushDone:
 		if m.result.Err != nil {
 			p.log.Debug("push failed", "err", m.result.Err)
+		} else {
+			p.seen = max(p.seen, m.result.Version)
 		}
+		p.failing = m.result.Err != nil
 		p.step(ctx, m.result)
+		p.flushForWaits(ctx)
 	case *heartbeatTick:
 		p.checkHealth(ctx)
 	case *heartbeatDone:
@@ -239,7 +265,7 @@ func (p *PeerActor) step(ctx actor.Context, e replication.Event) {
 	for _, a := range actions {
 		switch a := a.(type) {
 		case replication.Push:
-			p.push(ctx, a.Since)
+			p.push(ctx, a)
 		case replication.SchedulePush:
 			if p.pushTimer != nil {
 				p.pushTimer()
@@ -264,22 +290,54 @@ func (p *PeerActor) step(ctx actor.Context, e replication.Event) {
 				ctx.Send(pid, &Flushed{Err: a.Err})
 			}
 			p.flushers = nil
+			p.flushed(ctx, a.Err)
 		}
 	}
 }
 
-// push cuts the delta since the given version and sends it, from a
-// goroutine that reports back with a *pushDone.
-func (p *PeerActor) push(ctx actor.Context, since uint64) {
+// flushForWaits asks the core for a push at once (a Flush) while a client
+// waits for the peer to hold a version, unless one is unanswered or the
+// last push failed (the core's backoff retries it; its success comes back
+// here). Clients that wait meanwhile ride on the same push.
+func (p *PeerActor) flushForWaits(ctx actor.Context) {
+	if p.want == 0 || p.flushing || p.failing {
+		return
+	}
+	p.flushing = true
+	p.step(ctx, replication.Flush{})
+}
+
+// flushed handles the core's answer to a Flush: with no error, the peer
+// holds everything the core has heard of, which the Supervisor is told.
+func (p *PeerActor) flushed(ctx actor.Context, err error) {
+	if !p.flushing {
+		return
+	}
+	p.flushing = false
+	if err != nil {
+		return
+	}
+	ctx.Send(ctx.Parent(), &PeerHolds{From: ctx.Self(), Addr: p.addr, Replica: p.core.Replica(), Held: p.seen})
+	if p.seen >= p.want {
+		p.want = 0
+	}
+}
+
+// push cuts the delta a asks for and sends it, from a goroutine that
+// reports back with a *pushDone.
+func (p *PeerActor) push(ctx actor.Context, a replication.Push) {
 	tr, addr, timeout, gen, counter := p.cfg.Transport, p.addr, p.cfg.Timeout, p.gen, p.cfg.Counter
 	from, members := p.cfg.Self, p.members
 	self, root := ctx.Self(), ctx.ActorSystem().Root
 	go func() {
+		// Taken before the delta is cut: the delta holds every change made
+		// before it.
+		at := uint64(time.Now().UnixMilli())
 		// ask answers DeltaSince on its Reply channel, not through a
 		// protoactor future, whose reply racing its timeout is written
 		// unlocked (protoactor-go #1145).
 		d, err := ask[*Delta](context.Background(), asker{root: root, pid: counter, timeout: timeout},
-			&DeltaSince{Version: since, Limit: MaxPushEntries})
+			&DeltaSince{Version: a.Since, Limit: MaxPushEntries})
 		if err != nil {
 			root.Send(self, &pushDone{gen: gen, result: replication.Pushed{Err: err}})
 			return
@@ -287,6 +345,9 @@ func (p *PeerActor) push(ctx actor.Context, since uint64) {
 		c, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
 		req := &wire.ReplicateRequest{From: from, Replica: d.Replica, Members: members, Entries: d.Entries}
+		if a.To != "" && !d.More {
+			req.To, req.At = a.To, at
+		}
 		result := replication.Pushed{Version: d.Version, More: d.More}
 		reply, err := tr.Replicate(c, addr, req)
 		switch {

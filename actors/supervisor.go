@@ -35,6 +35,9 @@ type SupervisorObserver interface {
 type SupervisorConfig struct {
 	// Self is this node's advertised address; it is never its own peer.
 	Self string
+	// Replica is this process's replica id: a push's sync clock (Heard)
+	// counts only if it was cut for this process.
+	Replica string
 	// Peer configures every PeerActor.
 	Peer PeerConfig
 	// PeerProps makes a PeerActor's props; nil means NewPeerProps(addr, Peer).
@@ -196,6 +199,7 @@ type member struct {
 	lastSeen  time.Time
 	behind    uint64     // as its PeerActor last reported
 	held      uint64     // this node's version the peer held, as last reported
+	heard     uint64     // the peer's clock (unix ms) as of which this process holds all it held (Heard)
 	pid       *actor.PID // the PeerActor; nil while down, unauthorized or left
 	downSince time.Time  // when it last went down, unauthorized or left
 	probing   bool
@@ -207,6 +211,11 @@ type member struct {
 	leftReplica string
 	probedAt    time.Time
 	reap        scheduler.CancelFunc
+	// holds is this node's version the peer's process holdsBy is known
+	// to hold, from its PeerActor's reports and flushes: what the write
+	// levels count (levels.go).
+	holds   uint64
+	holdsBy string
 }
 
 // Supervisor is the parent of the PeerActors and owns the membership table.
@@ -241,10 +250,14 @@ type Supervisor struct {
 
 	stable     uint64 // as last told to the CounterActor
 	stableSent bool
+	synced     uint64 // as last told to the CounterActor
+	syncedSent bool
 
 	// The member addresses are written one write at a time; a change
 	// while one is in flight is written after it.
 	membersWriting, membersDirty bool
+
+	waits heldWaits // clients waiting for a write level (levels.go)
 }
 
 // NewSupervisorProps returns the props of a Supervisor. A PeerActor that
@@ -319,6 +332,10 @@ func (s *Supervisor) Receive(ctx actor.Context) {
 		s.contact(ctx, m)
 	case *Leave:
 		s.leave(ctx, m)
+	case *Heard:
+		if mb, ok := s.members[m.Addr]; ok && m.To == s.cfg.Replica {
+			mb.heard = max(mb.heard, m.At)
+		}
 	case *reapTick:
 		if mb, ok := s.members[m.addr]; ok && mb.state == StateLeft {
 			s.reap(ctx, mb)
@@ -358,8 +375,36 @@ func (s *Supervisor) Receive(ctx actor.Context) {
 		s.candidateProbed(ctx, m)
 	case *actor.Terminated:
 		s.terminated(ctx, m.Who)
+	case *WaitHeld:
+		s.waitHeld(ctx, m)
+	case *PeerHolds:
+		if mb, ok := s.members[m.Addr]; ok && mb.current(m.From) {
+			mb.noteHeld(m.Replica, m.Held)
+		}
+	case *waitExpired:
+		s.waitExpired(m)
 	}
 	s.tellStable(ctx)
+	s.tellSynced(ctx)
+	s.answerWaits()
+}
+
+// tellSynced tells the CounterActor, when it changes, the least over the
+// members of the clock as of which this process holds everything the
+// member held (Heard): a member that is away holds it back, as it holds
+// back Stable, until it is removed or reaped.
+func (s *Supervisor) tellSynced(ctx actor.Context) {
+	at := uint64(math.MaxUint64)
+	for _, mb := range s.members {
+		at = min(at, mb.heard)
+	}
+	if at == s.synced && s.syncedSent {
+		return
+	}
+	s.synced, s.syncedSent = at, true
+	if c := s.cfg.Peer.Counter; c != nil {
+		ctx.Send(c, &Synced{At: at})
+	}
 }
 
 // tellStable tells the CounterActor, when it changes, the version of this
@@ -622,6 +667,7 @@ func (s *Supervisor) status(ctx actor.Context, m *PeerStatus) {
 		mb.lastSeen = m.LastSeen
 	}
 	mb.behind, mb.held = m.Behind, m.Held
+	mb.noteHeld(m.Replica, m.Held)
 }
 
 // unhealthy stops the PeerActor of a peer that failed its health checks and
@@ -774,6 +820,7 @@ func (s *Supervisor) revive(ctx actor.Context, mb *member) {
 	mb.state = StateAlive
 	mb.lastSeen = time.Now()
 	mb.pid = ctx.SpawnPrefix(s.cfg.PeerProps(mb.addr), "peer-")
+	s.askPush(ctx, mb, s.waits.highest())
 }
 
 // current reports whether a report from the PeerActor at from is about this
@@ -788,6 +835,7 @@ func (s *Supervisor) add(ctx actor.Context, addr, state string) *member {
 	mb.pid = ctx.SpawnPrefix(s.cfg.PeerProps(addr), "peer-")
 	s.members[addr] = mb
 	s.saveMembers(ctx)
+	s.askPush(ctx, mb, s.waits.highest())
 	return mb
 }
 
@@ -843,4 +891,80 @@ func (s *Supervisor) list() *PeerList {
 	}
 	slices.SortFunc(out, func(a, b PeerInfo) int { return strings.Compare(a.Addr, b.Addr) })
 	return &PeerList{Peers: out}
+}
+
+// waitHeld queues a client waiting for a write level, asks the PeerActors
+// of the members that may lack its version to push at once, and arms its
+// deadline. It is answered by answerWaits, at the end of this Receive if
+// the level is reached already.
+func (s *Supervisor) waitHeld(ctx actor.Context, m *WaitHeld) {
+	if m.Level != Quorum && m.Level != All {
+		m.Reply <- &HeldResult{}
+		return
+	}
+	w := s.waits.add(m.Level, m.Version, m.Reply)
+	w.expire = s.timer.SendOnce(max(time.Until(m.Deadline), 0), s.pid, &waitExpired{level: m.Level, id: w.id})
+	for _, mb := range s.members {
+		if mb.holds < m.Version {
+			s.askPush(ctx, mb, m.Version)
+		}
+	}
+}
+
+// askPush asks a member's PeerActor, if it has one, to push at once and
+// report when its peer holds version (0: nobody waits).
+func (s *Supervisor) askPush(ctx actor.Context, mb *member, version uint64) {
+	if mb.pid != nil && version > 0 {
+		ctx.Send(mb.pid, &WaitFor{Version: version})
+	}
+}
+
+// answerWaits answers the clients whose level is reached.
+func (s *Supervisor) answerWaits() {
+	if s.waits.empty() {
+		return
+	}
+	for _, w := range s.waits.answer(s.holding) {
+		w.expire()
+		w.reply <- &HeldResult{}
+	}
+}
+
+// waitExpired answers a client whose deadline passed with how far its
+// level got.
+func (s *Supervisor) waitExpired(m *waitExpired) {
+	w, ok := s.waits.take(m.level, m.id)
+	if !ok {
+		return
+	}
+	held, members := s.holding(w.version)
+	w.reply <- &HeldResult{Err: &LevelError{Level: m.level, Reached: held, Need: m.level.Need(members), Members: members}}
+}
+
+// holding counts the members that hold this node's state at version, and
+// the members: this node and every member not left (a down one counts as
+// a member holding what it held when it went down).
+func (s *Supervisor) holding(version uint64) (held, members int) {
+	held, members = 1, 1
+	for _, mb := range s.members {
+		if mb.state == StateLeft {
+			continue
+		}
+		members++
+		if mb.holds >= version {
+			held++
+		}
+	}
+	return held, members
+}
+
+// noteHeld records that the peer's process replica holds this node's
+// state up to version; a report from another process replaces what its
+// predecessor held.
+func (mb *member) noteHeld(replica string, version uint64) {
+	if replica != mb.holdsBy {
+		mb.holdsBy, mb.holds = replica, version
+		return
+	}
+	mb.holds = max(mb.holds, version)
 }
