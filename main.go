@@ -186,6 +186,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (n
 			"most counters client changes may create (counters peers send are always kept)"},
 		{"max-entries", intValue(&cfg.MaxEntries, 0, math.MaxInt32), "a whole number of 0 (no limit) or more",
 			"most replica entries one counter may hold; a push that would pass it is refused whole"},
+		// Idempotency-Key (README "Retries").
+		{"idempotency-window", durationValue(&cfg.IdempotencyWindow, time.Millisecond), "a duration of 1ms or more such as 24h",
+			"how long a change's Idempotency-Key is kept: a retry within it is counted once"},
+		{"idempotency-max-keys", intValue(&cfg.IdempotencyMaxKeys, 0, math.MaxInt32), "a whole number of 0 (no limit) or more",
+			"most idempotency keys a node holds; a keyed change that would add one more gets 507"},
 	}
 
 	fs := flag.NewFlagSet("countd", flag.ContinueOnError)

@@ -137,6 +137,12 @@ func TestParseConfig(t *testing.T) {
 			want: func(c *node.Config) { c.MaxCounters, c.MaxEntries = 10, 0 },
 		},
 		{
+			name: "idempotency",
+			args: []string{"-idempotency-window=1h"},
+			env:  map[string]string{"COUNTD_IDEMPOTENCY_WINDOW": "2h", "COUNTD_IDEMPOTENCY_MAX_KEYS": "5"},
+			want: func(c *node.Config) { c.IdempotencyWindow, c.IdempotencyMaxKeys = time.Hour, 5 },
+		},
+		{
 			name: "env peers",
 			env:  map[string]string{"COUNTD_PEERS": "8081,http://h:2/"},
 			want: func(c *node.Config) { c.Peers = []string{"127.0.0.1:8081", "h:2"} },
@@ -347,6 +353,8 @@ func TestParseConfigOutOfRange(t *testing.T) {
 		{"zero reap after", []string{"-reap-after=0s"}, []string{"-reap-after"}},
 		{"negative max counters", []string{"-max-counters=-1"}, []string{"-max-counters"}},
 		{"negative max entries", []string{"-max-entries=-1"}, []string{"-max-entries"}},
+		{"zero idempotency window", []string{"-idempotency-window=0s"}, []string{"-idempotency-window"}},
+		{"negative idempotency max keys", []string{"-idempotency-max-keys=-1"}, []string{"-idempotency-max-keys"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

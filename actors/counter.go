@@ -67,6 +67,14 @@ type Observer interface {
 	// Collected reports n dead counters (tombstones) forgotten because
 	// every member holds them.
 	Collected(n int)
+	// Replayed reports a keyed change answered as a replay: its key had
+	// recorded this very change before, and nothing was counted again.
+	Replayed()
+	// Keys reports how many key entries (idempotency keys) the state
+	// holds, when it changes.
+	Keys(n int)
+	// KeysRetired reports n key entries retired here (their window passed).
+	KeysRetired(n int)
 }
 
 // Increment asks the CounterActor to add By to Counter. A TTL above 0
@@ -310,6 +318,7 @@ func (o origin) String() string {
 type waiter struct {
 	to    answer
 	reply any
+	key   string // a keyed change's key, pending until answered
 }
 
 // CounterActor owns the counters. Changes are applied in memory at once and
@@ -331,8 +340,14 @@ type CounterActor struct {
 	announced uint64 // the disk version subscribers were last told of
 	known     int    // counters last reported to obs
 	entries   int    // entries last reported to obs
+	keys      int    // key entries last reported to obs
 	overTold  bool   // counters past the limit were logged (once)
 	stable    uint64 // every member holds disk up to this version (Stable)
+	synced    uint64 // every member sent what it held as of this time (Synced; unix ms)
+	window    uint64 // the idempotency window, in milliseconds
+	// pending holds the keys of keyed changes taken and not yet answered
+	// (waiting for their commit): the same key again is ErrKeyInFlight.
+	pending map[string]struct{}
 
 	now   func() time.Time
 	sweep time.Duration // how often expired counters are deleted
@@ -375,6 +390,17 @@ func WithClock(now func() time.Time) CounterOption {
 	return func(a *CounterActor) { a.now = now }
 }
 
+// DefaultIdempotencyWindow is how long a key entry is kept, unless
+// WithIdempotencyWindow says otherwise: a retry of a keyed change within
+// it is counted once.
+const DefaultIdempotencyWindow = 24 * time.Hour
+
+// WithIdempotencyWindow sets how long after a keyed change its key entry
+// is kept before its owner retires it (in the sweep, once Synced allows).
+func WithIdempotencyWindow(d time.Duration) CounterOption {
+	return func(a *CounterActor) { a.window = uint64(max(d.Milliseconds(), 0)) }
+}
+
 // WithSweep sets how often expired counters are deleted.
 func WithSweep(every time.Duration) CounterOption {
 	return func(a *CounterActor) { a.sweep = every }
@@ -398,7 +424,8 @@ func NewCounterProps(state *crdt.State, store Store, log *slog.Logger, obs Obser
 	return actor.PropsFromProducer(func() actor.Actor {
 		// A restart after a panic keeps the same state: it is the only copy.
 		a := &CounterActor{state: state, store: store, log: log, obs: obs, disk: disk, announced: disk.Version(),
-			known: -1, entries: -1, now: time.Now, sweep: DefaultSweep}
+			known: -1, entries: -1, keys: -1, now: time.Now, sweep: DefaultSweep,
+			window: uint64(DefaultIdempotencyWindow.Milliseconds())}
 		for _, o := range opts {
 			o(a)
 		}
@@ -432,11 +459,12 @@ func (a *CounterActor) Receive(ctx actor.Context) {
 		a.flush(ctx, true)
 	case *sweepTick:
 		a.sweepExpired(ctx)
+		a.retire(ctx)
 		a.sweepTimer = a.timer.SendOnce(a.sweep, ctx.Self(), &sweepTick{})
 	case *Increment:
-		a.change(ctx, answerTo(ctx, m.Reply), m.Counter, m.By, false, m.TTL)
+		a.change(ctx, answerTo(ctx, m.Reply), m.Counter, m.By, false, m.TTL, m.Key)
 	case *Decrement:
-		a.change(ctx, answerTo(ctx, m.Reply), m.Counter, m.By, true, m.TTL)
+		a.change(ctx, answerTo(ctx, m.Reply), m.Counter, m.By, true, m.TTL, m.Key)
 	case *Delete:
 		a.delete(ctx, m)
 	case *Expire:
@@ -444,6 +472,8 @@ func (a *CounterActor) Receive(ctx actor.Context) {
 	case *Stable:
 		a.stable = m.Through
 		a.collect(ctx)
+	case *Synced:
+		a.synced = m.At
 	case *Merge:
 		a.merge(ctx, m)
 	case *GetCounter:
@@ -486,12 +516,20 @@ func (a *CounterActor) Receive(ctx actor.Context) {
 }
 
 // change applies a client's Increment or Decrement: one lookup of the
-// counter, and the clock read only where an expiry is involved.
-func (a *CounterActor) change(ctx actor.Context, to answer, counter string, by uint64, neg bool, ttl time.Duration) {
+// counter, and the clock read only where an expiry or a key is involved.
+// A keyed change (key not "") is recorded in the counter's key entry
+// (crdt.State.ChangeKeyed).
+func (a *CounterActor) change(ctx actor.Context, to answer, counter string, by uint64, neg bool, ttl time.Duration, key string) {
+	if key != "" {
+		if _, ok := a.pending[key]; ok {
+			to.send(ctx, &ChangeResult{Counter: counter, Err: ErrKeyInFlight})
+			return
+		}
+	}
 	before := a.state.Version()
 	_, exp, live := a.state.Lookup(counter) // exp is 0 for a dead counter
 	var now uint64
-	if exp != 0 || ttl > 0 {
+	if exp != 0 || ttl > 0 || key != "" {
 		now = a.nowMs()
 	}
 	restarted := live && crdt.Expired(exp, now) && a.state.Delete(counter, now)
@@ -501,31 +539,82 @@ func (a *CounterActor) change(ctx actor.Context, to answer, counter string, by u
 	}
 	var v int64
 	var err error
-	if neg {
+	var replayed bool
+	switch {
+	case key != "":
+		v, replayed, err = a.state.ChangeKeyed(counter, key, by, neg, now)
+	case neg:
 		v, err = a.state.Decrement(counter, by)
-	} else {
+	default:
 		v, err = a.state.Increment(counter, by)
+	}
+	if replayed {
+		a.replay(ctx, to, counter, key, restarted, before)
+		return
 	}
 	if err == nil && ttl > 0 {
 		if _, err = a.state.Expire(counter, now+uint64(ttl.Milliseconds()), true, now); err == nil {
 			_, exp, _ = a.state.Lookup(counter)
 		}
 	}
-	if restarted || ttl > 0 || err != nil {
+	if restarted || ttl > 0 || err != nil || key != "" {
 		a.dirtySince(before) // the delete of the expired counter, the expiry, or whatever a refusal left
 	} else {
 		a.dirty(entryKey{counter, a.state.Replica()}) // all a plain change writes
 	}
 	if err != nil {
-		if errors.Is(err, crdt.ErrLimit) {
+		var kc *crdt.KeyConflict
+		switch {
+		case errors.Is(err, crdt.ErrLimit):
 			err = fmt.Errorf("%w: %w", ErrFull, err)
+		case errors.As(err, &kc):
+			err = fmt.Errorf("%w: it was first used to %s", ErrKeyConflict, kc.First)
 		}
 		to.send(ctx, &ChangeResult{Counter: counter, Err: err})
 		a.flush(ctx, true) // the delete of an expired counter, if any
 		return
 	}
 	a.next.origin.add("")
-	a.await(ctx, to, &ChangeResult{Counter: counter, Value: v, Expires: exp})
+	if key != "" && a.store != nil {
+		if a.pending == nil {
+			a.pending = make(map[string]struct{})
+		}
+		a.pending[key] = struct{}{}
+	}
+	a.awaitKey(ctx, to, &ChangeResult{Counter: counter, Value: v, Expires: exp}, key)
+}
+
+// replay answers a keyed change whose key recorded this very change: the
+// counter's current value, and the version of the durable key entry. A
+// key entry not yet durable here (merged from a peer, or after a failed
+// write) is answered once it is, with the version that holds it.
+// restarted says an expired counter was deleted first (a write).
+func (a *CounterActor) replay(ctx actor.Context, to answer, counter, key string, restarted bool, before uint64) {
+	if a.obs != nil {
+		a.obs.Replayed()
+	}
+	r := &ChangeResult{Counter: counter, Replayed: true}
+	if v, exp, ok := a.state.Lookup(counter); ok {
+		r.Value, r.Expires = v, exp
+	}
+	if restarted {
+		a.dirtySince(before)
+		a.next.origin.add("")
+	}
+	id := crdt.KeyID(key)
+	held, _ := a.state.Get(counter, id)
+	if durable, ok := a.disk.Get(counter, id); ok && durable == held && !restarted {
+		r.Version, _ = a.disk.KeyVersion(counter, key)
+		to.send(ctx, r)
+		return
+	}
+	if b := a.inFlight; b != nil && !restarted {
+		if _, ok := b.dirty[entryKey{counter, id}]; ok {
+			b.waiters = append(b.waiters, waiter{to: to, reply: r}) // answered with the write that holds it
+			return
+		}
+	}
+	a.await(ctx, to, r)
 }
 
 // expireIfDue deletes counter if its expiry has passed.
@@ -555,6 +644,25 @@ func (a *CounterActor) delete(ctx actor.Context, m *Delete) {
 	a.dirtySince(before)
 	a.next.origin.add("")
 	a.await(ctx, to, &DeleteResult{Deleted: deleted && !(ok && crdt.Expired(exp, now))})
+}
+
+// retire retires the key entries whose window passed and that every member
+// has sent this node everything about (Synced): crdt.State.Retire.
+func (a *CounterActor) retire(ctx actor.Context) {
+	if a.synced == 0 {
+		return
+	}
+	before := a.state.Version()
+	retired := a.state.Retire(a.window, a.synced, a.nowMs())
+	if len(retired) == 0 {
+		return
+	}
+	if a.obs != nil {
+		a.obs.KeysRetired(len(retired))
+	}
+	a.dirtySince(before)
+	a.next.origin.add("")
+	a.flush(ctx, true)
 }
 
 func (a *CounterActor) expire(ctx actor.Context, m *Expire) {
@@ -600,9 +708,12 @@ func (a *CounterActor) sweepExpired(ctx actor.Context) {
 	a.flush(ctx, true)
 }
 
-// collect forgets the dead counters every member holds (Stable).
+// collect forgets the dead counters, and the retired key entries that
+// count zero, that every member holds (Stable).
 func (a *CounterActor) collect(ctx actor.Context) {
-	names := a.disk.Collectable(min(a.stable, a.disk.Version()))
+	through := min(a.stable, a.disk.Version())
+	keys := a.forgetKeys(through)
+	names := a.disk.Collectable(through)
 	n := 0
 	for _, name := range names {
 		if _, _, live := a.state.Lookup(name); live {
@@ -615,15 +726,33 @@ func (a *CounterActor) collect(ctx actor.Context) {
 		}
 		n++
 	}
-	if n == 0 {
+	if n == 0 && keys == 0 {
 		return
 	}
-	if a.obs != nil {
+	if a.obs != nil && n > 0 {
 		a.obs.Collected(n)
 	}
 	a.takeRemoved()
 	a.countCounters()
 	a.flush(ctx, true)
+}
+
+// forgetKeys forgets the retired key entries that count zero and that
+// every member holds as of version through of disk, and returns how many.
+func (a *CounterActor) forgetKeys(through uint64) int {
+	n := 0
+	for _, e := range a.disk.ForgettableKeys(through) {
+		if cur, ok := a.state.Get(e.Counter, e.Replica); !ok || cur != e {
+			continue // changed since it was made durable
+		}
+		a.state.ForgetKey(e.Counter, e.Replica)
+		if a.disk != a.state {
+			a.disk.ForgetKey(e.Counter, e.Replica)
+			a.disk.TakeRemoved()
+		}
+		n++
+	}
+	return n
 }
 
 func (a *CounterActor) deleted(reason string, n int) {
@@ -699,17 +828,29 @@ func (a *CounterActor) dirty(k entryKey) {
 
 // await answers reply once the current state is durable.
 func (a *CounterActor) await(ctx actor.Context, to answer, reply any) {
+	a.awaitKey(ctx, to, reply, "")
+}
+
+// awaitKey is await for a keyed change: key is in pending until the reply
+// is sent. A *ChangeResult is given the durable version that holds the
+// change, unless it has one.
+func (a *CounterActor) awaitKey(ctx actor.Context, to answer, reply any, key string) {
 	if a.store == nil {
-		if r, ok := reply.(*ChangeResult); ok {
-			r.Version = a.disk.Version() // disk is state: the change is in it
-		}
+		versioned(reply, a.disk.Version())
 		to.send(ctx, reply)
 		a.announce(ctx, a.next.origin)
 		a.next.origin = origin{}
 		return
 	}
-	a.next.waiters = append(a.next.waiters, waiter{to: to, reply: reply})
+	a.next.waiters = append(a.next.waiters, waiter{to: to, reply: reply, key: key})
 	a.flush(ctx, false)
+}
+
+// versioned sets the Version of a successful *ChangeResult that has none.
+func versioned(reply any, v uint64) {
+	if r, ok := reply.(*ChangeResult); ok && r.Err == nil && r.Version == 0 {
+		r.Version = v
+	}
 }
 
 // flush starts writing the gathered batch unless a write is in flight; the
@@ -766,7 +907,7 @@ func (a *CounterActor) saved(ctx actor.Context, err error) {
 			case *MergeResult:
 				r.Changed, r.Err = 0, err
 			}
-			w.to.send(ctx, w.reply)
+			a.answerWaiter(ctx, w)
 		}
 		a.retryDelay = min(max(2*a.retryDelay, writeRetryMin), writeRetryMax)
 		if a.retryTimer == nil {
@@ -789,12 +930,19 @@ func (a *CounterActor) saved(ctx actor.Context, err error) {
 	// every PeerActor (a shutdown flush must not miss it).
 	a.flush(ctx, false)
 	a.announce(ctx, b.origin)
+	v := a.disk.Version()
 	for _, w := range b.waiters {
-		if r, ok := w.reply.(*ChangeResult); ok {
-			r.Version = a.disk.Version() // holds this batch: what a write level waits for
-		}
-		w.to.send(ctx, w.reply)
+		versioned(w.reply, v)
+		a.answerWaiter(ctx, w)
 	}
+}
+
+// answerWaiter sends a waiter its reply; its key is no longer in flight.
+func (a *CounterActor) answerWaiter(ctx actor.Context, w waiter) {
+	if w.key != "" {
+		delete(a.pending, w.key)
+	}
+	w.to.send(ctx, w.reply)
 }
 
 // overLimit counts the counters a merge created past the counter limit
@@ -828,6 +976,10 @@ func (a *CounterActor) countCounters() {
 	if n := a.state.Entries(); n != a.entries {
 		a.entries = n
 		a.obs.Entries(n)
+	}
+	if n := a.state.Keys(); n != a.keys {
+		a.keys = n
+		a.obs.Keys(n)
 	}
 }
 

@@ -21,6 +21,35 @@ type recordingObserver struct {
 	entries   int // as last reported
 	deleted   map[string]int
 	collected int
+	replays   int
+	keys      int // key entries, as last reported
+	retired   int // key entries retired
+}
+
+func (o *recordingObserver) Replayed() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.replays++
+}
+
+func (o *recordingObserver) Keys(n int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.keys = n
+}
+
+func (o *recordingObserver) KeysRetired(n int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.retired += n
+}
+
+// keyed returns the replays, the key entries last reported and the key
+// entries retired.
+func (o *recordingObserver) keyed() (replays, keys, retired int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.replays, o.keys, o.retired
 }
 
 func (o *recordingObserver) Entries(n int) {

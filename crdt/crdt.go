@@ -66,6 +66,10 @@ type Limits struct {
 	// Merges are never refused for it: a counter a peer holds must reach
 	// every node, or nodes would disagree for good.
 	MaxCounters int
+	// MaxKeys is the most key entries (keys.go) the state may hold for a
+	// keyed change to add one. Key entries do not count in MaxEntries, and
+	// merges are never refused for them, as for MaxCounters.
+	MaxKeys int
 }
 
 // MaxNameLen is the longest counter name accepted.
@@ -99,6 +103,16 @@ type Entry struct {
 	// on later covered incarnations' own entries are kept in those entries
 	// (shadows, see Merge). FG ≤ G.
 	FG uint32 `json:"fg,omitempty"`
+	// O, A, RP, RN and X are set on key entries only (replica id "k" and
+	// 31 hex digits, see keys.go): the owner (the least replica id that
+	// accepted the keyed change), when it was accepted (unix milliseconds,
+	// the least), what retirement moved out of it into the owner's entry,
+	// and whether it is retired (X; RP and RN may be zero).
+	O  string `json:"o,omitempty"`
+	A  uint64 `json:"a,omitempty"`
+	RP uint64 `json:"rp,omitempty"`
+	RN uint64 `json:"rn,omitempty"`
+	X  bool   `json:"x,omitempty"`
 }
 
 // join returns the least upper bound of two entries of one key.
@@ -110,6 +124,14 @@ func join(a, b Entry) Entry {
 	if pairLess(a.T, a.E, b.T, b.E) {
 		out.T, out.E = b.T, b.E
 	}
+	if a.O == "" || b.O != "" && b.O < a.O {
+		out.O = b.O
+	}
+	if a.A == 0 || b.A != 0 && b.A < a.A {
+		out.A = b.A
+	}
+	out.RP, out.RN = max(a.RP, b.RP), max(a.RN, b.RN)
+	out.X = a.X || b.X
 	return out
 }
 
@@ -140,6 +162,18 @@ type State struct {
 	// expiring holds the counters' expiry times, earliest first; an item
 	// is stale once its counter's expiry changed.
 	expiring expiryHeap
+	// keys is the number of key entries held; keyIndex maps each key id to
+	// its counter (the counter of the first one held, if a partition put a
+	// key on two), for the other-counter check of ChangeKeyed.
+	keys     int
+	keyIndex map[string]string
+	// owned holds the unretired key entries of this replica's lineage,
+	// earliest acceptance first, for Retire; an item is stale once its entry
+	// changed owner or time, retired, or was dropped.
+	owned keyHeap
+	// retired records, in version order, changes after which a key entry
+	// was retired and counted zero: the candidates of ForgettableKeys.
+	retired []logItem
 	// removed gathers the entries dropped since TakeRemoved.
 	removed []Entry
 	// peak is the most counters held since the map was last rebuilt
@@ -166,6 +200,10 @@ type counter struct {
 	p, n    u128
 	shadows *[2]u128
 	t, e    uint64 // the expiry register with the greatest T
+	// keyed counts the key entries among slots (not in Limits.MaxEntries),
+	// live those of them not retired (a counter holding one is not
+	// collected: its key must stay known for the window).
+	keyed, liveKeys int32
 }
 
 // indexFrom is the number of slots a counter searches in order; past it
@@ -188,12 +226,23 @@ type extra struct {
 	// shadow: the entry is of an incarnation a fold entry covers, and is
 	// kept only for its floor (see Merge).
 	shadow bool
+	k      *keyExtra // a key entry's fields; nil on every other entry
+}
+
+// keyExtra holds the fields of a key entry.
+type keyExtra struct {
+	o         string
+	a, rp, rn uint64
+	x         bool
 }
 
 func (sl *slot) entry(name string) Entry {
 	e := Entry{Counter: name, Replica: sl.replica, P: sl.p, N: sl.n}
 	if x := sl.x; x != nil {
 		e.FP, e.FN, e.T, e.E, e.G, e.FG = x.fp, x.fn, x.t, x.e, x.g, x.fg
+		if k := x.k; k != nil {
+			e.O, e.A, e.RP, e.RN, e.X = k.o, k.a, k.rp, k.rn, k.x
+		}
 	}
 	return e
 }
@@ -202,25 +251,48 @@ func (sl *slot) shadow() bool { return sl.x != nil && sl.x.shadow }
 
 func (sl *slot) store(e Entry, shadow bool) {
 	sl.p, sl.n = e.P, e.N
-	if e.FP|e.FN|e.T|e.E|uint64(e.G)|uint64(e.FG) == 0 && !shadow {
+	keyed := e.O != "" || e.A|e.RP|e.RN != 0 || e.X
+	if e.FP|e.FN|e.T|e.E|uint64(e.G)|uint64(e.FG) == 0 && !shadow && !keyed {
 		sl.x = nil
 		return
 	}
 	if sl.x == nil {
 		sl.x = new(extra) // reused after: a change to an expiring counter allocates nothing
 	}
+	k := sl.x.k
 	*sl.x = extra{fp: e.FP, fn: e.FN, t: e.T, e: e.E, g: e.G, fg: e.FG, shadow: shadow}
+	if keyed {
+		if k == nil {
+			k = new(keyExtra)
+		}
+		*k = keyExtra{o: e.O, a: e.A, rp: e.RP, rn: e.RN, x: e.X}
+		sl.x.k = k
+	}
 }
 
 // live returns what the entry adds to ΣP and ΣN.
 func (e Entry) live() (p, n uint64) { return e.P - e.FP, e.N - e.FN }
 
 // account adds (sign +1) or removes (−1) what entry e, a shadow or not,
-// contributes to the counter's sums.
+// contributes to the counter's sums. A retired key entry counts
+// (P−FP−RP)−(N−FN−RN): its RP and RN subtract, as a shadow's floor does.
 func (c *counter) account(e Entry, shadow bool, remove bool) {
 	op := u128.add
 	if remove {
 		op = u128.subU
+	}
+	if e.isKey() && !e.Retired() {
+		if remove {
+			c.liveKeys--
+		} else {
+			c.liveKeys++
+		}
+	}
+	if e.RP|e.RN != 0 {
+		if c.shadows == nil {
+			c.shadows = new([2]u128)
+		}
+		c.shadows[0], c.shadows[1] = op(c.shadows[0], e.RP), op(c.shadows[1], e.RN)
 	}
 	if shadow {
 		if c.shadows == nil {
@@ -253,6 +325,9 @@ func (c *counter) slot(replica string) *slot {
 // (this node's own entry, changed most, is found first by the search in
 // order).
 func (c *counter) add(replica string, own bool) *slot {
+	if isKeyID(replica) {
+		c.keyed++
+	}
 	c.slots = append(c.slots, slot{replica: replica})
 	i := len(c.slots) - 1
 	if own {
@@ -287,6 +362,9 @@ func (c *counter) drop(replica string) {
 		}
 	}
 	c.account(c.slots[i].entry(""), c.slots[i].shadow(), true)
+	if isKeyID(replica) {
+		c.keyed--
+	}
 	last := len(c.slots) - 1
 	if i != last {
 		c.slots[i] = c.slots[last]
@@ -311,6 +389,16 @@ func (c *counter) live() (p, n u128) {
 		return c.p, c.n
 	}
 	return c.p.subSat(c.shadows[0]), c.n.subSat(c.shadows[1])
+}
+
+// net returns the value of sums (p, n) of counter c (nil: none) net of
+// its shadows and retired key entries, as value computes it, and false if
+// it is outside int64.
+func (c *counter) net(p, n u128) (int64, bool) {
+	if c != nil && c.shadows != nil {
+		p, n = p.subSat(c.shadows[0]), n.subSat(c.shadows[1])
+	}
+	return p.sub(n)
 }
 
 // latest returns the version of the counter's last change.
@@ -416,7 +504,7 @@ func (s *State) change(name string, by uint64, neg bool) (int64, error) {
 		e.P, carry = addOverflows(e.P, by)
 		cp = cp.add(by)
 	}
-	v, ok := cp.sub(cn)
+	v, ok := c.net(cp, cn)
 	if carry != 0 || !ok {
 		return 0, fmt.Errorf("%w: counter %q", ErrOverflow, name)
 	}
@@ -524,8 +612,19 @@ func (s *State) Merge(entries []Entry) ([]Entry, error) {
 			m.record(s.mergeOne(e)...)
 		}
 	}
+	// Then key entries, before the replica entries: a retirement moves a
+	// key entry's totals into its owner's entry, and a peer that got the
+	// owner's entry without the retired key entry would count the change
+	// twice (a delete there would then take it away twice). Merged first,
+	// the retired key entry takes the lower version here, so a delta cut
+	// short between the two carries it first (keys.go).
 	for _, e := range entries {
-		if e.G == 0 && !skip[e.Counter] {
+		if e.G == 0 && e.isKey() && !skip[e.Counter] {
+			m.record(s.mergeOne(e)...)
+		}
+	}
+	for _, e := range entries {
+		if e.G == 0 && !e.isKey() && !skip[e.Counter] {
 			m.record(s.mergeOne(e)...)
 		}
 	}
@@ -543,7 +642,7 @@ func (s *State) deadNew(entries []Entry) map[string]bool {
 		if s.counters[e.Counter] != nil {
 			continue
 		}
-		dead := e.P == e.FP && e.N == e.FN
+		dead := e.countsZero()
 		if d, seen := skip[e.Counter]; !seen || d && !dead {
 			if skip == nil {
 				skip = make(map[string]bool)
@@ -675,7 +774,7 @@ func (s *State) reclassify(name string, c *counter, foldID string) []Entry {
 // coveredBy returns the fold entry of c that covers replica's incarnation,
 // or nil.
 func (s *State) coveredBy(c *counter, replica string) *slot {
-	if c == nil {
+	if c == nil || isKeyID(replica) {
 		return nil
 	}
 	k := Incarnation(replica)
@@ -712,9 +811,9 @@ func (s *State) roomForChange(name string, c *counter, newEntry bool) error {
 	case (c == nil || c.dead()) && lim.MaxCounters > 0 && s.live >= lim.MaxCounters:
 		return fmt.Errorf("%w: counter %q would be a new counter, and there are %d, the most a change may create",
 			ErrLimit, name, s.live)
-	case c != nil && newEntry && lim.MaxEntries > 0 && len(c.slots) >= lim.MaxEntries:
+	case c != nil && newEntry && lim.MaxEntries > 0 && len(c.slots)-int(c.keyed) >= lim.MaxEntries:
 		return fmt.Errorf("%w: counter %q holds %d replica entries, the most a counter may hold, and this change would add one",
-			ErrLimit, name, len(c.slots))
+			ErrLimit, name, len(c.slots)-int(c.keyed))
 	}
 	return nil
 }
@@ -731,8 +830,8 @@ func (s *State) room(entries []Entry) error {
 	var added map[Entry]struct{} // new keys, other fields zeroed
 	var per map[string]int       // new entries per counter
 	for _, e := range entries {
-		if e == (Entry{Counter: e.Counter, Replica: e.Replica}) {
-			continue // merges as nothing new
+		if e == (Entry{Counter: e.Counter, Replica: e.Replica}) || e.isKey() {
+			continue // merges as nothing new, or a key entry (Limits.MaxKeys)
 		}
 		c, sl := s.find(e.Counter, e.Replica)
 		if sl != nil || s.coveredBy(c, e.Replica) != nil {
@@ -749,7 +848,7 @@ func (s *State) room(entries []Entry) error {
 		per[e.Counter]++
 		held := 0
 		if c != nil {
-			held = len(c.slots)
+			held = len(c.slots) - int(c.keyed)
 		}
 		if held+per[e.Counter] > limit {
 			return fmt.Errorf("%w: counter %q would hold more than %d replica entries, the most a counter may hold (it holds %d)",
@@ -829,6 +928,9 @@ func (s *State) setAs(name string, c *counter, sl *slot, e Entry, shadow bool) *
 	if sl == nil {
 		sl = c.add(e.Replica, e.Replica == s.replica)
 		s.entries++
+		if e.isKey() {
+			s.addKey(name, e.Replica)
+		}
 	} else {
 		c.account(sl.entry(name), sl.shadow(), true)
 	}
@@ -854,6 +956,9 @@ func (s *State) setAs(name string, c *counter, sl *slot, e Entry, shadow bool) *
 	s.log = append(s.log, logItem{ver: s.version, counter: name, replica: e.Replica})
 	if len(s.log) > 2*s.entries+64 {
 		s.compact()
+	}
+	if e.isKey() {
+		s.keyChanged(name, e)
 	}
 	return c
 }
@@ -883,6 +988,9 @@ func (s *State) liveChanged(name string, c *counter, wasDead bool) {
 // high-water mark.
 func (s *State) removing(e Entry) {
 	s.entries--
+	if e.isKey() {
+		s.dropKey(e.Counter, e.Replica)
+	}
 	if e.Replica == s.replica || e.Replica == FoldID(s.replica) {
 		s.high = max(s.high, e.P, e.N)
 	}
@@ -959,8 +1067,14 @@ func Validate(entries []Entry) error {
 		switch {
 		case !ValidName(e.Counter):
 			return fmt.Errorf("%w: entry %d: counter name %q", ErrInvalid, i, e.Counter)
+		case e.isKey():
+			if err := validKeyEntry(e); err != nil {
+				return fmt.Errorf("%w: entry %d: %v", ErrInvalid, i, err)
+			}
 		case !ValidReplica(e.Replica):
 			return fmt.Errorf("%w: entry %d: replica id %q", ErrInvalid, i, e.Replica)
+		case e.O != "" || e.A|e.RP|e.RN != 0 || e.X:
+			return fmt.Errorf("%w: entry %d: key entry fields on replica %s", ErrInvalid, i, e.Replica)
 		case e.FP > e.P || e.FN > e.N:
 			return fmt.Errorf("%w: entry %d: floor (%d, %d) above the totals (%d, %d)", ErrInvalid, i, e.FP, e.FN, e.P, e.N)
 		case e.G > 0 && Incarnation(e.Replica) != 0:

@@ -109,14 +109,16 @@ func FuzzMerge(f *testing.F) {
 	})
 }
 
-// fuzzEntries decodes entries from data, seven bytes each, over a small
-// space where folds, shadows and floors collide: any field a peer could
-// send, valid or not.
+// fuzzEntries decodes entries from data, eight bytes each, over a small
+// space where folds, shadows, floors and key entries collide: any field a
+// peer could send, valid or not.
 func fuzzEntries(data []byte) []Entry {
 	const lineage = "00000000f00d"
-	ids := []string{lineage + "0000", lineage + "0001", lineage + "0002", lineage + "0003", repB}
+	ids := []string{lineage + "0000", lineage + "0001", lineage + "0002", lineage + "0003", repB,
+		KeyID("k1"), KeyID("k2")}
+	owners := []string{"", lineage + "0001", repB, lineage + "0000"}
 	var out []Entry
-	for ; len(data) >= 7; data = data[7:] {
+	for ; len(data) >= 8; data = data[8:] {
 		e := Entry{
 			Counter: names[int(data[0])%2],
 			Replica: ids[int(data[1])%len(ids)],
@@ -124,6 +126,14 @@ func fuzzEntries(data []byte) []Entry {
 			FP: uint64(data[4] % 16), FN: uint64(data[4] >> 4),
 			T: uint64(data[5] % 4), E: uint64(data[5] >> 2 % 4),
 			G: uint32(data[6] % 4), FG: uint32(data[6] >> 2 % 4),
+		}
+		// The key entry fields: owner, acceptance time, what retirement
+		// moved out, the retired flag (on a replica entry: invalid).
+		k := data[7]
+		e.O, e.A = owners[k%4], uint64(k>>2%4)
+		e.RP, e.RN, e.X = uint64(k>>4%4), uint64(k>>6%2), k>>7 == 1
+		if isKeyID(e.Replica) {
+			e.T, e.E, e.G, e.FG = 0, 0, 0, 0 // mostly valid: the join is what is fuzzed
 		}
 		out = append(out, e)
 	}
@@ -138,6 +148,10 @@ func FuzzMergeLifecycle(f *testing.F) {
 	f.Add([]byte{0, 1, 5, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 1})                      // a raw, then a fold covering it
 	f.Add([]byte{0, 0, 5, 0, 0, 0, 1, 0, 1, 3, 0, 3, 0, 0, 0, 2, 4, 0, 2, 0, 1}) // a fold, a floored raw, another
 	f.Add([]byte{1, 4, 9, 2, 0x21, 7, 0, 1, 0, 9, 2, 0x21, 3, 0})
+	// A key entry accepted on two nodes, retired by one, and its owner's entry.
+	f.Add([]byte{0, 5, 5, 0, 0, 0, 0, 0x05, 0, 5, 5, 0, 0, 0, 0, 0x06, 0, 5, 5, 0, 0, 0, 0, 0xd5, 0, 1, 5, 0, 0, 0, 0, 0})
+	// A retired key entry whose floor a delete raised before it saw the retirement.
+	f.Add([]byte{0, 6, 5, 0, 5, 0, 0, 0xd5, 0, 1, 5, 0, 0, 0, 0, 0, 0, 6, 5, 0, 0, 0, 0, 0x05})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		es := fuzzEntries(data)
 		a, b := New(repA), New(repC)

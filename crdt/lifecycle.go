@@ -22,6 +22,18 @@ func (s *State) Delete(name string, now uint64) bool {
 			continue // the fold entry's reset covers it
 		}
 		e := sl.entry(name)
+		if e.Retired() {
+			// Its change lives in its owner's entry now, reset there. Only
+			// what it holds beyond what moved out (none, unless two
+			// changes were accepted under its key on both sides of a
+			// partition) is reset here.
+			fp, fn := max(e.FP, e.P-e.RP), max(e.FN, e.N-e.RN)
+			if fp != e.FP || fn != e.FN {
+				e.FP, e.FN = fp, fn
+				s.set(name, c, sl, e)
+			}
+			continue
+		}
 		if e.G > 0 {
 			folds = append(folds, e.Replica)
 		}
@@ -92,7 +104,8 @@ func (s *State) Due(now uint64) []string {
 }
 
 // Collectable returns the dead counters every entry of which changed at or
-// before version through: once every replica holds this state up to through
+// before version through, and that hold no unretired key entry (its key
+// must stay known for the window): once every replica holds this state up to through
 // (so holds these tombstones), they can be forgotten. It returns each such
 // counter once; a counter that changes again is a candidate again once it
 // is dead.
@@ -101,7 +114,7 @@ func (s *State) Collectable(through uint64) []string {
 	i := 0
 	for ; i < len(s.dead) && s.dead[i].ver <= through; i++ {
 		it := s.dead[i]
-		if c := s.counters[it.counter]; c != nil && c.dead() && c.latest() == it.ver {
+		if c := s.counters[it.counter]; c != nil && c.dead() && c.latest() == it.ver && c.liveKeys == 0 {
 			out = append(out, it.counter)
 		}
 	}

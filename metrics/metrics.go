@@ -57,6 +57,9 @@ type Metrics struct {
 	entries        prometheus.Gauge
 	deleted        *prometheus.CounterVec
 	collected      prometheus.Counter
+	replays        prometheus.Counter
+	keys           prometheus.Gauge
+	keysRetired    prometheus.Counter
 }
 
 // New returns a node's metrics, with Go runtime and process metrics beside
@@ -121,6 +124,18 @@ func New(src Sources) *Metrics {
 			Name: "countd_tombstones_collected_total",
 			Help: "Deleted counters forgotten (memory and disk reclaimed) once every member held their deletion.",
 		}),
+		replays: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "countd_idempotent_replays_total",
+			Help: "Keyed changes (Idempotency-Key) answered as replays: the key had made this very change before, and nothing was counted again.",
+		}),
+		keys: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "countd_idempotency_keys",
+			Help: "Key entries (idempotency keys) this node holds, retired ones not yet forgotten included.",
+		}),
+		keysRetired: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "countd_idempotency_keys_retired_total",
+			Help: "Key entries this node retired once their -idempotency-window passed (their change moved into this node's own entry).",
+		}),
 		gossipIgnored: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "countd_gossip_ignored_total",
 			Help: "Peer addresses from gossip or pushes ignored because the node has -max-peers peers.",
@@ -138,6 +153,7 @@ func New(src Sources) *Metrics {
 		m.changes, m.pushes, m.pushFailures, m.pushBytes, m.pushEntries,
 		m.heartbeatRTT, m.httpDuration, m.commitBatch, m.commitDuration, m.counters,
 		m.gossipIgnored, m.overLimit, m.mergesRefused, m.entries, m.deleted, m.collected,
+		m.replays, m.keys, m.keysRetired,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -280,6 +296,27 @@ func (m *Metrics) Deleted(reason string, n int) {
 func (m *Metrics) Collected(n int) {
 	if m != nil {
 		m.collected.Add(float64(n))
+	}
+}
+
+// Replayed counts a keyed change answered as a replay.
+func (m *Metrics) Replayed() {
+	if m != nil {
+		m.replays.Inc()
+	}
+}
+
+// Keys sets how many key entries the node holds.
+func (m *Metrics) Keys(n int) {
+	if m != nil {
+		m.keys.Set(float64(n))
+	}
+}
+
+// KeysRetired counts n key entries retired.
+func (m *Metrics) KeysRetired(n int) {
+	if m != nil {
+		m.keysRetired.Add(float64(n))
 	}
 }
 

@@ -99,6 +99,14 @@ type Config struct {
 	// it) one counter may hold; a push that would give a counter more is
 	// refused whole (400). 0 means no limit.
 	MaxEntries int
+	// IdempotencyWindow is how long a keyed change's key is kept (a retry
+	// with the same Idempotency-Key within it is counted once), after
+	// which its key entry is retired.
+	IdempotencyWindow time.Duration
+	// IdempotencyMaxKeys is the most key entries the node holds for a
+	// keyed change to add one (507 past it); keys peers send are always
+	// kept. 0 means no limit.
+	IdempotencyMaxKeys int
 
 	// ClientTokenFile, if set, holds the client tokens (one a line) the
 	// client API and /metrics need as Authorization: Bearer.
@@ -138,6 +146,8 @@ func DefaultConfig() Config {
 		ShutdownTimeout:     5 * time.Second,
 		MaxCounters:         1_000_000,
 		MaxEntries:          10_000,
+		IdempotencyWindow:   actors.DefaultIdempotencyWindow,
+		IdempotencyMaxKeys:  10_000_000,
 	}
 }
 
@@ -208,6 +218,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxEntries < 0 {
 		return bad("max-entries", c.MaxEntries, "a whole number of 0 (no limit) or more")
+	}
+	if c.IdempotencyWindow < time.Millisecond {
+		return bad("idempotency-window", c.IdempotencyWindow, "a duration of 1ms or more such as 24h")
+	}
+	if c.IdempotencyMaxKeys < 0 {
+		return bad("idempotency-max-keys", c.IdempotencyMaxKeys, "a whole number of 0 (no limit) or more")
 	}
 	for _, spec := range c.DNSPeers {
 		// main has refused a bad spec already, naming its flag; a Config

@@ -148,7 +148,7 @@ func (n *Node) listen() (net.Listener, error) {
 // restarts do not add entries. A memory-mode process is the first
 // incarnation of a lineage of its own.
 func (n *Node) openStore() (state *crdt.State, st actors.Store, removed []string, err error) {
-	limits := crdt.Limits{MaxCounters: n.cfg.MaxCounters, MaxEntries: n.cfg.MaxEntries}
+	limits := crdt.Limits{MaxCounters: n.cfg.MaxCounters, MaxEntries: n.cfg.MaxEntries, MaxKeys: n.cfg.IdempotencyMaxKeys}
 	if n.cfg.Memory {
 		n.setReplica(crdt.NewReplicaID())
 		state = crdt.New(n.replica)
@@ -229,7 +229,8 @@ func (n *Node) startActors(state *crdt.State, st actors.Store, removed []string)
 		func(any) actor.Directive { return actor.ResumeDirective }))
 	n.metrics = metrics.New(metrics.Sources{PeerStates: n.peerStates})
 
-	counter, err := root.SpawnNamed(actors.NewCounterProps(state, st, n.log, n.metrics), "counter")
+	counter, err := root.SpawnNamed(actors.NewCounterProps(state, st, n.log, n.metrics,
+		actors.WithIdempotencyWindow(n.cfg.IdempotencyWindow)), "counter")
 	if err != nil {
 		return fmt.Errorf("node: spawn counter: %w", err)
 	}

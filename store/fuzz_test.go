@@ -16,6 +16,8 @@ func FuzzDecodeEntry(f *testing.F) {
 		{Counter: "a", Replica: "00000000000a0001", P: 5, N: 2},
 		{Counter: "b.c-d_e", Replica: "00000000000a0000", P: 9, N: 9, FP: 9, FN: 1, T: 3, E: 4, G: 2},
 		{Counter: "x", Replica: "00000000000a0002", T: 1},
+		{Counter: "k", Replica: crdt.KeyID("retry-1"), P: 3, FP: 1, O: "00000000000a0001", A: 7},
+		{Counter: "k", Replica: crdt.KeyID("retry-2"), N: 4, O: "00000000000a0002", A: 9, RN: 4, X: true},
 	} {
 		f.Add(entryKey(e.Counter, e.Replica), appendValue(nil, e))
 	}

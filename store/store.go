@@ -240,14 +240,20 @@ func entryKey(counter, replica string) []byte {
 // An entry's value is P, N (8 bytes each, big-endian) when its other
 // fields are zero, as most entries' are (and as every entry was before
 // they existed); otherwise P, N, FP, FN, T, E (8 bytes each), G and FG (4
-// each).
+// each). A key entry's (crdt.KeyID) is always P, N, FP, FN, A, RP, RN (8
+// bytes each), the retired flag X (1 byte: 0 or 1) and the owner O (its
+// 16 characters).
 const (
 	shortValue = 16
 	longValue  = 6*8 + 2*4
+	keyValue   = 7*8 + 1 + crdt.ReplicaLen
 )
 
 func valueLen(e crdt.Entry) int {
-	if e.FP|e.FN|e.T|e.E|uint64(e.G)|uint64(e.FG) == 0 {
+	switch {
+	case len(e.Replica) == crdt.KeyIDLen:
+		return keyValue
+	case e.FP|e.FN|e.T|e.E|uint64(e.G)|uint64(e.FG) == 0:
 		return shortValue
 	}
 	return longValue
@@ -257,8 +263,19 @@ func valueLen(e crdt.Entry) int {
 func appendValue(buf []byte, e crdt.Entry) []byte {
 	buf = binary.BigEndian.AppendUint64(buf, e.P)
 	buf = binary.BigEndian.AppendUint64(buf, e.N)
-	if valueLen(e) == shortValue {
+	switch valueLen(e) {
+	case shortValue:
 		return buf
+	case keyValue:
+		for _, x := range []uint64{e.FP, e.FN, e.A, e.RP, e.RN} {
+			buf = binary.BigEndian.AppendUint64(buf, x)
+		}
+		x := byte(0)
+		if e.X {
+			x = 1
+		}
+		buf = append(buf, x)
+		return append(buf, e.O...)
 	}
 	for _, x := range []uint64{e.FP, e.FN, e.T, e.E} {
 		buf = binary.BigEndian.AppendUint64(buf, x)
@@ -272,7 +289,7 @@ func appendValue(buf []byte, e crdt.Entry) []byte {
 // have written it short.
 func decodeEntry(k, v []byte) (crdt.Entry, error) {
 	i := bytes.IndexByte(k, 0)
-	if i < 0 || len(v) != shortValue && len(v) != longValue {
+	if i < 0 || len(v) != shortValue && len(v) != longValue && len(v) != keyValue {
 		return crdt.Entry{}, fmt.Errorf("%w: key %q, %d-byte value", ErrCorrupt, k, len(v))
 	}
 	u := func(j int) uint64 { return binary.BigEndian.Uint64(v[8*j:]) }
@@ -282,12 +299,19 @@ func decodeEntry(k, v []byte) (crdt.Entry, error) {
 		P:       u(0),
 		N:       u(1),
 	}
-	if len(v) == longValue {
+	switch len(v) {
+	case longValue:
 		e.FP, e.FN, e.T, e.E = u(2), u(3), u(4), u(5)
 		e.G, e.FG = binary.BigEndian.Uint32(v[48:]), binary.BigEndian.Uint32(v[52:])
-		if valueLen(e) != longValue {
-			return crdt.Entry{}, fmt.Errorf("%w: key %q: long value with no field past P and N", ErrCorrupt, k)
+	case keyValue:
+		if v[56] > 1 {
+			return crdt.Entry{}, fmt.Errorf("%w: key %q: retired flag %d", ErrCorrupt, k, v[56])
 		}
+		e.FP, e.FN, e.A, e.RP, e.RN = u(2), u(3), u(4), u(5), u(6)
+		e.X, e.O = v[56] == 1, string(v[57:])
+	}
+	if valueLen(e) != len(v) {
+		return crdt.Entry{}, fmt.Errorf("%w: key %q: a %d-byte value where Save writes %d bytes", ErrCorrupt, k, len(v), valueLen(e))
 	}
 	if err := crdt.Validate([]crdt.Entry{e}); err != nil {
 		return crdt.Entry{}, fmt.Errorf("%w: %v", ErrCorrupt, err)
