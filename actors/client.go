@@ -300,7 +300,12 @@ func (c *Cluster) RemovePeer(ctx context.Context, addr string) error {
 // returns once they are durable. req must be validated already.
 func (c *Cluster) Replicate(ctx context.Context, req *wire.ReplicateRequest) (changed int, err error) {
 	c.sup.root.Send(c.sup.pid, &Contact{Addr: req.From, Replica: req.Replica, Members: req.Members})
-	return c.counters.Merge(ctx, &Merge{Entries: req.Entries, From: req.From})
+	changed, err = c.counters.Merge(ctx, &Merge{Entries: req.Entries, From: req.From})
+	if err == nil && req.At != 0 {
+		// Durable here now: this process holds all the sender held at At.
+		c.sup.root.Send(c.sup.pid, &Heard{Addr: req.From, To: req.To, At: req.At})
+	}
+	return changed, err
 }
 
 // Leave handles POST /leave: the node at addr, as the process with replica

@@ -116,6 +116,15 @@ type PeerIsSelf struct {
 	Addr string
 }
 
+// Heard tells the Supervisor that a push from the member at Addr, cut for
+// the process To, is durable here: that process now holds everything the
+// member held at its clock At (unix milliseconds). See Synced.
+type Heard struct {
+	Addr string
+	To   string
+	At   uint64
+}
+
 // Members gives a PeerActor the addresses this node sees alive, which every
 // push carries to the peer. A change of members triggers a push.
 type Members struct{ Addrs []string }
@@ -239,7 +248,7 @@ func (p *PeerActor) step(ctx actor.Context, e replication.Event) {
 	for _, a := range actions {
 		switch a := a.(type) {
 		case replication.Push:
-			p.push(ctx, a.Since)
+			p.push(ctx, a)
 		case replication.SchedulePush:
 			if p.pushTimer != nil {
 				p.pushTimer()
@@ -268,18 +277,21 @@ func (p *PeerActor) step(ctx actor.Context, e replication.Event) {
 	}
 }
 
-// push cuts the delta since the given version and sends it, from a
-// goroutine that reports back with a *pushDone.
-func (p *PeerActor) push(ctx actor.Context, since uint64) {
+// push cuts the delta a asks for and sends it, from a goroutine that
+// reports back with a *pushDone.
+func (p *PeerActor) push(ctx actor.Context, a replication.Push) {
 	tr, addr, timeout, gen, counter := p.cfg.Transport, p.addr, p.cfg.Timeout, p.gen, p.cfg.Counter
 	from, members := p.cfg.Self, p.members
 	self, root := ctx.Self(), ctx.ActorSystem().Root
 	go func() {
+		// Taken before the delta is cut: the delta holds every change made
+		// before it.
+		at := uint64(time.Now().UnixMilli())
 		// ask answers DeltaSince on its Reply channel, not through a
 		// protoactor future, whose reply racing its timeout is written
 		// unlocked (protoactor-go #1145).
 		d, err := ask[*Delta](context.Background(), asker{root: root, pid: counter, timeout: timeout},
-			&DeltaSince{Version: since, Limit: MaxPushEntries})
+			&DeltaSince{Version: a.Since, Limit: MaxPushEntries})
 		if err != nil {
 			root.Send(self, &pushDone{gen: gen, result: replication.Pushed{Err: err}})
 			return
@@ -287,6 +299,9 @@ func (p *PeerActor) push(ctx actor.Context, since uint64) {
 		c, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
 		req := &wire.ReplicateRequest{From: from, Replica: d.Replica, Members: members, Entries: d.Entries}
+		if a.To != "" && !d.More {
+			req.To, req.At = a.To, at
+		}
 		result := replication.Pushed{Version: d.Version, More: d.More}
 		reply, err := tr.Replicate(c, addr, req)
 		switch {

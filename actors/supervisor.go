@@ -35,6 +35,9 @@ type SupervisorObserver interface {
 type SupervisorConfig struct {
 	// Self is this node's advertised address; it is never its own peer.
 	Self string
+	// Replica is this process's replica id: a push's sync clock (Heard)
+	// counts only if it was cut for this process.
+	Replica string
 	// Peer configures every PeerActor.
 	Peer PeerConfig
 	// PeerProps makes a PeerActor's props; nil means NewPeerProps(addr, Peer).
@@ -196,6 +199,7 @@ type member struct {
 	lastSeen  time.Time
 	behind    uint64     // as its PeerActor last reported
 	held      uint64     // this node's version the peer held, as last reported
+	heard     uint64     // the peer's clock (unix ms) as of which this process holds all it held (Heard)
 	pid       *actor.PID // the PeerActor; nil while down, unauthorized or left
 	downSince time.Time  // when it last went down, unauthorized or left
 	probing   bool
@@ -241,6 +245,8 @@ type Supervisor struct {
 
 	stable     uint64 // as last told to the CounterActor
 	stableSent bool
+	synced     uint64 // as last told to the CounterActor
+	syncedSent bool
 
 	// The member addresses are written one write at a time; a change
 	// while one is in flight is written after it.
@@ -319,6 +325,10 @@ func (s *Supervisor) Receive(ctx actor.Context) {
 		s.contact(ctx, m)
 	case *Leave:
 		s.leave(ctx, m)
+	case *Heard:
+		if mb, ok := s.members[m.Addr]; ok && m.To == s.cfg.Replica {
+			mb.heard = max(mb.heard, m.At)
+		}
 	case *reapTick:
 		if mb, ok := s.members[m.addr]; ok && mb.state == StateLeft {
 			s.reap(ctx, mb)
@@ -360,6 +370,25 @@ func (s *Supervisor) Receive(ctx actor.Context) {
 		s.terminated(ctx, m.Who)
 	}
 	s.tellStable(ctx)
+	s.tellSynced(ctx)
+}
+
+// tellSynced tells the CounterActor, when it changes, the least over the
+// members of the clock as of which this process holds everything the
+// member held (Heard): a member that is away holds it back, as it holds
+// back Stable, until it is removed or reaped.
+func (s *Supervisor) tellSynced(ctx actor.Context) {
+	at := uint64(math.MaxUint64)
+	for _, mb := range s.members {
+		at = min(at, mb.heard)
+	}
+	if at == s.synced && s.syncedSent {
+		return
+	}
+	s.synced, s.syncedSent = at, true
+	if c := s.cfg.Peer.Counter; c != nil {
+		ctx.Send(c, &Synced{At: at})
+	}
 }
 
 // tellStable tells the CounterActor, when it changes, the version of this

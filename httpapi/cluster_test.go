@@ -272,6 +272,7 @@ func FuzzDecodeReplicate(f *testing.F) {
 	f.Add([]byte(`{"from":"1","replica":"00000000000000ab","members":null,"entries":null}`))
 	f.Add([]byte(`{"from":"[::1]:80","replica":"00000000000000ab","entries":[{"counter":"..","replica":"0000000000000000","p":18446744073709551615,"n":0}]}`))
 	f.Add([]byte(`{"from":"127.0.0.1:1","replica":"00000000000000ab","extra":1}`))
+	f.Add([]byte(`{"from":"127.0.0.1:1","replica":"00000000000000ab","to":"00000000000000ac","at":1764567000000}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		req, err := DecodeReplicate(body)
 		if err != nil {
@@ -291,7 +292,8 @@ func FuzzDecodeReplicate(f *testing.F) {
 				t.Fatalf("member %q is not in normal form", m)
 			}
 		}
-		if !crdt.ValidReplica(req.Replica) || crdt.Validate(req.Entries) != nil || len(req.Members) > MaxMembers {
+		if !crdt.ValidReplica(req.Replica) || crdt.Validate(req.Entries) != nil || len(req.Members) > MaxMembers ||
+			(req.To == "") != (req.At == 0) || req.To != "" && !crdt.ValidReplica(req.To) {
 			t.Fatalf("accepted an invalid payload: %+v", req)
 		}
 		// What it accepts merges without error.
@@ -353,6 +355,9 @@ func TestReplicateErrorMessages(t *testing.T) {
 		"replica":    {`{"from":"127.0.0.1:1","replica":"XYZ"}`, []string{`"XYZ"`, "16 lowercase hex digits"}},
 		"entry name": {`{"from":"127.0.0.1:1","replica":"00000000000000ab","entries":[{"counter":"a b","replica":"00000000000000ab","p":1}]}`, []string{"entry 0", `"a b"`, "1 to 128 characters"}},
 		"from":       {`{"from":"nowhere","replica":"00000000000000ab"}`, []string{"from", `"nowhere"`, "host:port"}},
+		"to":         {`{"from":"127.0.0.1:1","replica":"00000000000000ab","to":"r1","at":5}`, []string{"to", `"r1"`, "16 lowercase hex digits"}},
+		"to, no at":  {`{"from":"127.0.0.1:1","replica":"00000000000000ab","to":"00000000000000ac"}`, []string{"to and at come together"}},
+		"at, no to":  {`{"from":"127.0.0.1:1","replica":"00000000000000ab","at":5}`, []string{"to and at come together"}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			rec := do(t, newClusterServer(newFakeCluster()), http.MethodPost, "/replicate", strings.NewReader(tc.body))

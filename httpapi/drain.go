@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 )
 
@@ -33,6 +34,19 @@ const (
 	// drain closes it.
 	drainQuiet = 250 * time.Millisecond
 )
+
+// onceCloseListener closes its listener once; closing it again is not an
+// error, as http.Server.Shutdown's close after the drain's must not be.
+type onceCloseListener struct {
+	net.Listener
+	once sync.Once
+	err  error
+}
+
+func (l *onceCloseListener) Close() error {
+	l.once.Do(func() { l.err = l.Listener.Close() })
+	return l.err
+}
 
 // connInfo is a connection's last state, and when it entered it.
 type connInfo struct {

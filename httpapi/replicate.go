@@ -8,7 +8,7 @@ import (
 )
 
 // replicateForm is the body POST /replicate takes, for error messages.
-const replicateForm = `{"from":"host:port","replica":"0123456789abcdef","members":["host:port",...],"entries":[{"counter":"name","replica":"0123456789abcdef","p":N,"n":N},...]}`
+const replicateForm = `{"from":"host:port","replica":"0123456789abcdef","members":["host:port",...],"entries":[{"counter":"name","replica":"0123456789abcdef","p":N,"n":N},...],"to":"0123456789abcdef","at":UNIX_MS}`
 
 // MaxMembers caps the member list of one push.
 const MaxMembers = 1024
@@ -29,6 +29,12 @@ func DecodeReplicate(body []byte) (*wire.ReplicateRequest, error) {
 	req.From = from
 	if !crdt.ValidReplica(req.Replica) {
 		return nil, badRequest("replicate payload: replica id %s is not %d lowercase hex digits", quote(req.Replica), crdt.ReplicaLen)
+	}
+	if req.To != "" && !crdt.ValidReplica(req.To) {
+		return nil, badRequest("replicate payload: to: replica id %s is not %d lowercase hex digits", quote(req.To), crdt.ReplicaLen)
+	}
+	if (req.To == "") != (req.At == 0) {
+		return nil, badRequest("replicate payload: to and at come together, or neither")
 	}
 	if len(req.Members) > MaxMembers {
 		return nil, badRequest("replicate payload: %d members, over the most, %d", len(req.Members), MaxMembers)

@@ -136,6 +136,7 @@ func (s *Server) Open() error {
 	if s.cfg.TLS != nil {
 		ln = tls.NewListener(ln, s.cfg.TLS)
 	}
+	ln = &onceCloseListener{Listener: ln} // closed by the drain, then by Shutdown
 	s.ln = ln
 	s.srv = &http.Server{
 		Handler:           s.handler,

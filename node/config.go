@@ -249,6 +249,7 @@ func bindName(bind string) string {
 // beside the Config they are derived from.
 type parts struct {
 	addr       string // this node's advertised address
+	replica    string // this process's replica id
 	log        *slog.Logger
 	counter    *actor.PID // the CounterActor
 	transport  actors.Transport
@@ -263,7 +264,8 @@ type parts struct {
 // mapped here and nowhere else.
 func (c *Config) supervisorConfig(p parts) actors.SupervisorConfig {
 	return actors.SupervisorConfig{
-		Self: p.addr,
+		Self:    p.addr,
+		Replica: p.replica,
 		Peer: actors.PeerConfig{
 			Self:                p.addr,
 			HeartbeatInterval:   c.HeartbeatInterval,

@@ -253,6 +253,7 @@ func (n *Node) startActors(state *crdt.State, st actors.Store, removed []string)
 		transport:  n.peerNet,
 		removed:    removed,
 		initial:    slices.Concat(n.known, n.cfg.Peers, n.cfg.NewNodes),
+		replica:    n.replica,
 		tombstones: tombstones(n.db),
 		obs:        n.metrics,
 	})), "peers")

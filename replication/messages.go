@@ -76,8 +76,16 @@ type Action interface{ action() }
 type (
 	// Push: cut the entries changed after Since (0: the full state), push
 	// them, and report the end with a Pushed event. There is never more
-	// than one push in flight.
-	Push struct{ Since uint64 }
+	// than one push in flight. To is the peer's process (replica id) that
+	// holds everything up to Since, so that with this push it holds all
+	// this node has: "" when that is not known. A complete push (not cut
+	// short by a size limit) names To and the time it was cut, so the
+	// receiving process learns it has everything this node held then
+	// (the sync clock: docs/design.md, section 6).
+	Push struct {
+		Since uint64
+		To    string
+	}
 
 	// SchedulePush: deliver PushDue{Seq} after a delay the shell picks at
 	// random between Min and Max. It replaces any push timer armed

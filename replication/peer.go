@@ -163,7 +163,11 @@ func (p *Peer) push() {
 	}
 	p.target = p.replica
 	p.pushing, p.owed, p.armed = true, owedNothing, false
-	p.emit(Push{Since: p.since})
+	push := Push{Since: p.since}
+	if p.synced || p.since == 0 {
+		push.To = p.replica
+	}
+	p.emit(push)
 }
 
 // flush pushes at once, without the flush delay, and answers when the peer

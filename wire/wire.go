@@ -21,6 +21,12 @@ type ReplicateRequest struct {
 	Replica string       `json:"replica"`
 	Members []string     `json:"members"`
 	Entries []crdt.Entry `json:"entries"`
+	// To and At, when set, say that with these entries the process To (a
+	// replica id) holds everything the sender held at its clock At (unix
+	// milliseconds): the sender knew what To held before, and the push was
+	// not cut short. The sync clock (docs/design.md, section 6).
+	To string `json:"to,omitempty"`
+	At uint64 `json:"at,omitempty"`
 }
 
 // ReplicateReply answers a ReplicateRequest. Replica lets the sender notice
