@@ -8,7 +8,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"countd/docs"
 	"countd/internal/apispec"
@@ -16,7 +15,7 @@ import (
 
 // The contract, docs/openapi.yaml, is checked on every exchange these tests
 // make: they send requests to a Server's handler only through serve (or
-// serveTo), and over the network only with specClient, both of which check
+// serveTo), and over the network only through specTransport, both of which check
 // the request and the response against it (internal/apispec).
 //
 // A test that means to send invalid requests (a test of a 400, a 404, a
@@ -90,15 +89,6 @@ func checkExchange(t testing.TB, req *http.Request, reqBody []byte, status int, 
 	if err := spec.Check(x); err != nil {
 		t.Errorf("%v", err)
 	}
-}
-
-// specClient returns a client for a Server opened on a real listener
-// that checks every exchange against the contract. Its idle connections
-// close when the test ends.
-func specClient(t testing.TB) *http.Client {
-	tr := &http.Transport{}
-	t.Cleanup(tr.CloseIdleConnections)
-	return &http.Client{Transport: specTransport(t, tr), Timeout: 10 * time.Second}
 }
 
 // specTransport returns a RoundTripper that sends through base (nil:
