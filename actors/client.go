@@ -193,6 +193,10 @@ func withReply(msg any) chan any {
 		reply = &m.Reply
 	case *DeltaSince:
 		reply = &m.Reply
+	case *GetEntries:
+		reply = &m.Reply
+	case *WaitHeld:
+		reply = &m.Reply
 	default:
 		return nil
 	}
@@ -228,6 +232,7 @@ func (c asker) await(ctx context.Context, msg any, ch chan any, d time.Duration)
 type Cluster struct {
 	sup      asker
 	counters *Counters
+	reader   EntriesReader // nil: reads at a level are local (ReadWith)
 }
 
 // NewCluster returns a client of the Supervisor at supervisor that merges

@@ -466,6 +466,8 @@ func (a *CounterActor) Receive(ctx actor.Context) {
 		answerTo(ctx, m.Reply).send(ctx, all)
 	case *GetVersion:
 		answerTo(ctx, m.Reply).send(ctx, &Version{Version: a.disk.Version()})
+	case *GetEntries:
+		answerTo(ctx, m.Reply).send(ctx, &CounterEntries{Replica: a.state.Replica(), Entries: a.disk.EntriesOf(m.Counter)})
 	case *DeltaSince:
 		entries, through := a.disk.DeltaLimit(m.Version, a.disk.Version(), m.Limit)
 		answerTo(ctx, m.Reply).send(ctx, &Delta{
@@ -698,6 +700,9 @@ func (a *CounterActor) dirty(k entryKey) {
 // await answers reply once the current state is durable.
 func (a *CounterActor) await(ctx actor.Context, to answer, reply any) {
 	if a.store == nil {
+		if r, ok := reply.(*ChangeResult); ok {
+			r.Version = a.disk.Version() // disk is state: the change is in it
+		}
 		to.send(ctx, reply)
 		a.announce(ctx, a.next.origin)
 		a.next.origin = origin{}
@@ -785,6 +790,9 @@ func (a *CounterActor) saved(ctx actor.Context, err error) {
 	a.flush(ctx, false)
 	a.announce(ctx, b.origin)
 	for _, w := range b.waiters {
+		if r, ok := w.reply.(*ChangeResult); ok {
+			r.Version = a.disk.Version() // holds this batch: what a write level waits for
+		}
 		w.to.send(ctx, w.reply)
 	}
 }

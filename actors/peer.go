@@ -169,6 +169,14 @@ type PeerActor struct {
 	members  []string
 	flushers []*actor.PID // waiting for a Flushed
 
+	// Write levels (levels.go): want is the highest version a client waits
+	// for the peer to hold (0: none); flushing says a Flush of the core's
+	// is unanswered; failing says the last push failed, so a new wait
+	// does not cut the core's retry backoff short. seen is the highest
+	// version of this node the core has heard of (notices and pushes).
+	want, seen        uint64
+	flushing, failing bool
+
 	pushTimer, hbTimer, aeTimer scheduler.CancelFunc
 }
 
@@ -206,7 +214,12 @@ func (p *PeerActor) Receive(ctx actor.Context) {
 			}
 		}
 	case *Changed:
+		p.seen = max(p.seen, m.Version)
 		p.step(ctx, replication.Changed{Version: m.Version, Origin: m.Origin})
+		p.flushForWaits(ctx) // a client may wait for it already
+	case *WaitFor:
+		p.want = max(p.want, m.Version)
+		p.flushForWaits(ctx)
 	case *Flush:
 		if ctx.Sender() != nil {
 			p.flushers = append(p.flushers, ctx.Sender())
@@ -220,8 +233,12 @@ func (p *PeerActor) Receive(ctx actor.Context) {
 	case *pushDone:
 		if m.result.Err != nil {
 			p.log.Debug("push failed", "err", m.result.Err)
+		} else {
+			p.seen = max(p.seen, m.result.Version)
 		}
+		p.failing = m.result.Err != nil
 		p.step(ctx, m.result)
+		p.flushForWaits(ctx)
 	case *heartbeatTick:
 		p.checkHealth(ctx)
 	case *heartbeatDone:
@@ -273,7 +290,36 @@ func (p *PeerActor) step(ctx actor.Context, e replication.Event) {
 				ctx.Send(pid, &Flushed{Err: a.Err})
 			}
 			p.flushers = nil
+			p.flushed(ctx, a.Err)
 		}
+	}
+}
+
+// flushForWaits asks the core for a push at once (a Flush) while a client
+// waits for the peer to hold a version, unless one is unanswered or the
+// last push failed (the core's backoff retries it; its success comes back
+// here). Clients that wait meanwhile ride on the same push.
+func (p *PeerActor) flushForWaits(ctx actor.Context) {
+	if p.want == 0 || p.flushing || p.failing {
+		return
+	}
+	p.flushing = true
+	p.step(ctx, replication.Flush{})
+}
+
+// flushed handles the core's answer to a Flush: with no error, the peer
+// holds everything the core has heard of, which the Supervisor is told.
+func (p *PeerActor) flushed(ctx actor.Context, err error) {
+	if !p.flushing {
+		return
+	}
+	p.flushing = false
+	if err != nil {
+		return
+	}
+	ctx.Send(ctx.Parent(), &PeerHolds{From: ctx.Self(), Addr: p.addr, Replica: p.core.Replica(), Held: p.seen})
+	if p.seen >= p.want {
+		p.want = 0
 	}
 }
 

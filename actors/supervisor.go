@@ -211,6 +211,11 @@ type member struct {
 	leftReplica string
 	probedAt    time.Time
 	reap        scheduler.CancelFunc
+	// holds is this node's version the peer's process holdsBy is known
+	// to hold, from its PeerActor's reports and flushes: what the write
+	// levels count (levels.go).
+	holds   uint64
+	holdsBy string
 }
 
 // Supervisor is the parent of the PeerActors and owns the membership table.
@@ -251,6 +256,8 @@ type Supervisor struct {
 	// The member addresses are written one write at a time; a change
 	// while one is in flight is written after it.
 	membersWriting, membersDirty bool
+
+	waits heldWaits // clients waiting for a write level (levels.go)
 }
 
 // NewSupervisorProps returns the props of a Supervisor. A PeerActor that
@@ -368,9 +375,18 @@ func (s *Supervisor) Receive(ctx actor.Context) {
 		s.candidateProbed(ctx, m)
 	case *actor.Terminated:
 		s.terminated(ctx, m.Who)
+	case *WaitHeld:
+		s.waitHeld(ctx, m)
+	case *PeerHolds:
+		if mb, ok := s.members[m.Addr]; ok && mb.current(m.From) {
+			mb.noteHeld(m.Replica, m.Held)
+		}
+	case *waitExpired:
+		s.waitExpired(m)
 	}
 	s.tellStable(ctx)
 	s.tellSynced(ctx)
+	s.answerWaits()
 }
 
 // tellSynced tells the CounterActor, when it changes, the least over the
@@ -651,6 +667,7 @@ func (s *Supervisor) status(ctx actor.Context, m *PeerStatus) {
 		mb.lastSeen = m.LastSeen
 	}
 	mb.behind, mb.held = m.Behind, m.Held
+	mb.noteHeld(m.Replica, m.Held)
 }
 
 // unhealthy stops the PeerActor of a peer that failed its health checks and
@@ -803,6 +820,7 @@ func (s *Supervisor) revive(ctx actor.Context, mb *member) {
 	mb.state = StateAlive
 	mb.lastSeen = time.Now()
 	mb.pid = ctx.SpawnPrefix(s.cfg.PeerProps(mb.addr), "peer-")
+	s.askPush(ctx, mb, s.waits.highest())
 }
 
 // current reports whether a report from the PeerActor at from is about this
@@ -817,6 +835,7 @@ func (s *Supervisor) add(ctx actor.Context, addr, state string) *member {
 	mb.pid = ctx.SpawnPrefix(s.cfg.PeerProps(addr), "peer-")
 	s.members[addr] = mb
 	s.saveMembers(ctx)
+	s.askPush(ctx, mb, s.waits.highest())
 	return mb
 }
 
@@ -872,4 +891,80 @@ func (s *Supervisor) list() *PeerList {
 	}
 	slices.SortFunc(out, func(a, b PeerInfo) int { return strings.Compare(a.Addr, b.Addr) })
 	return &PeerList{Peers: out}
+}
+
+// waitHeld queues a client waiting for a write level, asks the PeerActors
+// of the members that may lack its version to push at once, and arms its
+// deadline. It is answered by answerWaits, at the end of this Receive if
+// the level is reached already.
+func (s *Supervisor) waitHeld(ctx actor.Context, m *WaitHeld) {
+	if m.Level != Quorum && m.Level != All {
+		m.Reply <- &HeldResult{}
+		return
+	}
+	w := s.waits.add(m.Level, m.Version, m.Reply)
+	w.expire = s.timer.SendOnce(max(time.Until(m.Deadline), 0), s.pid, &waitExpired{level: m.Level, id: w.id})
+	for _, mb := range s.members {
+		if mb.holds < m.Version {
+			s.askPush(ctx, mb, m.Version)
+		}
+	}
+}
+
+// askPush asks a member's PeerActor, if it has one, to push at once and
+// report when its peer holds version (0: nobody waits).
+func (s *Supervisor) askPush(ctx actor.Context, mb *member, version uint64) {
+	if mb.pid != nil && version > 0 {
+		ctx.Send(mb.pid, &WaitFor{Version: version})
+	}
+}
+
+// answerWaits answers the clients whose level is reached.
+func (s *Supervisor) answerWaits() {
+	if s.waits.empty() {
+		return
+	}
+	for _, w := range s.waits.answer(s.holding) {
+		w.expire()
+		w.reply <- &HeldResult{}
+	}
+}
+
+// waitExpired answers a client whose deadline passed with how far its
+// level got.
+func (s *Supervisor) waitExpired(m *waitExpired) {
+	w, ok := s.waits.take(m.level, m.id)
+	if !ok {
+		return
+	}
+	held, members := s.holding(w.version)
+	w.reply <- &HeldResult{Err: &LevelError{Level: m.level, Reached: held, Need: m.level.Need(members), Members: members}}
+}
+
+// holding counts the members that hold this node's state at version, and
+// the members: this node and every member not left (a down one counts as
+// a member holding what it held when it went down).
+func (s *Supervisor) holding(version uint64) (held, members int) {
+	held, members = 1, 1
+	for _, mb := range s.members {
+		if mb.state == StateLeft {
+			continue
+		}
+		members++
+		if mb.holds >= version {
+			held++
+		}
+	}
+	return held, members
+}
+
+// noteHeld records that the peer's process replica holds this node's
+// state up to version; a report from another process replaces what its
+// predecessor held.
+func (mb *member) noteHeld(replica string, version uint64) {
+	if replica != mb.holdsBy {
+		mb.holdsBy, mb.holds = replica, version
+		return
+	}
+	mb.holds = max(mb.holds, version)
 }

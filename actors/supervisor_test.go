@@ -35,12 +35,17 @@ type standIn struct {
 	addr    string
 	events  chan lifecycle
 	members *sync.Map // addr -> the Addrs of the last Members it got
+	asked   chan waitAsked
 }
 
 func (s *standIn) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *Members:
 		s.members.Store(s.addr, m.Addrs)
+	case *WaitFor:
+		if s.asked != nil {
+			s.asked <- waitAsked{s.addr, m.Version}
+		}
 	case *actor.Started:
 		s.events <- lifecycle{s.addr, "started", ctx.Self()}
 	case *actor.Stopped:
@@ -57,6 +62,7 @@ type supervisorFixture struct {
 	tr      *fakeTransport
 	events  chan lifecycle
 	members sync.Map // addr -> the members its stand-in was last told
+	asked   chan waitAsked
 }
 
 func newSupervisorFixture(t *testing.T) *supervisorFixture {
@@ -81,12 +87,13 @@ func newSupervisorFixtureConfig(t *testing.T, tune func(*SupervisorConfig)) *sup
 // sys, where the test may have spawned probes the config names.
 func newSupervisorFixtureOn(t *testing.T, sys *actor.ActorSystem, tune func(*SupervisorConfig)) *supervisorFixture {
 	t.Helper()
-	f := &supervisorFixture{t: t, sys: sys, tr: newFakeTransport(), events: make(chan lifecycle, 10000)}
+	f := &supervisorFixture{t: t, sys: sys, tr: newFakeTransport(), events: make(chan lifecycle, 10000),
+		asked: make(chan waitAsked, 10000)}
 	cfg := SupervisorConfig{
 		Self: "127.0.0.1:1",
 		Peer: PeerConfig{Transport: f.tr, Timeout: time.Second},
 		PeerProps: func(addr string) *actor.Props {
-			return actor.PropsFromProducer(func() actor.Actor { return &standIn{addr: addr, events: f.events, members: &f.members} })
+			return actor.PropsFromProducer(func() actor.Actor { return &standIn{addr: addr, events: f.events, members: &f.members, asked: f.asked} })
 		},
 		DownProbeMin: 5 * time.Millisecond,
 		DownProbeMax: 20 * time.Millisecond,

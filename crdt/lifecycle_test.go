@@ -608,3 +608,22 @@ func TestChangeUnderAWindowExpiresWithIt(t *testing.T) {
 		}
 	}
 }
+
+func TestEntriesOfGivesAPeerTheWholeCounter(t *testing.T) {
+	a, b := New("aaaaaaaaaaaa0001"), New("bbbbbbbbbbbb0001")
+	a.Increment("x", 5)
+	b.Increment("x", 7)
+	b.Increment("y", 1)
+	if _, err := a.Merge(b.EntriesOf("x")); err != nil {
+		t.Fatal(err)
+	}
+	if v := a.Value("x"); v != 12 {
+		t.Fatalf("a's x after merging b's entries of x = %d, want 12", v)
+	}
+	if _, _, ok := a.Lookup("y"); ok {
+		t.Fatal("EntriesOf(x) carried another counter")
+	}
+	if got := a.EntriesOf("nothing"); got != nil {
+		t.Fatalf("EntriesOf an unknown counter = %v, want nil", got)
+	}
+}

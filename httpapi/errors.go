@@ -69,6 +69,8 @@ func statusOf(err error) int {
 		return http.StatusConflict
 	case errors.Is(err, actors.ErrTooManyPeers):
 		return http.StatusInsufficientStorage
+	case errors.Is(err, actors.ErrNotReached): // ?wait= (wait.go): the outcome is known
+		return http.StatusGatewayTimeout
 	case errors.Is(err, actors.ErrTimeout), errors.Is(err, actors.ErrStopped), errors.Is(err, actors.ErrStore),
 		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return http.StatusServiceUnavailable

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -59,13 +60,13 @@ func (s *Server) routes() http.Handler {
 	open := func(path, method string, h http.HandlerFunc) {
 		register(path, method, func(h http.HandlerFunc) http.HandlerFunc { return h }, h)
 	}
-	handle("/increment", http.MethodPost, s.handleIncrement, "by", "ttl")
-	handle("/decrement", http.MethodPost, s.handleDecrement, "by", "ttl")
-	handle("/counter", http.MethodGet, s.handleCounter)
-	handle("/counters/{name}/increment", http.MethodPost, s.handleIncrement, "by", "ttl")
-	handle("/counters/{name}/decrement", http.MethodPost, s.handleDecrement, "by", "ttl")
+	handle("/increment", http.MethodPost, s.handleIncrement, "by", "ttl", "wait")
+	handle("/decrement", http.MethodPost, s.handleDecrement, "by", "ttl", "wait")
+	handle("/counter", http.MethodGet, s.handleCounter, "wait")
+	handle("/counters/{name}/increment", http.MethodPost, s.handleIncrement, "by", "ttl", "wait")
+	handle("/counters/{name}/decrement", http.MethodPost, s.handleDecrement, "by", "ttl", "wait")
 	handle("/counters/{name}/expire", http.MethodPost, s.handleExpire, "ttl")
-	handle("/counters/{name}", http.MethodGet, s.handleCounter)
+	handle("/counters/{name}", http.MethodGet, s.handleCounter, "wait")
 	handle("/counters/{name}", http.MethodDelete, s.handleDelete)
 	handle("/counters", http.MethodGet, s.handleCounters)
 	open("/health", http.MethodGet, s.signedIfSigned(s.handleHealth)) // for probes
@@ -81,6 +82,9 @@ func (s *Server) routes() http.Handler {
 		node("/peers/{addr}", http.MethodDelete, s.handleRemovePeer)
 		node("/replicate", http.MethodPost, s.handleReplicate)
 		node("/leave", http.MethodPost, s.handleLeave)
+	}
+	if s.cfg.Levels != nil {
+		node("/entries/{name}", http.MethodGet, s.handleEntries) // reads at a level (wait.go)
 	}
 	node("/backup", http.MethodGet, s.handleBackup) // the whole data file: nodes and operators only
 	if s.cfg.Pprof {
@@ -178,7 +182,11 @@ func (s *Server) handleDecrement(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) change(w http.ResponseWriter, r *http.Request, op string, neg bool) {
-	res, err := s.applyChange(r, neg)
+	l, err := parseLevel(r) // wait.go
+	var res *actors.ChangeResult
+	if err == nil {
+		res, err = s.applyChange(r, neg)
+	}
 	if err != nil {
 		outcome := metrics.OutcomeRejected // 409, 422 and 507 too: nothing changed
 		if st := statusOf(err); st >= 500 && st != http.StatusInsufficientStorage {
@@ -188,7 +196,11 @@ func (s *Server) change(w http.ResponseWriter, r *http.Request, op string, neg b
 		s.writeError(w, err)
 		return
 	}
-	s.cfg.Metrics.Change(op, metrics.OutcomeOK)
+	s.cfg.Metrics.Change(op, metrics.OutcomeOK) // applied, whether the level is reached or not
+	if err := s.awaitLevel(r, l, res.Version); err != nil {
+		s.writeError(w, err)
+		return
+	}
 	if res.Replayed {
 		w.Header()[replayedHeader] = replayedTrue
 	}
@@ -340,11 +352,12 @@ func decodeChange(body []byte) (by uint64, given bool, err error) {
 // handleCounter serves GET /counter and GET /counters/{name}.
 func (s *Server) handleCounter(w http.ResponseWriter, r *http.Request) {
 	name, err := counterName(r)
-	if err != nil {
+	l, lerr := parseLevel(r) // wait.go
+	if err = cmp.Or(err, lerr); err != nil {
 		s.writeError(w, err)
 		return
 	}
-	c, err := s.cfg.Counters.Lookup(r.Context(), name)
+	c, err := s.readAt(r, l, name)
 	if err != nil {
 		s.writeError(w, err)
 		return

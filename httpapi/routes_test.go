@@ -1358,7 +1358,7 @@ func TestUnknownQueryParameter(t *testing.T) {
 	rec := do(t, newTestServer(newFake()), "POST", "/increment?bye=5", nil)
 	assertMentions(t, rec.Body.Bytes(), `"bye"`, "takes only by")
 	rec = do(t, newTestServer(newFake()), "GET", "/counter?by=5", nil)
-	assertMentions(t, rec.Body.Bytes(), "takes no query parameters")
+	assertMentions(t, rec.Body.Bytes(), "takes only wait")
 }
 
 // TestBadQueryEncodingChangesNothing checks a ?by= the URL decoder drops

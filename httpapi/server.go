@@ -48,6 +48,9 @@ type Config struct {
 	Counters Counters
 	// Cluster owns membership and replication.
 	Cluster Cluster
+	// Levels reaches the members for ?wait=quorum|all (wait.go) and
+	// serves GET /entries/{name}; nil makes this node its only member.
+	Levels Levels
 	// RequestTimeout is how long the Counters and Cluster implementations
 	// wait for the actors (past it the client gets 503); the server uses it
 	// to size its write timeout. Zero means 5s.

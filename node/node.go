@@ -268,7 +268,7 @@ func (n *Node) startActors(state *crdt.State, st actors.Store, removed []string)
 		return nil
 	})
 	n.sup = sup
-	n.cluster = actors.NewCluster(n.sys.Root, sup, n.client, n.cfg.RequestTimeout)
+	n.cluster = actors.NewCluster(n.sys.Root, sup, n.client, n.cfg.RequestTimeout).ReadWith(n.peerNet)
 	return nil
 }
 
@@ -284,6 +284,7 @@ func (n *Node) startHTTP(ln net.Listener) error {
 		Replica:        n.replica,
 		Counters:       n.client,
 		Cluster:        n.cluster,
+		Levels:         n.cluster,
 		RequestTimeout: n.cfg.RequestTimeout,
 		Logger:         n.log,
 		Started:        n.started,
