@@ -59,7 +59,8 @@ func (s *Server) handleProbe(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	reply, err := s.cfg.Prober.Health(ctx, req.Target)
 	if err != nil {
-		s.writeError(w, &clientError{kind: errProbeFailed, msg: "probe of " + req.Target + ": " + err.Error()})
+		s.log.Debug("indirect probe failed", "peer", req.Target, "err", err)
+		s.writeError(w, &clientError{kind: errProbeFailed, msg: req.Target + " did not answer this node's health check"})
 		return
 	}
 	s.writeJSON(w, http.StatusOK, &reply)
