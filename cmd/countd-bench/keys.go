@@ -169,7 +169,8 @@ func (b *bench) runKeys(ctx context.Context, sec security, n, clients int) (*Res
 
 	prog := b.progress(cl, clients)
 	prog.setPhase("retire")
-	after, err := b.waitNoKeys(ctx, cl, end.Add(b.cfg.Window+time.Duration(crdt.RetireMargin)*time.Millisecond+keysDrainSlack))
+	margin := time.Duration(crdt.RetireMargin(uint64(b.cfg.Window.Milliseconds()))) * time.Millisecond
+	after, err := b.waitNoKeys(ctx, cl, end.Add(b.cfg.Window+margin+keysDrainSlack))
 	prog.stop()
 	switch {
 	case ctx.Err() != nil:
