@@ -136,9 +136,20 @@ type Members struct {
 	Incarnation uint64
 }
 
-// same reports whether m says what o says.
-func (m *Members) same(o *Members) bool {
-	return o != nil && m.Incarnation == o.Incarnation && slices.Equal(m.Addrs, o.Addrs) && slices.Equal(m.Suspects, o.Suspects)
+// news reports whether m tells the peer something o did not, which is
+// worth a push of its own: other members, a raised incarnation (a
+// refutation) or a new suspicion. A suspicion that ended only rides on
+// the next push.
+func (m *Members) news(o *Members) bool {
+	if o == nil || m.Incarnation != o.Incarnation || !slices.Equal(m.Addrs, o.Addrs) {
+		return true
+	}
+	for _, sp := range m.Suspects {
+		if !slices.Contains(o.Suspects, sp) {
+			return true
+		}
+	}
+	return false
 }
 
 // Probe asks a PeerActor to check that its peer is alive, now: a health
@@ -245,11 +256,11 @@ func (p *PeerActor) Receive(ctx actor.Context) {
 		}
 		p.step(ctx, replication.Flush{})
 	case *Members:
-		if m.same(p.members) {
-			return // nothing new to gossip
-		}
+		news := m.news(p.members)
 		p.members = m
-		p.step(ctx, replication.MembersChanged{})
+		if news {
+			p.step(ctx, replication.MembersChanged{})
+		}
 	case *pushTick:
 		p.step(ctx, replication.PushDue{Seq: m.seq})
 	case *pushDone:

@@ -228,6 +228,8 @@ type member struct {
 	incarnation uint64
 	suspicion   scheduler.CancelFunc
 	suspectSeq  uint64
+	gossiped    bool // this node's gossip names the suspicion (its own probe failed)
+	seenAlive   bool // it answered a probe or pushed here since it was added or revived
 }
 
 // Supervisor is the parent of the PeerActors and owns the membership table.
@@ -854,7 +856,7 @@ func (s *Supervisor) revive(ctx actor.Context, mb *member) {
 	default:
 		s.log.Info("peer alive", "peer", mb.addr)
 	}
-	mb.state = StateAlive
+	mb.state, mb.seenAlive = StateAlive, true
 	mb.lastSeen = time.Now()
 	mb.pid = ctx.SpawnPrefix(s.cfg.PeerProps(mb.addr), "peer-")
 	s.askPush(ctx, mb, s.waits.highest())
@@ -868,7 +870,7 @@ func (mb *member) current(from *actor.PID) bool {
 }
 
 func (s *Supervisor) add(ctx actor.Context, addr, state string) *member {
-	mb := &member{addr: addr, state: state}
+	mb := &member{addr: addr, state: state, seenAlive: state == StateAlive}
 	mb.pid = ctx.SpawnPrefix(s.cfg.PeerProps(addr), "peer-")
 	s.members[addr] = mb
 	s.saveMembers(ctx)

@@ -119,12 +119,15 @@ func (s *Supervisor) suspicionTimeout() time.Duration {
 
 // suspect starts the suspicion of a member with a PeerActor, unless one
 // runs: by is the member whose gossip named it, "" when this node's own
-// probe failed. It reports whether a suspicion started (which the
-// members' gossip then carries).
+// probe failed. It reports whether this node's gossip now names it: only
+// a suspicion of its own, of a member it has seen alive, is gossiped (a
+// suspicion learnt from gossip is not passed on, or one false suspicion
+// would make every node push to every other).
 func (s *Supervisor) suspect(mb *member, by string) bool {
 	if mb.pid == nil || mb.suspicion != nil {
 		return false
 	}
+	mb.gossiped = by == "" && mb.seenAlive
 	if mb.state != StateSuspect {
 		s.log.Debug("peer suspect", "peer", mb.addr, "by", by)
 		mb.state = StateSuspect
@@ -134,27 +137,31 @@ func (s *Supervisor) suspect(mb *member, by string) bool {
 	if d := s.suspicionTimeout(); d > 0 {
 		mb.suspicion = s.timer.SendOnce(d, s.pid, &suspicionTimeout{addr: mb.addr, seq: mb.suspectSeq})
 	}
-	return true
+	return mb.gossiped
 }
 
 // unsuspect makes a member alive again: it answered a probe or pushed to
-// this node. It reports whether a suspicion ended (which the members'
-// gossip then no longer carries).
+// this node. It reports whether this node's gossip named it.
 func (s *Supervisor) unsuspect(mb *member) bool {
 	if mb.state != StateAlive {
 		s.log.Info("peer alive", "peer", mb.addr)
 		mb.state = StateAlive
 	}
+	mb.seenAlive = true
 	return s.cancelSuspicion(mb)
 }
 
+// cancelSuspicion ends a member's suspicion, if one runs, and reports
+// whether this node's gossip named it.
 func (s *Supervisor) cancelSuspicion(mb *member) bool {
 	if mb.suspicion == nil {
 		return false
 	}
 	mb.suspicion()
 	mb.suspicion = nil
-	return true
+	gossiped := mb.gossiped
+	mb.gossiped = false
+	return gossiped
 }
 
 // suspicionTimedOut takes a member that stayed suspect for the suspicion
@@ -190,12 +197,12 @@ func (s *Supervisor) gossip(from string, suspects []wire.Suspect) (refuted bool)
 	return refuted
 }
 
-// suspects lists the members this node suspects (their suspicion timer
-// runs), at the incarnations it knows, for gossip.
+// suspects lists the members this node suspects itself (see suspect), at
+// the incarnations it knows, for gossip.
 func (s *Supervisor) suspects() []wire.Suspect {
 	var out []wire.Suspect
 	for _, mb := range s.members {
-		if mb.suspicion != nil && mb.pid != nil {
+		if mb.suspicion != nil && mb.gossiped && mb.pid != nil {
 			out = append(out, wire.Suspect{Addr: mb.addr, Incarnation: mb.incarnation})
 		}
 	}

@@ -10,6 +10,48 @@ import (
 	"countd/wire"
 )
 
+// New members, a raised incarnation or a new suspicion is worth a push of
+// its own; a suspicion that ended only rides on the next push.
+func TestPeerPushesGossipNews(t *testing.T) {
+	sys := newSystem(t)
+	tr := newFakeTransport()
+	counter, _ := spawnCounter(t, sys, nil)
+	peer, _ := spawnPeer(t, sys, testPeerConfig(tr, counter))
+	tr.awaitPush(t) // the first full push
+
+	sus := []wire.Suspect{{Addr: "127.0.0.3:3", Incarnation: 2}}
+	for _, step := range []struct {
+		name string
+		m    *Members
+		push bool
+	}{
+		{"members", &Members{Addrs: []string{"127.0.0.3:3"}}, true},
+		{"same again", &Members{Addrs: []string{"127.0.0.3:3"}}, false},
+		{"a suspicion", &Members{Addrs: []string{"127.0.0.3:3"}, Suspects: sus}, true},
+		{"it ended", &Members{Addrs: []string{"127.0.0.3:3"}}, false},
+		{"a refutation", &Members{Addrs: []string{"127.0.0.3:3"}, Incarnation: 1}, true},
+	} {
+		sys.Root.Send(peer, step.m)
+		// A Flush answers once the push a Members set off is done; with
+		// nothing owed it answers at once and pushes nothing.
+		if _, err := sys.Root.RequestFuture(peer, &Flush{}, wait).Result(); err != nil {
+			t.Fatal(err)
+		}
+		var got *wire.ReplicateRequest
+		select {
+		case c := <-tr.pushes:
+			got = c.req
+		default:
+		}
+		if (got != nil) != step.push {
+			t.Fatalf("%s: pushed %v, want %v", step.name, got != nil, step.push)
+		}
+		if got != nil && (got.Incarnation != step.m.Incarnation || !slices.Equal(got.Suspects, step.m.Suspects)) {
+			t.Fatalf("%s: push carries incarnation %d, suspects %v", step.name, got.Incarnation, got.Suspects)
+		}
+	}
+}
+
 // A PeerActor checks its peer only when told to (the Supervisor's turn),
 // once per Probe.
 func TestPeerProbesOncePerProbe(t *testing.T) {
@@ -232,6 +274,12 @@ func TestSupervisorTakesGossipedSuspicionAndRefutesItsOwn(t *testing.T) {
 	waitFor(t, "2 suspect", func() bool { return f.state("127.0.0.2:2") == StateSuspect })
 	if s := f.state("127.0.0.4:4"); s != StateAlive {
 		t.Fatalf("4 is %s after a stale suspicion, want alive", s)
+	}
+	// A suspicion learnt from gossip is not passed on: 3 pushed it to
+	// every member itself, and passing it on would make every node push
+	// to every other.
+	if g := f.lastGossip("127.0.0.4:4"); g != nil && len(g.Suspects) > 0 {
+		t.Fatalf("gossip %+v passes on a suspicion learnt from gossip", g)
 	}
 
 	// 3 suspects this node, at its incarnation (0): it refutes with 1.
