@@ -182,7 +182,7 @@ func TestPeerReportsHowFarBehind(t *testing.T) {
 	counter := counterProbe(t, sys, func() uint64 { mu.Lock(); defer mu.Unlock(); return version })
 	cfg := testPeerConfig(tr, counter.pid)
 	peer, parent := spawnPeer(t, sys, cfg)
-	probeEvery(t, sys, peer, 5*time.Millisecond) // as the Supervisor would, every period
+	probeEvery(t, sys, peer, 5*time.Millisecond)
 
 	sys.Root.Send(peer, &Changed{Version: 5})
 	fishFor(t, parent, wait, func(s *PeerStatus) bool { return s.Behind == 5 })
@@ -217,7 +217,7 @@ func TestFreshPeerIsNotCreditedWithChangesItNeverGot(t *testing.T) {
 		counter := counterProbe(t, sys, func() uint64 { return 5 })
 		cfg := testPeerConfig(tr, counter.pid)
 		peer, parent := spawnPeer(t, sys, cfg)
-		probeEvery(t, sys, peer, 5*time.Millisecond) // as the Supervisor would, every period
+		probeEvery(t, sys, peer, 5*time.Millisecond)
 		// No notice comes: the state was loaded before the actor started.
 		fishFor(t, parent, wait, func(s *PeerStatus) bool { return s.Behind == 5 })
 	})
@@ -228,7 +228,7 @@ func TestFreshPeerIsNotCreditedWithChangesItNeverGot(t *testing.T) {
 		counter := counterProbe(t, sys, func() uint64 { return 5 })
 		cfg := testPeerConfig(tr, counter.pid)
 		peer, parent := spawnPeer(t, sys, cfg)
-		probeEvery(t, sys, peer, 5*time.Millisecond) // as the Supervisor would, every period
+		probeEvery(t, sys, peer, 5*time.Millisecond)
 		tr.awaitPush(t) // the first full push, held: the peer has nothing yet
 		// The first health check has learnt the peer's replica id.
 		fishFor(t, parent, wait, func(s *PeerStatus) bool { return !s.LastSeen.IsZero() })
@@ -251,7 +251,7 @@ func TestUnansweringPeerIsReportedBehind(t *testing.T) {
 	cfg := testPeerConfig(tr, counter.pid)
 	cfg.FailuresBeforeDown = 1000
 	peer, parent := spawnPeer(t, sys, cfg)
-	probeEvery(t, sys, peer, 5*time.Millisecond) // as the Supervisor would, every period
+	probeEvery(t, sys, peer, 5*time.Millisecond)
 	sys.Root.Send(peer, &Changed{Version: 3})
 	fishFor(t, parent, wait, func(s *PeerStatus) bool { return s.State == StateSuspect && s.Behind == 3 })
 }

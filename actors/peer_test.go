@@ -252,7 +252,7 @@ func TestPeerReportsUnhealthyOnceAfterNFailures(t *testing.T) {
 	counter, _ := spawnCounter(t, sys, nil)
 	cfg := testPeerConfig(tr, counter)
 	peer, parent := spawnPeer(t, sys, cfg)
-	probeEvery(t, sys, peer, 5*time.Millisecond) // as the Supervisor would, every period
+	probeEvery(t, sys, peer, 5*time.Millisecond)
 
 	suspect, _ := expect[*PeerStatus](t, parent, wait)
 	if suspect.State != StateSuspect {
@@ -289,7 +289,7 @@ func TestPeerSendsFullStateWhenPeerRestarts(t *testing.T) {
 	counter := counterProbe(t, sys, func() uint64 { mu.Lock(); defer mu.Unlock(); return version })
 	cfg := testPeerConfig(tr, counter.pid)
 	peer, _ := spawnPeer(t, sys, cfg)
-	probeEvery(t, sys, peer, 5*time.Millisecond) // as the Supervisor would, every period
+	probeEvery(t, sys, peer, 5*time.Millisecond)
 
 	expect[*Subscribe](t, counter, wait)
 	if s, _ := expect[*DeltaSince](t, counter, wait); s.Version != 0 {
@@ -316,7 +316,7 @@ func TestPeerThatIsThisNodeIsReported(t *testing.T) {
 	cfg := testPeerConfig(tr, counter)
 	cfg.Self = "127.0.0.2:2" // the address the PeerActor was made for answers as us
 	peer, parent := spawnPeer(t, sys, cfg)
-	probeEvery(t, sys, peer, 5*time.Millisecond) // as the Supervisor would, every period
+	probeEvery(t, sys, peer, 5*time.Millisecond)
 	if m := fishFor(t, parent, wait, func(*PeerIsSelf) bool { return true }); m.Addr != "127.0.0.2:2" {
 		t.Fatalf("self report for %q", m.Addr)
 	}
@@ -353,7 +353,7 @@ func TestPeerReportsAKeyRefusalOnceAndStopsPushing(t *testing.T) {
 	counter, _ := spawnCounter(t, sys, nil)
 	cfg := testPeerConfig(tr, counter)
 	peer, parent := spawnPeer(t, sys, cfg)
-	probeEvery(t, sys, peer, 5*time.Millisecond) // as the Supervisor would, every period
+	probeEvery(t, sys, peer, 5*time.Millisecond)
 
 	// The first push or health check, whichever comes first, is refused.
 	m := fishFor(t, parent, wait, func(*PeerUnauthorized) bool { return true })

@@ -108,7 +108,9 @@ func newSupervisorFixtureOn(t *testing.T, sys *actor.ActorSystem, tune func(*Sup
 		Self: "127.0.0.1:1",
 		Peer: PeerConfig{Transport: f.tr, Timeout: time.Second},
 		PeerProps: func(addr string) *actor.Props {
-			return actor.PropsFromProducer(func() actor.Actor { return &standIn{addr: addr, events: f.events, members: &f.members, gossip: &f.gossip, asked: f.asked, probes: f.probes} })
+			return actor.PropsFromProducer(func() actor.Actor {
+				return &standIn{addr: addr, events: f.events, members: &f.members, gossip: &f.gossip, asked: f.asked, probes: f.probes}
+			})
 		},
 		DownProbeMin: 5 * time.Millisecond,
 		DownProbeMax: 20 * time.Millisecond,
