@@ -233,8 +233,9 @@ type member struct {
 }
 
 // Supervisor is the parent of the PeerActors and owns the membership table.
-// It spawns a PeerActor per registered peer, stops it when the peer fails its
-// health checks, probes the down peer at a backed-off pace, and spawns it
+// It spawns a PeerActor per registered peer, tells one PeerActor per
+// protocol period to probe its peer (swim.go), stops it when the peer stays
+// suspect past the suspicion timeout or fails its health checks, probes the down peer at a backed-off pace, and spawns it
 // again when the peer answers or contacts this node. A peer that refuses this
 // node's cluster key is handled like a down one, in state StateUnauthorized
 // (logged once at warn, and once at info when it ends). A PeerActor that panics
