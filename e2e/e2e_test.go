@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"countd/internal/apiclient"
+	"countd/internal/apispec"
 	"countd/internal/proc"
 	"encoding/json"
 	"fmt"
@@ -310,7 +311,9 @@ func (l *load) String() string {
 }
 
 // newClient returns a keep-alive client for conns concurrent requests to one
-// node, each bounded by requestTimeout. Its idle connections close when the
+// node, each bounded by requestTimeout, that checks every exchange against
+// the contract (internal/apispec; a request a test means to be invalid is
+// made with a context from apispec.Invalid). Its idle connections close when the
 // test ends.
 func newClient(t *testing.T, conns int) *http.Client {
 	tr := &http.Transport{
@@ -321,7 +324,8 @@ func newClient(t *testing.T, conns int) *http.Client {
 		IdleConnTimeout:     30 * time.Second,
 	}
 	t.Cleanup(tr.CloseIdleConnections)
-	return &http.Client{Transport: tr, Timeout: requestTimeout}
+	// Every exchange is checked against the contract, docs/openapi.yaml.
+	return &http.Client{Transport: apispec.Transport(t, tr), Timeout: requestTimeout}
 }
 
 // reply is the body of a 200 from /increment and /counter.

@@ -55,9 +55,7 @@ func send(t *testing.T, s *Server, req nodeRequest, remote string, sign signer) 
 	if sign != nil {
 		sign(r, []byte(req.body))
 	}
-	rec := httptest.NewRecorder()
-	s.Handler().ServeHTTP(rec, r)
-	return rec
+	return serve(t, s, r)
 }
 
 // clusterState is what a node-to-node request could change in the fake.

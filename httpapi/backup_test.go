@@ -144,7 +144,7 @@ func TestBackupOutlastsWriteTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close(t.Context()) })
-	resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(s.Port()) + "/backup")
+	resp, err := (&http.Client{Transport: specTransport(t, nil)}).Get("http://127.0.0.1:" + strconv.Itoa(s.Port()) + "/backup")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -111,6 +111,7 @@ const goodLeave = `{"from":"http://127.0.0.1:9001/","replica":"00000000000000ab"
 // normalised, and answers with this node's name; a bad body changes
 // nothing.
 func TestLeaveMarksThePeerLeft(t *testing.T) {
+	acceptInvalidRequests(t) // tests of bad input
 	c := newFakeCluster()
 	c.peers["127.0.0.1:9001"] = actors.StateAlive
 	rec := do(t, newClusterServer(c), http.MethodPost, "/leave", strings.NewReader(goodLeave))
@@ -140,6 +141,7 @@ func TestLeaveMarksThePeerLeft(t *testing.T) {
 }
 
 func TestReplicateRejectsBadPayloadsWithoutMerging(t *testing.T) {
+	acceptInvalidRequests(t) // tests of bad input
 	cases := map[string]string{
 		"not json":        `{`,
 		"array":           `[]`,
@@ -178,6 +180,7 @@ func TestReplicateRejectsBadPayloadsWithoutMerging(t *testing.T) {
 }
 
 func TestReplicateMergeErrors(t *testing.T) {
+	acceptInvalidRequests(t) // tests of bad input
 	for _, tc := range []struct {
 		err    error
 		status int
@@ -237,6 +240,7 @@ func TestPeersRoutes(t *testing.T) {
 }
 
 func TestPeersBadInput(t *testing.T) {
+	acceptInvalidRequests(t) // tests of bad input
 	for name, tc := range map[string]struct {
 		method, path, body string
 		status             int
@@ -302,6 +306,7 @@ func FuzzDecodeReplicate(f *testing.F) {
 // TestPeersErrorMessages checks what a client reads when POST /peers or
 // DELETE /peers/{addr} is refused: what was wrong and the forms accepted.
 func TestPeersErrorMessages(t *testing.T) {
+	acceptInvalidRequests(t) // tests of bad input
 	const forms = "host:port or http://host:port"
 	for _, tc := range []struct {
 		name, method, path, body string
@@ -339,6 +344,7 @@ func TestPeersErrorMessages(t *testing.T) {
 // TestReplicateErrorMessages checks a refused push says what is wrong,
 // without Go's wording.
 func TestReplicateErrorMessages(t *testing.T) {
+	acceptInvalidRequests(t) // tests of bad input
 	for name, tc := range map[string]struct {
 		body  string
 		words []string

@@ -46,7 +46,7 @@ func TestCloseDrainsKeepAliveClients(t *testing.T) {
 		done.Go(func() {
 			tr := &http.Transport{}
 			defer tr.CloseIdleConnections()
-			client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+			client := &http.Client{Transport: specTransport(t, tr), Timeout: 10 * time.Second}
 			first := true
 			for {
 				resp, err := client.Post(base+"/counters/c/increment", "", nil)

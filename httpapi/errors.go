@@ -63,7 +63,9 @@ func statusOf(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, errMethod):
 		return http.StatusMethodNotAllowed
-	case errors.Is(err, crdt.ErrOverflow), errors.Is(err, errNoDataFile):
+	case errors.Is(err, actors.ErrKeyConflict):
+		return http.StatusUnprocessableEntity
+	case errors.Is(err, crdt.ErrOverflow), errors.Is(err, errNoDataFile), errors.Is(err, actors.ErrKeyInFlight):
 		return http.StatusConflict
 	case errors.Is(err, actors.ErrTooManyPeers):
 		return http.StatusInsufficientStorage
@@ -97,6 +99,12 @@ func messageOf(err error) string {
 			"; nothing was changed (existing counters keep working; the limits are -max-counters and -max-entries)"
 	case errors.Is(err, crdt.ErrLimit):
 		return "replicate payload refused whole: " + limitDetail(err) + " (-max-entries); nothing of it was applied"
+	case errors.Is(err, actors.ErrKeyConflict):
+		return "this Idempotency-Key was first used for another change (" + detail(err, actors.ErrKeyConflict, "another counter, operation or amount") +
+			"); nothing was changed: a key names one change, so send a new change with a new key"
+	case errors.Is(err, actors.ErrKeyInFlight):
+		return "a change with this Idempotency-Key is still being made on this node; nothing was changed by this request: " +
+			"send it again once the first has answered, and it is answered as that change"
 	case errors.Is(err, crdt.ErrNotFound):
 		return "no such counter: it was never created, or it was deleted or expired; nothing was changed"
 	case errors.Is(err, crdt.ErrInvalid):
@@ -120,11 +128,17 @@ func messageOf(err error) string {
 // limitDetail is what a crdt.ErrLimit says after its package prefix: which
 // counter, and what it holds.
 func limitDetail(err error) string {
-	msg, prefix := err.Error(), crdt.ErrLimit.Error()+": "
-	if i := strings.LastIndex(msg, prefix); i >= 0 {
+	return detail(err, crdt.ErrLimit, "a limit was reached")
+}
+
+// detail is what err says after the text of sentinel, which it wraps as
+// "sentinel: detail"; fallback if it says nothing more.
+func detail(err, sentinel error, fallback string) string {
+	msg, prefix := err.Error(), sentinel.Error()+": "
+	if i := strings.LastIndex(msg, prefix); i >= 0 && i+len(prefix) < len(msg) {
 		return msg[i+len(prefix):]
 	}
-	return "a limit was reached"
+	return fallback
 }
 
 // quote quotes what a client sent for an error message, cut to a length a

@@ -190,7 +190,7 @@ func TestStatusHistoryWhileOpen(t *testing.T) {
 	defer s.Close(context.Background())
 	tr := &http.Transport{}
 	defer tr.CloseIdleConnections()
-	c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	c := &http.Client{Transport: specTransport(t, tr), Timeout: 10 * time.Second}
 	base := "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port()))
 
 	var got historyReply

@@ -123,6 +123,7 @@ func TestDeleteCounter(t *testing.T) {
 }
 
 func TestDeleteBadName(t *testing.T) {
+	acceptInvalidRequests(t) // tests of bad input
 	for _, target := range []string{
 		"/counters/a%2Fb", "/counters/a%20b", "/counters/%2e%2e%2Fx", "/counters/" + name129, "/counters/a%00",
 	} {
@@ -294,6 +295,7 @@ func TestExpireNoSuchCounter(t *testing.T) {
 }
 
 func TestExpireNeedsTTL(t *testing.T) {
+	acceptInvalidRequests(t) // tests of bad input
 	const msg = "ttl is required: the seconds from now until the counter expires, from 1 to 315576000 (10 years)"
 	for _, counter := range []string{"c", "nope"} {
 		t.Run(counter, func(t *testing.T) {
@@ -313,6 +315,7 @@ func TestExpireNeedsTTL(t *testing.T) {
 // TestBadTTL checks every route that takes ttl refuses a bad one with 400
 // and the exact message, and changes nothing.
 func TestBadTTL(t *testing.T) {
+	acceptInvalidRequests(t) // tests of bad input
 	valueMsg := func(v string) string {
 		return fmt.Sprintf("ttl must be a whole number of seconds from 1 to 315576000 (10 years), written in digits only; got %q", v)
 	}

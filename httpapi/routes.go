@@ -71,6 +71,7 @@ func (s *Server) routes() http.Handler {
 	handle("/counters", http.MethodGet, s.handleCounters)
 	open("/health", http.MethodGet, s.signedIfSigned(s.handleHealth)) // for probes
 	open("/", http.MethodGet, s.handleStatusPage)                     // its data, /status, needs the token
+	open("/openapi.yaml", http.MethodGet, s.handleOpenAPI)            // the contract, docs/openapi.yaml
 	handle("/status", http.MethodGet, s.handleStatus, "history")
 	if s.cfg.Metrics != nil {
 		handle("/metrics", http.MethodGet, s.cfg.Metrics.Handler().ServeHTTP)
@@ -187,7 +188,7 @@ func (s *Server) change(w http.ResponseWriter, r *http.Request, op string, neg b
 		res, err = s.applyChange(r, neg)
 	}
 	if err != nil {
-		outcome := metrics.OutcomeRejected // 507 too: a full node changed nothing
+		outcome := metrics.OutcomeRejected // 409, 422 and 507 too: nothing changed
 		if st := statusOf(err); st >= 500 && st != http.StatusInsufficientStorage {
 			outcome = metrics.OutcomeUnavailable
 		}
@@ -200,8 +201,13 @@ func (s *Server) change(w http.ResponseWriter, r *http.Request, op string, neg b
 		s.writeError(w, err)
 		return
 	}
+	if res.Replayed {
+		w.Header()[replayedHeader] = replayedTrue
+	}
 	s.writeValue(w, res.Counter, res.Value, res.Expires)
 }
+
+var replayedTrue = []string{"true"}
 
 func (s *Server) applyChange(r *http.Request, neg bool) (*actors.ChangeResult, error) {
 	name, err := counterName(r)
@@ -216,7 +222,11 @@ func (s *Server) applyChange(r *http.Request, neg bool) (*actors.ChangeResult, e
 	if err != nil {
 		return nil, err
 	}
-	return s.cfg.Counters.Apply(r.Context(), actors.Change{Counter: name, By: by, Neg: neg, TTL: ttl})
+	key, err := idempotencyKey(r)
+	if err != nil {
+		return nil, err
+	}
+	return s.cfg.Counters.Apply(r.Context(), actors.Change{Counter: name, By: by, Neg: neg, TTL: ttl, Key: key})
 }
 
 // handleDelete serves DELETE /counters/{name}: 204 whether the counter

@@ -36,13 +36,19 @@ const (
 
 // fakeCounters implements Counters over a real crdt.State. It can be told to
 // fail every call with err, or to run block (which may wait on ctx) instead
-// of touching the state.
+// of touching the state. It keeps the contract of idempotency keys as a
+// node does: a key seen with the same change is a replay (Replayed, the
+// current value, nothing counted), with another change ErrKeyConflict, and
+// a key in inFlight is ErrKeyInFlight.
 type fakeCounters struct {
-	mu    sync.Mutex
-	state *crdt.State
-	err   error
-	block func(ctx context.Context) error
-	calls int
+	mu       sync.Mutex
+	state    *crdt.State
+	err      error
+	block    func(ctx context.Context) error
+	calls    int
+	changes  []actors.Change          // every change Apply was given, as given
+	keys     map[string]actors.Change // the change each key was first used for
+	inFlight map[string]bool          // keys whose first change is still being made
 }
 
 var _ Counters = (*fakeCounters)(nil)
@@ -69,6 +75,19 @@ func (f *fakeCounters) Apply(ctx context.Context, ch actors.Change) (*actors.Cha
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.changes = append(f.changes, ch)
+	if ch.Key != "" {
+		first, seen := f.keys[ch.Key]
+		switch {
+		case f.inFlight[ch.Key]:
+			return nil, actors.ErrKeyInFlight
+		case seen && (first.Counter != ch.Counter || first.Neg != ch.Neg || first.By != ch.By):
+			return nil, fmt.Errorf("%w: %s", actors.ErrKeyConflict, describeChange(first))
+		case seen:
+			v, exp, _ := f.state.Lookup(ch.Counter)
+			return &actors.ChangeResult{Counter: ch.Counter, Value: v, Expires: exp, Version: f.state.Version(), Replayed: true}, nil
+		}
+	}
 	now := nowMs()
 	if _, exp, ok := f.state.Lookup(ch.Counter); ok && exp != 0 && exp <= now {
 		f.state.Delete(ch.Counter, now)
@@ -87,7 +106,40 @@ func (f *fakeCounters) Apply(ctx context.Context, ch actors.Change) (*actors.Cha
 		f.state.Expire(ch.Counter, now+uint64(ch.TTL.Milliseconds()), true, now)
 	}
 	_, exp, _ := f.state.Lookup(ch.Counter)
-	return &actors.ChangeResult{Counter: ch.Counter, Value: v, Expires: exp}, nil
+	f.rememberKey(ch)
+	return &actors.ChangeResult{Counter: ch.Counter, Value: v, Expires: exp, Version: f.state.Version()}, nil
+}
+
+// rememberKey records, if ch has a key, the change it was first used for,
+// once ch is applied (f.mu held).
+func (f *fakeCounters) rememberKey(ch actors.Change) {
+	if ch.Key == "" {
+		return
+	}
+	if f.keys == nil {
+		f.keys = make(map[string]actors.Change)
+	}
+	f.keys[ch.Key] = ch
+}
+
+// describeChange says what a change was, as a key conflict names it.
+func describeChange(ch actors.Change) string {
+	op := "increment"
+	if ch.Neg {
+		op = "decrement"
+	}
+	return fmt.Sprintf("%s of %q by %d", op, ch.Counter, ch.By)
+}
+
+// lastChange returns the last change Apply was given.
+func (f *fakeCounters) lastChange(t *testing.T) actors.Change {
+	t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.changes) == 0 {
+		t.Fatal("Apply was never called")
+	}
+	return f.changes[len(f.changes)-1]
 }
 
 func (f *fakeCounters) Delete(ctx context.Context, counter string) (bool, error) {
@@ -209,9 +261,7 @@ func do(t *testing.T, s *Server, method, target string, body io.Reader) *httptes
 	t.Helper()
 	req := httptest.NewRequest(method, target, body)
 	req.RemoteAddr = loopbackClient
-	rec := httptest.NewRecorder()
-	s.Handler().ServeHTTP(rec, req)
-	return rec
+	return serve(t, s, req)
 }
 
 // assertJSONType fails unless the response's media type is application/json.
@@ -507,6 +557,7 @@ var changeRoutes = []string{
 }
 
 func TestRoutesBadBy(t *testing.T) {
+	acceptInvalidRequests(t) // tests of bad input
 	tests := []struct {
 		name  string
 		query string // raw query, appended after "?"
@@ -549,6 +600,7 @@ func TestRoutesBadBy(t *testing.T) {
 }
 
 func TestRoutesBadName(t *testing.T) {
+	acceptInvalidRequests(t) // tests of bad input
 	names := []struct {
 		name string
 		seg  string // the path segment as sent
@@ -598,6 +650,7 @@ func TestRoutesBadName(t *testing.T) {
 // JSON error, not redirected: a client following a 301 turns a POST into a
 // GET of another resource.
 func TestRoutesEmptyName(t *testing.T) {
+	acceptInvalidRequests(t) // tests of bad input
 	for _, tt := range []struct{ method, target string }{
 		{"GET", "/counters/"},
 		{"POST", "/counters//increment"},
@@ -668,6 +721,7 @@ func TestRoutesOverflow(t *testing.T) {
 }
 
 func TestRoutesMethodNotAllowed(t *testing.T) {
+	acceptInvalidRequests(t) // tests of bad input
 	tests := []struct{ method, target string }{
 		{"GET", "/increment"},
 		{"PUT", "/increment"},
@@ -703,6 +757,7 @@ func TestRoutesMethodNotAllowed(t *testing.T) {
 }
 
 func TestRoutesNotFound(t *testing.T) {
+	acceptInvalidRequests(t) // tests of bad input
 	tests := []struct{ method, target string }{
 		{"GET", "/nope"},
 		{"POST", "/nope"},
@@ -734,6 +789,7 @@ type unsizedReader struct{ r io.Reader }
 func (u unsizedReader) Read(p []byte) (int, error) { return u.r.Read(p) }
 
 func TestRoutesBodyTooLarge(t *testing.T) {
+	acceptInvalidRequests(t) // tests of bad input
 	over := bytes.Repeat([]byte("x"), wire.MaxBody+1)
 	tests := []struct {
 		name    string
@@ -769,8 +825,7 @@ func TestRoutesBodyTooLarge(t *testing.T) {
 			} else if req.ContentLength != int64(len(over)) {
 				t.Fatalf("ContentLength = %d, want %d", req.ContentLength, len(over))
 			}
-			rec := httptest.NewRecorder()
-			newTestServer(f).Handler().ServeHTTP(rec, req)
+			rec := serve(t, newTestServer(f), req)
 			assertError(t, rec, http.StatusRequestEntityTooLarge)
 			f.assertUnchanged(t, before)
 		})
@@ -789,8 +844,7 @@ func TestRoutesBodyAtLimit(t *testing.T) {
 				body = unsizedReader{body}
 			}
 			req := httptest.NewRequest("POST", "/increment", body)
-			rec := httptest.NewRecorder()
-			newTestServer(f).Handler().ServeHTTP(rec, req)
+			rec := serve(t, newTestServer(f), req)
 			if rec.Code != http.StatusOK {
 				t.Fatalf("status = %d, want 200 (body %q)", rec.Code, rec.Body)
 			}
@@ -812,22 +866,28 @@ var counterRoutes = []struct{ method, target string }{
 
 func TestRoutesCounterErrors(t *testing.T) {
 	tests := []struct {
-		name   string
-		err    error
-		status int
+		name    string
+		err     error
+		status  int
+		changes bool // only a change can fail so (the contract documents it only there)
 	}{
-		{"timeout", actors.ErrTimeout, http.StatusServiceUnavailable},
-		{"stopped", actors.ErrStopped, http.StatusServiceUnavailable},
-		{"store", actors.ErrStore, http.StatusServiceUnavailable},
-		{"wrapped timeout", fmt.Errorf("ask: %w", actors.ErrTimeout), http.StatusServiceUnavailable},
-		{"wrapped store", fmt.Errorf("%w: disk full", actors.ErrStore), http.StatusServiceUnavailable},
-		{"overflow from actor", fmt.Errorf("%w: counter", crdt.ErrOverflow), http.StatusConflict},
-		{"invalid from actor", fmt.Errorf("%w: counter", crdt.ErrInvalid), http.StatusBadRequest},
-		{"full", fmt.Errorf("%w: %w", actors.ErrFull, crdt.ErrLimit), http.StatusInsufficientStorage},
-		{"unexpected", errors.New("boom"), http.StatusInternalServerError},
+		{"timeout", actors.ErrTimeout, http.StatusServiceUnavailable, false},
+		{"stopped", actors.ErrStopped, http.StatusServiceUnavailable, false},
+		{"store", actors.ErrStore, http.StatusServiceUnavailable, false},
+		{"wrapped timeout", fmt.Errorf("ask: %w", actors.ErrTimeout), http.StatusServiceUnavailable, false},
+		{"wrapped store", fmt.Errorf("%w: disk full", actors.ErrStore), http.StatusServiceUnavailable, false},
+		{"overflow from actor", fmt.Errorf("%w: counter", crdt.ErrOverflow), http.StatusConflict, true},
+		{"invalid from actor", fmt.Errorf("%w: counter", crdt.ErrInvalid), http.StatusBadRequest, false},
+		{"full", fmt.Errorf("%w: %w", actors.ErrFull, crdt.ErrLimit), http.StatusInsufficientStorage, true},
+		{"key conflict", fmt.Errorf("%w: increment of \"c\" by 1", actors.ErrKeyConflict), http.StatusUnprocessableEntity, true},
+		{"key in flight", actors.ErrKeyInFlight, http.StatusConflict, true},
+		{"unexpected", errors.New("boom"), http.StatusInternalServerError, false},
 	}
 	for _, r := range counterRoutes {
 		for _, tt := range tests {
+			if tt.changes && r.method != http.MethodPost {
+				continue
+			}
 			t.Run(r.method+" "+r.target+"/"+tt.name, func(t *testing.T) {
 				f := newFake()
 				f.preload(t, other("default", 1, 0), other("c", 1, 0))
@@ -861,12 +921,10 @@ func TestHealthDoesNotAskCounters(t *testing.T) {
 }
 
 // serveAsync runs one request through the handler in a goroutine.
-func serveAsync(s *Server, req *http.Request) <-chan *httptest.ResponseRecorder {
+func serveAsync(t *testing.T, s *Server, req *http.Request) <-chan *httptest.ResponseRecorder {
 	done := make(chan *httptest.ResponseRecorder, 1)
 	go func() {
-		rec := httptest.NewRecorder()
-		s.Handler().ServeHTTP(rec, req)
-		done <- rec
+		done <- serve(t, s, req)
 	}()
 	return done
 }
@@ -937,7 +995,7 @@ func TestBlockedCountersAnswer503(t *testing.T) {
 					defer c2()
 				}
 				req := httptest.NewRequestWithContext(ctx, r.method, r.target, nil)
-				done := serveAsync(s, req)
+				done := serveAsync(t, s, req)
 
 				var rec *httptest.ResponseRecorder
 				select {
@@ -958,6 +1016,7 @@ func TestBlockedCountersAnswer503(t *testing.T) {
 }
 
 func TestServerOpenPortClose(t *testing.T) {
+	acceptInvalidRequests(t) // tests of bad input
 	f := newFake()
 	s := NewServer(Config{Addr: "127.0.0.1:0", Counters: f, Node: testNode, Replica: testReplica})
 	if p := s.Port(); p != 0 {
@@ -985,7 +1044,7 @@ func TestServerOpenPortClose(t *testing.T) {
 
 	tr := &http.Transport{}
 	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	client := &http.Client{Transport: specTransport(t, tr), Timeout: 10 * time.Second}
 	base := "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 
 	resp, err := client.Post(base+"/counters/c/increment?by=2", "", nil)
@@ -1038,7 +1097,7 @@ func TestServerOpenWithListener(t *testing.T) {
 	}
 	tr := &http.Transport{}
 	defer tr.CloseIdleConnections()
-	resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get("http://" + ln.Addr().String() + "/health")
+	resp, err := (&http.Client{Transport: specTransport(t, tr), Timeout: 10 * time.Second}).Get("http://" + ln.Addr().String() + "/health")
 	if err != nil {
 		t.Fatalf("GET /health: %v", err)
 	}
@@ -1091,7 +1150,7 @@ func TestServerCloseBoundedByContext(t *testing.T) {
 	defer tr.CloseIdleConnections()
 	reqDone := make(chan error, 1)
 	go func() {
-		resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Post("http://"+addr+"/increment", "", nil)
+		resp, err := (&http.Client{Transport: specTransport(t, tr), Timeout: 10 * time.Second}).Post("http://"+addr+"/increment", "", nil)
 		if err == nil {
 			resp.Body.Close()
 		}
@@ -1123,9 +1182,7 @@ func doBody(t *testing.T, s *Server, method, target, ct, body string) *httptest.
 	if ct != "" {
 		req.Header.Set("Content-Type", ct)
 	}
-	rec := httptest.NewRecorder()
-	s.Handler().ServeHTTP(rec, req)
-	return rec
+	return serve(t, s, req)
 }
 
 // TestChangeBody checks that every change route honours {"by":N}, whatever
@@ -1173,6 +1230,7 @@ func TestChangeBody(t *testing.T) {
 // rules of ?by= is refused with a 400 that says what is wrong and what is
 // accepted, and changes nothing.
 func TestChangeBodyBad(t *testing.T) {
+	acceptInvalidRequests(t) // tests of bad input
 	const want = `{"by":N}`
 	tests := []struct {
 		name, body, query string
@@ -1268,6 +1326,7 @@ func newFullServer(f *fakeCounters, c *fakeCluster) *Server {
 // encoding, and changes nothing; so a typo such as ?bye=5 is never
 // silently ignored.
 func TestUnknownQueryParameter(t *testing.T) {
+	acceptInvalidRequests(t) // tests of bad input
 	for _, r := range allRoutes {
 		queries := []struct{ query, word string }{
 			{"x=1", `"x"`},
@@ -1305,6 +1364,7 @@ func TestUnknownQueryParameter(t *testing.T) {
 // TestBadQueryEncodingChangesNothing checks a ?by= the URL decoder drops
 // is refused, not read as no by at all (which would add 1).
 func TestBadQueryEncodingChangesNothing(t *testing.T) {
+	acceptInvalidRequests(t) // tests of bad input
 	for _, q := range []string{"by=%zz", "by=%", "by=5%", "by=5;by=6"} {
 		t.Run(q, func(t *testing.T) {
 			f := newFake()
@@ -1319,6 +1379,7 @@ func TestBadQueryEncodingChangesNothing(t *testing.T) {
 // TestMethodNotAllowedAllow checks a 405 lists, in Allow and in its
 // message, the methods the path takes.
 func TestMethodNotAllowedAllow(t *testing.T) {
+	acceptInvalidRequests(t) // tests of bad input
 	for _, r := range allRoutes {
 		for _, m := range []string{"GET", "POST", "PUT", "DELETE", "PATCH"} {
 			if strings.Contains(r.allow, m) {
@@ -1340,6 +1401,7 @@ func TestMethodNotAllowedAllow(t *testing.T) {
 // TestNotFoundListsPaths checks a 404 names the path asked for and lists
 // the ones there are.
 func TestNotFoundListsPaths(t *testing.T) {
+	acceptInvalidRequests(t) // tests of bad input
 	rec := do(t, newFullServer(newFake(), newFakeCluster()), "GET", "/nope", nil)
 	assertError(t, rec, http.StatusNotFound)
 	assertMentions(t, rec.Body.Bytes(), "no such path /nope;", "/increment", "/counters/{name}/increment", "/counters/{name}/expire", "/peers/{addr}", "/metrics")
@@ -1352,6 +1414,7 @@ var errFull = fmt.Errorf("%w: %w", actors.ErrFull,
 // TestErrorMessages checks what a client reads for each error the
 // handlers map, by the route that meets it.
 func TestErrorMessages(t *testing.T) {
+	acceptInvalidRequests(t) // tests of bad input
 	tests := []struct {
 		name         string
 		method, path string
@@ -1389,6 +1452,7 @@ func TestErrorMessages(t *testing.T) {
 
 // TestTooLargeMessage checks the 413 says what the limit is.
 func TestTooLargeMessage(t *testing.T) {
+	acceptInvalidRequests(t) // tests of bad input
 	rec := doBody(t, newTestServer(newFake()), "POST", "/increment", "", strings.Repeat(" ", wire.MaxBody+1))
 	assertError(t, rec, http.StatusRequestEntityTooLarge)
 	assertMentions(t, rec.Body.Bytes(), "over 1 MiB", "1048576 bytes")

@@ -49,6 +49,7 @@ const noHistory = `"history":{"step_seconds":1,"changes_per_second":[],"behind":
 // TestStatusHistoryOnlyWhenAsked: the charts' history comes with
 // ?history=1 only, and any other value of history is refused.
 func TestStatusHistoryOnlyWhenAsked(t *testing.T) {
+	acceptInvalidRequests(t) // tests of bad input
 	s := NewServer(Config{Counters: newFake(), Cluster: peerTable{}, Node: testNode, Replica: testReplica})
 	want := `{"node":"` + testNode + `","replica":"` + testReplica + `","uptime_seconds":0,"peers":[],"counters":{},` + noHistory + `}`
 	rec := do(t, s, http.MethodGet, "/status?history=1", nil)
@@ -267,8 +268,7 @@ func TestStatusPage(t *testing.T) {
 		}
 		req := httptest.NewRequest(http.MethodGet, "/", nil)
 		req.Header.Set("If-None-Match", etag)
-		rec := httptest.NewRecorder()
-		s.Handler().ServeHTTP(rec, req)
+		rec := serve(t, s, req)
 		if rec.Code != http.StatusNotModified || rec.Body.Len() != 0 {
 			t.Errorf("GET / with If-None-Match: %d, %d bytes; want 304 and no body", rec.Code, rec.Body.Len())
 		}
@@ -276,6 +276,7 @@ func TestStatusPage(t *testing.T) {
 }
 
 func TestStatusWrongMethod(t *testing.T) {
+	acceptInvalidRequests(t) // tests of bad input
 	s := newClusterServer(newFakeCluster())
 	for _, tt := range []struct{ method, path string }{
 		{http.MethodPost, "/"},
@@ -345,8 +346,7 @@ func TestStatusPageGzip(t *testing.T) {
 			if tt.accept != "" {
 				req.Header.Set("Accept-Encoding", tt.accept)
 			}
-			rec := httptest.NewRecorder()
-			s.Handler().ServeHTTP(rec, req)
+			rec := serve(t, s, req)
 			h := rec.Header()
 			if rec.Code != http.StatusOK {
 				t.Fatalf("status %d", rec.Code)
@@ -382,8 +382,7 @@ func TestStatusPageGzip(t *testing.T) {
 
 			// Revalidation answers 304 for the representation the client holds.
 			req.Header.Set("If-None-Match", h.Get("ETag"))
-			again := httptest.NewRecorder()
-			s.Handler().ServeHTTP(again, req)
+			again := serve(t, s, req)
 			if again.Code != http.StatusNotModified {
 				t.Errorf("GET / with If-None-Match %s = %d, want 304", h.Get("ETag"), again.Code)
 			}

@@ -58,8 +58,7 @@ func TestPprofTakesClientTokens(t *testing.T) {
 			if tt.auth != "" {
 				req.Header.Set("Authorization", tt.auth)
 			}
-			rec := httptest.NewRecorder()
-			s.Handler().ServeHTTP(rec, req)
+			rec := serve(t, s, req)
 			if rec.Code != tt.want {
 				t.Fatalf("status %d, want %d; body %.200s", rec.Code, tt.want, rec.Body)
 			}
@@ -69,14 +68,13 @@ func TestPprofTakesClientTokens(t *testing.T) {
 
 // doAuth sends one request with the Authorization header auth (none if
 // empty) straight to the server's handler.
-func doAuth(s *Server, method, target, auth string) *httptest.ResponseRecorder {
+func doAuth(t *testing.T, s *Server, method, target, auth string) *httptest.ResponseRecorder {
+	t.Helper()
 	req := httptest.NewRequest(method, target, nil)
 	if auth != "" {
 		req.Header.Set("Authorization", auth)
 	}
-	rec := httptest.NewRecorder()
-	s.Handler().ServeHTTP(rec, req)
-	return rec
+	return serve(t, s, req)
 }
 
 func TestTokenGuardsTheClientAPI(t *testing.T) {
@@ -93,7 +91,7 @@ func TestTokenGuardsTheClientAPI(t *testing.T) {
 				"none": "", "wrong": "Bearer alpha-tokeN", "prefix": "Bearer alpha", "basic": "Basic YWxwaGEtdG9rZW4=",
 				"empty": "Bearer ", "no scheme": "alpha-token",
 			} {
-				rec := doAuth(s, r.method, r.target, auth)
+				rec := doAuth(t, s, r.method, r.target, auth)
 				assertError(t, rec, http.StatusUnauthorized)
 				if got := rec.Header().Get("WWW-Authenticate"); !strings.HasPrefix(got, "Bearer") {
 					t.Errorf("%s: WWW-Authenticate = %q, want Bearer", name, got)
@@ -101,7 +99,7 @@ func TestTokenGuardsTheClientAPI(t *testing.T) {
 			}
 			c.assertUnchanged(t, before)
 			for _, auth := range []string{"Bearer alpha-token", "bearer beta-token"} {
-				if rec := doAuth(s, r.method, r.target, auth); rec.Code != http.StatusOK {
+				if rec := doAuth(t, s, r.method, r.target, auth); rec.Code != http.StatusOK {
 					t.Errorf("with %q: status %d, want 200: %s", auth, rec.Code, rec.Body)
 				}
 			}
@@ -110,15 +108,16 @@ func TestTokenGuardsTheClientAPI(t *testing.T) {
 }
 
 func TestTokenLeavesOpenRoutesOpen(t *testing.T) {
+	acceptInvalidRequests(t) // tests of bad input
 	s, _ := newTokenServer(t, writeTokens(t, "alpha-token\n"))
 	for _, r := range []struct{ method, target string }{{"GET", "/health"}, {"GET", "/"}} {
-		if rec := doAuth(s, r.method, r.target, ""); rec.Code != http.StatusOK {
+		if rec := doAuth(t, s, r.method, r.target, ""); rec.Code != http.StatusOK {
 			t.Errorf("%s %s without a token: status %d, want 200", r.method, r.target, rec.Code)
 		}
 	}
 	// The node-to-node routes are not the client API: no token asked.
 	// (They are authenticated as nodes, by cluster key or certificate.)
-	rec := doAuth(s, "POST", "/replicate", "")
+	rec := doAuth(t, s, "POST", "/replicate", "")
 	if rec.Code == http.StatusUnauthorized {
 		t.Errorf("POST /replicate without a client token: 401, want it left to node authentication")
 	}
@@ -133,10 +132,10 @@ func TestTokenReload(t *testing.T) {
 	if err := s.cfg.Tokens.Reload(); err != nil {
 		t.Fatal(err)
 	}
-	if rec := doAuth(s, "GET", "/counters", "Bearer old-token"); rec.Code != http.StatusUnauthorized {
+	if rec := doAuth(t, s, "GET", "/counters", "Bearer old-token"); rec.Code != http.StatusUnauthorized {
 		t.Errorf("old token after reload: status %d, want 401", rec.Code)
 	}
-	if rec := doAuth(s, "GET", "/counters", "Bearer new-token"); rec.Code != http.StatusOK {
+	if rec := doAuth(t, s, "GET", "/counters", "Bearer new-token"); rec.Code != http.StatusOK {
 		t.Errorf("new token after reload: status %d, want 200", rec.Code)
 	}
 	// A reload that fails keeps the tokens in force.
@@ -146,7 +145,7 @@ func TestTokenReload(t *testing.T) {
 	if err := s.cfg.Tokens.Reload(); !errors.Is(err, ErrTokenFile) {
 		t.Errorf("reload of an empty file: %v, want ErrTokenFile", err)
 	}
-	if rec := doAuth(s, "GET", "/counters", "Bearer new-token"); rec.Code != http.StatusOK {
+	if rec := doAuth(t, s, "GET", "/counters", "Bearer new-token"); rec.Code != http.StatusOK {
 		t.Errorf("token after a failed reload: status %d, want 200", rec.Code)
 	}
 }

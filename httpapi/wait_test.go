@@ -82,6 +82,7 @@ func TestWriteLevels(t *testing.T) {
 }
 
 func TestBadWaitChangesNothing(t *testing.T) {
+	acceptInvalidRequests(t) // tests of bad input
 	for _, q := range []string{"wait=majority", "wait=", "wait=ALL", "wait=all&wait=all"} {
 		t.Run(q, func(t *testing.T) {
 			f, l := newFake(), &fakeLevels{}
@@ -138,6 +139,7 @@ func TestReadLevels(t *testing.T) {
 }
 
 func TestEntriesRoute(t *testing.T) {
+	acceptInvalidRequests(t) // tests of bad input
 	s := newLevelsServer(newFake(), &fakeLevels{})
 	rec := do(t, s, "GET", "/entries/c", nil)
 	assertBody(t, rec.Body.Bytes(), `{"node":"`+testNode+`","replica":"`+testReplica+`","entries":[{"counter":"c","replica":"`+testReplica+`","p":3,"n":0}]}`)
@@ -146,8 +148,7 @@ func TestEntriesRoute(t *testing.T) {
 	// A node-to-node route: not from loopback and unsigned, refused.
 	req := httptest.NewRequest("GET", "/entries/c", nil)
 	req.RemoteAddr = "192.0.2.1:40000"
-	rec = httptest.NewRecorder()
-	s.Handler().ServeHTTP(rec, req)
+	rec = serve(t, s, req)
 	if rec.Code != http.StatusForbidden {
 		t.Fatalf("GET /entries/c from another host, unsigned: %d, want 403", rec.Code)
 	}
