@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"countd/internal/apiclient"
+	"countd/internal/apispec"
+	"countd/internal/faultnet"
 )
 
 // newNetnsKeysCluster starts n nodes (at most netnsNodes) in namespaces of
@@ -106,11 +108,15 @@ type keyedLoad struct {
 	wg       sync.WaitGroup
 }
 
-// start starts clients clients, each with its own keep-alive pool.
-func (l *keyedLoad) start(t *testing.T, clients int) {
+// start starts clients clients, each with its own keep-alive pool, all
+// through lossy: the clients' network, which loses replies and delivers
+// requests twice, so outcomes are unknown after the change was applied
+// (its resend is a replay) and copies race on one key (409).
+func (l *keyedLoad) start(t *testing.T, clients int, lossy *faultnet.Network) {
 	for range clients {
-		hc := newClient(t, len(l.nodes))
-		hc.Timeout = 2 * opTimeout
+		tr := &http.Transport{Proxy: nil, DialContext: dialNode, MaxIdleConnsPerHost: len(l.nodes), IdleConnTimeout: 30 * time.Second}
+		t.Cleanup(tr.CloseIdleConnections)
+		hc := &http.Client{Transport: apispec.Transport(t, lossy.Transport("client", tr)), Timeout: 2 * opTimeout}
 		api := apiclient.Client{HTTP: hc}
 		l.wg.Go(func() {
 			for {
@@ -158,22 +164,25 @@ func (l *keyedLoad) awaitAcked(t *testing.T, n int64) {
 }
 
 // TestNetnsKeyedLoadUnderKillsAndPartitions sends 10,000 keyed changes
-// from 8 clients to three nodes, each change retried with its key on a
+// from 16 clients to three nodes, each change retried with its key on a
 // random node until its outcome is known, while the nodes are cut off in
 // turn and another is killed with SIGKILL and restarted on its data dir
-// meanwhile. Every change ends known, so each counter must end at exactly
+// meanwhile, and the clients' network loses 2% of the replies and
+// delivers 2% of the requests twice. Every change ends known, so each counter must end at exactly
 // its acknowledged count on every node: an acknowledged change lost (by a
 // kill) or counted twice (accepted on two nodes, or retried after it was
 // applied) is off by one. An outcome left unknown after resendFor fails
 // the test rather than widening the bound: the retries exist to make it
 // known.
 func TestNetnsKeyedLoadUnderKillsAndPartitions(t *testing.T) {
-	const total, clients, step = 10_000, 8, 400
+	const total, clients, step = 10_000, 16, 1000
 	c := newNetnsKeysCluster(t, 3)
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &keyedLoad{nodes: c.nodes, counters: clusterCounters, total: total, ctx: ctx}
 	began := time.Now()
-	l.start(t, clients)
+	lossy := faultnet.New(uint64(time.Now().UnixNano()))
+	lossy.SetAll(faultnet.Rule{DropReply: 0.02, Duplicate: 0.02})
+	l.start(t, clients, lossy)
 	t.Cleanup(func() { // before the nodes' cleanups kill them
 		cancel()
 		l.wg.Wait()
@@ -205,8 +214,8 @@ func TestNetnsKeyedLoadUnderKillsAndPartitions(t *testing.T) {
 	if n.Total() != total || n.OK != total {
 		t.Fatalf("outcomes %s, want all %d acknowledged: every change is sent until known (errors seen: %s)", n, total, l.ledger.Errors())
 	}
-	if l.resends.Load() == 0 {
-		t.Fatal("no change was sent twice: the faults made no outcome unknown, and the keys were not exercised")
+	if l.resends.Load() == 0 || l.replays.Load() == 0 {
+		t.Fatalf("%d changes sent again, %d known from a replay: the faults did not exercise the keys", l.resends.Load(), l.replays.Load())
 	}
 	want, err := l.ledger.Exact()
 	if err != nil {
