@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net/http"
 	"regexp"
 	"strconv"
 	"strings"
@@ -10,12 +11,13 @@ import (
 // This file reads README.md into the examples TestREADME runs. The README is
 // the source: a line of the form
 //
-//	$ curl -s [-XMETHOD] [-d 'BODY'] URL [| grep -E 'RE']    [(NNN ...)]
+//	$ curl -s [-XMETHOD] [-H 'Name: value']... [-d 'BODY'] URL [| grep -E 'RE']    [(NNN ...)]
 //
 // in an indented block is an example; the indented lines right under it are
 // its output, each maybe ending in a status note such as "(400)" or
 // "(201; 200 if known)" (the first number is the status; 200 when there is no
-// note). A line "go run main.go FLAGS" (with or without "$ ") starts a node;
+// note). A "Name: value" in a note, after a comma ("(405, Allow: POST)"), is
+// a header the reply must carry. A line "go run main.go FLAGS" (with or without "$ ") starts a node;
 // a run of them after some examples starts a new section on fresh data dirs.
 // Ports 8080 to 8099 are the README's; the test maps them to free ones.
 
@@ -37,11 +39,14 @@ type readmeExample struct {
 	line   int    // README line of the curl
 	cmd    string // the curl as written, without its comment or note
 	method string
-	url    string // as written after curl, e.g. localhost:8080/counter
-	body   string // -d; empty if none
-	grep   *regexp.Regexp
-	status int
-	want   []readmeLine // the output; empty means no body
+	url    string      // as written after curl, e.g. localhost:8080/counter
+	body   string      // -d; empty if none
+	header http.Header // -H
+	// wantHeader are the headers the reply must carry (from the notes).
+	wantHeader map[string]string
+	grep       *regexp.Regexp
+	status     int
+	want       []readmeLine // the output; empty means no body
 }
 
 // readmeLine is one expected output line, its status note cut off.
@@ -52,7 +57,9 @@ type readmeLine struct {
 
 var (
 	// statusNote is a trailing "(NNN...)" after two or more spaces.
-	statusNote = regexp.MustCompile(`\s{2,}\((\d{3})\b[^)]*\)\s*$`)
+	statusNote = regexp.MustCompile(`\s{2,}\((\d{3})\b([^)]*)\)\s*$`)
+	// noteHeader is a ", Name: value" in a status note.
+	noteHeader = regexp.MustCompile(`,\s*([A-Z][A-Za-z-]*): ([^,;]+)`)
 	// readmePort is a port of the README's examples.
 	readmePort = regexp.MustCompile(`\b80[89]\d\b`)
 )
@@ -101,6 +108,12 @@ func parseReadme(text string) ([]readmeSection, error) {
 		text := line
 		if m := statusNote.FindStringSubmatchIndex(line); m != nil {
 			ex.status, _ = strconv.Atoi(line[m[2]:m[3]])
+			for _, h := range noteHeader.FindAllStringSubmatch(line[m[4]:m[5]], -1) {
+				if ex.wantHeader == nil {
+					ex.wantHeader = map[string]string{}
+				}
+				ex.wantHeader[h[1]] = strings.TrimSpace(h[2])
+			}
 			text = strings.TrimSpace(line[:m[0]])
 		}
 		ex.want = append(ex.want, readmeLine{line: n, text: text})
@@ -130,14 +143,24 @@ func parseCurl(n int, cmd string) (readmeExample, error) {
 		words = words[1:]
 		switch {
 		case w == "-s":
-		case w == "-X" || w == "-d":
+		case w == "-X" || w == "-d" || w == "-H":
 			if len(words) == 0 {
 				return bad("%s without a value", w)
 			}
-			if w == "-X" {
+			switch w {
+			case "-X":
 				e.method = words[0]
-			} else {
+			case "-d":
 				e.body = words[0]
+			default:
+				name, value, ok := strings.Cut(words[0], ":")
+				if !ok {
+					return bad("-H %q is not Name: value", words[0])
+				}
+				if e.header == nil {
+					e.header = http.Header{}
+				}
+				e.header.Add(strings.TrimSpace(name), strings.TrimSpace(value))
 			}
 			words = words[1:]
 		case strings.HasPrefix(w, "-X"):

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -255,6 +256,7 @@ func (r *sectionRun) settle(s readmeSection) {
 type readmeReply struct {
 	status      int
 	contentType string
+	header      http.Header
 	lines       []string // the body's lines, grep applied, README addresses
 }
 
@@ -294,6 +296,9 @@ func (r *sectionRun) do(ex readmeExample) (readmeReply, error) {
 		return readmeReply{}, err
 	}
 	req.Header.Set("Accept", "*/*")
+	for name, values := range ex.header {
+		req.Header[name] = values
+	}
 	if ex.body != "" {
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded") // curl -d's
 	}
@@ -306,7 +311,7 @@ func (r *sectionRun) do(ex readmeExample) (readmeReply, error) {
 	if err != nil {
 		return readmeReply{}, err
 	}
-	got := readmeReply{status: resp.StatusCode, contentType: resp.Header.Get("Content-Type")}
+	got := readmeReply{status: resp.StatusCode, contentType: resp.Header.Get("Content-Type"), header: resp.Header}
 	if text := strings.TrimRight(r.toReadme.Replace(string(b)), "\n"); text != "" {
 		for _, l := range strings.Split(text, "\n") {
 			if ex.grep == nil || ex.grep.MatchString(l) {
@@ -323,6 +328,11 @@ func (r *sectionRun) compare(ex readmeExample, got readmeReply) string {
 	var diffs []string
 	if got.status != ex.status {
 		diffs = append(diffs, fmt.Sprintf("status: README %d, node %d", ex.status, got.status))
+	}
+	for _, name := range slices.Sorted(maps.Keys(ex.wantHeader)) {
+		if v := got.header.Get(name); v != ex.wantHeader[name] {
+			diffs = append(diffs, fmt.Sprintf("header %s: README %q, node %q", name, ex.wantHeader[name], v))
+		}
 	}
 	want := make([]string, len(ex.want))
 	for i, w := range ex.want {

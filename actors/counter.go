@@ -568,7 +568,7 @@ func (a *CounterActor) change(ctx actor.Context, to answer, counter string, by u
 		case errors.Is(err, crdt.ErrLimit):
 			err = fmt.Errorf("%w: %w", ErrFull, err)
 		case errors.As(err, &kc):
-			err = fmt.Errorf("%w: it was first used to %s", ErrKeyConflict, kc.First)
+			err = fmt.Errorf("%w: %s", ErrKeyConflict, kc.First)
 		}
 		to.send(ctx, &ChangeResult{Counter: counter, Err: err})
 		a.flush(ctx, true) // the delete of an expired counter, if any

@@ -154,11 +154,11 @@ func TestSyncedRetiresAndStableForgets(t *testing.T) {
 	// Synced long ago, the window not passed: nothing.
 	sys.Root.Send(pid, &Synced{At: accepted + uint64(time.Hour.Milliseconds())})
 	notRetired("window not passed")
-	sys.Root.Send(pid, &Synced{At: accepted + uint64(time.Minute.Milliseconds()) + crdt.RetireMargin - 1})
+	sys.Root.Send(pid, &Synced{At: accepted + uint64(time.Minute.Milliseconds()) + crdt.RetireMargin(uint64(time.Minute.Milliseconds())) - 1})
 	askActor(t, sys, pid, &GetVersion{}) // handled before the clock moves
 	clock.advance(time.Minute)
 	notRetired("synced before window and margin")
-	sys.Root.Send(pid, &Synced{At: accepted + uint64(time.Minute.Milliseconds()) + crdt.RetireMargin})
+	sys.Root.Send(pid, &Synced{At: accepted + uint64(time.Minute.Milliseconds()) + crdt.RetireMargin(uint64(time.Minute.Milliseconds()))})
 	if _, err := poll.Until(ctx, wait, time.Millisecond, "the sweep retires the key", func() (bool, string) {
 		_, _, retired := obs.keyed()
 		return retired == 1, ""

@@ -208,7 +208,7 @@ func (s *State) KeyVersion(name, key string) (uint64, bool) {
 
 // Retire retires the key entries this replica's lineage owns that were
 // accepted at least window ago (now and window in milliseconds) and before
-// synced − window − RetireMargin, where synced is the time as of which
+// synced − window − RetireMargin(window), where synced is the time as of which
 // every member has sent this replica everything it held: every other
 // acceptance of their keys has reached this state then, so this lineage is
 // their least acceptor, and no other retires them. Each one's totals net
@@ -220,7 +220,7 @@ func (s *State) Retire(window, synced, now uint64) []Entry {
 	lineage := Lineage(s.replica)
 	for len(s.owned) > 0 {
 		it := s.owned[0]
-		if !due(it.a, window, 0, now) || !due(it.a, window, RetireMargin, synced) {
+		if !due(it.a, window, 0, now) || !due(it.a, window, RetireMargin(window), synced) {
 			break
 		}
 		heap.Pop(&s.owned)
@@ -251,9 +251,11 @@ func (s *State) Retire(window, synced, now uint64) []Entry {
 	return out
 }
 
-// RetireMargin is how much later than the window the sync time must be for
-// a retirement: the skew allowed between members' clocks, in milliseconds.
-const RetireMargin = 60_000
+// RetireMargin is how much later than the window (in milliseconds) the
+// sync time must be for a retirement: the skew allowed between members'
+// clocks, a minute, or a tenth of the window when that is shorter (a
+// window of seconds is for tests, on one machine's clock).
+func RetireMargin(window uint64) uint64 { return min(60_000, window/10) }
 
 // due reports whether at+window+margin ≤ now, without overflow.
 func due(at, window, margin, now uint64) bool {

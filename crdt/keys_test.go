@@ -14,9 +14,12 @@ import (
 const (
 	keyAt     = 1_000_000
 	keyWindow = 10_000
-	afterWin  = keyAt + keyWindow                // the window has passed
-	syncedOK  = keyAt + keyWindow + RetireMargin // every member sent what it held then
+	afterWin  = keyAt + keyWindow // the window has passed
 )
+
+// syncedOK is a sync time by which every member sent what it held when the
+// window (and the clock skew margin) passed.
+var syncedOK = keyAt + keyWindow + RetireMargin(keyWindow)
 
 // Replica ids of three nodes (three lineages: a node retires the key
 // entries its own lineage owns).
@@ -456,7 +459,7 @@ func keyedSteps(t *testing.T, r *rand.Rand, deletes bool) ([]*State, map[string]
 		case op < 9:
 			// Every member has sent all it held as of now (Synced).
 			syncAll(t, nodes...)
-			s.Retire(keyWindow, now, now+RetireMargin)
+			s.Retire(keyWindow, now, now+RetireMargin(keyWindow))
 		default:
 			if deletes {
 				s.Delete(names[r.IntN(2)], now)

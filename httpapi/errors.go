@@ -100,8 +100,8 @@ func messageOf(err error) string {
 	case errors.Is(err, crdt.ErrLimit):
 		return "replicate payload refused whole: " + limitDetail(err) + " (-max-entries); nothing of it was applied"
 	case errors.Is(err, actors.ErrKeyConflict):
-		return "this Idempotency-Key was first used for another change (" + detail(err, actors.ErrKeyConflict, "another counter, operation or amount") +
-			"); nothing was changed: a key names one change, so send a new change with a new key"
+		return "this Idempotency-Key was first used to " + detail(err, actors.ErrKeyConflict, "make another change (counter, operation or amount)") +
+			"; nothing was changed: a key names one change, so send a new change with a new key"
 	case errors.Is(err, actors.ErrKeyInFlight):
 		return "a change with this Idempotency-Key is still being made on this node; nothing was changed by this request: " +
 			"send it again once the first has answered, and it is answered as that change"

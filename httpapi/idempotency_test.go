@@ -190,7 +190,7 @@ func TestIdempotencyKeyConflict(t *testing.T) {
 			before := f.snapshot()
 			rec := doKey(t, s, tt.target, "k")
 			assertError(t, rec, http.StatusUnprocessableEntity)
-			assertMentions(t, rec.Body.Bytes(), "Idempotency-Key", `increment of "c" by 5`, "nothing was changed")
+			assertMentions(t, rec.Body.Bytes(), "Idempotency-Key", `first used to increment counter "c" by 5`, "nothing was changed")
 			if got := rec.Header().Get(replayedHeader); got != "" {
 				t.Errorf("%s = %q on a conflict, want none", replayedHeader, got)
 			}

@@ -128,7 +128,7 @@ func describeChange(ch actors.Change) string {
 	if ch.Neg {
 		op = "decrement"
 	}
-	return fmt.Sprintf("%s of %q by %d", op, ch.Counter, ch.By)
+	return fmt.Sprintf("%s counter %q by %d", op, ch.Counter, ch.By)
 }
 
 // lastChange returns the last change Apply was given.
@@ -879,7 +879,7 @@ func TestRoutesCounterErrors(t *testing.T) {
 		{"overflow from actor", fmt.Errorf("%w: counter", crdt.ErrOverflow), http.StatusConflict, true},
 		{"invalid from actor", fmt.Errorf("%w: counter", crdt.ErrInvalid), http.StatusBadRequest, false},
 		{"full", fmt.Errorf("%w: %w", actors.ErrFull, crdt.ErrLimit), http.StatusInsufficientStorage, true},
-		{"key conflict", fmt.Errorf("%w: increment of \"c\" by 1", actors.ErrKeyConflict), http.StatusUnprocessableEntity, true},
+		{"key conflict", fmt.Errorf("%w: increment counter \"c\" by 1", actors.ErrKeyConflict), http.StatusUnprocessableEntity, true},
 		{"key in flight", actors.ErrKeyInFlight, http.StatusConflict, true},
 		{"unexpected", errors.New("boom"), http.StatusInternalServerError, false},
 	}
