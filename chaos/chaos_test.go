@@ -136,8 +136,8 @@ func runSeed(t *testing.T, seed uint64, sum *totals) {
 	res := Run(t, s, testcluster.Options{})
 	sum.add(res)
 	n := res.Ledger.Counts()
-	t.Logf("seed %d: %d nodes, %d steps, %d fault events, %d ops (%s; lifecycle: %s) in %v",
-		seed, s.Nodes, len(s.Steps), res.Events, n.Total(), n, res.History, time.Since(start).Round(time.Millisecond))
+	t.Logf("seed %d: %d nodes, %d steps, %d fault events, %d ops (%s; %d resends, %d replays; lifecycle: %s) in %v",
+		seed, s.Nodes, len(s.Steps), res.Events, n.Total(), n, res.Resends, res.Replays, res.History, time.Since(start).Round(time.Millisecond))
 	if res.Failed() {
 		logs := ""
 		if *flagLogs > 0 {
@@ -239,9 +239,10 @@ func TestChaosCatchesSkippedPersist(t *testing.T) {
 
 // corruptOnce models a receiver whose merge adds instead of taking the
 // maximum, once. It wraps the sends of one node. Its target is an entry
-// that can no longer grow, so max cannot later swallow the damage: an entry
-// of an earlier run of the same node (a replica id is never reused, so
-// those are history), or the fold entry that carries their totals after a
+// that can no longer grow, so max cannot later swallow the damage: a key
+// entry (an Idempotency-Key's change, written once), an entry of an
+// earlier run of the same node (a replica id is never reused, so those
+// are history), or the fold entry that carries their totals after a
 // restart (it grows only at the next restart). The first push that carries
 // one with P > 0 arrives with P doubled, and the receiver counts those
 // increments twice.
@@ -276,7 +277,7 @@ func (c *corruptOnce) RoundTrip(req *http.Request) (*http.Response, error) {
 		st.mu.Lock()
 		st.runs[r.Replica] = true
 		for i, e := range r.Entries {
-			if !st.done && e.Replica != r.Replica && (st.runs[e.Replica] || e.G > 0) && e.P > 0 {
+			if !st.done && e.Replica != r.Replica && (st.runs[e.Replica] || e.G > 0 || isKeyEntry(e)) && e.P > 0 {
 				r.Entries[i].P *= 2
 				st.done, st.extra = true, e.P
 				body, _ = json.Marshal(&r)
@@ -291,6 +292,11 @@ func (c *corruptOnce) RoundTrip(req *http.Request) (*http.Response, error) {
 		c.keys.Sign(req, body, time.Now())
 	}
 	return c.base.RoundTrip(req)
+}
+
+// isKeyEntry reports whether e is a key entry: its id is crdt.KeyID's.
+func isKeyEntry(e crdt.Entry) bool {
+	return len(e.Replica) == len(crdt.KeyID("")) && strings.HasPrefix(e.Replica, "k")
 }
 
 func (c *corruptOnce) CloseIdleConnections() {

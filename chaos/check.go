@@ -27,13 +27,26 @@ const settledFor = 3 * time.Second
 // Check verifies the invariants on a healed cluster whose clients have
 // stopped, and returns each one broken, described. l holds the changes of
 // the schedule's plain counters, h the operations on its lifecycle
-// counters (life); their bounds are those of docs/invariants.md. It waits
+// counters (life); their bounds are those of docs/invariants.md. The
+// counters named in exact were changed with Idempotency-Keys, each sent
+// until its outcome was known: each must end at exactly its acknowledged
+// sum, and a change whose outcome stayed unknown is a violation of its
+// own. It waits
 // at most timeout for each of convergence and membership, counted for
 // convergence from the last expiry the clients set (plus a sweep).
-func Check(c *testcluster.Cluster, l *apiclient.Ledger, h *History, life Lifecycle, timeout time.Duration) []string {
+func Check(c *testcluster.Cluster, l *apiclient.Ledger, h *History, life Lifecycle, exact []string, timeout time.Duration) []string {
 	var out []string
+	bounds := l.Bounds()
+	for _, name := range exact {
+		b := bounds[name]
+		if b.Unknowns > 0 {
+			out = append(out, fmt.Sprintf("keyed changes: %d changes of counter %s stayed unknown, sent again for %v (errors seen: %s)",
+				b.Unknowns, name, resendTimeout, l.Errors()))
+		}
+		bounds[name] = apiclient.Bounds{Acked: b.Acked, Lo: b.Acked, Hi: b.Acked}
+	}
 	want := expect{
-		bounds:   l.Bounds(),
+		bounds:   bounds,
 		deleted:  h.DeleteBounds(life.Deleted),
 		expiring: life.Expiring,
 		maxTTL:   time.Duration(slices.Max(append([]int64{0}, life.TTLs...))) * time.Second,

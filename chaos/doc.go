@@ -21,6 +21,16 @@
 // apiclient.Ledger as ok, failed (surely not applied) or unknown (it may
 // have been applied), by the one rule of apiclient.Classify.
 //
+// Clients send each change of Schedule.Counters and each lifecycle change
+// with an Idempotency-Key of its own, and send it again, with the same
+// key, to a live node picked at random while its outcome is unknown (or a
+// 409), until it is known (apiclient.Resend). So the plain counters must
+// end at exactly their acknowledged sums, and an outcome still unknown
+// after resendTimeout is a violation. One operation in five (by its
+// number, not drawn from the client's stream) goes to counter Bare without
+// a key and is checked against the ledger's range, so nodes' own entries,
+// and their folds across restarts, stay under the faults too.
+//
 // A share of the clients' operations (Schedule.Life) go to counters of
 // their own: "gone" is changed and deleted (DELETE /counters/{name});
 // "brief" is changed with ?ttl= (1 to 3 s, so that expiries fire within
@@ -34,10 +44,13 @@
 //
 //   - convergence: every live node reports the same value of every counter
 //     within a bounded time;
-//   - no loss, no double count: each value lies between the acknowledged sum
-//     plus the unknown decrements and the acknowledged sum plus the unknown
+//   - no loss, no double count: each keyed counter's value is its
+//     acknowledged sum; Bare's lies between the acknowledged sum plus the
+//     unknown decrements and the acknowledged sum plus the unknown
 //     increments;
-//   - deletes (docs/invariants.md): a deleted counter's value lies between
+//   - deletes (docs/invariants.md): keyed or not, a change concurrent with a
+//     delete may or may not have been seen by it, so a deleted counter's
+//     value lies between
 //     the sum of its sure changes plus its maybe decrements and that sum
 //     plus its maybe increments; a change acknowledged by a node before an
 //     acknowledged delete on that node never counts;

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,6 +29,8 @@ type Result struct {
 	Ledger     *apiclient.Ledger // every client change of Schedule.Counters, classified
 	History    *History          // every operation on a lifecycle counter, with its times
 	Events     int               // faults applied
+	Resends    int64             // keyed changes sent again, their outcome unknown
+	Replays    int64             // keyed changes whose outcome came as a replay
 	Violations []string          // broken invariants; empty when all held
 	Err        error             // the harness itself failed (not an invariant)
 	Timeline   []string          // what happened when, for a failure report
@@ -146,12 +149,14 @@ func run(t testing.TB, s *Schedule, opts testcluster.Options, wrap func(*testclu
 	}
 	r.pace.stop()
 	clients.Wait()
-	r.logf("healed; clients stopped after %s changes", r.res.Ledger.Counts())
+	r.res.Resends, r.res.Replays = r.resends.Load(), r.replays.Load()
+	r.logf("healed; clients stopped after %s changes (%d resends of keyed changes, %d answered as replays)",
+		r.res.Ledger.Counts(), r.res.Resends, r.res.Replays)
 	if s.Life.on() {
 		r.logf("lifecycle operations: %s", r.res.History)
 	}
 	if r.res.Err == nil && len(r.res.Violations) == 0 {
-		r.res.Violations = Check(r.c, r.res.Ledger, r.res.History, s.Life, CheckTimeout)
+		r.res.Violations = Check(r.c, r.res.Ledger, r.res.History, s.Life, s.Counters, CheckTimeout)
 	}
 	r.logf("checked: %d violations", len(r.res.Violations))
 	return r.res
@@ -183,6 +188,8 @@ type runner struct {
 	lives map[string]int   // per node, how often it was wiped; written under gate.Lock
 
 	mu sync.Mutex // guards res.Timeline
+
+	resends, replays atomic.Int64 // keyed changes sent again; answered as replays
 }
 
 func (r *runner) logf(format string, args ...any) {
@@ -194,26 +201,80 @@ func (r *runner) logf(format string, args ...any) {
 
 // client makes changes while the pacer allows, each drawn from its own
 // seeded stream, and records every outcome. A share of its operations
-// (Schedule.Life) go to the lifecycle counters instead.
+// (Schedule.Life) go to the lifecycle counters instead, and one operation
+// in bareShare, if it is a plain change, to the Bare counter, without a key; every other change carries
+// a key of its own and is sent until its outcome is known (resend).
 func (r *runner) client(i int) {
 	rng := rand.New(rand.NewPCG(r.s.Seed, uint64(i)+1))
-	for {
+	retry := rand.New(rand.NewPCG(r.s.Seed, uint64(i)+1<<32)) // the nodes resends go to
+	for seq := 0; ; seq++ {
 		target, step, ok := r.pace.take()
 		if !ok {
 			return
 		}
-		if r.s.Life.on() && rng.Float64() < r.s.Life.Share && r.lifecycleOp(rng, target, step) {
+		key := fmt.Sprintf("chaos-%d-%d-%d", r.s.Seed, i, seq)
+		if r.s.Life.on() && rng.Float64() < r.s.Life.Share && r.lifecycleOp(rng, retry, target, step, key) {
 			continue
 		}
 		counter := r.s.Counters[rng.IntN(len(r.s.Counters))]
 		delta := r.delta(rng)
 		pick := rng.IntN(1 << 20)
-		r.gate.RLock()
-		name := r.node(target, pick)
-		res := r.c.Change(name, counter, delta)
-		r.gate.RUnlock()
+		if seq%bareShare == bareShare-1 { // not drawn from rng: the streams stay as they were
+
+			r.gate.RLock()
+			name := r.node(target, pick)
+			res := r.c.Change(name, Bare, delta)
+			r.gate.RUnlock()
+			r.res.Ledger.Record(name, Bare, delta, res)
+			continue
+		}
+		name, res := r.resend(retry, target, pick, func(url string) apiclient.Result {
+			return r.life.ChangeKey(context.Background(), url, counter, delta, 0, key)
+		})
 		r.res.Ledger.Record(name, counter, delta, res)
 	}
+}
+
+// Bare is the counter of the changes clients send without an
+// Idempotency-Key: their unknown outcomes stay unknown, so its value is
+// checked against a range; it keeps the nodes' own entries (and their
+// folds across restarts) under the faults, where keyed changes live in key
+// entries.
+const Bare = "bare"
+
+// bareShare: one operation in bareShare, if a plain change, goes to Bare,
+// without a key.
+const bareShare = 5
+
+// resendTimeout bounds how long a keyed change is sent again before its
+// outcome is left unknown (which Check then reports): past every fault a
+// step holds, with the network healed at the end of each step.
+const resendTimeout = 60 * time.Second
+
+// resend sends a keyed change by send, first to target (or the live node
+// pick selects), then, while its outcome is unknown, to a live node rng
+// picks, until the outcome is known (apiclient.Resend). It returns the
+// node of the last attempt and the change's result. Each attempt holds
+// r.gate, so a wipe or a removal never happens mid-request.
+func (r *runner) resend(rng *rand.Rand, target string, pick int, send func(url string) apiclient.Result) (string, apiclient.Result) {
+	ctx, cancel := context.WithTimeout(context.Background(), resendTimeout)
+	defer cancel()
+	var name string
+	res, n := apiclient.Resend(ctx, func(n int) apiclient.Result {
+		r.gate.RLock()
+		defer r.gate.RUnlock()
+		if n == 0 {
+			name = r.node(target, pick)
+		} else {
+			name = r.node("", rng.IntN(1<<20))
+		}
+		return send(r.c.URL(name))
+	})
+	r.resends.Add(int64(n - 1))
+	if res.Replayed {
+		r.replays.Add(1)
+	}
+	return name, res
 }
 
 // delta draws a change: 1 to MaxDelta, a decrement one time in three.
@@ -236,12 +297,13 @@ func (r *runner) node(target string, pick int) string {
 }
 
 // lifecycleOp makes one operation on a lifecycle counter in step (0-based)
-// and records it in the History: a delete one time in five (on an
+// and records it in the History: a change carries key and is sent until its
+// outcome is known, like the plain counters' (resend); a delete one time in five (on an
 // expiring counter only with DeleteExpiring), an expiry (POST .../expire)
 // one time in six on an expiring counter, else a change, with a ttl on an
 // expiring counter. It returns false, doing nothing, if no
 // lifecycle counter may be changed in this step.
-func (r *runner) lifecycleOp(rng *rand.Rand, target string, step int) bool {
+func (r *runner) lifecycleOp(rng, retry *rand.Rand, target string, step int, key string) bool {
 	l := r.s.Life
 	counters := l.Deleted
 	if step < l.ExpiringSteps {
@@ -265,19 +327,29 @@ func (r *runner) lifecycleOp(rng *rand.Rand, target string, step int) bool {
 		}
 	}
 	ctx := context.Background()
+	op.Sent = time.Now()
+	var res apiclient.Result
+	if op.Kind == OpChange {
+		// Node and Life are those of the last attempt: that node held the
+		// change (applied it, or replayed it from its key entry).
+		op.Node, res = r.resend(retry, target, pick, func(url string) apiclient.Result {
+			op.Life = r.lives[r.c.NameOf(strings.TrimPrefix(url, "http://"))]
+			return r.life.ChangeKey(ctx, url, op.Counter, op.Delta, op.TTL, key)
+		})
+		op.Done = time.Now()
+		op.Outcome, op.ExpiresIn = res.Outcome, res.ExpiresIn
+		r.res.History.Record(op)
+		return true
+	}
 	r.gate.RLock()
 	op.Node = r.node(target, pick)
 	op.Life = r.lives[op.Node]
 	url := r.c.URL(op.Node)
-	op.Sent = time.Now()
-	var res apiclient.Result
 	switch op.Kind {
 	case OpDelete:
 		res = r.life.Delete(ctx, url, op.Counter)
 	case OpExpire:
 		res = r.life.Expire(ctx, url, op.Counter, op.TTL)
-	default:
-		res = r.life.ChangeTTL(ctx, url, op.Counter, op.Delta, op.TTL)
 	}
 	op.Done = time.Now()
 	r.gate.RUnlock()

@@ -28,6 +28,11 @@
 // measured with bbolt once the node has stopped), 20 restarts that must not
 // grow the entries, and SIGKILL during deletes and during the fold at
 // start; lifecycle_netns_test.go deletes on one side of a netns partition.
+// keys_test.go tests Idempotency-Key (issue 14) with processes: 422 and
+// 409, and keys retired and forgotten after a short -idempotency-window;
+// keys_netns_test.go sends a keyed change on both sides of a netns
+// partition, and 10,000 keyed changes resent until known under cuts,
+// kill -9 and lost replies, which must count exactly.
 // The package is skipped under -short because it builds and runs the binary.
 //
 // E2E_RACE_NODE=1 builds the node itself with -race; a race it sees makes it

@@ -38,8 +38,12 @@ type Result struct {
 	// ExpiresIn is the counter's expires_in (seconds) in a 2xx reply, 0
 	// if it has no expiry.
 	ExpiresIn int64
+	// Replayed is set when the reply said Idempotent-Replayed: true: the
+	// change's Idempotency-Key was known, and nothing was counted again.
+	Replayed bool
 	// Err says why the outcome is not OK; on OK it is set only when the
-	// 2xx reply's body could not be read or decoded (Value is then unknown).
+	// 2xx reply's body could not be read or decoded, or the reply was a
+	// 504 (applied, the write level not reached): Value is then unknown.
 	Err error
 }
 
@@ -76,6 +80,12 @@ func (c Client) ChangeContext(ctx context.Context, baseURL, counter string, delt
 // ChangeTTL is ChangeContext with ?ttl=ttl (seconds) when ttl > 0: the
 // counter expires that long from now if it has no expiry yet.
 func (c Client) ChangeTTL(ctx context.Context, baseURL, counter string, delta, ttl int64) Result {
+	return c.send(ctx, http.MethodPost, changeURL(baseURL, counter, delta, ttl), "")
+}
+
+// changeURL is the URL of a change of counter by delta, with ?ttl=ttl if
+// ttl > 0.
+func changeURL(baseURL, counter string, delta, ttl int64) string {
 	verb, by := "increment", delta
 	if delta < 0 {
 		verb, by = "decrement", -delta
@@ -84,7 +94,7 @@ func (c Client) ChangeTTL(ctx context.Context, baseURL, counter string, delta, t
 	if ttl > 0 {
 		u += fmt.Sprintf("&ttl=%d", ttl)
 	}
-	return c.Post(ctx, u)
+	return u
 }
 
 // Expire makes counter expire ttl seconds from now, with POST
@@ -98,29 +108,40 @@ func (c Client) Expire(ctx context.Context, baseURL, counter string, ttl int64) 
 // /counters/{counter} (204, known or not), classified like a change: OK
 // means the delete is durable on that node.
 func (c Client) Delete(ctx context.Context, baseURL, counter string) Result {
-	return c.send(ctx, http.MethodDelete, fmt.Sprintf("%s/counters/%s", baseURL, url.PathEscape(counter)))
+	return c.send(ctx, http.MethodDelete, fmt.Sprintf("%s/counters/%s", baseURL, url.PathEscape(counter)), "")
 }
 
 // Post sends a change as POST u with no body, reads the reply, and
 // classifies the outcome (see Classify). Tests that change the default
 // counter (POST /increment) call it directly.
 func (c Client) Post(ctx context.Context, u string) Result {
-	return c.send(ctx, http.MethodPost, u)
+	return c.send(ctx, http.MethodPost, u, "")
 }
 
-// send sends a change request and classifies its outcome.
-func (c Client) send(ctx context.Context, method, u string) Result {
+// send sends a change request, with Idempotency-Key: key unless key is
+// "", and classifies its outcome (Classify, or ClassifyKeyed with a key).
+func (c Client) send(ctx context.Context, method, u, key string) Result {
+	classify := Classify
 	req, err := http.NewRequestWithContext(ctx, method, u, nil)
 	if err != nil {
 		return Result{Outcome: Failed, Err: err} // never sent
 	}
+	if key != "" {
+		req.Header.Set("Idempotency-Key", key)
+		classify = ClassifyKeyed
+	}
 	resp, err := c.http().Do(req)
 	if err != nil {
-		return Result{Outcome: Classify(0, err), Err: err}
+		return Result{Outcome: classify(0, err), Err: err}
 	}
 	defer resp.Body.Close()
 	body, rerr := io.ReadAll(resp.Body)
-	r := Result{Status: resp.StatusCode, Outcome: Classify(resp.StatusCode, nil)}
+	r := Result{Status: resp.StatusCode, Outcome: classify(resp.StatusCode, nil),
+		Replayed: resp.Header.Get("Idempotent-Replayed") == "true"}
+	if r.Outcome == OK && resp.StatusCode == http.StatusGatewayTimeout {
+		r.Err = fmt.Errorf("%s (applied on the node, its write level not reached): %s", resp.Status, bytes.TrimSpace(body))
+		return r
+	}
 	if r.Outcome == OK {
 		var v struct {
 			Counter   string `json:"counter"`

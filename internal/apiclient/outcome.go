@@ -36,6 +36,10 @@ func (o Outcome) String() string {
 //   - A 4xx status, or 507, is Failed (not applied). Every 4xx the node
 //     sends (400, 401, 403, 404, 405, 409, 413) refuses the change before
 //     anything is changed, and so does its 507 (a counter or entry limit).
+//   - A 504 is OK (applied): countd sends it only for a change whose write
+//     level (?wait=quorum|all) was not reached in time, after the change
+//     was applied and made durable on the node that answers; it will still
+//     reach the others.
 //   - Any other status is Unknown (maybe applied). A 503 is the node's own
 //     timeout, a stopping actor or a failed store write: the change may be
 //     applied in memory, and reach the peers, all the same. A 500, a 1xx or
@@ -50,10 +54,11 @@ func (o Outcome) String() string {
 //
 // A request that carries an Idempotency-Key header is replayable, and
 // net/http may then send it again after a written attempt; the dial-error
-// rule does not hold for it, so Classify must not be given such requests.
+// rule does not hold for it, so such requests are classified by
+// ClassifyKeyed.
 func Classify(status int, err error) Outcome {
 	switch {
-	case status >= 200 && status < 300:
+	case status >= 200 && status < 300, status == http.StatusGatewayTimeout:
 		return OK
 	case status >= 400 && status < 500, status == http.StatusInsufficientStorage:
 		return Failed
@@ -63,6 +68,19 @@ func Classify(status int, err error) Outcome {
 		return Failed
 	}
 	return Unknown
+}
+
+// ClassifyKeyed is Classify for one attempt of a change sent with an
+// Idempotency-Key: the same, except that no status is always Unknown,
+// since net/http may have sent the request on an earlier connection before
+// the one it could not dial. A 409 (the key's change is still being made
+// on that node) is Failed for this attempt, as Classify has it, but says
+// nothing of the key's change: Resend sends it again.
+func ClassifyKeyed(status int, err error) Outcome {
+	if status == 0 {
+		return Unknown
+	}
+	return Classify(status, err)
 }
 
 // dialFailed reports whether err says a connection could not be made.

@@ -33,6 +33,7 @@ func TestClassify(t *testing.T) {
 		{"409", 409, nil, Failed},
 		{"413", 413, nil, Failed},
 		{"503", 503, nil, Unknown},
+		{"504: applied, the write level not reached", 504, nil, OK},
 		{"500", 500, nil, Unknown},
 		{"507: a limit refused it", 507, nil, Failed},
 		{"302", 302, nil, Unknown},
