@@ -304,7 +304,8 @@ func (c *Cluster) RemovePeer(ctx context.Context, addr string) error {
 // the sender and its members (without waiting), then merges the entries and
 // returns once they are durable. req must be validated already.
 func (c *Cluster) Replicate(ctx context.Context, req *wire.ReplicateRequest) (changed int, err error) {
-	c.sup.root.Send(c.sup.pid, &Contact{Addr: req.From, Replica: req.Replica, Members: req.Members})
+	c.sup.root.Send(c.sup.pid, &Contact{Addr: req.From, Replica: req.Replica, Members: req.Members,
+		Incarnation: req.Incarnation, Suspects: req.Suspects})
 	changed, err = c.counters.Merge(ctx, &Merge{Entries: req.Entries, From: req.From})
 	if err == nil && req.At != 0 {
 		// Durable here now: this process holds all the sender held at At.

@@ -181,8 +181,8 @@ func TestPeerReportsHowFarBehind(t *testing.T) {
 	version := uint64(5)
 	counter := counterProbe(t, sys, func() uint64 { mu.Lock(); defer mu.Unlock(); return version })
 	cfg := testPeerConfig(tr, counter.pid)
-	cfg.HeartbeatInterval = 5 * time.Millisecond
 	peer, parent := spawnPeer(t, sys, cfg)
+	probeEvery(t, sys, peer, 5*time.Millisecond)
 
 	sys.Root.Send(peer, &Changed{Version: 5})
 	fishFor(t, parent, wait, func(s *PeerStatus) bool { return s.Behind == 5 })
@@ -216,8 +216,8 @@ func TestFreshPeerIsNotCreditedWithChangesItNeverGot(t *testing.T) {
 		tr.pushErr = errors.New("connection refused")
 		counter := counterProbe(t, sys, func() uint64 { return 5 })
 		cfg := testPeerConfig(tr, counter.pid)
-		cfg.HeartbeatInterval = 5 * time.Millisecond
-		_, parent := spawnPeer(t, sys, cfg)
+		peer, parent := spawnPeer(t, sys, cfg)
+		probeEvery(t, sys, peer, 5*time.Millisecond)
 		// No notice comes: the state was loaded before the actor started.
 		fishFor(t, parent, wait, func(s *PeerStatus) bool { return s.Behind == 5 })
 	})
@@ -227,8 +227,8 @@ func TestFreshPeerIsNotCreditedWithChangesItNeverGot(t *testing.T) {
 		tr.gated = true
 		counter := counterProbe(t, sys, func() uint64 { return 5 })
 		cfg := testPeerConfig(tr, counter.pid)
-		cfg.HeartbeatInterval = 5 * time.Millisecond
 		peer, parent := spawnPeer(t, sys, cfg)
+		probeEvery(t, sys, peer, 5*time.Millisecond)
 		tr.awaitPush(t) // the first full push, held: the peer has nothing yet
 		// The first health check has learnt the peer's replica id.
 		fishFor(t, parent, wait, func(s *PeerStatus) bool { return !s.LastSeen.IsZero() })
@@ -249,9 +249,9 @@ func TestUnansweringPeerIsReportedBehind(t *testing.T) {
 	tr.pushErr = errors.New("connection refused")
 	counter := counterProbe(t, sys, func() uint64 { return 3 })
 	cfg := testPeerConfig(tr, counter.pid)
-	cfg.HeartbeatInterval = 5 * time.Millisecond
 	cfg.FailuresBeforeDown = 1000
 	peer, parent := spawnPeer(t, sys, cfg)
+	probeEvery(t, sys, peer, 5*time.Millisecond)
 	sys.Root.Send(peer, &Changed{Version: 3})
 	fishFor(t, parent, wait, func(s *PeerStatus) bool { return s.State == StateSuspect && s.Behind == 3 })
 }

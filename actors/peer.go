@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -18,16 +19,17 @@ import (
 type PeerConfig struct {
 	// Self is this node's advertised address, sent with every push.
 	Self string
-	// HeartbeatInterval is the mean time between health checks; each is
-	// jittered by ±25%, and the first comes after a random part of it. With
-	// more than HeartbeatBudget peers alive it is stretched (see stretch).
+	// HeartbeatInterval is the protocol period: the Supervisor probes one
+	// peer per period (a PeerActor probes only when told to, with Probe).
 	// Changes that came from a third node are forwarded to the peer after
-	// it too (see replication.Config.LazyDelay).
+	// it (see replication.Config.LazyDelay).
 	HeartbeatInterval time.Duration
-	// Timeout bounds one health check or push.
+	// Timeout bounds one health check or push; an indirect probe gets
+	// twice as long (two hops).
 	Timeout time.Duration
-	// FailuresBeforeDown is how many health checks in a row must fail before
-	// the peer is reported unhealthy to the parent.
+	// FailuresBeforeDown is how many probes in a row must fail before the
+	// peer is reported unhealthy to the parent (the Supervisor's suspicion
+	// timeout usually comes first).
 	FailuresBeforeDown int
 	// FlushDelay is the wait between a change notice and the push it causes,
 	// so that changes close together share one push.
@@ -125,19 +127,48 @@ type Heard struct {
 	At   uint64
 }
 
-// Members gives a PeerActor the addresses this node sees alive, which every
-// push carries to the peer. A change of members triggers a push.
-type Members struct{ Addrs []string }
+// Members gives a PeerActor the addresses this node sees alive, the
+// members it suspects and its own incarnation, which every push carries to
+// the peer (gossip). A change of any of them triggers a push.
+type Members struct {
+	Addrs       []string
+	Suspects    []wire.Suspect
+	Incarnation uint64
+}
+
+// news reports whether m tells the peer something o did not, which is
+// worth a push of its own: other members, a raised incarnation (a
+// refutation) or a new suspicion. A suspicion that ended only rides on
+// the next push.
+func (m *Members) news(o *Members) bool {
+	if o == nil || m.Incarnation != o.Incarnation || !slices.Equal(m.Addrs, o.Addrs) {
+		return true
+	}
+	for _, sp := range m.Suspects {
+		if !slices.Contains(o.Suspects, sp) {
+			return true
+		}
+	}
+	return false
+}
+
+// Probe asks a PeerActor to check that its peer is alive, now: a health
+// check, and if that fails, the same check through each of the members
+// Via at once (an indirect probe: POST /probe), so that one lost route
+// does not make the peer suspect. The outcome is reported like every
+// health check (PeerStatus). A Probe while one is in flight is ignored.
+// The Supervisor sends it, to one peer per protocol period.
+type Probe struct{ Via []string }
 
 // Timer and I/O results a PeerActor sends itself.
 type (
-	heartbeatTick   struct{ gen uint64 }
 	pushTick        struct{ gen, seq uint64 }
 	antiEntropyTick struct{ gen uint64 }
-	heartbeatDone   struct {
-		gen   uint64
-		reply wire.HealthReply
-		err   error
+	probeResult     struct {
+		gen      uint64
+		reply    wire.HealthReply
+		err      error
+		indirect bool // the direct check failed; a member reached the peer
 	}
 	pushDone struct {
 		gen    uint64
@@ -148,10 +179,9 @@ type (
 // generational is a message stamped with the PeerActor instance it is for.
 type generational interface{ generation() uint64 }
 
-func (m *heartbeatTick) generation() uint64   { return m.gen }
 func (m *pushTick) generation() uint64        { return m.gen }
 func (m *antiEntropyTick) generation() uint64 { return m.gen }
-func (m *heartbeatDone) generation() uint64   { return m.gen }
+func (m *probeResult) generation() uint64     { return m.gen }
 func (m *pushDone) generation() uint64        { return m.gen }
 
 // PeerActor replicates this node's state to one remote node and watches its
@@ -166,7 +196,8 @@ type PeerActor struct {
 	log      *slog.Logger
 	core     *replication.Peer
 	timer    *scheduler.TimerScheduler
-	members  []string
+	members  *Members
+	checking bool         // a probe is in flight
 	flushers []*actor.PID // waiting for a Flushed
 
 	// Write levels (levels.go): want is the highest version a client waits
@@ -177,7 +208,7 @@ type PeerActor struct {
 	want, seen        uint64
 	flushing, failing bool
 
-	pushTimer, hbTimer, aeTimer scheduler.CancelFunc
+	pushTimer, aeTimer scheduler.CancelFunc
 }
 
 // NewPeerProps returns the props of a PeerActor for the node at addr.
@@ -204,11 +235,10 @@ func (p *PeerActor) Receive(ctx actor.Context) {
 	case *actor.Started:
 		p.timer = scheduler.NewTimerScheduler(ctx.ActorSystem().Root)
 		ctx.Send(p.cfg.Counter, &Subscribe{PID: ctx.Self()})
-		p.hbTimer = p.timer.SendOnce(rand.N(p.cfg.HeartbeatInterval)+1, ctx.Self(), &heartbeatTick{gen: p.gen})
 		p.scheduleAntiEntropy(ctx)
 		p.step(ctx, replication.Start{})
 	case *actor.Stopping, *actor.Restarting:
-		for _, cancel := range []scheduler.CancelFunc{p.pushTimer, p.hbTimer, p.aeTimer} {
+		for _, cancel := range []scheduler.CancelFunc{p.pushTimer, p.aeTimer} {
 			if cancel != nil {
 				cancel()
 			}
@@ -226,8 +256,11 @@ func (p *PeerActor) Receive(ctx actor.Context) {
 		}
 		p.step(ctx, replication.Flush{})
 	case *Members:
-		p.members = m.Addrs
-		p.step(ctx, replication.MembersChanged{})
+		news := m.news(p.members)
+		p.members = m
+		if news {
+			p.step(ctx, replication.MembersChanged{})
+		}
 	case *pushTick:
 		p.step(ctx, replication.PushDue{Seq: m.seq})
 	case *pushDone:
@@ -239,13 +272,18 @@ func (p *PeerActor) Receive(ctx actor.Context) {
 		p.failing = m.result.Err != nil
 		p.step(ctx, m.result)
 		p.flushForWaits(ctx)
-	case *heartbeatTick:
-		p.checkHealth(ctx)
-	case *heartbeatDone:
-		// One check at a time: the next is armed only when this one ended.
-		p.hbTimer = p.timer.SendOnce(jitter(p.stretch(p.cfg.HeartbeatInterval)), ctx.Self(), &heartbeatTick{gen: p.gen})
-		if m.err != nil {
-			p.log.Debug("health check failed", "err", m.err)
+	case *Probe:
+		if !p.checking {
+			p.checking = true
+			p.probe(ctx, m.Via)
+		}
+	case *probeResult:
+		p.checking = false
+		switch {
+		case m.err != nil:
+			p.log.Debug("probe failed", "err", m.err)
+		case m.indirect:
+			p.log.Debug("peer answered an indirect probe only")
 		}
 		p.step(ctx, replication.Health{Replica: m.reply.Replica, Self: m.reply.Node == p.cfg.Self, Err: m.err,
 			Unauthorized: errors.Is(m.err, ErrUnauthorized)})
@@ -328,6 +366,9 @@ func (p *PeerActor) flushed(ctx actor.Context, err error) {
 func (p *PeerActor) push(ctx actor.Context, a replication.Push) {
 	tr, addr, timeout, gen, counter := p.cfg.Transport, p.addr, p.cfg.Timeout, p.gen, p.cfg.Counter
 	from, members := p.cfg.Self, p.members
+	if members == nil {
+		members = &Members{}
+	}
 	self, root := ctx.Self(), ctx.ActorSystem().Root
 	go func() {
 		// Taken before the delta is cut: the delta holds every change made
@@ -344,7 +385,8 @@ func (p *PeerActor) push(ctx actor.Context, a replication.Push) {
 		}
 		c, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
-		req := &wire.ReplicateRequest{From: from, Replica: d.Replica, Members: members, Entries: d.Entries}
+		req := &wire.ReplicateRequest{From: from, Replica: d.Replica, Members: members.Addrs, Entries: d.Entries,
+			Incarnation: members.Incarnation, Suspects: members.Suspects}
 		if a.To != "" && !d.More {
 			req.To, req.At = a.To, at
 		}
@@ -362,25 +404,57 @@ func (p *PeerActor) push(ctx actor.Context, a replication.Push) {
 	}()
 }
 
-func (p *PeerActor) checkHealth(ctx actor.Context) {
+// probe checks the peer from a goroutine that reports back with a
+// *probeResult: directly, and if that fails (but not for a refused key),
+// through every member of via at once; the first to reach the peer wins.
+func (p *PeerActor) probe(ctx actor.Context, via []string) {
 	tr, addr, timeout, gen := p.cfg.Transport, p.addr, p.cfg.Timeout, p.gen
 	self, root := ctx.Self(), ctx.ActorSystem().Root
 	go func() {
 		c, cancel := context.WithTimeout(context.Background(), timeout)
-		defer cancel()
 		reply, err := tr.Health(c, addr)
-		root.Send(self, &heartbeatDone{gen: gen, reply: reply, err: err})
+		cancel()
+		if err == nil || errors.Is(err, ErrUnauthorized) || len(via) == 0 {
+			root.Send(self, &probeResult{gen: gen, reply: reply, err: err})
+			return
+		}
+		if r, ok := probeVia(tr, via, addr, 2*timeout); ok {
+			root.Send(self, &probeResult{gen: gen, reply: r, indirect: true})
+			return
+		}
+		root.Send(self, &probeResult{gen: gen, err: err})
 	}()
 }
 
-// HeartbeatBudget is how many peers a node health-checks per heartbeat
-// interval (and pushes full state to per anti-entropy interval), at most.
-// Each PeerActor checks its own peer, so without a bound a cluster of N
-// nodes makes N(N-1) checks per interval, and on a VM a check that wakes an
-// idle process costs about a millisecond of CPU. Past the budget each peer
-// is checked less often, a node's checks stay at about HeartbeatBudget per
-// interval, and a dead peer is found later in step (32 nodes: every ~3.9
-// intervals).
+// probeVia asks every member of via at once to check target, and returns
+// the first answer that says target is alive.
+func probeVia(tr Transport, via []string, target string, timeout time.Duration) (wire.HealthReply, bool) {
+	c, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	answers := make(chan *wire.HealthReply, len(via))
+	for _, v := range via {
+		go func() {
+			r, err := tr.Probe(c, v, target)
+			if err != nil {
+				answers <- nil
+				return
+			}
+			answers <- &r
+		}()
+	}
+	for range via {
+		if r := <-answers; r != nil {
+			return *r, true
+		}
+	}
+	return wire.HealthReply{}, false
+}
+
+// HeartbeatBudget is how many peers a node pushes full state to per
+// anti-entropy interval, at most: past it, each PeerActor stretches its
+// anti-entropy interval by N/HeartbeatBudget, so a node's idle full pushes
+// stay about HeartbeatBudget per interval at any cluster size. (Probes
+// need no budget: the Supervisor sends one per protocol period.)
 const HeartbeatBudget = 8
 
 // scheduleAntiEntropy sets the timer of the next full-state push.
@@ -391,7 +465,10 @@ func (p *PeerActor) scheduleAntiEntropy(ctx actor.Context) {
 // stretch scales a per-peer interval so that all of a node's PeerActors
 // together keep to HeartbeatBudget per interval.
 func (p *PeerActor) stretch(d time.Duration) time.Duration {
-	if n := len(p.members); n > HeartbeatBudget {
+	if p.members == nil {
+		return d
+	}
+	if n := len(p.members.Addrs); n > HeartbeatBudget {
 		return d * time.Duration(n) / HeartbeatBudget
 	}
 	return d

@@ -26,6 +26,8 @@ type fakeTransport struct {
 	gate        chan struct{}
 	pushes      chan pushCall
 	healthCalls chan time.Time
+	viaErr      map[string]error // indirect probes through these members fail
+	probeCalls  chan string      // "via>target" of every indirect probe
 }
 
 type pushCall struct {
@@ -39,6 +41,7 @@ func newFakeTransport() *fakeTransport {
 		gate:        make(chan struct{}, 100),
 		pushes:      make(chan pushCall, 10000),
 		healthCalls: make(chan time.Time, 10000),
+		probeCalls:  make(chan string, 10000),
 	}
 }
 
@@ -57,6 +60,19 @@ func (f *fakeTransport) Health(ctx context.Context, addr string) (wire.HealthRep
 		return wire.HealthReply{}, err
 	}
 	return wire.HealthReply{Status: "ok", Node: addr, Replica: replica}, nil
+}
+
+// Probe answers for target as Health does, unless the test made via fail
+// (viaErr); it records every call.
+func (f *fakeTransport) Probe(ctx context.Context, via, target string) (wire.HealthReply, error) {
+	f.mu.Lock()
+	replica, err := f.replica, f.viaErr[via]
+	f.mu.Unlock()
+	f.probeCalls <- via + ">" + target
+	if err != nil {
+		return wire.HealthReply{}, err
+	}
+	return wire.HealthReply{Status: "ok", Node: target, Replica: replica}, nil
 }
 
 func (f *fakeTransport) Replicate(ctx context.Context, addr string, req *wire.ReplicateRequest) (*wire.ReplicateReply, error) {
@@ -126,6 +142,28 @@ func spawnPeer(t *testing.T, sys *actor.ActorSystem, cfg PeerConfig) (peer *acto
 		t.Fatal(err)
 	}
 	return res.(*actor.PID), parent
+}
+
+// probeEvery sends the PeerActor a Probe every d until the test ends, as
+// the Supervisor does when the peer's turn comes.
+func probeEvery(t *testing.T, sys *actor.ActorSystem, peer *actor.PID, d time.Duration) {
+	t.Helper()
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		tick := time.NewTicker(d)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				sys.Root.Send(peer, &Probe{})
+			}
+		}
+	}()
+	t.Cleanup(func() { close(done); <-stopped })
 }
 
 // counterProbe stands in for the CounterActor: it answers DeltaSince with
@@ -213,8 +251,8 @@ func TestPeerReportsUnhealthyOnceAfterNFailures(t *testing.T) {
 	tr.healthErr = errors.New("timeout")
 	counter, _ := spawnCounter(t, sys, nil)
 	cfg := testPeerConfig(tr, counter)
-	cfg.HeartbeatInterval = 5 * time.Millisecond
-	_, parent := spawnPeer(t, sys, cfg)
+	peer, parent := spawnPeer(t, sys, cfg)
+	probeEvery(t, sys, peer, 5*time.Millisecond)
 
 	suspect, _ := expect[*PeerStatus](t, parent, wait)
 	if suspect.State != StateSuspect {
@@ -250,8 +288,8 @@ func TestPeerSendsFullStateWhenPeerRestarts(t *testing.T) {
 	var mu sync.Mutex
 	counter := counterProbe(t, sys, func() uint64 { mu.Lock(); defer mu.Unlock(); return version })
 	cfg := testPeerConfig(tr, counter.pid)
-	cfg.HeartbeatInterval = 5 * time.Millisecond
 	peer, _ := spawnPeer(t, sys, cfg)
+	probeEvery(t, sys, peer, 5*time.Millisecond)
 
 	expect[*Subscribe](t, counter, wait)
 	if s, _ := expect[*DeltaSince](t, counter, wait); s.Version != 0 {
@@ -276,38 +314,11 @@ func TestPeerThatIsThisNodeIsReported(t *testing.T) {
 	tr := newFakeTransport()
 	counter, _ := spawnCounter(t, sys, nil)
 	cfg := testPeerConfig(tr, counter)
-	cfg.HeartbeatInterval = 5 * time.Millisecond
 	cfg.Self = "127.0.0.2:2" // the address the PeerActor was made for answers as us
-	_, parent := spawnPeer(t, sys, cfg)
+	peer, parent := spawnPeer(t, sys, cfg)
+	probeEvery(t, sys, peer, 5*time.Millisecond)
 	if m := fishFor(t, parent, wait, func(*PeerIsSelf) bool { return true }); m.Addr != "127.0.0.2:2" {
 		t.Fatalf("self report for %q", m.Addr)
-	}
-}
-
-// Past HeartbeatBudget peers, each peer is checked less often, so that a
-// node's heartbeat traffic does not grow with the cluster.
-func TestHeartbeatsSlowDownPastTheBudget(t *testing.T) {
-	sys := newSystem(t)
-	tr := newFakeTransport()
-	counter, _ := spawnCounter(t, sys, nil)
-	cfg := testPeerConfig(tr, counter)
-	cfg.HeartbeatInterval = 10 * time.Millisecond
-	peer, _ := spawnPeer(t, sys, cfg)
-	members := make([]string, 4*HeartbeatBudget) // checks every 4 intervals: 40 ms ±25%
-	for i := range members {
-		members[i] = fmt.Sprintf("127.0.0.3:%d", i+1)
-	}
-	sys.Root.Send(peer, &Members{Addrs: members})
-	// The check already scheduled may use the old pace; the ones after it
-	// must not. Timers never fire early, so 30 ms is a hard lower bound.
-	tr.awaitHealth(t)
-	prev := tr.awaitHealth(t)
-	for range 3 {
-		next := tr.awaitHealth(t)
-		if gap := next.Sub(prev); gap < 30*time.Millisecond-time.Millisecond {
-			t.Fatalf("health checks %v apart with %d peers, want at least 30ms (4 × 10ms − 25%%)", gap, len(members))
-		}
-		prev = next
 	}
 }
 
@@ -341,8 +352,8 @@ func TestPeerReportsAKeyRefusalOnceAndStopsPushing(t *testing.T) {
 	tr.pushErr, tr.healthErr = refused, refused
 	counter, _ := spawnCounter(t, sys, nil)
 	cfg := testPeerConfig(tr, counter)
-	cfg.HeartbeatInterval = 5 * time.Millisecond
 	peer, parent := spawnPeer(t, sys, cfg)
+	probeEvery(t, sys, peer, 5*time.Millisecond)
 
 	// The first push or health check, whichever comes first, is refused.
 	m := fishFor(t, parent, wait, func(*PeerUnauthorized) bool { return true })

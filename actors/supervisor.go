@@ -14,6 +14,8 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/scheduler"
+
+	"countd/wire"
 )
 
 // ErrSelf means a request named this node as its own peer.
@@ -128,6 +130,10 @@ type Contact struct {
 	Addr    string
 	Replica string // the sender's replica id
 	Members []string
+	// Incarnation and Suspects are the sender's failure-detection gossip
+	// (swim.go): its incarnation, and the members it suspects.
+	Incarnation uint64
+	Suspects    []wire.Suspect
 }
 
 // Leave tells the Supervisor that the node at Addr, as the process with
@@ -216,11 +222,20 @@ type member struct {
 	// levels count (levels.go).
 	holds   uint64
 	holdsBy string
+	// Failure detection (swim.go): the member's incarnation as last heard
+	// from it, and its suspicion (nil: none runs) with the sequence number
+	// of its timer.
+	incarnation uint64
+	suspicion   scheduler.CancelFunc
+	suspectSeq  uint64
+	gossiped    bool // this node's gossip names the suspicion (its own probe failed)
+	seenAlive   bool // it answered a probe or pushed here since it was added or revived
 }
 
 // Supervisor is the parent of the PeerActors and owns the membership table.
-// It spawns a PeerActor per registered peer, stops it when the peer fails its
-// health checks, probes the down peer at a backed-off pace, and spawns it
+// It spawns a PeerActor per registered peer, tells one PeerActor per
+// protocol period to probe its peer (swim.go), stops it when the peer stays
+// suspect past the suspicion timeout or fails its health checks, probes the down peer at a backed-off pace, and spawns it
 // again when the peer answers or contacts this node. A peer that refuses this
 // node's cluster key is handled like a down one, in state StateUnauthorized
 // (logged once at warn, and once at info when it ends). A PeerActor that panics
@@ -258,6 +273,9 @@ type Supervisor struct {
 	membersWriting, membersDirty bool
 
 	waits heldWaits // clients waiting for a write level (levels.go)
+
+	rounds      rounds // whose turn it is to be probed (swim.go)
+	incarnation uint64 // this node's, raised to refute a suspicion of it
 }
 
 // NewSupervisorProps returns the props of a Supervisor. A PeerActor that
@@ -307,13 +325,18 @@ func (s *Supervisor) Receive(ctx actor.Context) {
 		if len(s.members) > 0 {
 			s.announce(ctx)
 		}
+		s.startPeriods()
 	case *membersWritten:
 		s.membersWritten(ctx, m.err)
 	case *actor.Stopping:
 		s.stopping = true
+		if s.rounds.tick != nil {
+			s.rounds.tick()
+		}
 		for _, mb := range s.members {
 			s.cancelProbe(mb)
 			s.cancelReap(mb)
+			s.cancelSuspicion(mb)
 		}
 		s.cands.stop()
 	case *RegisterPeer:
@@ -364,6 +387,10 @@ func (s *Supervisor) Receive(ctx actor.Context) {
 			s.log.Warn("peer address is this node; dropping it", "peer", m.Addr)
 			s.remove(ctx, m.Addr)
 		}
+	case *periodTick:
+		s.period(ctx)
+	case *suspicionTimeout:
+		s.suspicionTimedOut(ctx, m)
 	case *probeTick:
 		s.probe(ctx, m.addr)
 	case *probeDone:
@@ -530,6 +557,7 @@ func (s *Supervisor) remove(ctx actor.Context, addr string) *RemoveResult {
 	}
 	s.cancelProbe(mb)
 	s.cancelReap(mb)
+	s.cancelSuspicion(mb)
 	if mb.pid != nil {
 		ctx.Stop(mb.pid)
 	}
@@ -559,13 +587,20 @@ func (s *Supervisor) contact(ctx actor.Context, m *Contact) {
 		case mb.state == StateDown, mb.state == StateLeft && m.Replica != mb.leftReplica:
 			s.revive(ctx, mb)
 			changed = true
+		case mb.state == StateSuspect:
+			// It answered for itself: a push refutes any suspicion.
+			changed = s.unsuspect(mb) || changed
 		}
 		// An unauthorized peer stays so: its push shows that this node
 		// takes its key, not that it takes this node's (a probe, signed,
 		// tells). Reviving it would only log its refusal again.
 		if mb != nil {
 			mb.lastSeen = time.Now()
+			mb.incarnation = max(mb.incarnation, m.Incarnation)
 		}
+	}
+	if s.gossip(m.Addr, m.Suspects) {
+		changed = true
 	}
 	learned := false
 	for _, addr := range m.Members {
@@ -617,6 +652,7 @@ func (s *Supervisor) leave(ctx actor.Context, m *Leave) {
 	}
 	s.cancelProbe(mb)
 	s.cancelReap(mb)
+	s.cancelSuspicion(mb)
 	mb.state, mb.leftReplica, mb.downSince = StateLeft, m.Replica, time.Now()
 	if s.cfg.ReapAfter > 0 {
 		mb.reap = s.timer.SendOnce(s.cfg.ReapAfter, s.pid, &reapTick{addr: mb.addr})
@@ -655,13 +691,16 @@ func (s *Supervisor) status(ctx actor.Context, m *PeerStatus) {
 	if !ok || !mb.current(m.From) {
 		return
 	}
-	if mb.state != m.State {
-		level := slog.LevelInfo
-		if m.State == StateSuspect {
-			level = slog.LevelDebug
-		}
-		s.log.Log(context.Background(), level, "peer "+m.State, "peer", m.Addr)
-		mb.state = m.State
+	// A failed probe starts a suspicion (swim.go), which the members'
+	// gossip carries; an answered one ends it.
+	gossip := false
+	if m.State == StateSuspect {
+		gossip = s.suspect(mb, "")
+	} else {
+		gossip = s.unsuspect(mb)
+	}
+	if gossip {
+		s.announce(ctx)
 	}
 	if !m.LastSeen.IsZero() {
 		mb.lastSeen = m.LastSeen
@@ -685,6 +724,7 @@ func (s *Supervisor) unhealthy(ctx actor.Context, m *PeerUnhealthy) {
 // gossips and probes it at the down pace; state is StateDown or
 // StateUnauthorized.
 func (s *Supervisor) away(ctx actor.Context, mb *member, state string, why error) {
+	s.cancelSuspicion(mb)
 	mb.pid = nil
 	mb.downSince = time.Now()
 	mb.backoff = s.cfg.DownProbeMin
@@ -817,7 +857,7 @@ func (s *Supervisor) revive(ctx actor.Context, mb *member) {
 	default:
 		s.log.Info("peer alive", "peer", mb.addr)
 	}
-	mb.state = StateAlive
+	mb.state, mb.seenAlive = StateAlive, true
 	mb.lastSeen = time.Now()
 	mb.pid = ctx.SpawnPrefix(s.cfg.PeerProps(mb.addr), "peer-")
 	s.askPush(ctx, mb, s.waits.highest())
@@ -831,7 +871,7 @@ func (mb *member) current(from *actor.PID) bool {
 }
 
 func (s *Supervisor) add(ctx actor.Context, addr, state string) *member {
-	mb := &member{addr: addr, state: state}
+	mb := &member{addr: addr, state: state, seenAlive: state == StateAlive}
 	mb.pid = ctx.SpawnPrefix(s.cfg.PeerProps(addr), "peer-")
 	s.members[addr] = mb
 	s.saveMembers(ctx)
@@ -875,9 +915,10 @@ func (s *Supervisor) announce(ctx actor.Context) {
 		}
 	}
 	slices.Sort(alive)
+	suspects := s.suspects()
 	for _, mb := range s.members {
 		if mb.pid != nil {
-			ctx.Send(mb.pid, &Members{Addrs: alive})
+			ctx.Send(mb.pid, &Members{Addrs: alive, Suspects: suspects, Incarnation: s.incarnation})
 		}
 	}
 }

@@ -35,13 +35,26 @@ type standIn struct {
 	addr    string
 	events  chan lifecycle
 	members *sync.Map // addr -> the Addrs of the last Members it got
+	gossip  *sync.Map // addr -> the last *Members it got
 	asked   chan waitAsked
+	probes  chan probeAsked
+}
+
+// probeAsked is a Probe a stand-in got.
+type probeAsked struct {
+	addr string
+	via  []string
 }
 
 func (s *standIn) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *Members:
 		s.members.Store(s.addr, m.Addrs)
+		s.gossip.Store(s.addr, m)
+	case *Probe:
+		if s.probes != nil {
+			s.probes <- probeAsked{s.addr, m.Via}
+		}
 	case *WaitFor:
 		if s.asked != nil {
 			s.asked <- waitAsked{s.addr, m.Version}
@@ -62,7 +75,9 @@ type supervisorFixture struct {
 	tr      *fakeTransport
 	events  chan lifecycle
 	members sync.Map // addr -> the members its stand-in was last told
+	gossip  sync.Map // addr -> the last *Members its stand-in got
 	asked   chan waitAsked
+	probes  chan probeAsked
 }
 
 func newSupervisorFixture(t *testing.T) *supervisorFixture {
@@ -88,12 +103,14 @@ func newSupervisorFixtureConfig(t *testing.T, tune func(*SupervisorConfig)) *sup
 func newSupervisorFixtureOn(t *testing.T, sys *actor.ActorSystem, tune func(*SupervisorConfig)) *supervisorFixture {
 	t.Helper()
 	f := &supervisorFixture{t: t, sys: sys, tr: newFakeTransport(), events: make(chan lifecycle, 10000),
-		asked: make(chan waitAsked, 10000)}
+		asked: make(chan waitAsked, 10000), probes: make(chan probeAsked, 10000)}
 	cfg := SupervisorConfig{
 		Self: "127.0.0.1:1",
 		Peer: PeerConfig{Transport: f.tr, Timeout: time.Second},
 		PeerProps: func(addr string) *actor.Props {
-			return actor.PropsFromProducer(func() actor.Actor { return &standIn{addr: addr, events: f.events, members: &f.members, asked: f.asked} })
+			return actor.PropsFromProducer(func() actor.Actor {
+				return &standIn{addr: addr, events: f.events, members: &f.members, gossip: &f.gossip, asked: f.asked, probes: f.probes}
+			})
 		},
 		DownProbeMin: 5 * time.Millisecond,
 		DownProbeMax: 20 * time.Millisecond,
@@ -614,6 +631,10 @@ func (a *addrTransport) Health(ctx context.Context, addr string) (wire.HealthRep
 
 func (a *addrTransport) Replicate(context.Context, string, *wire.ReplicateRequest) (*wire.ReplicateReply, error) {
 	return nil, errors.New("addrTransport: no pushes")
+}
+
+func (a *addrTransport) Probe(context.Context, string, string) (wire.HealthReply, error) {
+	return wire.HealthReply{}, errors.New("addrTransport: no indirect probes")
 }
 
 func (a *addrTransport) with(fn func(a *addrTransport)) {

@@ -21,4 +21,8 @@ type Transport interface {
 	// Replicate delivers a state push to the node at addr. A nil error means
 	// the receiver merged the entries and made them durable.
 	Replicate(ctx context.Context, addr string, req *wire.ReplicateRequest) (*wire.ReplicateReply, error)
+	// Probe asks the node at via to health-check target on this node's
+	// behalf (an indirect probe) and returns target's answer. An error
+	// means via or target did not answer.
+	Probe(ctx context.Context, via, target string) (wire.HealthReply, error)
 }

@@ -63,6 +63,8 @@ func statusOf(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, errMethod):
 		return http.StatusMethodNotAllowed
+	case errors.Is(err, errProbeFailed):
+		return http.StatusBadGateway
 	case errors.Is(err, actors.ErrKeyConflict):
 		return http.StatusUnprocessableEntity
 	case errors.Is(err, crdt.ErrOverflow), errors.Is(err, errNoDataFile), errors.Is(err, actors.ErrKeyInFlight):

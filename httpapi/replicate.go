@@ -8,7 +8,7 @@ import (
 )
 
 // replicateForm is the body POST /replicate takes, for error messages.
-const replicateForm = `{"from":"host:port","replica":"0123456789abcdef","members":["host:port",...],"entries":[{"counter":"name","replica":"0123456789abcdef","p":N,"n":N},...],"to":"0123456789abcdef","at":UNIX_MS}`
+const replicateForm = `{"from":"host:port","replica":"0123456789abcdef","members":["host:port",...],"entries":[{"counter":"name","replica":"0123456789abcdef","p":N,"n":N},...],"to":"0123456789abcdef","at":UNIX_MS,"incarnation":N,"suspects":[{"addr":"host:port","incarnation":N},...]}`
 
 // MaxMembers caps the member list of one push.
 const MaxMembers = 1024
@@ -42,6 +42,14 @@ func DecodeReplicate(body []byte) (*wire.ReplicateRequest, error) {
 	for i, m := range req.Members {
 		if req.Members[i], err = wire.ParseAddr(m); err != nil {
 			return nil, badRequest("replicate payload: member %d: %v", i, addrError(err))
+		}
+	}
+	if len(req.Suspects) > MaxMembers {
+		return nil, badRequest("replicate payload: %d suspects, over the most, %d", len(req.Suspects), MaxMembers)
+	}
+	for i, sp := range req.Suspects {
+		if req.Suspects[i].Addr, err = wire.ParseAddr(sp.Addr); err != nil {
+			return nil, badRequest("replicate payload: suspect %d: %v", i, addrError(err))
 		}
 	}
 	if err := crdt.Validate(req.Entries); err != nil {

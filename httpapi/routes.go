@@ -83,6 +83,9 @@ func (s *Server) routes() http.Handler {
 		node("/replicate", http.MethodPost, s.handleReplicate)
 		node("/leave", http.MethodPost, s.handleLeave)
 	}
+	if s.cfg.Prober != nil {
+		node("/probe", http.MethodPost, s.handleProbe) // indirect probes (probe.go)
+	}
 	if s.cfg.Levels != nil {
 		node("/entries/{name}", http.MethodGet, s.handleEntries) // reads at a level (wait.go)
 	}

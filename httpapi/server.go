@@ -81,6 +81,11 @@ type Config struct {
 	// and their size in bytes. store.DB.Snapshot is one. Nil (a -memory
 	// node) makes GET /backup answer 409.
 	Snapshot func() (io.ReadCloser, int64, error)
+	// Prober, if set, serves POST /probe: it health-checks a node for a
+	// peer that cannot reach it (an indirect probe, probe.go), within
+	// ProbeTimeout (zero means 1s).
+	Prober       Prober
+	ProbeTimeout time.Duration
 	// PeerCerts makes the node-to-node routes require a client
 	// certificate that TLS verified (nodeOnly); TLS must then verify client
 	// certificates that are given.

@@ -297,6 +297,8 @@ func (n *Node) startHTTP(ln net.Listener) error {
 		TLS:            n.serverTLS(),
 		PeerCerts:      n.certs != nil && n.certs.VerifiesPeers(),
 		Snapshot:       snapshot,
+		Prober:         n.peerNet,
+		ProbeTimeout:   n.cfg.HeartbeatTimeout,
 	})
 	if err := n.http.Open(); err != nil {
 		return err

@@ -1,5 +1,6 @@
 // Package transport carries node-to-node traffic: HTTP implements
-// actors.Transport over the countd API (GET /health, POST /replicate).
+// actors.Transport over the countd API (GET /health, POST /replicate,
+// POST /probe).
 package transport
 
 import (
@@ -108,6 +109,21 @@ func (c *HTTP) Replicate(ctx context.Context, addr string, req *wire.ReplicateRe
 		return nil, err
 	}
 	return &reply, nil
+}
+
+// Probe implements actors.Transport with POST /probe: via health-checks
+// target and answers with target's reply.
+func (c *HTTP) Probe(ctx context.Context, via, target string) (wire.HealthReply, error) {
+	body, err := json.Marshal(&wire.ProbeRequest{Target: target})
+	if err != nil {
+		return wire.HealthReply{}, err
+	}
+	var reply wire.HealthReply
+	err = c.do(ctx, http.MethodPost, via, "/probe", body, &reply)
+	if err == nil && reply.Status != "ok" {
+		err = fmt.Errorf("%s via %s reports status %q", target, via, reply.Status)
+	}
+	return reply, err
 }
 
 // Leave tells the node at addr that this node is shutting down, with

@@ -1,5 +1,5 @@
 // Package wire holds what nodes say to each other: the bodies of GET /health,
-// POST /replicate and POST /leave, the largest body a node accepts, and how a peer
+// POST /replicate, POST /probe and POST /leave, the largest body a node accepts, and how a peer
 // address is written. Both the inbound server (httpapi) and the outgoing
 // peer transport (transport) use it, so neither depends on the other.
 package wire
@@ -27,6 +27,28 @@ type ReplicateRequest struct {
 	// not cut short. The sync clock (docs/design.md, section 6).
 	To string `json:"to,omitempty"`
 	At uint64 `json:"at,omitempty"`
+	// Incarnation is the sender's incarnation: a number it raises to
+	// refute a suspicion of itself (docs/design.md, section 7, "Failure
+	// detection"). 0 is left out.
+	Incarnation uint64 `json:"incarnation,omitempty"`
+	// Suspects are the members the sender suspects, each at the
+	// incarnation it knew: gossip that a receiver takes unless it has
+	// heard of a later incarnation, and that the suspect refutes.
+	Suspects []Suspect `json:"suspects,omitempty"`
+}
+
+// Suspect names a member suspected of having failed, at its incarnation
+// as the suspecting node knew it.
+type Suspect struct {
+	Addr        string `json:"addr"`
+	Incarnation uint64 `json:"incarnation"`
+}
+
+// ProbeRequest is the body of POST /probe: the receiver health-checks
+// Target on the sender's behalf (an indirect probe) and answers with the
+// target's HealthReply, or an error if the target did not answer.
+type ProbeRequest struct {
+	Target string `json:"target"`
 }
 
 // ReplicateReply answers a ReplicateRequest. Replica lets the sender notice

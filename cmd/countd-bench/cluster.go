@@ -35,6 +35,7 @@ type cluster struct {
 	dir         string // temporary directory of data dirs and logs; "" if none
 	keep        bool
 	stopTimeout time.Duration
+	readyAfter  time.Duration // from the first start until waitReady succeeded
 	closeOnce   sync.Once
 	closeErr    error
 }
@@ -79,6 +80,7 @@ func startCluster(ctx context.Context, cfg *Config, bin string, n int, sec secur
 	for _, p := range ports {
 		c.addrs = append(c.addrs, "127.0.0.1:"+strconv.Itoa(p))
 	}
+	began := time.Now()
 	for i, port := range ports {
 		args := []string{"-port=" + strconv.Itoa(port), "-log-level=warn"}
 		var peers []string
@@ -126,6 +128,7 @@ func startCluster(ctx context.Context, cfg *Config, bin string, n int, sec secur
 	if err := waitReady(ctx, c, cfg.ReadyTimeout); err != nil {
 		return nil, fmt.Errorf("start cluster of %d: %w", n, err)
 	}
+	c.readyAfter = time.Since(began)
 	return c, nil
 }
 

@@ -59,6 +59,9 @@ type Config struct {
 	// Idle > 0 selects idle mode for that long; Settle is how long it
 	// waits after the nodes see each other alive before it measures.
 	Idle, Settle time.Duration
+	// Detect (idle mode) SIGKILLs the last node after the measurement and
+	// times until every other node lists it down.
+	Detect bool
 	// CreateCounters > 0 selects create mode with that many counters.
 	CreateCounters int
 	// ChurnCounters > 0 selects churn mode: that many counters created

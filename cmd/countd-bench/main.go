@@ -76,6 +76,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&cfg.Rounds, "rounds", 0, "rounds mode: this many bursts, each followed by time to agreement")
 	fs.DurationVar(&cfg.Burst, "burst", cfg.Burst, "load time of one round (-rounds)")
 	fs.DurationVar(&cfg.Idle, "idle", 0, "idle mode: measure the nodes' CPU and memory over this long with no load")
+	fs.BoolVar(&cfg.Detect, "detect", false, "idle mode: then SIGKILL the last node and time until every other node lists it down")
 	fs.DurationVar(&cfg.Settle, "settle", 0, "idle mode: wait this long after the nodes see each other alive before measuring")
 	fs.IntVar(&cfg.CreateCounters, "create-counters", 0, "create mode: create this many named counters on one node")
 	fs.IntVar(&cfg.ChurnCounters, "churn-counters", 0, "churn mode: create this many named counters at an even rate over -duration, sampling memory and disk")

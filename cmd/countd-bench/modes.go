@@ -234,7 +234,7 @@ func (b *bench) runIdle(ctx context.Context, cl *cluster) (*Result, error) {
 	b.fillStats(res, cl, before, after)
 
 	elapsed := after.at.Sub(before.at)
-	id := &IdleResult{SettleSeconds: b.cfg.Settle.Seconds(), Seconds: elapsed.Seconds()}
+	id := &IdleResult{SettleSeconds: b.cfg.Settle.Seconds(), Seconds: elapsed.Seconds(), ReadySeconds: cl.readyAfter.Seconds()}
 	var total float64
 	have := len(res.NodeStats) > 0
 	for _, s := range res.NodeStats {
@@ -249,6 +249,14 @@ func (b *bench) runIdle(ctx context.Context, cl *cluster) (*Result, error) {
 		id.CPUPercentOfCore = ptr(100 * total / elapsed.Seconds())
 	}
 	res.Idle = id
+	if b.cfg.Detect {
+		prog.setPhase("detect")
+		d, err := measureDetection(ctx, cl, b.cfg.ReadyTimeout)
+		if err != nil {
+			return nil, err
+		}
+		id.DetectSeconds = ptr(d.Seconds())
+	}
 	return res, nil
 }
 

@@ -161,6 +161,12 @@ type IdleResult struct {
 	Seconds          float64  `json:"seconds"`
 	CPUSeconds       *float64 `json:"cpu_seconds"`
 	CPUPercentOfCore *float64 `json:"cpu_percent_of_one_core"`
+	// ReadySeconds is the time from the first node's start until every
+	// node listed every other alive (0 for a cluster the tool did not start).
+	ReadySeconds float64 `json:"ready_seconds"`
+	// DetectSeconds (-detect) is the time from a SIGKILL of the last node
+	// until every other node listed it down.
+	DetectSeconds *float64 `json:"detect_seconds,omitempty"`
 }
 
 // CreateResult is the create mode's work.
@@ -318,6 +324,10 @@ func printResult(w io.Writer, r *Result) {
 	if id := r.Idle; id != nil {
 		fmt.Fprintf(tw, "  idle\t%s CPU seconds over %.1fs = %s of one core, all %d nodes together\n",
 			fmtFloat(id.CPUSeconds, "%.3f"), id.Seconds, fmtFloat(id.CPUPercentOfCore, "%.2f%%"), r.Nodes)
+		fmt.Fprintf(tw, "  ready	%.1fs from the first start until every node listed every other alive\n", id.ReadySeconds)
+		if id.DetectSeconds != nil {
+			fmt.Fprintf(tw, "  detect	%.1fs from a SIGKILL of one node until every other listed it down\n", *id.DetectSeconds)
+		}
 	}
 	if cr := r.Create; cr != nil {
 		fmt.Fprintf(tw, "  created\t%s counters in %.1fs; the nodes agree on %s counters\n",
