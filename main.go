@@ -150,7 +150,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (n
 		{"log-level", choiceValue(&logLevel, "debug", "info", "warn", "error"), "debug, info, warn or error",
 			"log level: debug, info, warn or error"},
 		{"request-timeout", durationValue(&cfg.RequestTimeout, 1), positive, "longest an HTTP request waits before 503"},
-		{"heartbeat-interval", durationValue(&cfg.HeartbeatInterval, 1), positive, "mean time between health checks of a peer"},
+		{"heartbeat-interval", durationValue(&cfg.HeartbeatInterval, 1), positive, "the protocol period: each node probes one peer per period (SWIM)"},
 		{"heartbeat-timeout", durationValue(&cfg.HeartbeatTimeout, 1), positive, "timeout of one health check or push"},
 		{"failures-before-down", intValue(&cfg.FailuresBeforeDown, 1, math.MaxInt32), "a whole number of 1 or more",
 			"failed health checks in a row before a peer is down"},
