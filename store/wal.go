@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -340,10 +342,11 @@ func (d *DB) checkpoint() error {
 		if err := deleteEntries(tx, del); err != nil {
 			return err
 		}
+		// In key order: bbolt inserts a sorted run at a node's end.
 		b := tx.Bucket(bucketEntries)
-		for k, o := range last {
-			if o.val != nil {
-				if err := b.Put([]byte(k), o.val); err != nil {
+		for _, k := range slices.Sorted(maps.Keys(last)) {
+			if v := last[k].val; v != nil {
+				if err := b.Put([]byte(k), v); err != nil {
 					return err
 				}
 			}
