@@ -159,7 +159,12 @@ func (n *Node) openStore() (state *crdt.State, st actors.Store, removed []string
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	n.undo.push(func(context.Context) error { return db.Close() }) // bbolt waits for a write in flight
+	n.undo.push(func(context.Context) error { return db.Close() }) // waits for a write in flight
+	if r := db.Recovery(); r.SetAside != "" {
+		n.log.Error("write-ahead log not replayed: set aside", "why", r.Reason, "moved_to", r.SetAside)
+	} else if r.Replayed > 0 {
+		n.log.Info("replayed the write-ahead log", "records", r.Replayed, "bytes", r.Bytes)
+	}
 	start, err := db.Start()
 	if err != nil {
 		return nil, nil, nil, err
