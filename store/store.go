@@ -266,6 +266,23 @@ func (d *DB) keys(b []byte) ([]string, error) {
 	return out, nil
 }
 
+// Abandon closes the files as a crash (kill -9) would: the log is not
+// applied, so the next Open replays it. Every Save that returned is on
+// disk already. For tests of recovery; Close is the way to close.
+func (d *DB) Abandon() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return nil
+	}
+	d.closed = true
+	err := d.log.f.Close()
+	if cerr := d.db.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
 // Close checkpoints the log and closes the files; it waits for a Save in
 // progress. It is safe to call more than once.
 func (d *DB) Close() error {

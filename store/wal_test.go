@@ -22,11 +22,7 @@ import (
 // they are (every Save that returned is on disk already).
 func crash(t *testing.T, db *DB) {
 	t.Helper()
-	db.mu.Lock()
-	defer db.mu.Unlock()
-	db.closed = true
-	db.log.f.Close()
-	if err := db.db.Close(); err != nil {
+	if err := db.Abandon(); err != nil {
 		t.Fatal(err)
 	}
 }
