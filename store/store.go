@@ -136,7 +136,7 @@ func (d *DB) Save(put, del []crdt.Entry) error {
 	if d.log.off-logHeaderLen >= d.log.limit {
 		// The record is durable whatever happens here; a checkpoint that
 		// fails is tried again by the next Save.
-		_ = d.checkpoint()
+		_ = d.checkpoint(false)
 	}
 	return nil
 }
@@ -292,7 +292,7 @@ func (d *DB) Close() error {
 		return nil
 	}
 	d.closed = true
-	err := d.checkpoint()
+	err := d.checkpoint(false)
 	if cerr := d.log.f.Close(); err == nil {
 		err = cerr
 	}

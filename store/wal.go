@@ -140,7 +140,9 @@ func (d *DB) openLog(limit int64) error {
 	}
 	d.log.off = end
 	d.recovery.Replayed, d.recovery.Bytes = n, end-logHeaderLen
-	return d.checkpoint()
+	// Raise the epoch even if nothing was replayed: whatever an earlier
+	// process left in the file (a torn record) is then of an older epoch.
+	return d.checkpoint(true)
 }
 
 // logMeta returns the log's id and epoch from meta, recording new ones
@@ -284,11 +286,13 @@ func (l *wal) appendRecord(put, del []crdt.Entry) error {
 	l.buf = encodeRecord(l.buf[:0], l.epoch, put, del)
 	end := l.off + int64(len(l.buf))
 	if end > l.size {
-		size := (end + logChunk - 1) / logChunk * logChunk
-		if _, err := l.f.WriteAt(make([]byte, size-l.size), l.size); err != nil {
-			return err
+		zeros := make([]byte, logChunk)
+		for l.size < end {
+			if _, err := l.f.WriteAt(zeros, l.size); err != nil {
+				return err
+			}
+			l.size += logChunk
 		}
-		l.size = size
 	}
 	if _, err := l.f.WriteAt(l.buf, l.off); err != nil {
 		return err
@@ -304,10 +308,11 @@ func (l *wal) appendRecord(put, del []crdt.Entry) error {
 }
 
 // checkpoint applies the log's records to bbolt and empties the log, in
-// one synced transaction (see the top of this file). d.mu is held.
-func (d *DB) checkpoint() error {
+// one synced transaction (see the top of this file); with an empty log it
+// does nothing unless always is set. d.mu is held.
+func (d *DB) checkpoint(always bool) error {
 	l := d.log
-	if l == nil || l.off == logHeaderLen {
+	if l == nil || l.off == logHeaderLen && !always {
 		return nil
 	}
 	recs, err := l.records()
@@ -381,7 +386,7 @@ var checkpointHook = func(step string) error { return nil }
 func (d *DB) Checkpoint() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.checkpoint()
+	return d.checkpoint(false)
 }
 
 // Recovery returns what Open found in the log.

@@ -437,3 +437,17 @@ func FuzzDecodeRecord(f *testing.F) {
 		}
 	})
 }
+
+// Every Open starts a new epoch, even with nothing to replay, so that what
+// an earlier process left in the file (a record torn at the very start)
+// can never be read as a record of this one.
+func TestOpenStartsNewEpoch(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "countd.db")
+	db := open(t, path)
+	epoch := db.log.epoch
+	crash(t, db)
+	db = open(t, path)
+	if db.log.epoch <= epoch {
+		t.Fatalf("epoch %d after a reopen with an empty log, want above %d", db.log.epoch, epoch)
+	}
+}
