@@ -166,6 +166,7 @@ type State struct {
 	// its counter (the counter of the first one held, if a partition put a
 	// key on two), for the other-counter check of ChangeKeyed.
 	keys     int
+	peakKeys int // the most keys held since keyIndex was last rebuilt (shrink)
 	keyIndex map[string]string
 	// owned holds the unretired key entries of this replica's lineage,
 	// earliest acceptance first, for Retire; an item is stale once its entry
@@ -341,12 +342,20 @@ func (c *counter) add(replica string, own bool) *slot {
 	case c.index != nil:
 		c.index[replica] = int32(i)
 	case len(c.slots) > indexFrom:
-		c.index = make(map[string]int32, 2*len(c.slots))
-		for j := range c.slots {
-			c.index[c.slots[j].replica] = int32(j)
-		}
+		c.indexSlots()
 	}
 	return &c.slots[i]
+}
+
+// indexSlots builds the index of a counter with more than indexFrom slots.
+func (c *counter) indexSlots() {
+	if len(c.slots) <= indexFrom {
+		return
+	}
+	c.index = make(map[string]int32, 2*len(c.slots))
+	for j := range c.slots {
+		c.index[c.slots[j].replica] = int32(j)
+	}
 }
 
 // drop removes the slot of replica (which must exist) and its share of
@@ -374,6 +383,19 @@ func (c *counter) drop(replica string) {
 	}
 	c.slots[last] = slot{}
 	c.slots = c.slots[:last]
+	// Give memory back once a counter holds a quarter of the entries it
+	// once did (idempotency keys forgotten after their window): a slice
+	// keeps its backing array, and a map never shrinks.
+	if cap(c.slots) > indexFrom && len(c.slots) < cap(c.slots)/4 {
+		c.slots = fresh(c.slots)
+		if c.index != nil {
+			c.index = nil
+			c.indexSlots()
+		}
+	}
+	if c.index != nil && len(c.slots) <= indexFrom {
+		c.index = nil
+	}
 }
 
 // dead reports whether every entry stands at its floor: the counter is

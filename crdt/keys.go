@@ -248,6 +248,7 @@ func (s *State) Retire(window, synced, now uint64) []Entry {
 		}
 		out = append(out, e)
 	}
+	s.shrink()
 	return out
 }
 
@@ -303,12 +304,14 @@ func (s *State) ForgetKey(name, id string) bool {
 		return true
 	}
 	s.dropSlot(name, c, id)
+	s.shrink()
 	return true
 }
 
 // addKey records a key entry new to the state.
 func (s *State) addKey(name, id string) {
 	s.keys++
+	s.peakKeys = max(s.peakKeys, s.keys)
 	if _, ok := s.keyIndex[id]; !ok {
 		if s.keyIndex == nil {
 			s.keyIndex = make(map[string]string)

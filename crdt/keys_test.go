@@ -475,3 +475,31 @@ func sign(by uint64, neg bool) int64 {
 	}
 	return int64(by)
 }
+
+// TestForgottenKeysGiveMemoryBack: once the keys of a counter that held
+// thousands are forgotten, the counter's slots, its index, the key index,
+// the owned heap and the log are back to the size of what is left (a Go
+// slice keeps its array, a map never shrinks).
+func TestForgottenKeysGiveMemoryBack(t *testing.T) {
+	const n = 5000
+	s := New(nodeA)
+	mustKeyed(t, s, "c", "first", 1, false)
+	for i := range n {
+		mustKeyed(t, s, "c", fmt.Sprintf("key-%d", i), 1, false)
+	}
+	s.Retire(keyWindow, syncedOK, afterWin)
+	for _, e := range s.ForgettableKeys(s.Version()) {
+		if !s.ForgetKey(e.Counter, e.Replica) {
+			t.Fatalf("ForgetKey(%v) did nothing", e)
+		}
+	}
+	wantValue(t, "c", n+1, s)
+	c := s.counters["c"]
+	if len(c.slots) != 1 || cap(c.slots) > 4 || c.index != nil {
+		t.Errorf("counter: %d slots, capacity %d, index %v; want 1 slot, its array and no index back to size", len(c.slots), cap(c.slots), c.index != nil)
+	}
+	if s.keys != 0 || s.peakKeys > 4096 || cap(s.owned) > 4096 || cap(s.log) > 4096 {
+		t.Errorf("state: %d keys, key index rebuilt at %d, owned capacity %d, log capacity %d; want the key index, owned heap and log back to size",
+			s.keys, s.peakKeys, cap(s.owned), cap(s.log))
+	}
+}

@@ -168,6 +168,17 @@ func (s *State) shrink() {
 	if cap(s.dead) > small && len(s.dead) < cap(s.dead)/4 {
 		s.dead = fresh(s.dead)
 	}
+	if s.peakKeys > small && s.keys < s.peakKeys/4 {
+		m := make(map[string]string, len(s.keyIndex))
+		maps.Copy(m, s.keyIndex)
+		s.keyIndex, s.peakKeys = m, s.keys
+	}
+	if cap(s.owned) > small && len(s.owned) < cap(s.owned)/4 {
+		s.owned = fresh(s.owned)
+	}
+	if cap(s.retired) > small && len(s.retired) < cap(s.retired)/4 {
+		s.retired = fresh(s.retired)
+	}
 }
 
 // Fold folds the entries of this replica's earlier incarnations into the

@@ -107,6 +107,12 @@ func (b *bench) runAll(ctx context.Context, rep *Report) error {
 	}
 	for _, sec := range b.cfg.Security {
 		for _, n := range b.cfg.Nodes {
+			if b.cfg.mode() == modeKeys {
+				if err := b.runKeysAll(ctx, rep, sec, n, clients); err != nil {
+					return err
+				}
+				continue
+			}
 			if b.cfg.mode() == modeChurn {
 				if err := b.runChurns(ctx, rep, sec, n, clients); err != nil {
 					return err

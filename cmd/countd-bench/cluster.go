@@ -102,6 +102,10 @@ func startCluster(ctx context.Context, cfg *Config, bin string, n int, sec secur
 			return nil, fmt.Errorf("start cluster: %w", err)
 		}
 		args = append(args, secArgs...)
+		if cfg.mode() == modeKeys {
+			// -pprof, so the tool can force a GC before it reads memory.
+			args = append(args, "-idempotency-window="+cfg.Window.String(), "-pprof")
+		}
 		args = append(args, cfg.NodeFlags...) // last, so they win
 		// Its log goes to a file beside its data dir too, kept with -keep.
 		logf, err := os.Create(filepath.Join(dir, "node-"+strconv.Itoa(port)+".log"))

@@ -17,6 +17,7 @@ const (
 	modeCreate = "create"
 	modeChurn  = "churn"
 	modeLevels = "levels"
+	modeKeys   = "keys"
 )
 
 // Config is what the flags ask for.
@@ -70,6 +71,12 @@ type Config struct {
 	// Levels, if not empty, selects levels mode: Duration of changes at
 	// each of these write levels (?wait=), alternating in slices of Chunk.
 	Levels []string
+	// Keys > 0 selects keys mode: that many keyed changes (each with its
+	// own Idempotency-Key) over Counters counters (keysCounters if 0),
+	// and as many unkeyed ones on a fresh cluster as the baseline; the
+	// nodes run with -idempotency-window=Window.
+	Keys   int
+	Window time.Duration
 	// ReadyTimeout bounds the wait for a started cluster to see itself
 	// alive; AgreeTimeout bounds each wait for agreement; StopTimeout is how
 	// long a node gets after SIGTERM before SIGKILL.
@@ -110,6 +117,7 @@ func defaultConfig() Config {
 		ReadyTimeout: 2 * time.Minute,
 		AgreeTimeout: 30 * time.Second,
 		StopTimeout:  10 * time.Second,
+		Window:       10 * time.Minute,
 	}
 }
 
@@ -120,7 +128,7 @@ func (c *Config) measureFsync() bool {
 	return c.Bare && c.Fsync && !c.Memory && len(c.Addrs) == 0
 }
 
-// mode returns which of the six modes the configuration selects.
+// mode returns which of the seven modes the configuration selects.
 func (c *Config) mode() string {
 	switch {
 	case c.Rounds > 0:
@@ -133,6 +141,8 @@ func (c *Config) mode() string {
 		return modeChurn
 	case len(c.Levels) > 0:
 		return modeLevels
+	case c.Keys > 0:
+		return modeKeys
 	}
 	return modeLoad
 }
@@ -144,16 +154,16 @@ func (c *Config) validate(given map[string]bool) error {
 		return nil
 	}
 	modes := 0
-	for _, f := range []string{"rounds", "idle", "create-counters", "churn-counters", "levels"} {
+	for _, f := range []string{"rounds", "idle", "create-counters", "churn-counters", "levels", "keys"} {
 		if given[f] {
 			modes++
 		}
 	}
 	switch {
 	case modes > 1:
-		return errors.New("-rounds, -idle, -create-counters, -churn-counters and -levels are different modes: give at most one")
-	case c.Rounds < 0 || c.CreateCounters < 0 || c.Counters < 0 || c.ChurnCounters < 0:
-		return errors.New("-rounds, -counters, -create-counters and -churn-counters must not be negative")
+		return errors.New("-rounds, -idle, -create-counters, -churn-counters, -levels and -keys are different modes: give at most one")
+	case c.Rounds < 0 || c.CreateCounters < 0 || c.Counters < 0 || c.ChurnCounters < 0 || c.Keys < 0:
+		return errors.New("-rounds, -counters, -create-counters, -churn-counters and -keys must not be negative")
 	case c.Tail < 0 || c.Sample <= 0:
 		return errors.New("-tail must not be negative and -sample must be positive")
 	case c.Idle < 0 || c.Settle < 0 || c.Duration <= 0 || c.Chunk <= 0 || c.Burst <= 0:
@@ -166,11 +176,21 @@ func (c *Config) validate(given map[string]bool) error {
 		return errors.New("invalid value for flag -create-counters: at most 10000000")
 	case c.ChurnCounters > 10_000_000:
 		return errors.New("invalid value for flag -churn-counters: at most 10000000")
+	case c.Keys > 10_000_000:
+		return errors.New("invalid value for flag -keys: at most 10000000")
+	case c.Window < time.Millisecond:
+		return errors.New("invalid value for flag -idempotency-window: at least 1ms")
 	case c.Counters > 1_000_000:
 		return errors.New("invalid value for flag -counters: at most 1000000")
 	}
 	if c.PNG != "" && c.mode() != modeLoad && c.mode() != modeChurn {
-		return errors.New("-png draws load-mode and churn-mode runs; it has no meaning with -rounds, -idle, -create-counters or -levels")
+		return errors.New("-png draws load-mode and churn-mode runs; it has no meaning with -rounds, -idle, -create-counters, -levels or -keys")
+	}
+	if c.mode() != modeKeys && given["idempotency-window"] {
+		return errors.New("-idempotency-window applies to -keys")
+	}
+	if c.mode() == modeKeys && len(c.Addrs) > 0 {
+		return errors.New("-keys starts its own nodes (fresh ones, with -idempotency-window): it has no meaning with -addrs")
 	}
 	if c.mode() != modeChurn {
 		for _, f := range []string{"ttl", "tail", "sample"} {

@@ -6,7 +6,7 @@
 // module root, or -bin), on free ports on 127.0.0.1 with their own temporary
 // data dirs, wires them with -peers and waits until every node sees every
 // other alive; or, with -addrs, it targets a cluster that is already running.
-// It then runs one of six modes over every combination of -nodes and
+// It then runs one of seven modes over every combination of -nodes and
 // -clients:
 //
 //   - load (default): C keep-alive clients send POST /increment (or POST
@@ -40,6 +40,22 @@
 //     starting at the next level) so that machine noise hits all alike;
 //     the report gives each level's throughput, p50 and p99, and its p50
 //     and p99 over local's in the same run. No yardstick runs.
+//   - keys (-keys=N): the memory cost of idempotency keys. On a fresh
+//     cluster, N unkeyed changes spread over -counters counters (default
+//     1,000), by the clients, then the time to agreement; on another fresh
+//     cluster of the same size, whose nodes run with -idempotency-window
+//     (the tool's flag, default 10m) and -pprof, the same N changes each
+//     with its own Idempotency-Key. After each, and again once every node
+//     reports countd_idempotency_keys 0 (the window and, with peers,
+//     crdt.RetireMargin passed, the keys retired and forgotten), it forces
+//     a GC on every node (GET /debug/pprof/heap?gc=1) and reads its RSS,
+//     Go heap in use, keys held and retired, data file size and the part
+//     of the file bbolt's tree uses (about what a compaction would leave:
+//     bbolt never shrinks its file). Bytes per key = (keyed − unkeyed) / N
+//     of each figure, with the keys held and once gone. The counters' sum
+//     the nodes agree on is checked at each point: N every time. The
+//     window must be longer than the keyed changes take, or some keys
+//     retire before they are measured (the report says so).
 //
 // The yardsticks are child processes of this tool serving internal/bare.
 // The bare server (hidden flag -bare-server) does one atomic add per
@@ -96,7 +112,8 @@
 // histogram), agree.go (agreement and readiness), metrics.go (/metrics),
 // procstat.go (/proc), snapshot.go (before/after figures), bench.go (runs
 // and sweeps), modes.go (the first four modes), churn.go (the churn mode
-// and its sampler), levels.go (the levels mode), boltpages.go (the bbolt
+// and its sampler), levels.go (the levels mode), keys.go (the keys
+// mode), boltpages.go (the bbolt
 // page walk), report.go (results, text and JSON), chart.go and
 // churnchart.go (PNG).
 package main

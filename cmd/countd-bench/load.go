@@ -94,12 +94,18 @@ func (s *loadStats) rate() float64 {
 // is no more work.
 type urlFunc func(client int, seq uint64) (string, bool)
 
+// keyedFunc is a urlFunc that also returns the request's Idempotency-Key.
+type keyedFunc func(client int, seq uint64) (url, key string, ok bool)
+
 // driveSpec is one slice of load.
 type driveSpec struct {
 	client  *http.Client
 	token   string // bearer token each request carries, if not ""
 	clients int
 	url     urlFunc
+	// keyed, if not nil, is used instead of url: it also gives the
+	// Idempotency-Key each request carries (the keys mode).
+	keyed keyedFunc
 	// until, if not zero, is when clients stop starting requests.
 	until time.Time
 	// meter, if not nil, is told of every request as it ends.
@@ -124,12 +130,18 @@ func drive(ctx context.Context, s driveSpec) loadStats {
 				if ctx.Err() != nil || (!s.until.IsZero() && !time.Now().Before(s.until)) {
 					break
 				}
-				url, ok := s.url(i, seq)
+				var url, key string
+				var ok bool
+				if s.keyed != nil {
+					url, key, ok = s.keyed(i, seq)
+				} else {
+					url, ok = s.url(i, seq)
+				}
 				if !ok {
 					break
 				}
 				t0 := time.Now()
-				code, err := post(ctx, s.client, s.token, url)
+				code, err := post(ctx, s.client, s.token, key, url)
 				lat := time.Since(t0)
 				if err != nil && ctx.Err() != nil {
 					break // interrupted, not a failure of the server
@@ -188,16 +200,20 @@ func (s *loadStats) recordFailure(code int, err error, url string) {
 	}
 }
 
-// post sends one POST with no body (and the bearer token, if not "") and
-// reads the whole reply, so that the connection goes back to the pool. It returns the status (0 if none came)
+// post sends one POST with no body (and the bearer token and the
+// Idempotency-Key, each if not "") and reads the whole reply, so that the
+// connection goes back to the pool. It returns the status (0 if none came)
 // and what went wrong, if anything: apiclient.Classify's arguments.
-func post(ctx context.Context, c *http.Client, token, url string) (int, error) {
+func post(ctx context.Context, c *http.Client, token, key, url string) (int, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, nil)
 	if err != nil {
 		return 0, err
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if key != "" {
+		req.Header.Set("Idempotency-Key", key)
 	}
 	resp, err := c.Do(req)
 	if err != nil {

@@ -83,6 +83,8 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.DurationVar(&cfg.Tail, "tail", 0, "churn mode: keep sampling this long after the last create (default the largest -ttl plus 3m)")
 	fs.DurationVar(&cfg.Sample, "sample", cfg.Sample, "churn mode: time between samples of each node's memory, data file and counters")
 	fs.Var(levelList{&cfg.Levels}, "levels", "levels mode: `list` of write levels (?wait=) to measure a change at, -duration each, alternating in -chunk slices (e.g. local,quorum,all)")
+	fs.IntVar(&cfg.Keys, "keys", 0, "keys mode: this many changes, each with its own Idempotency-Key, over -counters counters (default 1000), on a fresh cluster, and as many unkeyed ones on another as the baseline; memory and data file with the keys held and once the window retired them")
+	fs.DurationVar(&cfg.Window, "idempotency-window", cfg.Window, "keys mode: the nodes' -idempotency-window; make it longer than the keyed changes take, so every key is held when they end")
 	fs.DurationVar(&cfg.ReadyTimeout, "ready-timeout", cfg.ReadyTimeout, "longest wait for started nodes to see each other alive")
 	fs.DurationVar(&cfg.AgreeTimeout, "agree-timeout", cfg.AgreeTimeout, "longest wait for the nodes to agree")
 	fs.DurationVar(&cfg.StopTimeout, "stop-timeout", cfg.StopTimeout, "time a node gets after SIGTERM before SIGKILL")

@@ -90,6 +90,9 @@ type Result struct {
 	// Levels is the levels mode's load at each write level; Countd is
 	// then all of them together.
 	Levels []LevelSide `json:"levels,omitempty"`
+	// Keys is the keys mode's baseline and what the nodes held; Countd is
+	// then the keyed changes.
+	Keys *KeysResult `json:"keys,omitempty"`
 
 	// Notes are what went wrong without stopping the run.
 	Notes []string `json:"notes,omitempty"`
@@ -252,6 +255,7 @@ func printMachine(w io.Writer, m Machine) {
 func printResult(w io.Writer, r *Result) {
 	fmt.Fprintf(w, "\n%s\n", describeRun(r))
 	defer printChurn(w, r.Churn) // after the lines above
+	defer printKeys(w, r.Keys)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	defer tw.Flush()
 	c := &r.Countd
@@ -299,7 +303,7 @@ func printResult(w io.Writer, r *Result) {
 				agreed += fmt.Sprintf(" and %s unknown", group(float64(c.Unknown)))
 			}
 		}
-		if r.Mode != modeChurn {
+		if r.Mode != modeChurn && r.Mode != modeKeys {
 			fmt.Fprintln(tw, agreed)
 		}
 		rp := &r.Replication
@@ -380,6 +384,8 @@ func describeRun(r *Result) string {
 		switch {
 		case r.Churn != nil:
 			s += ", " + describeChurn(r.Churn)
+		case r.Keys != nil:
+			s += ", " + describeKeys(r.Keys)
 		case r.Mode != modeCreate:
 			s += ", " + what
 		}
