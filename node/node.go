@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -54,6 +55,7 @@ type Node struct {
 	undo      undoStack // releases what Open took, in reverse
 	closeOnce sync.Once
 	closeErr  error
+	crashed   atomic.Bool // Crash: leave the store's log as a kill -9 would
 }
 
 // Open starts a node: it listens, loads the store, takes a fresh replica
@@ -159,7 +161,17 @@ func (n *Node) openStore() (state *crdt.State, st actors.Store, removed []string
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	n.undo.push(func(context.Context) error { return db.Close() }) // bbolt waits for a write in flight
+	n.undo.push(func(context.Context) error { // waits for a write in flight
+		if n.crashed.Load() {
+			return db.Abandon()
+		}
+		return db.Close()
+	})
+	if r := db.Recovery(); r.SetAside != "" {
+		n.log.Error("write-ahead log not replayed: set aside", "why", r.Reason, "moved_to", r.SetAside)
+	} else if r.Replayed > 0 {
+		n.log.Info("replayed the write-ahead log", "records", r.Replayed, "bytes", r.Bytes)
+	}
 	start, err := db.Start()
 	if err != nil {
 		return nil, nil, nil, err
@@ -393,6 +405,14 @@ func (n *Node) Close() error {
 		n.log.Info("node stopped")
 	})
 	return n.closeErr
+}
+
+// Crash is Close, except that the store is left as a kill -9 would leave
+// it: its write-ahead log is not applied, so the next start on the data
+// dir replays it. For in-process tests (internal/testcluster) of recovery.
+func (n *Node) Crash() error {
+	n.crashed.Store(true)
+	return n.Close()
 }
 
 // flushPeers pushes, once and within ctx, whatever each peer still lacks.

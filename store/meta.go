@@ -68,6 +68,11 @@ func (d *DB) Start() (Start, error) {
 	if err != nil {
 		return Start{}, err
 	}
+	// The log's records were written under the lineage meta records now:
+	// they reach the file (and raise its high-water mark) before it changes.
+	if err := d.Checkpoint(); err != nil {
+		return Start{}, fmt.Errorf("store: start: %w", err)
+	}
 	var st Start
 	err = d.db.Update(func(tx *bolt.Tx) error {
 		m, ok, err := readMeta(tx)

@@ -43,6 +43,9 @@ func (d *DB) Snapshot() (io.ReadCloser, int64, error) {
 }
 
 func (d *DB) snapshot(now time.Time) (*os.File, int64, error) {
+	if err := d.Checkpoint(); err != nil {
+		return nil, 0, err
+	}
 	tmp, err := os.CreateTemp(filepath.Dir(d.db.Path()), filepath.Base(d.db.Path())+".snapshot-*")
 	if err != nil {
 		return nil, 0, err
@@ -87,8 +90,18 @@ func markSnapshot(path string, now time.Time) error {
 		return err
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		if tx.Bucket(bucketMeta) == nil {
+		b := tx.Bucket(bucketMeta)
+		if b == nil {
 			return errors.New("the copy has no meta bucket")
+		}
+		// The copy has no log: forget the original's, so that the
+		// original's log, found beside a restored copy, is never replayed
+		// into it (wal.go).
+		if err := b.Delete(keyLogID); err != nil {
+			return err
+		}
+		if err := b.Delete(keyLogEpoch); err != nil {
+			return err
 		}
 		m, ok, err := readMeta(tx)
 		if err != nil || !ok {

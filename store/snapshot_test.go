@@ -184,12 +184,12 @@ func TestSnapshotIsConsistentUnderWrites(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(names) != 1 || names[0].Name() != "countd.db" {
+	if len(names) != 2 || names[0].Name() != "countd.db" || names[1].Name() != "countd.wal" {
 		var got []string
 		for _, n := range names {
 			got = append(got, n.Name())
 		}
-		t.Fatalf("the data dir holds %v after snapshots, want only countd.db", got)
+		t.Fatalf("the data dir holds %v after snapshots, want only countd.db and countd.wal", got)
 	}
 }
 

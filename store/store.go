@@ -1,4 +1,5 @@
-// Package store keeps countd's counter entries in one bbolt file.
+// Package store keeps countd's counter entries in a bbolt file and its
+// write-ahead log beside it (wal.go).
 //
 // Every entry is stored whole (counter, replica and every field of
 // crdt.Entry), never as an increment, so writing an entry again is
@@ -17,6 +18,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -37,12 +39,23 @@ var (
 
 // DB is an open store. Its methods are safe for concurrent use.
 type DB struct {
-	db *bolt.DB
+	db       *bolt.DB
+	recovery Recovery
+
+	mu     sync.Mutex // guards log and closed
+	log    *wal
+	closed bool
 }
 
-// Open opens (creating if needed) the store file at path, creating its
-// directory. It fails fast if another process holds the file.
+// Open opens (creating if needed) the store file at path and its log
+// (LogPath), creating their directory, and applies to the file what the
+// log holds (see Recovery). It fails fast if another process holds the
+// file.
 func Open(path string) (*DB, error) {
+	return openLimit(path, DefaultLogLimit)
+}
+
+func openLimit(path string, logLimit int64) (*DB, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
@@ -65,14 +78,25 @@ func Open(path string) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("store: init %s: %w", path, err)
 	}
-	return &DB{db: db}, nil
+	d := &DB{db: db}
+	if err := d.openLog(logLimit); err != nil {
+		if d.log != nil {
+			d.log.f.Close()
+		}
+		db.Close()
+		return nil, fmt.Errorf("store: log of %s: %w", path, err)
+	}
+	return d, nil
 }
 
 // Path returns the file's path.
 func (d *DB) Path() string { return d.db.Path() }
 
-// Load returns every stored entry.
+// Load returns every stored entry. It checkpoints the log first.
 func (d *DB) Load() ([]crdt.Entry, error) {
+	if err := d.Checkpoint(); err != nil {
+		return nil, fmt.Errorf("store: load: %w", err)
+	}
 	var out []crdt.Entry
 	err := d.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketEntries).ForEach(func(k, v []byte) error {
@@ -90,15 +114,36 @@ func (d *DB) Load() ([]crdt.Entry, error) {
 	return out, nil
 }
 
-// Save deletes del and writes put in one transaction, and returns once it
-// is on disk. Deletes go first, so a key in both keeps its put; deleting
-// an absent key is no error. Deleting a fold entry of the lineage the
-// file records (the one Start returned) raises its high-water mark to the
-// entry's totals in the same transaction (see Start).
+// Save deletes del and writes put, all or nothing, and returns once that is
+// on disk: one record appended to the log and one fdatasync. Deletes go
+// first, so a key in both keeps its put; deleting an absent key is no
+// error. Deleting a fold entry of the lineage the file records (the one
+// Start returned) raises its high-water mark to the entry's totals when
+// the record reaches the bbolt file (see Start). Once the log passes its
+// limit, Save checkpoints it before it returns.
 func (d *DB) Save(put, del []crdt.Entry) error {
 	if len(put) == 0 && len(del) == 0 {
 		return nil
 	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return errors.New("store: save: closed")
+	}
+	if err := d.log.appendRecord(put, del); err != nil {
+		return fmt.Errorf("store: save: %w", err)
+	}
+	if d.log.off-logHeaderLen >= d.log.limit {
+		// The record is durable whatever happens here; a checkpoint that
+		// fails is tried again by the next Save.
+		_ = d.checkpoint(false)
+	}
+	return nil
+}
+
+// saveBolt is Save straight to the bbolt file, as a checkpoint applies a
+// record: the test of recovery's equivalence.
+func (d *DB) saveBolt(put, del []crdt.Entry) error {
 	err := d.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketEntries)
 		if err := deleteEntries(tx, del); err != nil {
@@ -221,9 +266,40 @@ func (d *DB) keys(b []byte) ([]string, error) {
 	return out, nil
 }
 
-// Close closes the file. It is safe to call more than once.
+// Abandon closes the files as a crash (kill -9) would: the log is not
+// applied, so the next Open replays it. Every Save that returned is on
+// disk already. For tests of recovery; Close is the way to close.
+func (d *DB) Abandon() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return nil
+	}
+	d.closed = true
+	err := d.log.f.Close()
+	if cerr := d.db.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Close checkpoints the log and closes the files; it waits for a Save in
+// progress. It is safe to call more than once.
 func (d *DB) Close() error {
-	if err := d.db.Close(); err != nil {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return nil
+	}
+	d.closed = true
+	err := d.checkpoint(false)
+	if cerr := d.log.f.Close(); err == nil {
+		err = cerr
+	}
+	if cerr := d.db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return fmt.Errorf("store: close: %w", err)
 	}
 	return nil

@@ -251,6 +251,9 @@ func load(t *testing.T, db *DB) []crdt.Entry {
 // rawValue returns the stored value of e's key.
 func rawValue(t *testing.T, db *DB, e crdt.Entry) []byte {
 	t.Helper()
+	if err := db.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
 	var v []byte
 	err := db.db.View(func(tx *bolt.Tx) error {
 		v = slices.Clone(tx.Bucket(bucketEntries).Get(entryKey(e.Counter, e.Replica)))

@@ -327,14 +327,22 @@ func (c *Cluster) Mute(name string, on bool) {
 // Crash stops the named node with every request it sends lost, so its peers
 // hear nothing more from it: no final flush reaches them, and they learn it
 // is gone only from failed health checks. Whatever it acknowledged and had
-// not pushed is then only on its disk. (Close is graceful towards clients
-// and the store; an in-process node cannot be SIGKILLed, and acknowledged
-// changes are durable before the 200, which is what a SIGKILL tests.) A
-// Close error is only logged; the error is ErrNotRunning.
+// not pushed is then only on its disk. (Clients are treated gracefully, as
+// by Close; an in-process node cannot be SIGKILLed, and acknowledged
+// changes are durable before the 200, which is what a SIGKILL tests. The
+// store is left as a SIGKILL leaves it: its write-ahead log unapplied, for
+// the restart to replay.) A close error is only logged; the error is
+// ErrNotRunning.
 func (c *Cluster) Crash(name string) error {
 	c.Mute(name, true)
-	if _, err := c.Stop(name); errors.Is(err, ErrNotRunning) {
+	n, err := c.take(name)
+	if err != nil {
 		return err
+	}
+	// The store's log is left unapplied, as a SIGKILL leaves it: the
+	// restart replays it (node.Node.Crash).
+	if err := n.Crash(); err != nil {
+		c.t.Logf("crash %s: %v", name, err)
 	}
 	return nil
 }
