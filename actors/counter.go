@@ -175,6 +175,24 @@ type AllCounters struct {
 	Expires map[string]uint64
 }
 
+// GetNames asks for the names of every counter that exists, in no order.
+// Reply: *CounterNames. With GetValues it reads every counter in chunks
+// (Counters.Range), so no copy of every value is ever made.
+type GetNames struct{ Reply Reply }
+
+// CounterNames answers GetNames.
+type CounterNames struct{ Names []string }
+
+// GetValues asks for the values of the named counters. Reply:
+// *CounterValues, one CounterValue per name, in the same order.
+type GetValues struct {
+	Names []string
+	Reply Reply
+}
+
+// CounterValues answers GetValues.
+type CounterValues struct{ Values []CounterValue }
+
 // Stable tells the CounterActor that every member of the cluster holds
 // this node's durable state up to version Through (math.MaxUint64: there
 // are no other members). Dead counters all of whose entries are that old
@@ -514,6 +532,18 @@ func (a *CounterActor) Receive(ctx actor.Context) {
 			}
 		}
 		answerTo(ctx, m.Reply).send(ctx, all)
+	case *GetNames:
+		answerTo(ctx, m.Reply).send(ctx, &CounterNames{Names: a.state.Names(a.nowMs())})
+	case *GetValues:
+		now := a.nowMs()
+		r := &CounterValues{Values: make([]CounterValue, len(m.Names))}
+		for i, name := range m.Names {
+			r.Values[i].Counter = name
+			if v, exp, ok := a.state.Lookup(name); ok && !crdt.Expired(exp, now) {
+				r.Values[i].Value, r.Values[i].Expires, r.Values[i].Exists = v, exp, true
+			}
+		}
+		answerTo(ctx, m.Reply).send(ctx, r)
 	case *GetVersion:
 		answerTo(ctx, m.Reply).send(ctx, &Version{Version: a.disk.Version()})
 	case *GetEntries:
