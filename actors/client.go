@@ -122,6 +122,40 @@ func (c *Counters) All(ctx context.Context) (*AllCounters, error) {
 	return ask[*AllCounters](ctx, c.asker, &GetAll{})
 }
 
+// rangeChunk is how many counters Range reads from the actor at a time.
+const rangeChunk = 4096
+
+// Range calls fn with every counter that exists, in order of name, until
+// fn returns an error, which Range returns. It reads the names, then the
+// values in chunks of a few thousand, so it never holds a copy of every
+// value (GET /counters on a million counters). It is not one snapshot:
+// a counter deleted while it runs is left out, one created is not seen.
+func (c *Counters) Range(ctx context.Context, fn func(CounterValue) error) error {
+	n, err := ask[*CounterNames](ctx, c.asker, &GetNames{})
+	if err != nil {
+		return err
+	}
+	names := n.Names
+	slices.Sort(names)
+	for len(names) > 0 {
+		chunk := names[:min(rangeChunk, len(names))]
+		names = names[len(chunk):]
+		r, err := ask[*CounterValues](ctx, c.asker, &GetValues{Names: chunk})
+		if err != nil {
+			return err
+		}
+		for _, v := range r.Values {
+			if !v.Exists {
+				continue
+			}
+			if err := fn(v); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // Merge folds a peer's entries into the state and returns once durable.
 func (c *Counters) Merge(ctx context.Context, m *Merge) (int, error) {
 	r, err := ask[*MergeResult](ctx, c.asker, m)
@@ -186,6 +220,10 @@ func withReply(msg any) chan any {
 	case *GetCounter:
 		reply = &m.Reply
 	case *GetAll:
+		reply = &m.Reply
+	case *GetNames:
+		reply = &m.Reply
+	case *GetValues:
 		reply = &m.Reply
 	case *Merge:
 		reply = &m.Reply

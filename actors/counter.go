@@ -175,6 +175,24 @@ type AllCounters struct {
 	Expires map[string]uint64
 }
 
+// GetNames asks for the names of every counter that exists, in no order.
+// Reply: *CounterNames. With GetValues it reads every counter in chunks
+// (Counters.Range), so no copy of every value is ever made.
+type GetNames struct{ Reply Reply }
+
+// CounterNames answers GetNames.
+type CounterNames struct{ Names []string }
+
+// GetValues asks for the values of the named counters. Reply:
+// *CounterValues, one CounterValue per name, in the same order.
+type GetValues struct {
+	Names []string
+	Reply Reply
+}
+
+// CounterValues answers GetValues.
+type CounterValues struct{ Values []CounterValue }
+
 // Stable tells the CounterActor that every member of the cluster holds
 // this node's durable state up to version Through (math.MaxUint64: there
 // are no other members). Dead counters all of whose entries are that old
@@ -350,7 +368,11 @@ type CounterActor struct {
 	pending map[string]struct{}
 
 	now   func() time.Time
-	sweep time.Duration // how often expired counters are deleted
+	sweep time.Duration // the least time between sweeps (expiries, key retirement)
+	// clocked says the clock was injected (WithClock): it may jump, so
+	// the sweep cannot sleep until what is due and checks every sweep
+	// period while anything is pending.
+	clocked bool
 
 	next     batch  // gathering
 	inFlight *batch // being written, or nil
@@ -361,7 +383,10 @@ type CounterActor struct {
 	timer      *scheduler.TimerScheduler
 	retryDelay time.Duration // 0: the last write did not fail
 	retryTimer scheduler.CancelFunc
-	sweepTimer scheduler.CancelFunc
+	sweepTimer scheduler.CancelFunc // nil: no sweep armed (nothing is due)
+	sweepFor   uint64               // what the armed sweep is for: the due time it covers (unix ms)
+	sweepAt    time.Time            // when the armed sweep fires
+	sweepGen   uint64               // the armed sweep's sweepTick.gen; a cancelled one's tick is ignored
 }
 
 // Bounds of the backoff between retries of a failed store write.
@@ -373,21 +398,29 @@ const (
 // retryWrite is the CounterActor's timer for writing again after a failure.
 type retryWrite struct{}
 
-// sweepTick is the CounterActor's timer for deleting expired counters.
-type sweepTick struct{}
+// sweepTick is the CounterActor's timer for deleting expired counters and
+// retiring key entries. gen names the timer that sent it.
+type sweepTick struct{ gen uint64 }
 
-// DefaultSweep is how often a CounterActor deletes the counters whose
-// expiry passed, unless WithSweep says otherwise. Reads treat an expired
-// counter as gone at once; the sweep makes it gone on every node and
-// lets its storage be reclaimed.
+// DefaultSweep is the least time between two sweeps of a CounterActor,
+// which delete the counters whose expiry passed and retire key entries,
+// unless WithSweep says otherwise: an expired counter is deleted within
+// this of its expiry. Reads treat an expired counter as gone at once; the
+// sweep makes it gone on every node and lets its storage be reclaimed.
+// The sweep runs only when something is due: an idle node with nothing
+// pending arms no timer.
 const DefaultSweep = time.Second
+
+// maxSweepSleep bounds how long the sweep timer sleeps towards something
+// due, so that a step of the wall clock delays a sweep by at most this.
+const maxSweepSleep = time.Minute
 
 // CounterOption tunes a CounterActor.
 type CounterOption func(*CounterActor)
 
 // WithClock makes the CounterActor read the time from now (expiries).
 func WithClock(now func() time.Time) CounterOption {
-	return func(a *CounterActor) { a.now = now }
+	return func(a *CounterActor) { a.now, a.clocked = now, true }
 }
 
 // DefaultIdempotencyWindow is how long a key entry is kept, unless
@@ -401,7 +434,7 @@ func WithIdempotencyWindow(d time.Duration) CounterOption {
 	return func(a *CounterActor) { a.window = uint64(max(d.Milliseconds(), 0)) }
 }
 
-// WithSweep sets how often expired counters are deleted.
+// WithSweep sets the least time between sweeps (DefaultSweep).
 func WithSweep(every time.Duration) CounterOption {
 	return func(a *CounterActor) { a.sweep = every }
 }
@@ -441,41 +474,46 @@ func (a *CounterActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		a.timer = scheduler.NewTimerScheduler(ctx.ActorSystem().Root)
-		// SendOnce, armed again on each tick: SendRepeatedly's cancel races
-		// its timer in this version of protoactor (an unsynchronised read
-		// of the timer's state, seen by -race).
-		a.sweepTimer = a.timer.SendOnce(a.sweep, ctx.Self(), &sweepTick{})
+		a.armSweep(ctx) // the loaded state may hold expiries and keys
 		a.countCounters()
 	case *actor.Stopping, *actor.Restarting:
 		if a.retryTimer != nil {
 			a.retryTimer()
 		}
-		if a.sweepTimer != nil {
-			a.sweepTimer()
-			a.sweepTimer = nil
-		}
+		a.disarmSweep()
 	case *retryWrite:
 		a.retryTimer = nil
 		a.flush(ctx, true)
 	case *sweepTick:
+		if m.gen != a.sweepGen || a.sweepTimer == nil {
+			return // a cancelled timer's tick
+		}
+		a.sweepTimer = nil
 		a.sweepExpired(ctx)
 		a.retire(ctx)
-		a.sweepTimer = a.timer.SendOnce(a.sweep, ctx.Self(), &sweepTick{})
+		a.armSweep(ctx)
 	case *Increment:
 		a.change(ctx, answerTo(ctx, m.Reply), m.Counter, m.By, false, m.TTL, m.Key)
+		a.armSweep(ctx)
 	case *Decrement:
 		a.change(ctx, answerTo(ctx, m.Reply), m.Counter, m.By, true, m.TTL, m.Key)
+		a.armSweep(ctx)
 	case *Delete:
 		a.delete(ctx, m)
 	case *Expire:
 		a.expire(ctx, m)
+		a.armSweep(ctx)
 	case *Stable:
 		a.stable = m.Through
 		a.collect(ctx)
 	case *Synced:
 		a.synced = m.At
+		a.armSweep(ctx) // key entries may be due now
 	case *Merge:
 		a.merge(ctx, m)
+		a.armSweep(ctx) // merged expiries, or this lineage's keys back from a peer
+	case *sweepQuery:
+		ctx.Respond(&sweepState{Armed: a.sweepTimer != nil, For: a.sweepFor})
 	case *GetCounter:
 		r := &CounterValue{Counter: m.Counter}
 		if v, exp, ok := a.state.Lookup(m.Counter); ok && !crdt.Expired(exp, a.nowMs()) {
@@ -494,6 +532,18 @@ func (a *CounterActor) Receive(ctx actor.Context) {
 			}
 		}
 		answerTo(ctx, m.Reply).send(ctx, all)
+	case *GetNames:
+		answerTo(ctx, m.Reply).send(ctx, &CounterNames{Names: a.state.Names(a.nowMs())})
+	case *GetValues:
+		now := a.nowMs()
+		r := &CounterValues{Values: make([]CounterValue, len(m.Names))}
+		for i, name := range m.Names {
+			r.Values[i].Counter = name
+			if v, exp, ok := a.state.Lookup(name); ok && !crdt.Expired(exp, now) {
+				r.Values[i].Value, r.Values[i].Expires, r.Values[i].Exists = v, exp, true
+			}
+		}
+		answerTo(ctx, m.Reply).send(ctx, r)
 	case *GetVersion:
 		answerTo(ctx, m.Reply).send(ctx, &Version{Version: a.disk.Version()})
 	case *GetEntries:
@@ -687,6 +737,68 @@ func (a *CounterActor) expire(ctx actor.Context, m *Expire) {
 	v, exp, _ := a.state.Lookup(m.Counter)
 	a.next.origin.add("")
 	a.await(ctx, to, &ExpireResult{Set: set, Value: v, Expires: exp})
+}
+
+// nextSweep returns the earliest time (unix ms) something is due for the
+// sweep: a counter's expiry, or a key entry's retirement that the sync
+// clock already allows; false: nothing is, until a change, a merge or a
+// Synced. Collection is not the sweep's: Stable and each durable change
+// run it.
+func (a *CounterActor) nextSweep() (uint64, bool) {
+	at, ok := a.state.NextDue()
+	if a.synced != 0 {
+		if r, rok := a.state.NextRetire(a.window, a.synced); rok && (!ok || r < at) {
+			at, ok = r, true
+		}
+	}
+	return at, ok
+}
+
+// armSweep arms the sweep timer for the next thing due, unless it is
+// armed to fire no later; with nothing due it arms nothing. The timer
+// fires no sooner than the sweep period from now, so that a stream of
+// short expiries costs at most one sweep a period, as a fixed tick did.
+// It costs two heap peeks when nothing changed, and a clock read only
+// when something became due sooner than the armed timer covers.
+func (a *CounterActor) armSweep(ctx actor.Context) {
+	due, ok := a.nextSweep()
+	if !ok || a.sweepTimer != nil && a.sweepFor <= due {
+		return
+	}
+	delay := a.sweep
+	if !a.clocked {
+		if now := a.nowMs(); due > now {
+			delay = min(max(time.Duration(due-now)*time.Millisecond, a.sweep), max(maxSweepSleep, a.sweep))
+		}
+	}
+	fire := time.Now().Add(delay)
+	if a.sweepTimer != nil && !fire.Before(a.sweepAt) {
+		a.sweepFor = due // the armed timer fires first; its sweep re-arms
+		return
+	}
+	a.disarmSweep()
+	a.sweepGen++
+	a.sweepFor, a.sweepAt = due, fire
+	// SendOnce, armed again after each tick: SendRepeatedly's cancel races
+	// its timer in this version of protoactor (an unsynchronised read of
+	// the timer's state, seen by -race).
+	a.sweepTimer = a.timer.SendOnce(delay, ctx.Self(), &sweepTick{gen: a.sweepGen})
+}
+
+func (a *CounterActor) disarmSweep() {
+	if a.sweepTimer != nil {
+		a.sweepTimer()
+		a.sweepTimer = nil
+	}
+}
+
+// sweepQuery asks the CounterActor whether its sweep timer is armed, for
+// tests. Reply: *sweepState.
+type sweepQuery struct{}
+
+type sweepState struct {
+	Armed bool
+	For   uint64 // the due time (unix ms) it is armed for
 }
 
 // sweepExpired deletes every counter whose expiry has passed.

@@ -586,6 +586,18 @@ func (s *State) Values(now uint64) map[string]Counter {
 	return out
 }
 
+// Names returns the names of the counters Values returns, in no order:
+// a reader that walks them in chunks (Lookup) copies no values up front.
+func (s *State) Names(now uint64) []string {
+	out := make([]string, 0, s.live)
+	for name, c := range s.counters {
+		if !c.dead() && !Expired(c.e, now) {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
 // Expired reports whether an expiry at e (unix milliseconds, 0: none) has
 // passed at now.
 func Expired(e, now uint64) bool { return e != 0 && e <= now }

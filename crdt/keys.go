@@ -252,6 +252,22 @@ func (s *State) Retire(window, synced, now uint64) []Entry {
 	return out
 }
 
+// NextRetire returns the time (unix milliseconds) from which Retire(window,
+// synced, now) retires a key entry, and false if it retires none whatever
+// the time: nothing is owned unretired, or synced must first advance (a
+// later sync time can make one due sooner). The time may be that of a
+// stale entry, which Retire then skips.
+func (s *State) NextRetire(window, synced uint64) (uint64, bool) {
+	if len(s.owned) == 0 {
+		return 0, false
+	}
+	a := s.owned[0].a
+	if !due(a, window, RetireMargin(window), synced) {
+		return 0, false
+	}
+	return a + window, true // due above: no overflow
+}
+
 // RetireMargin is how much later than the window (in milliseconds) the
 // sync time must be for a retirement: the skew allowed between members'
 // clocks, a minute, or a tenth of the window when that is shorter (a

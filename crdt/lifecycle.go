@@ -103,6 +103,16 @@ func (s *State) Due(now uint64) []string {
 	return out
 }
 
+// NextDue returns the earliest expiry queued for Due (unix milliseconds),
+// and false if none is: the time a caller need next call Due. It may be
+// the time of a counter whose expiry changed since, which Due then skips.
+func (s *State) NextDue() (uint64, bool) {
+	if len(s.expiring) == 0 {
+		return 0, false
+	}
+	return s.expiring[0].at, true
+}
+
 // Collectable returns the dead counters every entry of which changed at or
 // before version through, and that hold no unretired key entry (its key
 // must stay known for the window): once every replica holds this state up to through

@@ -21,9 +21,7 @@ func (nopCounters) Expire(context.Context, string, time.Duration, bool) (*actors
 func (nopCounters) Lookup(_ context.Context, c string) (*actors.CounterValue, error) {
 	return &actors.CounterValue{Counter: c, Value: 1, Exists: true}, nil
 }
-func (nopCounters) All(context.Context) (*actors.AllCounters, error) {
-	return &actors.AllCounters{}, nil
-}
+func (nopCounters) Range(context.Context, func(actors.CounterValue) error) error { return nil }
 
 // BenchmarkHandler measures the HTTP layer alone (routing, validation,
 // reply) over a Counters that does nothing.

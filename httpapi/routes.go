@@ -368,18 +368,14 @@ func (s *Server) handleCounter(w http.ResponseWriter, r *http.Request) {
 	s.writeValue(w, name, c.Value, c.Expires)
 }
 
-// handleCounters serves GET /counters.
+// handleCounters serves GET /counters: {"counters":{...},
+// "expires_in":{...},"node":...}, streamed (writeCounters).
 func (s *Server) handleCounters(w http.ResponseWriter, r *http.Request) {
-	all, err := s.cfg.Counters.All(r.Context())
-	if err != nil {
-		s.writeError(w, err)
-		return
-	}
-	s.writeJSON(w, http.StatusOK, struct {
-		Counters  map[string]int64 `json:"counters"`
-		ExpiresIn map[string]int64 `json:"expires_in,omitempty"`
-		Node      string           `json:"node"`
-	}{all.Values, expiresIn(all.Expires, time.Now()), s.cfg.Node})
+	suffix := make([]byte, 0, len(`,"node":}`)+len(s.nodeJSON))
+	suffix = append(suffix, `,"node":`...)
+	suffix = append(suffix, s.nodeJSON...)
+	suffix = append(suffix, '}')
+	s.writeCounters(w, r, []byte{'{'}, suffix)
 }
 
 // expiresIn turns expiry times (unix milliseconds) into the seconds left

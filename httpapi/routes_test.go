@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -182,23 +183,20 @@ func (f *fakeCounters) Lookup(ctx context.Context, counter string) (*actors.Coun
 	return &actors.CounterValue{Counter: counter, Value: v, Expires: exp, Exists: true}, nil
 }
 
-func (f *fakeCounters) All(ctx context.Context) (*actors.AllCounters, error) {
+func (f *fakeCounters) Range(ctx context.Context, fn func(actors.CounterValue) error) error {
 	if err := f.before(ctx); err != nil {
-		return nil, err
+		return err
 	}
 	f.mu.Lock()
-	defer f.mu.Unlock()
-	all := &actors.AllCounters{Values: make(map[string]int64)}
-	for name, c := range f.state.Values(nowMs()) {
-		all.Values[name] = c.Value
-		if c.Expires != 0 {
-			if all.Expires == nil {
-				all.Expires = make(map[string]uint64)
-			}
-			all.Expires[name] = c.Expires
+	values := f.state.Values(nowMs())
+	f.mu.Unlock()
+	for _, name := range slices.Sorted(maps.Keys(values)) {
+		c := values[name]
+		if err := fn(actors.CounterValue{Counter: name, Value: c.Value, Expires: c.Expires, Exists: true}); err != nil {
+			return err
 		}
 	}
-	return all, nil
+	return nil
 }
 
 func nowMs() uint64 { return uint64(time.Now().UnixMilli()) }

@@ -31,7 +31,9 @@ type Counters interface {
 	Delete(ctx context.Context, counter string) (bool, error)
 	Expire(ctx context.Context, counter string, ttl time.Duration, nx bool) (*actors.ExpireResult, error)
 	Lookup(ctx context.Context, counter string) (*actors.CounterValue, error)
-	All(ctx context.Context) (*actors.AllCounters, error)
+	// Range calls fn with every counter that exists, in order of name,
+	// without copying them all first (actors.Counters.Range).
+	Range(ctx context.Context, fn func(actors.CounterValue) error) error
 }
 
 // Config configures a Server.

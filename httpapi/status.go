@@ -7,6 +7,7 @@ import (
 	"embed"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"net/http"
 	"strconv"
 	"strings"
@@ -121,16 +122,12 @@ func acceptsGzip(values []string) bool {
 	return starQ > 0
 }
 
-// statusReply is the body of GET /status.
+// statusReply is the body of GET /status. handleStatus writes it in
+// parts (writeCounters streams the counters): the fields before the
+// counters, the counters, then the history.
 type statusReply struct {
-	Node    string `json:"node"`
-	Replica string `json:"replica"`
-	// Started is when the node started (RFC 3339, UTC); omitted, with
-	// UptimeSeconds 0, when the server was not told.
-	Started       string           `json:"started,omitempty"`
-	UptimeSeconds int64            `json:"uptime_seconds"`
-	Peers         []peerRow        `json:"peers"`
-	Counters      map[string]int64 `json:"counters"`
+	statusHead
+	Counters map[string]int64 `json:"counters"`
 	// Expires holds the seconds left of the counters that expire.
 	Expires map[string]int64 `json:"expires_in,omitempty"`
 	// History is what the page charts: the last minutes of changes per
@@ -138,6 +135,17 @@ type statusReply struct {
 	// Only with ?history=1: it is a few KB, and for the page, not for
 	// people reading /status.
 	History *historyReply `json:"history,omitempty"`
+}
+
+// statusHead is the fields of statusReply before its counters.
+type statusHead struct {
+	Node    string `json:"node"`
+	Replica string `json:"replica"`
+	// Started is when the node started (RFC 3339, UTC); omitted, with
+	// UptimeSeconds 0, when the server was not told.
+	Started       string    `json:"started,omitempty"`
+	UptimeSeconds int64     `json:"uptime_seconds"`
+	Peers         []peerRow `json:"peers"`
 }
 
 // handleStatus serves GET /status, the JSON the status page shows: this
@@ -160,30 +168,28 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	all, err := s.cfg.Counters.All(r.Context())
+	head := statusHead{Node: s.cfg.Node, Replica: s.cfg.Replica, Peers: peerRows(peers)}
+	if !s.cfg.Started.IsZero() {
+		head.Started = s.cfg.Started.UTC().Format(time.RFC3339)
+		head.UptimeSeconds = int64(max(time.Since(s.cfg.Started), 0) / time.Second)
+	}
+	// The bytes of json.Marshal(statusReply{...}), the counters streamed
+	// between the fields before them and the history after.
+	prefix, err := json.Marshal(head)
 	if err != nil {
 		s.writeError(w, err)
 		return
 	}
-	values := all.Values
-	if values == nil {
-		values = map[string]int64{}
-	}
-	reply := statusReply{
-		Node:     s.cfg.Node,
-		Replica:  s.cfg.Replica,
-		Peers:    peerRows(peers),
-		Counters: values,
-		Expires:  expiresIn(all.Expires, time.Now()),
-	}
+	prefix[len(prefix)-1] = ',' // the object goes on
+	suffix := []byte{'}'}
 	if withHistory {
-		h := s.hist.snapshot(time.Now())
-		reply.History = &h
-	}
-	if !s.cfg.Started.IsZero() {
-		reply.Started = s.cfg.Started.UTC().Format(time.RFC3339)
-		reply.UptimeSeconds = int64(max(time.Since(s.cfg.Started), 0) / time.Second)
+		h, err := json.Marshal(s.hist.snapshot(time.Now()))
+		if err != nil {
+			s.writeError(w, err)
+			return
+		}
+		suffix = append(append([]byte(`,"history":`), h...), '}')
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	s.writeJSON(w, http.StatusOK, reply)
+	s.writeCounters(w, r, prefix, suffix)
 }
