@@ -54,6 +54,10 @@ type Config struct {
 	// Wrk, with Bare, also runs wrk against the bare server after each
 	// load run, to check the load generator's bare figure against it.
 	Wrk bool
+	// Redis runs Redis (no persistence, and appendfsync always) as peer
+	// rows of each load run when redis-server and redis-benchmark are on
+	// PATH.
+	Redis bool
 	// Bare measures the bare net/http server alongside (load mode).
 	Bare bool
 	// Fsync, with Bare, also measures the fsync yardstick alongside when the
@@ -122,6 +126,7 @@ func defaultConfig() Config {
 		Target:       "one",
 		Client:       clientRaw,
 		Pipeline:     1,
+		Redis:        true,
 		Bare:         true,
 		Fsync:        true,
 		Burst:        200 * time.Millisecond,

@@ -72,6 +72,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&cfg.Client, "client", cfg.Client, "load generator of the load mode: raw (keep-alive connections writing prepared requests, reading only status and Content-Length: cheap, so the figures are the server's) or http (net/http)")
 	fs.IntVar(&cfg.Pipeline, "pipeline", cfg.Pipeline, "with -client=raw, requests each client writes before it reads their answers (HTTP/1.1 pipelining)")
 	fs.BoolVar(&cfg.Wrk, "wrk", false, "load mode with -bare: after each run also load the bare server with wrk (-t2, as many connections as clients, -duration; skipped if wrk is not on PATH) and print both figures")
+	fs.BoolVar(&cfg.Redis, "redis", cfg.Redis, "load mode: also run redis-server (no persistence, and appendfsync always) loaded by redis-benchmark -t incr with as many clients, as rows of each run (skipped if they are not on PATH)")
 	fs.BoolVar(&cfg.Bare, "bare", cfg.Bare, "measure a bare net/http atomic add alongside and report ratios to it")
 	fs.BoolVar(&cfg.Fsync, "fsync", cfg.Fsync, "with -bare and durable nodes the tool starts, also measure the fsync yardstick (the bare add answered after a group-committed fdatasync) and report ratios to it")
 	fs.StringVar(&cfg.JSON, "json", "", "write every result to this JSON file")

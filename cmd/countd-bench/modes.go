@@ -87,8 +87,16 @@ func (b *bench) runLoad(ctx context.Context, cl *cluster, clients int) (*Result,
 
 	chunks := max(1, int(math.Ceil(float64(b.cfg.Duration)/float64(b.cfg.Chunk))))
 	slice := b.cfg.Duration / time.Duration(chunks)
+	var wrk *wrkLeg
+	if bare != nil && b.cfg.Wrk {
+		wrk = &wrkLeg{addr: bare.addr}
+	}
 	prog := b.progress(cl, clients)
 	for range chunks {
+		if wrk != nil {
+			prog.setPhase("wrk")
+			wrk.slice(ctx, clients, slice)
+		}
 		for _, l := range legs {
 			m := &prog.yardsticks
 			if l == countd {
@@ -119,8 +127,8 @@ func (b *bench) runLoad(ctx context.Context, cl *cluster, clients int) (*Result,
 	res.Countd = countd.side()
 	if bare != nil {
 		res.Bare = ptr(bare.side())
-		if b.cfg.Wrk {
-			b.runWrk(ctx, res, bare, clients)
+		if wrk != nil {
+			wrk.record(res)
 		}
 		res.Ratio = ratio(&res.Countd, res.Bare)
 		if fsync != nil {
@@ -134,7 +142,18 @@ func (b *bench) runLoad(ctx context.Context, cl *cluster, clients int) (*Result,
 		}
 	}
 	b.fillStats(res, cl, before, after)
-	return res, nil
+	if b.cfg.Redis {
+		prog := b.progress(cl, clients)
+		prog.setPhase("redis")
+		// About as many INCRs as the bare server took in the run.
+		n := int64(100_000)
+		if res.Bare != nil {
+			n = max(10_000, res.Bare.Requests)
+		}
+		b.runRedis(ctx, res, clients, n)
+		prog.stop()
+	}
+	return res, ctx.Err()
 }
 
 // leg is one server a load run drives in turn, and what it measured there.

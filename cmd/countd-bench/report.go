@@ -70,11 +70,13 @@ type Result struct {
 	// certificate from the same CA (runs with TLS and -bare), and
 	// RatioToBareTLS countd's throughput over its.
 	BareTLS *Side `json:"bare_tls,omitempty"`
-	// WrkBare (-wrk) is wrk's throughput on the bare server right after
-	// the run, and BareToWrk the load generator's bare figure over it:
+	// WrkBare (-wrk) is wrk's throughput on the bare server, run in turn
+	// with the other servers in slices of -chunk (at least 1s), and BareToWrk the load generator's bare figure over it:
 	// near 1 when the load generator costs no more than wrk.
-	WrkBare        *float64 `json:"wrk_bare_rps,omitempty"`
-	BareToWrk      *float64 `json:"bare_ratio_to_wrk,omitempty"`
+	WrkBare   *float64 `json:"wrk_bare_rps,omitempty"`
+	BareToWrk *float64 `json:"bare_ratio_to_wrk,omitempty"`
+	// Peers (-redis) are other servers loaded in the same run.
+	Peers          []Peer   `json:"peers,omitempty"`
 	RatioToBareTLS *float64 `json:"ratio_to_bare_tls,omitempty"`
 
 	// AgreementMS is the time from the end of the load until every node
@@ -300,6 +302,11 @@ func printResult(w io.Writer, r *Result) {
 				fmt.Fprintf(tw, "  bare TLS errors\t%s\n", fmtErrors(b))
 			}
 		}
+		for _, p := range r.Peers {
+			fmt.Fprintf(tw, "  %s\t%s req/s (%s INCRs), %s of bare; p50 %s ms, p99 %s ms; CPU %s µs/change\n",
+				p.Name, group(p.Throughput), group(float64(p.Requests)), fmtFloat(p.RatioToBare, "%.2f"),
+				fmtFloat(p.P50MS, "%.2f"), fmtFloat(p.P99MS, "%.2f"), fmtFloat(p.CPUUSPerChange, "%.1f"))
+		}
 		if line, ok := cpuLine(r); ok {
 			fmt.Fprintln(tw, line)
 		}
@@ -437,6 +444,14 @@ func printSummary(w io.Writer, runs []Result) {
 	withFsync := slices.ContainsFunc(runs, func(r Result) bool { return r.Fsync != nil })
 	withSec := slices.ContainsFunc(runs, func(r Result) bool { return r.Security != "" })
 	withTLS := slices.ContainsFunc(runs, func(r Result) bool { return r.BareTLS != nil })
+	var peers []string // names of every peer some run measured, in order
+	for _, r := range runs {
+		for _, p := range r.Peers {
+			if !slices.Contains(peers, p.Name) {
+				peers = append(peers, p.Name)
+			}
+		}
+	}
 	fmt.Fprintln(w, "\nsummary")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	head := "mode\tnodes\tclients\treq/s\tbare req/s\tratio\t"
@@ -445,6 +460,9 @@ func printSummary(w io.Writer, runs []Result) {
 	}
 	if withTLS {
 		head += "bare TLS req/s\tto bare TLS\t"
+	}
+	for _, name := range peers {
+		head += name + " req/s\tcpu µs\t"
 	}
 	if withSec {
 		head = "security\t" + head
@@ -474,6 +492,13 @@ func printSummary(w io.Writer, runs []Result) {
 				bt, toBT = group(r.BareTLS.Throughput), fmtFloat(r.RatioToBareTLS, "%.2f")
 			}
 			row += bt + "\t" + toBT + "\t"
+		}
+		for _, name := range peers {
+			rps, cpu := "-", "-"
+			if i := slices.IndexFunc(r.Peers, func(p Peer) bool { return p.Name == name }); i >= 0 {
+				rps, cpu = group(r.Peers[i].Throughput), fmtFloat(r.Peers[i].CPUUSPerChange, "%.1f")
+			}
+			row += rps + "\t" + cpu + "\t"
 		}
 		if withSec {
 			row = cmp.Or(r.Security, "none") + "\t" + row
