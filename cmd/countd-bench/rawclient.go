@@ -103,7 +103,11 @@ func (c *rawConn) dial(ctx context.Context, host string) error {
 		return err
 	}
 	if c.tls != nil {
-		tc := tls.Client(conn, c.tls.Clone())
+		cfg := c.tls.Clone()
+		if cfg.ServerName == "" {
+			cfg.ServerName, _, _ = net.SplitHostPort(host)
+		}
+		tc := tls.Client(conn, cfg)
 		tc.SetDeadline(time.Now().Add(requestTimeout))
 		if err := tc.HandshakeContext(ctx); err != nil {
 			conn.Close()
