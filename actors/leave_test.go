@@ -16,6 +16,7 @@ import (
 const (
 	leftProcess = "00000000000000aa"
 	nextProcess = "00000000000000bb"
+	bProcess    = "0000000000bb0001" // another node, of a lineage of its own
 )
 
 // noProbes checks that the Supervisor makes no health check for a while
@@ -107,8 +108,8 @@ func TestSupervisorLeftPeerNamedByGossip(t *testing.T) {
 
 	// Nothing answers: one probe, for two pushes naming it; still left.
 	f.tr.set(func(tr *fakeTransport) { tr.healthErr = errors.New("connection refused") })
-	f.sys.Root.Send(f.sup, &Contact{Addr: b, Replica: nextProcess, Members: []string{a}})
-	f.sys.Root.Send(f.sup, &Contact{Addr: b, Replica: nextProcess, Members: []string{a}})
+	f.sys.Root.Send(f.sup, &Contact{Addr: b, Replica: bProcess, Members: []string{a}})
+	f.sys.Root.Send(f.sup, &Contact{Addr: b, Replica: bProcess, Members: []string{a}})
 	f.tr.awaitHealth(t)
 	f.noProbes("one probe per DownProbeMin")
 	if s := f.state(a); s != StateLeft {
@@ -118,7 +119,7 @@ func TestSupervisorLeftPeerNamedByGossip(t *testing.T) {
 	// The process that left answers (it is still draining): still left.
 	f.tr.set(func(tr *fakeTransport) { tr.healthErr, tr.replica = nil, leftProcess })
 	waitFor(t, "a probed again", func() bool {
-		f.sys.Root.Send(f.sup, &Contact{Addr: b, Replica: nextProcess, Members: []string{a}})
+		f.sys.Root.Send(f.sup, &Contact{Addr: b, Replica: bProcess, Members: []string{a}})
 		select {
 		case <-f.tr.healthCalls:
 			return true
@@ -133,7 +134,7 @@ func TestSupervisorLeftPeerNamedByGossip(t *testing.T) {
 	// Its next process answers: alive.
 	f.tr.set(func(tr *fakeTransport) { tr.replica = nextProcess })
 	waitFor(t, "a alive", func() bool {
-		f.sys.Root.Send(f.sup, &Contact{Addr: b, Replica: nextProcess, Members: []string{a}})
+		f.sys.Root.Send(f.sup, &Contact{Addr: b, Replica: bProcess, Members: []string{a}})
 		return f.state(a) == StateAlive
 	})
 	f.event(a, "started")
@@ -167,4 +168,39 @@ func TestSupervisorReapsTheLeft(t *testing.T) {
 	if s := f.state(a); s != StateAlive {
 		t.Fatalf("state after it pushed again = %q, want alive", s)
 	}
+}
+
+// TestSupervisorReapsALeftPeerThatMoved: a left peer whose data file pushes
+// from another address (a later process of its lineage: a pod with a new
+// IP) is reaped at once, so it no longer holds back the least version
+// every member holds; a push from another lineage does not reap it.
+func TestSupervisorReapsALeftPeerThatMoved(t *testing.T) {
+	f, stable := newStableFixture(t)
+	const a, b, moved = "127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:4"
+	const (
+		left  = "1234567890ab0003" // a's process that leaves
+		other = "ba09876543210001" // another node's lineage
+		later = "1234567890ab0004" // the next process of a's data file
+	)
+	f.ask(&RegisterPeer{Addr: a})
+	ea := f.event(a, "started")
+	f.ask(&RegisterPeer{Addr: b})
+	eb := f.event(b, "started")
+	f.sys.Root.Send(f.sup, &PeerStatus{From: ea.pid, Addr: a, State: StateAlive, Held: 3})
+	f.sys.Root.Send(f.sup, &PeerStatus{From: eb.pid, Addr: b, State: StateAlive, Held: 9})
+	stable(3)
+	f.sys.Root.Send(f.sup, &Leave{Addr: a, Replica: left})
+	f.event(a, "stopped")
+
+	f.sys.Root.Send(f.sup, &Contact{Addr: moved, Replica: other})
+	f.event(moved, "started")
+	if s := f.state(a); s != StateLeft {
+		t.Fatalf("after a push of another lineage from a new address, a is %q, want left", s)
+	}
+	f.sys.Root.Send(f.sup, &Contact{Addr: "127.0.0.1:5", Replica: later})
+	f.event("127.0.0.1:5", "started")
+	if s := f.state(a); s != "" {
+		t.Fatalf("after its data file pushed from a new address, a is %q, want gone", s)
+	}
+	stable(0) // the new members hold nothing yet; a no longer counts
 }

@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"countd/crdt"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -598,6 +599,7 @@ func (s *Supervisor) contact(ctx actor.Context, m *Contact) {
 			mb.lastSeen = time.Now()
 			mb.incarnation = max(mb.incarnation, m.Incarnation)
 		}
+		s.reapMoved(ctx, m)
 	}
 	if s.gossip(m.Addr, m.Suspects) {
 		changed = true
@@ -822,6 +824,32 @@ func (s *Supervisor) probed(ctx actor.Context, m *probeDone) {
 // reap drops a peer down (or left) for longer than ReapAfter. It leaves no
 // tombstone: if the peer pushes to this node again, or gossip names it and
 // it answers, it joins again.
+// reapMoved reaps, at once, a left member whose data file now runs at
+// another address: the push m comes from a later process of the lineage
+// that left there (a pod that got a new IP, a node moved to another host
+// with its data dir). The member will not come back at the old address,
+// and its state lives on in the new one; left in the table until
+// -reap-after, it would hold back Stable and Synced (tombstone collection,
+// key retirement) all that time.
+func (s *Supervisor) reapMoved(ctx actor.Context, m *Contact) {
+	if !crdt.ValidReplica(m.Replica) {
+		return
+	}
+	for _, mb := range s.members {
+		if mb.state != StateLeft || mb.addr == m.Addr || !crdt.ValidReplica(mb.leftReplica) ||
+			crdt.Lineage(mb.leftReplica) != crdt.Lineage(m.Replica) ||
+			crdt.Incarnation(m.Replica) <= crdt.Incarnation(mb.leftReplica) {
+			continue
+		}
+		s.log.Info("left peer reaped: its data file runs at another address now", "peer", mb.addr, "now_at", m.Addr, "replica", m.Replica)
+		s.cancelProbe(mb)
+		s.cancelReap(mb)
+		delete(s.members, mb.addr)
+		s.saveMembers(ctx)
+		s.announce(ctx)
+	}
+}
+
 func (s *Supervisor) reap(ctx actor.Context, mb *member) {
 	s.cancelProbe(mb)
 	s.cancelReap(mb)
