@@ -46,6 +46,18 @@ type Config struct {
 	// Security lists what the nodes demand, one cluster per item and node
 	// count (-security=none,key,token,tls+token).
 	Security []security
+	// Client is the load mode's load generator: clientRaw (the cheap one,
+	// rawclient.go) or clientHTTP (net/http); Pipeline is how many
+	// requests each raw client writes before it reads their answers.
+	Client   string
+	Pipeline int
+	// Wrk, with Bare, also runs wrk against the bare server after each
+	// load run, to check the load generator's bare figure against it.
+	Wrk bool
+	// Redis runs Redis (no persistence, and appendfsync always) as peer
+	// rows of each load run when redis-server and redis-benchmark are on
+	// PATH.
+	Redis bool
 	// Bare measures the bare net/http server alongside (load mode).
 	Bare bool
 	// Fsync, with Bare, also measures the fsync yardstick alongside when the
@@ -112,6 +124,9 @@ func defaultConfig() Config {
 		Duration:     10 * time.Second,
 		Chunk:        time.Second,
 		Target:       "one",
+		Client:       clientRaw,
+		Pipeline:     1,
+		Redis:        true,
 		Bare:         true,
 		Fsync:        true,
 		Burst:        200 * time.Millisecond,
@@ -173,6 +188,12 @@ func (c *Config) validate(given map[string]bool) error {
 		return errors.New("-duration, -chunk and -burst must be positive, -idle and -settle not negative")
 	case c.ReadyTimeout <= 0 || c.AgreeTimeout <= 0 || c.StopTimeout <= 0:
 		return errors.New("-ready-timeout, -agree-timeout and -stop-timeout must be positive")
+	case c.Client != clientRaw && c.Client != clientHTTP:
+		return fmt.Errorf("invalid value %q for flag -client: want raw or http", c.Client)
+	case c.Pipeline < 1 || c.Pipeline > 1000:
+		return errors.New("invalid value for flag -pipeline: from 1 to 1000")
+	case c.Pipeline > 1 && c.Client != clientRaw:
+		return errors.New("-pipeline applies to -client=raw")
 	case c.Target != "one" && c.Target != "all":
 		return fmt.Errorf("invalid value %q for flag -target: want one or all", c.Target)
 	case c.CreateCounters > 10_000_000:

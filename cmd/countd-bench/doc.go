@@ -72,6 +72,25 @@
 // disk allows any durable server) and countd's ratio to the fsync yardstick
 // (what countd's own code costs on top of that).
 //
+// The load mode's load generator (-client=raw, the default) is cheap per
+// request, so that the figures are the servers' and not the client's: one
+// keep-alive TCP connection per client, each request's bytes prepared once,
+// and of each answer only the status line and Content-Length read, the body
+// skipped; -pipeline=N writes N requests before reading their answers.
+// -client=http is the net/http client, which costs about as much CPU as the
+// server it loads. -wrk checks the generator: wrk (-t2, -c clients, POST)
+// loads the bare server in turn with the other servers, slice by slice, and
+// the report gives the generator's bare figure over wrk's ("wrk_bare_rps",
+// "bare_ratio_to_wrk"). Each server's CPU time (utime+stime from
+// /proc/PID/stat, read around every slice) over its 2xx answers is its CPU
+// per change, in µs ("cpu_us_per_change"; for countd the sum over nodes,
+// each in "node_cpu_us_per_change"). With -redis (the default), when
+// redis-server and redis-benchmark are on PATH, each load run ends with
+// Redis as peer rows ("peers"): redis-server on a free port with no
+// persistence and, beside durable nodes, with appendfsync always, loaded by
+// redis-benchmark -t incr with as many clients and about as many INCRs as
+// the bare server took, its CPU per INCR from /proc.
+//
 // -security=LIST starts one cluster per item (and per -nodes), each node
 // demanding what the item names: none, or key (-cluster-key-file: signed
 // node-to-node requests), token (-client-token-file: a bearer token on the
@@ -108,7 +127,8 @@
 // The files: main.go (flags), config.go (what the flags mean), cluster.go
 // (node processes, through internal/proc), security.go (-security: the
 // secrets and how clients use them), bare.go (the yardstick servers),
-// load.go (the clients and the progress line), hist.go (latency
+// load.go (the clients and the progress line), rawclient.go (the cheap
+// load generator), wrk.go (-wrk), redis.go (-redis), hist.go (latency
 // histogram), agree.go (agreement and readiness), metrics.go (/metrics),
 // procstat.go (/proc), snapshot.go (before/after figures), bench.go (runs
 // and sweeps), modes.go (the first four modes), churn.go (the churn mode

@@ -110,12 +110,17 @@ type driveSpec struct {
 	until time.Time
 	// meter, if not nil, is told of every request as it ends.
 	meter *meter
+	// raw, if not nil, selects the cheap load generator (rawclient.go)
+	// instead of client and token: raw[i] is client i's connection, kept
+	// open across calls (its owner closes it).
+	raw []*rawConn
 }
 
-// drive runs clients goroutines, each sending one POST at a time, until the
-// deadline passes, the URL function runs out, or ctx ends; requests in
-// flight at the deadline finish and count. Requests cut off by ctx do not
-// count.
+// drive runs clients goroutines, each sending one POST at a time (or, with
+// the raw client, up to its pipeline depth at a time), until the deadline
+// passes, the URL function runs out, or ctx ends; requests in flight at the
+// deadline finish and count. Requests cut off by ctx do not count. Each
+// request of a pipelined batch is given the batch's latency.
 func drive(ctx context.Context, s driveSpec) loadStats {
 	var (
 		mu    sync.Mutex
@@ -126,40 +131,77 @@ func drive(ctx context.Context, s driveSpec) loadStats {
 	for i := range s.clients {
 		wg.Go(func() {
 			var st loadStats
-			for seq := uint64(0); ; seq++ {
+			var rc *rawConn
+			depth := 1
+			if s.raw != nil {
+				rc = s.raw[i]
+				depth = rc.depth
+			}
+			urls := make([]string, 0, depth)
+			keys := make([]string, 0, depth)
+			codes := make([]int, depth)
+			errs := make([]error, depth)
+			seq := uint64(0)
+			for {
 				if ctx.Err() != nil || (!s.until.IsZero() && !time.Now().Before(s.until)) {
 					break
 				}
-				var url, key string
-				var ok bool
-				if s.keyed != nil {
-					url, key, ok = s.keyed(i, seq)
-				} else {
-					url, ok = s.url(i, seq)
+				urls, keys = urls[:0], keys[:0]
+				for range depth {
+					var url, key string
+					var ok bool
+					if s.keyed != nil {
+						url, key, ok = s.keyed(i, seq)
+					} else {
+						url, ok = s.url(i, seq)
+					}
+					if !ok {
+						break
+					}
+					seq++
+					urls, keys = append(urls, url), append(keys, key)
 				}
-				if !ok {
+				if len(urls) == 0 {
 					break
 				}
 				t0 := time.Now()
-				code, err := post(ctx, s.client, s.token, key, url)
+				var err error
+				if rc != nil {
+					var n int
+					n, err = rc.postBatch(ctx, urls, keys, codes)
+					for j := range urls {
+						if j < n {
+							errs[j] = nil
+						} else {
+							codes[j], errs[j] = 0, err
+						}
+					}
+				} else {
+					codes[0], err = post(ctx, s.client, s.token, keys[0], urls[0])
+					errs[0] = err
+				}
 				lat := time.Since(t0)
 				if err != nil && ctx.Err() != nil {
 					break // interrupted, not a failure of the server
 				}
-				outcome := apiclient.Classify(code, err)
-				st.Outcomes.Add(outcome)
-				st.Hist.Record(lat)
-				if s.meter != nil {
-					s.meter.reqs.Add(1)
+				failed := false
+				for j, url := range urls {
+					outcome := apiclient.Classify(codes[j], errs[j])
+					st.Outcomes.Add(outcome)
+					st.Hist.Record(lat)
+					if s.meter != nil {
+						s.meter.reqs.Add(1)
+					}
+					if outcome == apiclient.OK {
+						continue
+					}
+					if s.meter != nil {
+						s.meter.errs.Add(1)
+					}
+					st.recordFailure(codes[j], errs[j], url)
+					failed = failed || errs[j] != nil
 				}
-				if outcome == apiclient.OK {
-					continue
-				}
-				if s.meter != nil {
-					s.meter.errs.Add(1)
-				}
-				st.recordFailure(code, err, url)
-				if err != nil {
+				if failed {
 					// No answer at all: a node may be gone. Do not spin on
 					// refused connections.
 					sleepCtx(ctx, 10*time.Millisecond)

@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -53,8 +54,11 @@ func (b *bench) agreeAfter(ctx context.Context, cl *cluster, res *Result, ag0 *a
 // timed from its last request.
 func (b *bench) runLoad(ctx context.Context, cl *cluster, clients int) (*Result, error) {
 	res := b.newResult(modeLoad, cl, clients)
-	countd := &leg{phase: "countd", client: newLoadClient(clients, cl.auth), token: cl.auth.token,
-		url: incrementURLs(cl.auth.bases(targets(cl.addrs, b.cfg.Target)), b.cfg.Counters)}
+	countd := b.newLeg("countd", cl.auth, clients, incrementURLs(cl.auth.bases(targets(cl.addrs, b.cfg.Target)), b.cfg.Counters))
+	countd.token = cl.auth.token
+	for _, p := range cl.procs {
+		countd.pids = append(countd.pids, p.PID())
+	}
 	var bare, fsync, bareTLS *leg
 	var err error
 	if b.cfg.Bare {
@@ -75,24 +79,35 @@ func (b *bench) runLoad(ctx context.Context, cl *cluster, clients int) (*Result,
 	}
 	legs := slices.DeleteFunc([]*leg{bare, fsync, bareTLS, countd}, func(l *leg) bool { return l == nil })
 	for _, l := range legs {
-		defer l.client.CloseIdleConnections()
-		warmUp(ctx, l.client, l.token, clients, l.url)
+		defer l.close()
+		drive(ctx, l.spec(clients, limited(l.url, 2*clients))) // warm up: open the connections
 	}
 	ag0 := b.agreeBefore(ctx, cl, res)
 	before := b.snapshot(ctx, cl, res, false)
 
 	chunks := max(1, int(math.Ceil(float64(b.cfg.Duration)/float64(b.cfg.Chunk))))
 	slice := b.cfg.Duration / time.Duration(chunks)
+	var wrk *wrkLeg
+	if bare != nil && b.cfg.Wrk {
+		wrk = &wrkLeg{addr: bare.addr}
+	}
 	prog := b.progress(cl, clients)
 	for range chunks {
+		if wrk != nil {
+			prog.setPhase("wrk")
+			wrk.slice(ctx, clients, slice)
+		}
 		for _, l := range legs {
 			m := &prog.yardsticks
 			if l == countd {
 				m = &prog.countd
 			}
 			prog.setPhase(l.phase)
-			st := drive(ctx, driveSpec{client: l.client, token: l.token, clients: clients, url: l.url,
-				until: time.Now().Add(slice), meter: m})
+			spec := l.spec(clients, l.url)
+			spec.until, spec.meter = time.Now().Add(slice), m
+			cpu0 := l.readCPU()
+			st := drive(ctx, spec)
+			l.addCPU(cpu0)
 			l.stats.add(&st)
 		}
 		if ctx.Err() != nil {
@@ -109,32 +124,135 @@ func (b *bench) runLoad(ctx context.Context, cl *cluster, clients int) (*Result,
 	}
 	after := b.snapshot(ctx, cl, res, true)
 
-	res.Countd = newSide(&countd.stats)
+	res.Countd = countd.side()
 	if bare != nil {
-		res.Bare = ptr(newSide(&bare.stats))
+		res.Bare = ptr(bare.side())
+		if wrk != nil {
+			wrk.record(res)
+		}
 		res.Ratio = ratio(&res.Countd, res.Bare)
 		if fsync != nil {
-			res.Fsync = ptr(newSide(&fsync.stats))
+			res.Fsync = ptr(fsync.side())
 			res.FsyncRatioToBare = ratio(res.Fsync, res.Bare)
 			res.RatioToFsync = ratio(&res.Countd, res.Fsync)
 		}
 		if bareTLS != nil {
-			res.BareTLS = ptr(newSide(&bareTLS.stats))
+			res.BareTLS = ptr(bareTLS.side())
 			res.RatioToBareTLS = ratio(&res.Countd, res.BareTLS)
 		}
 	}
 	b.fillStats(res, cl, before, after)
-	return res, nil
+	if b.cfg.Redis {
+		prog := b.progress(cl, clients)
+		prog.setPhase("redis")
+		// About as many INCRs as the bare server took in the run.
+		n := int64(100_000)
+		if res.Bare != nil {
+			n = max(10_000, res.Bare.Requests)
+		}
+		b.runRedis(ctx, res, clients, n)
+		prog.stop()
+	}
+	return res, ctx.Err()
 }
 
 // leg is one server a load run drives in turn, and what it measured there.
 type leg struct {
 	phase  string // its name on the progress line
 	client *http.Client
-	token  string // bearer token each request carries, if not ""
+	raw    []*rawConn // with -client=raw, one per client; else nil
+	token  string     // bearer token each request carries, if not ""
 	url    urlFunc
 	stats  loadStats
+	// pids are the server's processes (none for an external cluster), and
+	// cpu the CPU time each used while this leg was driven; cpuErr is the
+	// first failure to read it.
+	pids   []int
+	cpu    []time.Duration
+	cpuErr error
+	addr   string // a yardstick's host:port; "" for countd
 }
+
+// newLeg returns a leg that reaches its server with auth, with the load
+// generator of -client.
+func (b *bench) newLeg(phase string, auth clientAuth, clients int, url urlFunc) *leg {
+	l := &leg{phase: phase, client: newLoadClient(clients, auth), url: url}
+	if b.cfg.Client == clientRaw {
+		for range clients {
+			l.raw = append(l.raw, newRawConn(auth, b.cfg.Pipeline))
+		}
+	}
+	return l
+}
+
+// spec is the drive of url by the leg's clients.
+func (l *leg) spec(clients int, url urlFunc) driveSpec {
+	return driveSpec{client: l.client, token: l.token, clients: clients, url: url, raw: l.raw}
+}
+
+// close closes the leg's connections.
+func (l *leg) close() {
+	l.client.CloseIdleConnections()
+	for _, c := range l.raw {
+		c.close()
+	}
+}
+
+// readCPU returns the CPU time each of the leg's processes has used so
+// far, or nil (noting the error) if one cannot be read.
+func (l *leg) readCPU() []time.Duration {
+	if len(l.pids) == 0 || l.cpuErr != nil {
+		return nil
+	}
+	out := make([]time.Duration, len(l.pids))
+	for i, pid := range l.pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err == nil {
+			out[i], err = parseStat(b)
+		}
+		if err != nil {
+			l.cpuErr = err
+			return nil
+		}
+	}
+	return out
+}
+
+// addCPU adds the CPU time used since before (readCPU's) to the leg's.
+func (l *leg) addCPU(before []time.Duration) {
+	after := l.readCPU()
+	if before == nil || after == nil {
+		return
+	}
+	if l.cpu == nil {
+		l.cpu = make([]time.Duration, len(l.pids))
+	}
+	for i := range l.cpu {
+		l.cpu[i] += after[i] - before[i]
+	}
+}
+
+// side summarises what the leg measured, with its server's CPU time per
+// change (2xx answer) if every slice's was read.
+func (l *leg) side() Side {
+	s := newSide(&l.stats)
+	if l.cpu == nil || l.cpuErr != nil || l.stats.Outcomes.OK == 0 {
+		return s
+	}
+	changes := float64(l.stats.Outcomes.OK)
+	var sum time.Duration
+	for _, c := range l.cpu {
+		sum += c
+		if len(l.cpu) > 1 {
+			s.NodeCPUUSPerChange = append(s.NodeCPUUSPerChange, us(c)/changes)
+		}
+	}
+	s.CPUUSPerChange = ptr(us(sum) / changes)
+	return s
+}
+
+// us converts a duration to microseconds.
+func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 
 // yardstickLeg is the leg of a yardstick server: the same requests as
 // countd's, on its one address, reached with auth (TLS or not; no token).
@@ -150,8 +268,10 @@ func (b *bench) yardstickLeg(ctx context.Context, phase string, y **yardstickPro
 		}
 		*y = p
 	}
-	return &leg{phase: phase, client: newLoadClient(clients, auth),
-		url: incrementURLs([]string{auth.base((*y).addr)}, b.cfg.Counters)}, nil
+	l := b.newLeg(phase, auth, clients, incrementURLs([]string{auth.base((*y).addr)}, b.cfg.Counters))
+	l.pids = []int{(*y).PID()}
+	l.addr = (*y).addr
+	return l, nil
 }
 
 // runRounds is the rounds mode: -rounds bursts of -burst, each followed by

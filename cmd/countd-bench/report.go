@@ -69,7 +69,14 @@ type Result struct {
 	// BareTLS is the same load on the bare server over HTTPS, with a
 	// certificate from the same CA (runs with TLS and -bare), and
 	// RatioToBareTLS countd's throughput over its.
-	BareTLS        *Side    `json:"bare_tls,omitempty"`
+	BareTLS *Side `json:"bare_tls,omitempty"`
+	// WrkBare (-wrk) is wrk's throughput on the bare server, run in turn
+	// with the other servers in slices of -chunk (at least 1s), and BareToWrk the load generator's bare figure over it:
+	// near 1 when the load generator costs no more than wrk.
+	WrkBare   *float64 `json:"wrk_bare_rps,omitempty"`
+	BareToWrk *float64 `json:"bare_ratio_to_wrk,omitempty"`
+	// Peers (-redis) are other servers loaded in the same run.
+	Peers          []Peer   `json:"peers,omitempty"`
 	RatioToBareTLS *float64 `json:"ratio_to_bare_tls,omitempty"`
 
 	// AgreementMS is the time from the end of the load until every node
@@ -108,6 +115,13 @@ type Side struct {
 	Latency    Latency          `json:"latency"`
 	Errors     map[string]int64 `json:"errors"`
 	FirstError string           `json:"first_error,omitempty"`
+	// CPUUSPerChange is the server's CPU time (user plus system, from
+	// /proc/PID/stat before and after each measured slice) over its 2xx
+	// answers, in µs: for countd the sum over its nodes, each of which is
+	// in NodeCPUUSPerChange (with more than one). Absent when unknown (an
+	// external cluster).
+	CPUUSPerChange     *float64  `json:"cpu_us_per_change,omitempty"`
+	NodeCPUUSPerChange []float64 `json:"node_cpu_us_per_change,omitempty"`
 }
 
 // Latency is a request latency distribution in milliseconds; percentiles are
@@ -271,6 +285,10 @@ func printResult(w io.Writer, r *Result) {
 			line += fmt.Sprintf("; bare %s req/s; ratio %s", group(r.Bare.Throughput), fmtFloat(r.Ratio, "%.2f"))
 		}
 		fmt.Fprintln(tw, line)
+		if r.WrkBare != nil {
+			fmt.Fprintf(tw, "  wrk on bare\t%s req/s; this tool's bare figure is %s of it\n",
+				group(*r.WrkBare), fmtFloat(r.BareToWrk, "%.3f"))
+		}
 		if f := r.Fsync; f != nil {
 			fmt.Fprintf(tw, "  fsync yardstick\t%s req/s (%s requests in %.1fs), %s of bare; countd's ratio to fsync %s\n",
 				group(f.Throughput), group(float64(f.Requests)), f.Seconds,
@@ -283,6 +301,14 @@ func printResult(w io.Writer, r *Result) {
 			if len(b.Errors) > 0 {
 				fmt.Fprintf(tw, "  bare TLS errors\t%s\n", fmtErrors(b))
 			}
+		}
+		for _, p := range r.Peers {
+			fmt.Fprintf(tw, "  %s\t%s req/s (%s INCRs), %s of bare; p50 %s ms, p99 %s ms; CPU %s µs/change\n",
+				p.Name, group(p.Throughput), group(float64(p.Requests)), fmtFloat(p.RatioToBare, "%.2f"),
+				fmtFloat(p.P50MS, "%.2f"), fmtFloat(p.P99MS, "%.2f"), fmtFloat(p.CPUUSPerChange, "%.1f"))
+		}
+		if line, ok := cpuLine(r); ok {
+			fmt.Fprintln(tw, line)
 		}
 		line = "  latency\t" + fmtLatency(c.Latency)
 		if r.Bare != nil {
@@ -418,6 +444,14 @@ func printSummary(w io.Writer, runs []Result) {
 	withFsync := slices.ContainsFunc(runs, func(r Result) bool { return r.Fsync != nil })
 	withSec := slices.ContainsFunc(runs, func(r Result) bool { return r.Security != "" })
 	withTLS := slices.ContainsFunc(runs, func(r Result) bool { return r.BareTLS != nil })
+	var peers []string // names of every peer some run measured, in order
+	for _, r := range runs {
+		for _, p := range r.Peers {
+			if !slices.Contains(peers, p.Name) {
+				peers = append(peers, p.Name)
+			}
+		}
+	}
 	fmt.Fprintln(w, "\nsummary")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	head := "mode\tnodes\tclients\treq/s\tbare req/s\tratio\t"
@@ -427,10 +461,13 @@ func printSummary(w io.Writer, runs []Result) {
 	if withTLS {
 		head += "bare TLS req/s\tto bare TLS\t"
 	}
+	for _, name := range peers {
+		head += name + " req/s\tcpu µs\t"
+	}
 	if withSec {
 		head = "security\t" + head
 	}
-	fmt.Fprintln(tw, head+"p50 ms\tp99 ms\tp99.9 ms\terrors\tagree ms\tpush/chg\tB/chg\t")
+	fmt.Fprintln(tw, head+"cpu µs/chg\tbare cpu\tp50 ms\tp99 ms\tp99.9 ms\terrors\tagree ms\tpush/chg\tB/chg\t")
 	for _, r := range runs {
 		bare := "-"
 		if r.Bare != nil {
@@ -456,9 +493,21 @@ func printSummary(w io.Writer, runs []Result) {
 			}
 			row += bt + "\t" + toBT + "\t"
 		}
+		for _, name := range peers {
+			rps, cpu := "-", "-"
+			if i := slices.IndexFunc(r.Peers, func(p Peer) bool { return p.Name == name }); i >= 0 {
+				rps, cpu = group(r.Peers[i].Throughput), fmtFloat(r.Peers[i].CPUUSPerChange, "%.1f")
+			}
+			row += rps + "\t" + cpu + "\t"
+		}
 		if withSec {
 			row = cmp.Or(r.Security, "none") + "\t" + row
 		}
+		bareCPU := "-"
+		if r.Bare != nil {
+			bareCPU = fmtFloat(r.Bare.CPUUSPerChange, "%.1f")
+		}
+		row += fmtFloat(r.Countd.CPUUSPerChange, "%.1f") + "\t" + bareCPU + "\t"
 		fmt.Fprintf(tw, "%s%.2f\t%.2f\t%.2f\t%d\t%s\t%s\t%s\t\n", row,
 			r.Countd.Latency.P50MS, r.Countd.Latency.P99MS, r.Countd.Latency.P999MS, errs,
 			fmtFloat(r.AgreementMS, "%.1f"), fmtFloat(r.Replication.PushesPerChange, "%.4f"),
@@ -466,6 +515,34 @@ func printSummary(w io.Writer, runs []Result) {
 	}
 	tw.Flush()
 	printLevelsSummary(w, runs)
+}
+
+// cpuLine is the servers' CPU time per change, if any was measured.
+func cpuLine(r *Result) (string, bool) {
+	var parts []string
+	if v := r.Countd.CPUUSPerChange; v != nil {
+		p := fmt.Sprintf("countd %.1f", *v)
+		if n := r.Countd.NodeCPUUSPerChange; len(n) > 0 {
+			each := make([]string, len(n))
+			for i, x := range n {
+				each[i] = fmt.Sprintf("%.1f", x)
+			}
+			p += " (nodes " + strings.Join(each, ", ") + ")"
+		}
+		parts = append(parts, p)
+	}
+	for _, s := range []struct {
+		name string
+		side *Side
+	}{{"bare", r.Bare}, {"fsync", r.Fsync}, {"bare TLS", r.BareTLS}} {
+		if s.side != nil && s.side.CPUUSPerChange != nil {
+			parts = append(parts, fmt.Sprintf("%s %.1f", s.name, *s.side.CPUUSPerChange))
+		}
+	}
+	if len(parts) == 0 {
+		return "", false
+	}
+	return "  server CPU\t" + strings.Join(parts, "; ") + " µs/change", true
 }
 
 func fmtLatency(l Latency) string {
