@@ -185,10 +185,11 @@ func (s *Server) handleDecrement(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) change(w http.ResponseWriter, r *http.Request, op string, neg bool) {
-	l, err := parseLevel(r) // wait.go
+	q := query(r)
+	l, err := parseLevel(q) // wait.go
 	var res *actors.ChangeResult
 	if err == nil {
-		res, err = s.applyChange(r, neg)
+		res, err = s.applyChange(r, q, neg)
 	}
 	if err != nil {
 		outcome := metrics.OutcomeRejected // 409, 422 and 507 too: nothing changed
@@ -212,16 +213,17 @@ func (s *Server) change(w http.ResponseWriter, r *http.Request, op string, neg b
 
 var replayedTrue = []string{"true"}
 
-func (s *Server) applyChange(r *http.Request, neg bool) (*actors.ChangeResult, error) {
+// applyChange makes the change r asks for; q is r's query (query).
+func (s *Server) applyChange(r *http.Request, q url.Values, neg bool) (*actors.ChangeResult, error) {
 	name, err := counterName(r)
 	if err != nil {
 		return nil, err
 	}
-	by, err := changeBy(r)
+	by, err := changeBy(r, q)
 	if err != nil {
 		return nil, err
 	}
-	ttl, _, err := parseTTL(r)
+	ttl, _, err := parseTTL(q)
 	if err != nil {
 		return nil, err
 	}
@@ -254,7 +256,7 @@ func (s *Server) handleExpire(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, err)
 		return
 	}
-	ttl, given, err := parseTTL(r)
+	ttl, given, err := parseTTL(query(r))
 	if err == nil && !given {
 		err = badRequest("ttl is required: the seconds from now until the counter expires, from 1 to %d (10 years)", maxTTL)
 	}
@@ -272,19 +274,36 @@ func (s *Server) handleExpire(w http.ResponseWriter, r *http.Request) {
 // maxTTL is the longest expiry a client may set: 10 years, in seconds.
 const maxTTL = 10 * 36525 * 24 * 60 * 60 / 100
 
-// parseTTL reads the optional ttl parameter: whole seconds, 1 to maxTTL.
-func parseTTL(r *http.Request) (ttl time.Duration, given bool, err error) {
+// query returns r's query parameters, parsed once for all of a handler's
+// parameters, or nil for a request with no query (the common case: no map
+// to build). onlyParams has checked the query already.
+func query(r *http.Request) url.Values {
 	if r.URL.RawQuery == "" {
-		return 0, false, nil
+		return nil
 	}
-	vals, ok := r.URL.Query()["ttl"]
-	if !ok {
-		return 0, false, nil
+	return r.URL.Query()
+}
+
+// param returns the value of the optional query parameter name, and
+// whether it is given; given twice, it is a 400.
+func param(q url.Values, name string) (string, bool, error) {
+	vals, ok := q[name]
+	switch {
+	case !ok:
+		return "", false, nil
+	case len(vals) != 1:
+		return "", true, badRequest("%s is given %d times in the query; give it once", name, len(vals))
 	}
-	if len(vals) != 1 {
-		return 0, true, badRequest("ttl is given %d times in the query; give it once", len(vals))
+	return vals[0], true, nil
+}
+
+// parseTTL reads the optional ttl parameter: whole seconds, 1 to maxTTL.
+func parseTTL(q url.Values) (ttl time.Duration, given bool, err error) {
+	v, given, err := param(q, "ttl")
+	if !given || err != nil {
+		return 0, given, err
 	}
-	secs, err := ParseTTL(vals[0])
+	secs, err := ParseTTL(v)
 	return time.Duration(secs) * time.Second, true, err
 }
 
@@ -302,8 +321,8 @@ func ParseTTL(s string) (uint64, error) {
 // changeBy reads the step of a change: ?by=N or a JSON body {"by":N}, at
 // most one of them; 1 if neither. The body is read as JSON whatever its
 // Content-Type, since curl -d sends a form type; an empty body is no body.
-func changeBy(r *http.Request) (uint64, error) {
-	by, inQuery, err := parseBy(r)
+func changeBy(r *http.Request, q url.Values) (uint64, error) {
+	by, inQuery, err := parseBy(q)
 	if err != nil || r.Body == nil || r.Body == http.NoBody {
 		return by, err
 	}
@@ -355,7 +374,7 @@ func decodeChange(body []byte) (by uint64, given bool, err error) {
 // handleCounter serves GET /counter and GET /counters/{name}.
 func (s *Server) handleCounter(w http.ResponseWriter, r *http.Request) {
 	name, err := counterName(r)
-	l, lerr := parseLevel(r) // wait.go
+	l, lerr := parseLevel(query(r)) // wait.go
 	if err = cmp.Or(err, lerr); err != nil {
 		s.writeError(w, err)
 		return
@@ -422,18 +441,12 @@ func counterName(r *http.Request) (string, error) {
 
 // parseBy reads the optional by parameter: a whole number from 1 to 2^53,
 // 1 when absent. given reports whether the query held it.
-func parseBy(r *http.Request) (by uint64, given bool, err error) {
-	if r.URL.RawQuery == "" { // the common case: no map to build
-		return 1, false, nil
+func parseBy(q url.Values) (by uint64, given bool, err error) {
+	v, given, err := param(q, "by")
+	if !given || err != nil {
+		return 1, given, err
 	}
-	vals, ok := r.URL.Query()["by"]
-	if !ok {
-		return 1, false, nil
-	}
-	if len(vals) != 1 {
-		return 0, true, badRequest("by is given %d times in the query; give it once", len(vals))
-	}
-	by, err = ParseBy(vals[0])
+	by, err = ParseBy(v)
 	return by, true, err
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"time"
 
@@ -38,20 +39,14 @@ type level struct {
 
 // parseLevel reads the optional wait parameter: local (the default),
 // quorum or all, given at most once.
-func parseLevel(r *http.Request) (level, error) {
-	if r.URL.RawQuery == "" {
-		return level{}, nil
+func parseLevel(q url.Values) (level, error) {
+	v, given, err := param(q, "wait")
+	if !given || err != nil {
+		return level{}, err
 	}
-	vals, ok := r.URL.Query()["wait"]
-	if !ok {
-		return level{}, nil
-	}
-	if len(vals) != 1 {
-		return level{}, badRequest("wait is given %d times in the query; give it once", len(vals))
-	}
-	i := slices.Index(actors.Levels, vals[0])
+	i := slices.Index(actors.Levels, v)
 	if i < 0 {
-		return level{}, badRequest("wait must be local (this node), quorum (a majority of the members) or all (every member); got %s", quote(vals[0]))
+		return level{}, badRequest("wait must be local (this node), quorum (a majority of the members) or all (every member); got %s", quote(v))
 	}
 	return level{Level: actors.Level(i), start: time.Now()}, nil
 }
