@@ -264,10 +264,7 @@ type Supervisor struct {
 	stopping bool
 	cands    candidates
 
-	stable     uint64 // as last told to the CounterActor
-	stableSent bool
-	synced     uint64 // as last told to the CounterActor
-	syncedSent bool
+	stable, synced lastTold // as last told to the CounterActor
 
 	// The member addresses are written one write at a time; a change
 	// while one is in flight is written after it.
@@ -422,16 +419,8 @@ func (s *Supervisor) Receive(ctx actor.Context) {
 // member held (Heard): a member that is away holds it back, as it holds
 // back Stable, until it is removed or reaped.
 func (s *Supervisor) tellSynced(ctx actor.Context) {
-	at := uint64(math.MaxUint64)
-	for _, mb := range s.members {
-		at = min(at, mb.heard)
-	}
-	if at == s.synced && s.syncedSent {
-		return
-	}
-	s.synced, s.syncedSent = at, true
-	if c := s.cfg.Peer.Counter; c != nil {
-		ctx.Send(c, &Synced{At: at})
+	if at := s.least(func(mb *member) uint64 { return mb.heard }); s.synced.changed(at) {
+		s.tellCounter(ctx, &Synced{At: at})
 	}
 }
 
@@ -441,17 +430,42 @@ func (s *Supervisor) tellSynced(ctx actor.Context) {
 // an old entry a tombstone must outlive). A member leaves the minimum only
 // when it is removed or reaped.
 func (s *Supervisor) tellStable(ctx actor.Context) {
-	through := uint64(math.MaxUint64)
+	if through := s.least(func(mb *member) uint64 { return mb.held }); s.stable.changed(through) {
+		s.tellCounter(ctx, &Stable{Through: through})
+	}
+}
+
+// least returns the least of field over the members, math.MaxUint64 if
+// there are none.
+func (s *Supervisor) least(field func(*member) uint64) uint64 {
+	v := uint64(math.MaxUint64)
 	for _, mb := range s.members {
-		through = min(through, mb.held)
+		v = min(v, field(mb))
 	}
-	if through == s.stable && s.stableSent {
-		return
-	}
-	s.stable, s.stableSent = through, true
+	return v
+}
+
+// tellCounter sends msg to the CounterActor, if there is one.
+func (s *Supervisor) tellCounter(ctx actor.Context, msg any) {
 	if c := s.cfg.Peer.Counter; c != nil {
-		ctx.Send(c, &Stable{Through: through})
+		ctx.Send(c, msg)
 	}
+}
+
+// lastTold is a figure as last told to the CounterActor, which is told
+// again only when it changes.
+type lastTold struct {
+	v    uint64
+	sent bool
+}
+
+// changed records v and reports whether it differs from what was told.
+func (t *lastTold) changed(v uint64) bool {
+	if t.sent && t.v == v {
+		return false
+	}
+	t.v, t.sent = v, true
+	return true
 }
 
 // change queues a registration or removal behind the ones whose tombstones
