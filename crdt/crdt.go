@@ -34,6 +34,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 )
 
@@ -1041,15 +1042,12 @@ func (s *State) TakeRemoved() []Entry {
 }
 
 // compact drops stale log items in place, keeping version order.
-func (s *State) compact() {
-	live := s.log[:0]
-	for _, it := range s.log {
-		if s.current(it) != nil {
-			live = append(live, it)
-		}
-	}
-	clear(s.log[len(live):])
-	s.log = live
+func (s *State) compact() { s.log = s.dropStale(s.log) }
+
+// dropStale drops, in place and keeping their order, the items of a log
+// whose entry changed again or was dropped since.
+func (s *State) dropStale(items []logItem) []logItem {
+	return slices.DeleteFunc(items, func(it logItem) bool { return s.current(it) == nil })
 }
 
 func (c *counter) value() int64 {

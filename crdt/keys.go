@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // Keyed changes (docs/design.md §3, "Keyed changes").
@@ -356,14 +357,7 @@ func (s *State) keyChanged(name string, e Entry) {
 	case e.Retired() && e.countsZero():
 		s.retired = append(s.retired, logItem{ver: s.version, counter: name, replica: e.Replica})
 		if len(s.retired) > 2*s.keys+64 {
-			keep := s.retired[:0]
-			for _, it := range s.retired {
-				if s.current(it) != nil {
-					keep = append(keep, it)
-				}
-			}
-			clear(s.retired[len(keep):])
-			s.retired = keep
+			s.retired = s.dropStale(s.retired)
 		}
 	}
 }
@@ -371,16 +365,14 @@ func (s *State) keyChanged(name string, e Entry) {
 // compactOwned drops the stale items of the owned heap.
 func (s *State) compactOwned() {
 	lineage := Lineage(s.replica)
-	keep := s.owned[:0]
-	for _, it := range s.owned {
-		if _, sl := s.find(it.counter, it.id); sl != nil {
-			if e := sl.entry(it.counter); !e.Retired() && e.A == it.a && Lineage(e.O) == lineage {
-				keep = append(keep, it)
-			}
+	s.owned = slices.DeleteFunc(s.owned, func(it keyItem) bool {
+		_, sl := s.find(it.counter, it.id)
+		if sl == nil {
+			return true
 		}
-	}
-	clear(s.owned[len(keep):])
-	s.owned = keep
+		e := sl.entry(it.counter)
+		return e.Retired() || e.A != it.a || Lineage(e.O) != lineage
+	})
 	heap.Init(&s.owned)
 }
 

@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"fmt"
 	"maps"
+	"slices"
 )
 
 // Delete resets counter name to what this replica has not seen: it raises
@@ -271,14 +272,10 @@ func (s *State) queueDead(name string, ver uint64) {
 
 // compactDead drops the items of queueDead that a later change made stale.
 func (s *State) compactDead() {
-	keep := s.dead[:0]
-	for _, it := range s.dead {
-		if c := s.counters[it.counter]; c != nil && c.dead() && c.latest() == it.ver {
-			keep = append(keep, it)
-		}
-	}
-	clear(s.dead[len(keep):])
-	s.dead = keep
+	s.dead = slices.DeleteFunc(s.dead, func(it logItem) bool {
+		c := s.counters[it.counter]
+		return c == nil || !c.dead() || c.latest() != it.ver
+	})
 }
 
 // queueExpiry records that counter name expires at at, for Due; stale
