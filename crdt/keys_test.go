@@ -3,7 +3,6 @@ package crdt
 import (
 	"errors"
 	"fmt"
-	"maps"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -382,22 +381,7 @@ func TestKeyedMergeLaws(t *testing.T) {
 			deletes := seed%2 == 0
 			nodes, want := keyedSteps(t, r, deletes)
 			x, y, z := nodes[0], nodes[1], nodes[2]
-			into := func(dst *State, srcs ...*State) *State {
-				out := restartAs(t, dst)
-				for _, src := range srcs {
-					sync(t, out, src)
-				}
-				return out
-			}
-			if a, b := observed(into(x, y)), observed(into(y, x)); !maps.Equal(a, b) {
-				t.Fatalf("not commutative:\n x+y %v\n y+x %v", a, b)
-			}
-			if a, b := observed(into(into(x, y), z)), observed(into(x, into(y, z))); !maps.Equal(a, b) {
-				t.Fatalf("not associative:\n (x+y)+z %v\n x+(y+z) %v", a, b)
-			}
-			if a, b := observed(into(x, x)), observed(x); !maps.Equal(a, b) {
-				t.Fatalf("not idempotent:\n x+x %v\n x %v", a, b)
-			}
+			checkMergeLaws(t, x, y, z)
 			syncAll(t, nodes...)
 			if deletes {
 				return
