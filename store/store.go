@@ -307,10 +307,15 @@ func (d *DB) Close() error {
 
 // A key is the counter name, a NUL (never part of a name), and the replica id.
 func entryKey(counter, replica string) []byte {
-	k := make([]byte, 0, len(counter)+1+len(replica))
-	k = append(k, counter...)
-	k = append(k, 0)
-	return append(k, replica...)
+	return appendEntryKey(make([]byte, 0, len(counter)+1+len(replica)), counter, replica)
+}
+
+// appendEntryKey appends an entry's key to buf: its counter, a 0 byte and
+// its replica id.
+func appendEntryKey(buf []byte, counter, replica string) []byte {
+	buf = append(buf, counter...)
+	buf = append(buf, 0)
+	return append(buf, replica...)
 }
 
 // An entry's value is P, N (8 bytes each, big-endian) when its other

@@ -423,9 +423,7 @@ func encodeRecord(buf []byte, epoch uint64, put, del []crdt.Entry) []byte {
 
 func appendKey(buf []byte, e crdt.Entry) []byte {
 	buf = binary.AppendUvarint(buf, uint64(len(e.Counter)+1+len(e.Replica)))
-	buf = append(buf, e.Counter...)
-	buf = append(buf, 0)
-	return append(buf, e.Replica...)
+	return appendEntryKey(buf, e.Counter, e.Replica)
 }
 
 // recordCRC is the CRC-32C of a record's length, epoch and payload.
