@@ -6,7 +6,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -206,11 +205,8 @@ func (l *leg) readCPU() []time.Duration {
 	}
 	out := make([]time.Duration, len(l.pids))
 	for i, pid := range l.pids {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err == nil {
-			out[i], err = parseStat(b)
-		}
-		if err != nil {
+		var err error
+		if out[i], err = readCPU(pid); err != nil {
 			l.cpuErr = err
 			return nil
 		}

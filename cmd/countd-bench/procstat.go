@@ -22,15 +22,24 @@ type procStat struct {
 	PeakRSS uint64
 }
 
+// readCPU returns the CPU time (utime+stime) pid has used so far, from
+// /proc/<pid>/stat.
+func readCPU(pid int) (time.Duration, error) {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err == nil {
+		var cpu time.Duration
+		if cpu, err = parseStat(stat); err == nil {
+			return cpu, nil
+		}
+	}
+	return 0, fmt.Errorf("cpu time of pid %d: %w", pid, err)
+}
+
 // readProc reads /proc/<pid>/stat and /proc/<pid>/status.
 func readProc(pid int) (procStat, error) {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	cpu, err := readCPU(pid)
 	if err != nil {
-		return procStat{}, fmt.Errorf("cpu time of pid %d: %w", pid, err)
-	}
-	cpu, err := parseStat(stat)
-	if err != nil {
-		return procStat{}, fmt.Errorf("cpu time of pid %d: %w", pid, err)
+		return procStat{}, err
 	}
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
