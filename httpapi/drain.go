@@ -48,7 +48,9 @@ func (l *onceCloseListener) Close() error {
 	return l.err
 }
 
-// connInfo is a connection's last state, and when it entered it.
+// connInfo is a connection's last state, and when it entered it (only
+// kept for the states a drain closes: not for StateActive, the state of
+// every request, whose clock read would be wasted).
 type connInfo struct {
 	state http.ConnState
 	since time.Time
@@ -66,7 +68,11 @@ func (s *Server) trackConn(c net.Conn, st http.ConnState) {
 		if s.conns == nil {
 			s.conns = make(map[net.Conn]connInfo)
 		}
-		s.conns[c] = connInfo{state: st, since: time.Now()}
+		ci := connInfo{state: st}
+		if st != http.StateActive {
+			ci.since = time.Now()
+		}
+		s.conns[c] = ci
 	}
 }
 
