@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"countd/internal/poll"
 	"countd/wire"
 )
 
@@ -346,4 +347,39 @@ func TestPeerProbesAPeerInSyncWithAPush(t *testing.T) {
 	case <-time.After(wait):
 		t.Fatal("no indirect probe after the probe push failed")
 	}
+}
+
+// TestSupervisorProtocolPeriodsOnlyWithPeers: a Supervisor with no member
+// to probe arms no protocol period (a lone node wakes for nothing); the
+// periods start with the first PeerActor and stop when the last goes.
+func TestSupervisorProtocolPeriodsOnlyWithPeers(t *testing.T) {
+	f := newSupervisorFixtureConfig(t, func(c *SupervisorConfig) {
+		c.Peer.HeartbeatInterval = 2 * time.Millisecond
+	})
+	armed := func(want bool) {
+		t.Helper()
+		_, err := poll.Until(t.Context(), wait, time.Millisecond, fmt.Sprintf("a protocol period armed: %v", want), func() (bool, string) {
+			r, err := f.sys.Root.RequestFuture(f.sup, &periodQuery{}, wait).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			return r == want, fmt.Sprintf("armed: %v", r)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	armed(false)
+	f.joinAlive("127.0.0.2:2")
+	armed(true)
+	select {
+	case p := <-f.probes:
+		if p.addr != "127.0.0.2:2" {
+			t.Fatalf("probe of %s", p.addr)
+		}
+	case <-time.After(wait):
+		t.Fatal("no probe once a member joined")
+	}
+	f.ask(&RemovePeer{Addr: "127.0.0.2:2"})
+	armed(false)
 }
