@@ -37,7 +37,9 @@ type PeerConfig struct {
 	// RetryMin and RetryMax bound the backoff between failed pushes.
 	RetryMin, RetryMax time.Duration
 	// AntiEntropyInterval is the mean time between full-state pushes, which
-	// repair whatever a lost or mishandled delta might have left behind.
+	// repair whatever a lost or mishandled delta might have left behind. A
+	// tick sends nothing while the peer's process took the full state as
+	// it is now (replication.AntiEntropy).
 	AntiEntropyInterval time.Duration
 	// Transport reaches the peer.
 	Transport Transport

@@ -24,7 +24,9 @@ type (
 	MembersChanged struct{}
 
 	// AntiEntropy: time for a full push, which repairs whatever a lost or
-	// mishandled delta might have left behind.
+	// mishandled delta might have left behind; none while the peer's
+	// process acknowledged a full push of this node's latest version (it
+	// would resend exactly that).
 	AntiEntropy struct{}
 
 	// ProbeDue: the Supervisor's turn to probe the peer has come (SWIM's
