@@ -273,7 +273,8 @@ func (p *PeerActor) Receive(ctx actor.Context) {
 		} else {
 			p.seen = max(p.seen, m.result.Version)
 		}
-		p.failing = m.result.Err != nil
+		// A failed probe push leaves no retry backoff to protect.
+		p.failing = m.result.Err != nil && m.probe == nil
 		p.step(ctx, m.result)
 		if m.probe != nil {
 			p.probed(ctx, m.probe)

@@ -228,12 +228,15 @@ func (p *Peer) pushed(e Pushed) {
 	p.pushing, p.probing = false, false
 	p.latest = max(p.latest, e.Version) // known even if the push failed
 	if e.Err != nil && probing && p.owed == owedNothing {
-		// A probe that owed nothing failed: the Health event that follows
-		// judges the peer; there is nothing to retry.
-		p.answerFlush(e.Err)
+		// A probe that owed nothing failed: the peer still holds all it
+		// held (a flush is answered so), the Health event that follows
+		// judges it, and there is nothing to retry.
 		if e.Unauthorized {
+			p.answerFlush(e.Err)
 			p.refuse(e.Err)
+			return
 		}
+		p.answerFlush(nil)
 		return
 	}
 	if e.Err != nil {

@@ -360,10 +360,16 @@ func TestPeer(t *testing.T) {
 			do(refusedPush(5), ReportUnauthorized{Err: errKey}),
 			do(ProbeDue{}, Check{}),
 		})},
-		{"a flush during a probe push is answered by it", seq(syncedAt(5), []step{
+		{"a flush during a probe push is answered by it, failed or not", seq(syncedAt(5), []step{
 			do(ProbeDue{}, Push{Since: 5, To: r1, Probe: true}),
 			do(Flush{}),
 			do(ok(5, r1), AnswerFlush{}),
+			do(ProbeDue{}, Push{Since: 5, To: r1, Probe: true}),
+			do(Flush{}),
+			do(failed(5), AnswerFlush{}), // the peer still holds all it held
+			do(ProbeDue{}, Push{Since: 5, To: r1, Probe: true}),
+			do(Flush{}),
+			do(refusedPush(5), AnswerFlush{Err: errKey}, ReportUnauthorized{Err: errKey}),
 		})},
 		{"a probe push answered by another process brings a full push", seq(syncedAt(5), []step{
 			do(ProbeDue{}, Push{Since: 5, To: r1, Probe: true}),
