@@ -634,3 +634,45 @@ func TestEntriesOfGivesAPeerTheWholeCounter(t *testing.T) {
 		t.Fatalf("EntriesOf an unknown counter = %v, want nil", got)
 	}
 }
+
+// TestFoldWithoutItsShadowAfterForget: a node that forgot a dead counter,
+// and then gets in a delta the fold entry of that counter's deleting node
+// (the fold entry changed after the delta's start, its shadow before), must
+// not take the counter back alive, in one push or in pushes of one entry:
+// alone, the fold entry counts the deleted change again. Nor should it
+// take the tombstone back (it would go round the cluster).
+func TestFoldWithoutItsShadowAfterForget(t *testing.T) {
+	lineage := "0000000000f0"
+	a := New(ReplicaID(lineage, 1))
+	b, c, d := New(repB), New(repC), New(repD)
+	for _, s := range []*State{a, b, c, d} {
+		s.SkipDeadNew(true)
+	}
+	mustInc(t, a, "c", 5)
+	mustInc(t, b, "c", 3)
+	syncAll(t, a, b, c, d)
+	a.Delete("c", 1)
+	syncAll(t, a, b, c, d)
+	acked := b.Version() // c and d hold b's state up to here
+	for _, s := range []*State{c, d} {
+		for _, name := range s.Collectable(s.Version()) {
+			s.Forget(name)
+		}
+	}
+	a = restart(t, a, 2) // folds incarnation 1: a fold entry and its shadow
+	a.SkipDeadNew(true)
+	sync(t, b, a)
+	wantGone(t, "c", a, b)
+	mustMerge(t, c, b.DeltaSince(acked, b.Version()))
+	for since := acked; since < b.Version(); {
+		var push []Entry
+		push, since = b.DeltaLimit(since, b.Version(), 1)
+		mustMerge(t, d, push)
+	}
+	wantGone(t, "c", a, b, c, d)
+	for _, s := range []*State{c, d} {
+		if s.Held() != 0 {
+			t.Fatalf("%s took the forgotten tombstone back: %d counters held", s.Replica(), s.Held())
+		}
+	}
+}
