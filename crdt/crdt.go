@@ -959,7 +959,7 @@ func (s *State) DeltaLimit(since, upTo uint64, limit int) (entries []Entry, thro
 			}
 		}
 		n := 1
-		if sl.x != nil && sl.x.g > 0 {
+		if sl.x != nil && sl.x.g > 0 && c.shadows != nil { // nil: it never held a shadow
 			n += c.shadowsOf(sl.replica)
 		}
 		if limit > 0 && len(entries) > 0 && len(entries)+n > limit {
