@@ -958,34 +958,30 @@ func (s *State) DeltaLimit(since, upTo uint64, limit int) (entries []Entry, thro
 				continue // it goes out with its fold entry
 			}
 		}
-		n := 1
-		if sl.x != nil && sl.x.g > 0 && c.shadows != nil { // nil: it never held a shadow
-			n += c.shadowsOf(sl.replica)
-		}
-		if limit > 0 && len(entries) > 0 && len(entries)+n > limit {
+		if limit > 0 && len(entries) >= limit {
 			return entries, s.log[i-1].ver
 		}
+		start := len(entries)
 		entries = append(entries, sl.entry(it.counter))
-		if n > 1 {
-			for j := range c.slots {
-				if sh := &c.slots[j]; sh.shadow() && FoldID(sh.replica) == sl.replica {
-					entries = append(entries, sh.entry(it.counter))
-				}
+		if sl.x != nil && sl.x.g > 0 && c.shadows != nil { // nil: it never held a shadow
+			entries = c.appendShadows(entries, it.counter, sl.replica)
+			if limit > 0 && start > 0 && len(entries) > limit {
+				return entries[:start], s.log[i-1].ver // they go together in the next
 			}
 		}
 	}
 	return entries, max(upTo, since)
 }
 
-// shadowsOf returns how many shadows fold entry foldID covers in c.
-func (c *counter) shadowsOf(foldID string) int {
-	n := 0
+// appendShadows appends to entries the shadows in c (counter name) that
+// fold entry foldID covers.
+func (c *counter) appendShadows(entries []Entry, name, foldID string) []Entry {
 	for j := range c.slots {
 		if sh := &c.slots[j]; sh.shadow() && FoldID(sh.replica) == foldID {
-			n++
+			entries = append(entries, sh.entry(name))
 		}
 	}
-	return n
+	return entries
 }
 
 // current returns the entry a log item names if its latest change is the
