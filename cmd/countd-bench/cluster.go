@@ -6,6 +6,7 @@ import (
 	"countd/internal/testcerts"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -35,9 +36,17 @@ type cluster struct {
 	dir         string // temporary directory of data dirs and logs; "" if none
 	keep        bool
 	stopTimeout time.Duration
-	readyAfter  time.Duration // from the first start until waitReady succeeded
-	closeOnce   sync.Once
-	closeErr    error
+	readyAfter  time.Duration // from the first start until every node saw every other alive
+	// peer names the system the nodes run when it is not countd (idle
+	// mode's -idle-peer), "" for countd; such nodes serve no HTTP, and
+	// members is what they print about their membership.
+	peer    string
+	members *memberCounts
+	// closers are closed once the processes have stopped (the pipes to
+	// a peer's nodes).
+	closers   []io.Closer
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // external returns a cluster of nodes the tool did not start.
@@ -154,6 +163,9 @@ func (c *cluster) Close() error {
 			wg.Go(func() { errs[i] = p.Stop(c.stopTimeout) })
 		}
 		wg.Wait()
+		for _, cl := range c.closers {
+			errs = append(errs, cl.Close())
+		}
 		if c.dir != "" && !c.keep {
 			errs = append(errs, os.RemoveAll(c.dir))
 		}

@@ -49,6 +49,9 @@ type Result struct {
 	Memory    bool     `json:"memory"`
 	External  bool     `json:"external"`
 	NodeFlags []string `json:"node_flags,omitempty"`
+	// Peer names the system the nodes ran when it was not countd (idle
+	// mode's -idle-peer, e.g. "memberlist v0.7.0, DefaultLANConfig").
+	Peer string `json:"peer,omitempty"`
 	// Security is what the nodes demanded (-security: "key", "token+tls",
 	// ...); empty for none.
 	Security string `json:"security,omitempty"`
@@ -405,6 +408,9 @@ func describeRun(r *Result) string {
 	}
 	if r.External {
 		store = "external cluster"
+	}
+	if r.Peer != "" {
+		store = r.Peer
 	}
 	what := "POST /increment"
 	if r.Counters > 0 {
