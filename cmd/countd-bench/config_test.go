@@ -75,6 +75,9 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"-addrs=h:1", "-node-flag=-memory"}, "-node-flag"},
 		{[]string{"-node-flag=memory"}, "-node-flag"},
 		{[]string{"-create-counters=99999999"}, "-create-counters"},
+		{[]string{"-idle=1s", "-idle-peer=consul"}, "-idle-peer"},
+		{[]string{"-idle-peer=memberlist"}, "applies to -idle"},
+		{[]string{"-addrs=h:1", "-idle=1s", "-idle-peer=memberlist"}, "-addrs"},
 		{[]string{"stray"}, "stray"},
 		{[]string{"-no-such-flag"}, "no-such-flag"},
 	}
