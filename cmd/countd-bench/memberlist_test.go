@@ -47,7 +47,7 @@ func TestSmokeIdlePeer(t *testing.T) {
 	// probe (1 s period, 500 ms timeout) and its suspicion timeout (4 × 1 s
 	// for 3 nodes): some seconds, not none and not the ready timeout.
 	if d := id.DetectSeconds; d == nil || *d < 1 || *d > 60 {
-		t.Errorf("memberlist detection %v s, want a few seconds", d)
+		t.Errorf("memberlist detection %s s, want a few seconds", fmtFloat(d, "%.1f"))
 	}
 	if !strings.Contains(stdout, "idle summary") || !strings.Contains(stdout, "memberlist v") {
 		t.Errorf("no idle summary naming memberlist:\n%s", stdout)
