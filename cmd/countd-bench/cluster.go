@@ -119,19 +119,12 @@ func startCluster(ctx context.Context, cfg *Config, bin string, n int, sec secur
 		}
 		args = append(args, cfg.NodeFlags...) // last, so they win
 		// Its log goes to a file beside its data dir too, kept with -keep.
-		logf, err := os.Create(filepath.Join(dir, "node-"+strconv.Itoa(port)+".log"))
+		p, err := startLogged(filepath.Join(dir, "node-"+strconv.Itoa(port)+".log"), func(logf io.Writer) (*proc.Proc, error) {
+			return proc.Start(proc.Spec{Name: "node " + c.addrs[i], Path: bin, Args: args, Stdout: logf, Stderr: logf})
+		})
 		if err != nil {
 			return nil, fmt.Errorf("start cluster: %w", err)
 		}
-		p, err := proc.Start(proc.Spec{Name: "node " + c.addrs[i], Path: bin, Args: args, Stdout: logf, Stderr: logf})
-		if err != nil {
-			logf.Close()
-			return nil, fmt.Errorf("start cluster: %w", err)
-		}
-		go func() {
-			<-p.Done() // its stderr is copied into the file until then
-			logf.Close()
-		}()
 		c.procs = append(c.procs, p)
 	}
 	if err := waitReady(ctx, c, cfg.ReadyTimeout); err != nil {
@@ -139,6 +132,26 @@ func startCluster(ctx context.Context, cfg *Config, bin string, n int, sec secur
 	}
 	c.readyAfter = time.Since(began)
 	return c, nil
+}
+
+// startLogged creates the log file at path and calls start with it; the
+// file is closed once the process start started has ended (its output is
+// copied into the file until then), or at once if start fails.
+func startLogged(path string, start func(log io.Writer) (*proc.Proc, error)) (*proc.Proc, error) {
+	logf, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	p, err := start(logf)
+	if err != nil {
+		logf.Close()
+		return nil, err
+	}
+	go func() {
+		<-p.Done()
+		logf.Close()
+	}()
+	return p, nil
 }
 
 // exitedNode returns an error naming the first started node that has

@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/memberlist"
 
 	"countd/internal/poll"
+	"countd/internal/proc"
 )
 
 // The idle mode's peer (-idle-peer=memberlist): hashicorp/memberlist, SWIM
@@ -171,20 +172,19 @@ func startMemberlist(ctx context.Context, cfg *Config, n int) (_ *cluster, err e
 		if i > 0 {
 			args = append(args, "-memberlist-join="+c.addrs[0])
 		}
-		logf, err := os.Create(filepath.Join(dir, "memberlist-"+strconv.Itoa(i)+".log"))
+		var y *yardstickProc
+		_, err := startLogged(filepath.Join(dir, "memberlist-"+strconv.Itoa(i)+".log"), func(logf io.Writer) (*proc.Proc, error) {
+			var err error
+			y, err = startSelf(ctx, "memberlist node "+strconv.Itoa(i), args, logf,
+				func(line string) { m.record(i, line) }, cfg.StopTimeout)
+			if err != nil {
+				return nil, err
+			}
+			return y.Proc, nil
+		})
 		if err != nil {
 			return nil, fmt.Errorf("start memberlist: %w", err)
 		}
-		y, err := startSelf(ctx, "memberlist node "+strconv.Itoa(i), args, logf,
-			func(line string) { m.record(i, line) }, cfg.StopTimeout)
-		if err != nil {
-			logf.Close()
-			return nil, fmt.Errorf("start memberlist: %w", err)
-		}
-		go func() {
-			<-y.Done() // its stderr is copied into the file until then
-			logf.Close()
-		}()
 		c.addrs = append(c.addrs, y.addr)
 		c.procs = append(c.procs, y.Proc)
 		c.closers = append(c.closers, y.stdin)
