@@ -83,3 +83,29 @@ func TestSlotsShareReplicaIDs(t *testing.T) {
 		t.Errorf("this replica's entries do not share its own id")
 	}
 }
+
+// TestFoldLeavesNoSlack: folding every counter of a restarted state leaves
+// each with exactly the slots it holds and the log with one item per
+// entry, as a state that loaded the folded entries would have.
+func TestFoldLeavesNoSlack(t *testing.T) {
+	first := New(ReplicaID("00000000000a", 1))
+	for i := range 1000 {
+		mustInc(t, first, fmt.Sprint("c", i), 1)
+	}
+	next := New(ReplicaID("00000000000a", 2))
+	if err := next.Load(first.DeltaSince(0, first.Version())); err != nil {
+		t.Fatal(err)
+	}
+	if folded := next.Fold(); len(folded) != 1000 {
+		t.Fatalf("Fold folded %d counters, want 1000", len(folded))
+	}
+	next.TakeRemoved()
+	for name, c := range next.counters {
+		if len(c.slots) != 1 || cap(c.slots) != 1 {
+			t.Fatalf("counter %s: %d slots in room for %d, want 1 in 1", name, len(c.slots), cap(c.slots))
+		}
+	}
+	if len(next.log) != next.Entries() || cap(next.log) != len(next.log) {
+		t.Fatalf("log: %d items in room for %d, for %d entries", len(next.log), cap(next.log), next.Entries())
+	}
+}
