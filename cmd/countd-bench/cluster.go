@@ -150,18 +150,20 @@ func (c *cluster) startNode(i int) (*proc.Proc, error) {
 // restart stops node i (SIGTERM, SIGKILL after the stop timeout), starts
 // it again with the same flags and data dir, and waits until the cluster
 // is ready. stopErr says how the stop went wrong (the node is restarted
-// all the same: a node killed after the timeout restarts from its log).
-func (c *cluster) restart(ctx context.Context, i int, readyTimeout time.Duration) (stopErr, err error) {
+// all the same: a node killed after the timeout restarts from its log);
+// stopped is when the old process had ended.
+func (c *cluster) restart(ctx context.Context, i int, readyTimeout time.Duration) (stopped time.Time, stopErr, err error) {
 	stopErr = c.procs[i].Stop(c.stopTimeout)
+	stopped = time.Now()
 	p, err := c.startNode(i)
 	if err != nil {
-		return stopErr, fmt.Errorf("restart %s: %w", c.addrs[i], err)
+		return stopped, stopErr, fmt.Errorf("restart %s: %w", c.addrs[i], err)
 	}
 	c.procs[i] = p
 	if err := waitReady(ctx, c, readyTimeout); err != nil {
-		return stopErr, fmt.Errorf("restart %s: %w", c.addrs[i], err)
+		return stopped, stopErr, fmt.Errorf("restart %s: %w", c.addrs[i], err)
 	}
-	return stopErr, nil
+	return stopped, stopErr, nil
 }
 
 // exitedNode returns an error naming the first started node that has

@@ -19,12 +19,13 @@ const listSample = 20 * time.Millisecond
 // counter, once ready again after a SIGTERM and a start on its data dir,
 // and while GET /counters streams again.
 type MemoryResult struct {
-	Created        NodeMemory `json:"created"`
-	Listing        NodeMemory `json:"listing"`
-	Restarted      NodeMemory `json:"restarted"`
-	ListingAfter   NodeMemory `json:"listing_after_restart"`
-	RestartSeconds float64    `json:"restart_seconds"` // from the SIGTERM until ready again
-	Listed         int        `json:"listed"`          // counters in the last listing
+	Created      NodeMemory `json:"created"`
+	Listing      NodeMemory `json:"listing"`
+	Restarted    NodeMemory `json:"restarted"`
+	ListingAfter NodeMemory `json:"listing_after_restart"`
+	StopSeconds  float64    `json:"stop_seconds"`  // from the SIGTERM until the process ended
+	ReadySeconds float64    `json:"ready_seconds"` // from the start until ready again
+	Listed       int        `json:"listed"`        // counters in the last listing
 }
 
 // NodeMemory is one node's memory at one moment (for a listing, at the
@@ -103,14 +104,14 @@ func (b *bench) measureRestart(ctx context.Context, cl *cluster, res *Result) er
 		return err
 	}
 	began := time.Now()
-	stopErr, err := cl.restart(ctx, 0, b.cfg.ReadyTimeout)
+	stopped, stopErr, err := cl.restart(ctx, 0, b.cfg.ReadyTimeout)
 	if err != nil {
 		return err
 	}
 	if stopErr != nil {
 		addNote(res, fmt.Sprintf("stopping %s for the restart: %v", cl.addrs[0], stopErr))
 	}
-	m.RestartSeconds = time.Since(began).Seconds()
+	m.StopSeconds, m.ReadySeconds = stopped.Sub(began).Seconds(), time.Since(stopped).Seconds()
 	if m.Restarted, err = nodeMemory(ctx, cl, 0); err != nil {
 		return err
 	}
@@ -136,6 +137,6 @@ func printMemory(tw *tabwriter.Writer, m *MemoryResult) {
 	}
 	row("after creates", m.Created)
 	row("listing (peak)", m.Listing)
-	row(fmt.Sprintf("restarted (%.1fs)", m.RestartSeconds), m.Restarted)
+	row(fmt.Sprintf("restarted (stop %.1fs, ready %.1fs)", m.StopSeconds, m.ReadySeconds), m.Restarted)
 	row(fmt.Sprintf("listing %d (peak)", m.Listed), m.ListingAfter)
 }

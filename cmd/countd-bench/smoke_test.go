@@ -136,7 +136,7 @@ func TestSmokeRestart(t *testing.T) {
 			t.Errorf("%s: implausible memory %+v", what, nm)
 		}
 	}
-	if m.Created.Heap == nil || m.Restarted.Heap == nil || m.RestartSeconds <= 0 {
+	if m.Created.Heap == nil || m.Restarted.Heap == nil || m.StopSeconds <= 0 || m.ReadySeconds <= 0 {
 		t.Errorf("no heap figure or restart time: %+v", m)
 	}
 	if !strings.Contains(stdout, "restarted (") {
