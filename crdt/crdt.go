@@ -233,8 +233,21 @@ type extra struct {
 	// shadow: the entry is of an incarnation a fold entry covers, and is
 	// kept only for its floor (see Merge).
 	shadow bool
+	// shared: one of foldExtras, which slots share and store never writes.
+	shared bool
 	k      *keyExtra // a key entry's fields; nil on every other entry
 }
+
+// foldExtras are the extras of fold entries that carry nothing but G (no
+// floor, FG 0, no expiry), indexed by G. After a restart every counter the
+// lineage wrote has such a fold entry; sharing its extra saves one (64
+// bytes) per counter.
+var foldExtras = func() (f [64]extra) {
+	for g := range f {
+		f[g] = extra{g: uint32(g), shared: true}
+	}
+	return f
+}()
 
 // keyExtra holds the fields of a key entry.
 type keyExtra struct {
@@ -263,7 +276,11 @@ func (sl *slot) store(e Entry, shadow bool) {
 		sl.x = nil
 		return
 	}
-	if sl.x == nil {
+	if e.FP|e.FN|e.T|e.E|uint64(e.FG) == 0 && !shadow && !keyed && e.G < uint32(len(foldExtras)) {
+		sl.x = &foldExtras[e.G]
+		return
+	}
+	if sl.x == nil || sl.x.shared {
 		sl.x = new(extra) // reused after: a change to an expiring counter allocates nothing
 	}
 	k := sl.x.k
@@ -818,7 +835,7 @@ func (s *State) reclassify(name string, c *counter, foldID string) []Entry {
 			if !sl.shadow() { // counted until now: from here it only subtracts
 				wasDead := c.dead()
 				c.account(e, false, true)
-				sl.x.shadow = true
+				sl.x.shadow = true // not a shared extra: those have no floor
 				c.account(e, true, false)
 				s.liveChanged(name, c, wasDead)
 			}

@@ -109,3 +109,28 @@ func TestFoldLeavesNoSlack(t *testing.T) {
 		t.Fatalf("log: %d items in room for %d, for %d entries", len(next.log), cap(next.log), next.Entries())
 	}
 }
+
+// TestFoldEntriesShareTheirExtra: fold entries that carry only G share
+// one extra per G, and a later change to one gets an extra of its own
+// without touching the shared one.
+func TestFoldEntriesShareTheirExtra(t *testing.T) {
+	s := New(repA)
+	fold := FoldID(repB)
+	if err := s.Load([]Entry{{Counter: "a", Replica: fold, P: 1, G: 2}, {Counter: "b", Replica: fold, P: 2, G: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	xa, xb := s.counters["a"].slot(fold).x, s.counters["b"].slot(fold).x
+	if xa != xb || xa != &foldExtras[2] {
+		t.Fatalf("the fold entries' extras are %p and %p, want both %p", xa, xb, &foldExtras[2])
+	}
+	mustMerge(t, s, []Entry{{Counter: "a", Replica: fold, P: 1, G: 2, FP: 1, T: 5, E: 9}})
+	if got := s.counters["a"].slot(fold).x; got == xa || foldExtras[2] != (extra{g: 2, shared: true}) {
+		t.Fatalf("a change wrote the shared extra: %+v", foldExtras[2])
+	}
+	if e, _ := s.Get("b", fold); e != (Entry{Counter: "b", Replica: fold, P: 2, G: 2}) {
+		t.Fatalf("b's fold entry became %+v", e)
+	}
+	if e, _ := s.Get("a", fold); e != (Entry{Counter: "a", Replica: fold, P: 1, G: 2, FP: 1, T: 5, E: 9}) {
+		t.Fatalf("a's fold entry became %+v", e)
+	}
+}
