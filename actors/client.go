@@ -344,7 +344,12 @@ func (c *Cluster) RemovePeer(ctx context.Context, addr string) error {
 func (c *Cluster) Replicate(ctx context.Context, req *wire.ReplicateRequest) (changed int, err error) {
 	c.sup.root.Send(c.sup.pid, &Contact{Addr: req.From, Replica: req.Replica, Members: req.Members,
 		Incarnation: req.Incarnation, Suspects: req.Suspects})
-	changed, err = c.counters.Merge(ctx, &Merge{Entries: req.Entries, From: req.From})
+	if len(req.Entries) > 0 {
+		// A push with no entries (a probe of a peer in sync, section 7
+		// of docs/design.md) has nothing to merge: what the sender pushed
+		// before was acknowledged once durable, so it needs no commit.
+		changed, err = c.counters.Merge(ctx, &Merge{Entries: req.Entries, From: req.From})
+	}
 	if err == nil && req.At != 0 {
 		// Durable here now: this process holds all the sender held at At.
 		c.sup.root.Send(c.sup.pid, &Heard{Addr: req.From, To: req.To, At: req.At})

@@ -37,7 +37,9 @@ type PeerConfig struct {
 	// RetryMin and RetryMax bound the backoff between failed pushes.
 	RetryMin, RetryMax time.Duration
 	// AntiEntropyInterval is the mean time between full-state pushes, which
-	// repair whatever a lost or mishandled delta might have left behind.
+	// repair whatever a lost or mishandled delta might have left behind. A
+	// tick sends nothing while the peer's process took the full state as
+	// it is now (replication.AntiEntropy).
 	AntiEntropyInterval time.Duration
 	// Transport reaches the peer.
 	Transport Transport
@@ -173,6 +175,7 @@ type (
 	pushDone struct {
 		gen    uint64
 		result replication.Pushed
+		probe  *probeResult // the push was a probe (replication.Push.Probe): its outcome
 	}
 )
 
@@ -198,6 +201,7 @@ type PeerActor struct {
 	timer    *scheduler.TimerScheduler
 	members  *Members
 	checking bool         // a probe is in flight
+	via      []string     // the members the probe in flight may go through
 	flushers []*actor.PID // waiting for a Flushed
 
 	// Write levels (levels.go): want is the highest version a client waits
@@ -269,24 +273,20 @@ func (p *PeerActor) Receive(ctx actor.Context) {
 		} else {
 			p.seen = max(p.seen, m.result.Version)
 		}
-		p.failing = m.result.Err != nil
+		// A failed probe push leaves no retry backoff to protect.
+		p.failing = m.result.Err != nil && m.probe == nil
 		p.step(ctx, m.result)
+		if m.probe != nil {
+			p.probed(ctx, m.probe)
+		}
 		p.flushForWaits(ctx)
 	case *Probe:
 		if !p.checking {
-			p.checking = true
-			p.probe(ctx, m.Via)
+			p.checking, p.via = true, m.Via
+			p.step(ctx, replication.ProbeDue{})
 		}
 	case *probeResult:
-		p.checking = false
-		switch {
-		case m.err != nil:
-			p.log.Debug("probe failed", "err", m.err)
-		case m.indirect:
-			p.log.Debug("peer answered an indirect probe only")
-		}
-		p.step(ctx, replication.Health{Replica: m.reply.Replica, Self: m.reply.Node == p.cfg.Self, Err: m.err,
-			Unauthorized: errors.Is(m.err, ErrUnauthorized)})
+		p.probed(ctx, m)
 	case *antiEntropyTick:
 		p.scheduleAntiEntropy(ctx)
 		p.step(ctx, replication.AntiEntropy{})
@@ -304,6 +304,8 @@ func (p *PeerActor) step(ctx actor.Context, e replication.Event) {
 		switch a := a.(type) {
 		case replication.Push:
 			p.push(ctx, a)
+		case replication.Check:
+			p.probe(ctx)
 		case replication.SchedulePush:
 			if p.pushTimer != nil {
 				p.pushTimer()
@@ -365,7 +367,7 @@ func (p *PeerActor) flushed(ctx actor.Context, err error) {
 // reports back with a *pushDone.
 func (p *PeerActor) push(ctx actor.Context, a replication.Push) {
 	tr, addr, timeout, gen, counter := p.cfg.Transport, p.addr, p.cfg.Timeout, p.gen, p.cfg.Counter
-	from, members := p.cfg.Self, p.members
+	from, members, via := p.cfg.Self, p.members, p.via
 	if members == nil {
 		members = &Members{}
 	}
@@ -380,50 +382,88 @@ func (p *PeerActor) push(ctx actor.Context, a replication.Push) {
 		d, err := ask[*Delta](context.Background(), asker{root: root, pid: counter, timeout: timeout},
 			&DeltaSince{Version: a.Since, Limit: MaxPushEntries})
 		if err != nil {
-			root.Send(self, &pushDone{gen: gen, result: replication.Pushed{Err: err}})
+			done := &pushDone{gen: gen, result: replication.Pushed{Err: err}}
+			if a.Probe {
+				// This node's CounterActor did not answer: that says
+				// nothing of the peer, which still gets its probe.
+				done.probe = check(tr, addr, via, timeout, func(c context.Context) (wire.HealthReply, error) {
+					return tr.Health(c, addr)
+				})
+			}
+			root.Send(self, done)
 			return
 		}
-		c, cancel := context.WithTimeout(context.Background(), timeout)
-		defer cancel()
 		req := &wire.ReplicateRequest{From: from, Replica: d.Replica, Members: members.Addrs, Entries: d.Entries,
 			Incarnation: members.Incarnation, Suspects: members.Suspects}
 		if a.To != "" && !d.More {
 			req.To, req.At = a.To, at
 		}
-		result := replication.Pushed{Version: d.Version, More: d.More}
-		reply, err := tr.Replicate(c, addr, req)
-		switch {
-		case err != nil:
-			result.Err, result.Unauthorized = err, errors.Is(err, ErrUnauthorized)
-		case reply == nil:
-			result.Err = errNoReply
-		default:
-			result.Replica = reply.Replica
+		done := &pushDone{gen: gen, result: replication.Pushed{Version: d.Version, More: d.More}}
+		replicate := func(c context.Context) (wire.HealthReply, error) {
+			reply, err := tr.Replicate(c, addr, req)
+			switch {
+			case err != nil:
+				done.result.Err, done.result.Unauthorized = err, errors.Is(err, ErrUnauthorized)
+				return wire.HealthReply{}, err
+			case reply == nil:
+				done.result.Err = errNoReply
+				return wire.HealthReply{}, errNoReply
+			}
+			done.result.Replica = reply.Replica
+			return wire.HealthReply{Status: "ok", Node: reply.Node, Replica: reply.Replica}, nil
 		}
-		root.Send(self, &pushDone{gen: gen, result: result})
+		if a.Probe {
+			done.probe = check(tr, addr, via, timeout, replicate)
+		} else {
+			c, cancel := context.WithTimeout(context.Background(), timeout)
+			replicate(c)
+			cancel()
+		}
+		root.Send(self, done)
 	}()
 }
 
-// probe checks the peer from a goroutine that reports back with a
-// *probeResult: directly, and if that fails (but not for a refused key),
-// through every member of via at once; the first to reach the peer wins.
-func (p *PeerActor) probe(ctx actor.Context, via []string) {
-	tr, addr, timeout, gen := p.cfg.Transport, p.addr, p.cfg.Timeout, p.gen
+// probe checks the peer with a health check, from a goroutine that
+// reports back with a *probeResult.
+func (p *PeerActor) probe(ctx actor.Context) {
+	tr, addr, timeout, gen, via := p.cfg.Transport, p.addr, p.cfg.Timeout, p.gen, p.via
 	self, root := ctx.Self(), ctx.ActorSystem().Root
 	go func() {
-		c, cancel := context.WithTimeout(context.Background(), timeout)
-		reply, err := tr.Health(c, addr)
-		cancel()
-		if err == nil || errors.Is(err, ErrUnauthorized) || len(via) == 0 {
-			root.Send(self, &probeResult{gen: gen, reply: reply, err: err})
-			return
-		}
-		if r, ok := probeVia(tr, via, addr, 2*timeout); ok {
-			root.Send(self, &probeResult{gen: gen, reply: r, indirect: true})
-			return
-		}
-		root.Send(self, &probeResult{gen: gen, err: err})
+		r := check(tr, addr, via, timeout, func(c context.Context) (wire.HealthReply, error) { return tr.Health(c, addr) })
+		r.gen = gen
+		root.Send(self, r)
 	}()
+}
+
+// probed feeds the core the outcome of a probe: a health check's, or a
+// push's that was the probe.
+func (p *PeerActor) probed(ctx actor.Context, m *probeResult) {
+	p.checking, p.via = false, nil
+	switch {
+	case m.err != nil:
+		p.log.Debug("probe failed", "err", m.err)
+	case m.indirect:
+		p.log.Debug("peer answered an indirect probe only")
+	}
+	p.step(ctx, replication.Health{Replica: m.reply.Replica, Self: m.reply.Node == p.cfg.Self, Err: m.err,
+		Unauthorized: errors.Is(m.err, ErrUnauthorized)})
+}
+
+// check probes addr with direct (a health check, or the push that is the
+// probe) within timeout, and if that fails (but not for a refused key),
+// through every member of via at once; the first to reach the peer wins.
+func check(tr Transport, addr string, via []string, timeout time.Duration,
+	direct func(context.Context) (wire.HealthReply, error)) *probeResult {
+	c, cancel := context.WithTimeout(context.Background(), timeout)
+	reply, err := direct(c)
+	cancel()
+	if err == nil || errors.Is(err, ErrUnauthorized) || len(via) == 0 {
+		return &probeResult{reply: reply, err: err}
+	}
+	if r, ok := probeVia(tr, via, addr, 2*timeout); ok {
+		return &probeResult{reply: r, indirect: true}
+	}
+	return &probeResult{err: err}
 }
 
 // probeVia asks every member of via at once to check target, and returns

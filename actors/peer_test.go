@@ -16,7 +16,8 @@ import (
 )
 
 // fakeTransport stands in for the network: it records every call, answers
-// with what the test sets, and can hold pushes at a gate.
+// with what the test sets, and can hold pushes at a gate. healthErr makes
+// the peer unreachable (pushes fail with it too); pushErr fails pushes only.
 type fakeTransport struct {
 	mu          sync.Mutex
 	replica     string // the peer's replica id in replies
@@ -78,6 +79,11 @@ func (f *fakeTransport) Probe(ctx context.Context, via, target string) (wire.Hea
 func (f *fakeTransport) Replicate(ctx context.Context, addr string, req *wire.ReplicateRequest) (*wire.ReplicateReply, error) {
 	f.mu.Lock()
 	replica, err, gated := f.replica, f.pushErr, f.gated
+	if err == nil {
+		// A peer that fails health checks does not take pushes either
+		// (and a probe of a peer in sync is a push).
+		err = f.healthErr
+	}
 	f.mu.Unlock()
 	f.pushes <- pushCall{at: time.Now(), req: req}
 	if gated {

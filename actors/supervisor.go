@@ -323,7 +323,6 @@ func (s *Supervisor) Receive(ctx actor.Context) {
 		if len(s.members) > 0 {
 			s.announce(ctx)
 		}
-		s.startPeriods()
 	case *membersWritten:
 		s.membersWritten(ctx, m.err)
 	case *actor.Stopping:
@@ -387,6 +386,8 @@ func (s *Supervisor) Receive(ctx actor.Context) {
 		}
 	case *periodTick:
 		s.period(ctx)
+	case *periodQuery:
+		ctx.Respond(s.rounds.tick != nil)
 	case *suspicionTimeout:
 		s.suspicionTimedOut(ctx, m)
 	case *probeTick:
@@ -902,6 +903,7 @@ func (s *Supervisor) revive(ctx actor.Context, mb *member) {
 	mb.state, mb.seenAlive = StateAlive, true
 	mb.lastSeen = time.Now()
 	mb.pid = ctx.SpawnPrefix(s.cfg.PeerProps(mb.addr), "peer-")
+	s.startPeriods()
 	s.askPush(ctx, mb, s.waits.highest())
 }
 
@@ -915,6 +917,7 @@ func (mb *member) current(from *actor.PID) bool {
 func (s *Supervisor) add(ctx actor.Context, addr, state string) *member {
 	mb := &member{addr: addr, state: state, seenAlive: state == StateAlive}
 	mb.pid = ctx.SpawnPrefix(s.cfg.PeerProps(addr), "peer-")
+	s.startPeriods()
 	s.members[addr] = mb
 	s.saveMembers(ctx)
 	s.askPush(ctx, mb, s.waits.highest())

@@ -48,22 +48,32 @@ type rounds struct {
 }
 
 // startPeriods arms the first protocol period at a random point of one,
-// so that nodes started together do not probe in lockstep. A zero
-// HeartbeatInterval probes nothing (tests that send reports by hand).
+// so that nodes started together do not probe in lockstep, unless one is
+// armed or the Supervisor stops. The Supervisor calls it when it starts
+// and whenever it spawns a PeerActor: the periods stop while no member
+// has one (a lone node wakes for nothing). A zero HeartbeatInterval
+// probes nothing (tests that send reports by hand).
 func (s *Supervisor) startPeriods() {
-	if d := s.cfg.Peer.HeartbeatInterval; d > 0 {
+	if d := s.cfg.Peer.HeartbeatInterval; d > 0 && s.rounds.tick == nil && !s.stopping {
 		s.rounds.tick = s.timer.SendOnce(rand.N(d)+1, s.pid, &periodTick{})
 	}
 }
 
 // period probes the member whose turn it is and arms the next period,
-// jittered by ±25%.
+// jittered by ±25%; with no member to probe it arms none.
 func (s *Supervisor) period(ctx actor.Context) {
-	s.rounds.tick = s.timer.SendOnce(jitter(s.cfg.Peer.HeartbeatInterval), s.pid, &periodTick{})
-	if mb := s.nextTurn(); mb != nil {
-		ctx.Send(mb.pid, &Probe{Via: s.helpers(mb.addr)})
+	mb := s.nextTurn()
+	if mb == nil {
+		s.rounds.tick = nil
+		return
 	}
+	s.rounds.tick = s.timer.SendOnce(jitter(s.cfg.Peer.HeartbeatInterval), s.pid, &periodTick{})
+	ctx.Send(mb.pid, &Probe{Via: s.helpers(mb.addr)})
 }
+
+// periodQuery asks the Supervisor whether a protocol period is armed, for
+// tests. Reply: bool.
+type periodQuery struct{}
 
 // nextTurn returns the next member in the round that still has a
 // PeerActor, starting a new round, in a new random order of the members

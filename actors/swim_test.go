@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"countd/internal/poll"
 	"countd/wire"
 )
 
@@ -300,4 +301,85 @@ func TestSupervisorTakesGossipedSuspicionAndRefutesItsOwn(t *testing.T) {
 	if g := f.lastGossip("127.0.0.4:4"); g.Incarnation != 1 {
 		t.Fatalf("incarnation %d after a stale suspicion, want 1", g.Incarnation)
 	}
+}
+
+// TestPeerProbesAPeerInSyncWithAPush: once the peer holds all this node
+// has, a probe is a push of nothing that names the peer's process and the
+// time (the sync clock, which idle peers advance no other way), not a
+// health check; if that push fails, the peer is probed through others.
+func TestPeerProbesAPeerInSyncWithAPush(t *testing.T) {
+	sys := newSystem(t)
+	tr := newFakeTransport()
+	counter, _ := spawnCounter(t, sys, nil)
+	peer, parent := spawnPeer(t, sys, testPeerConfig(tr, counter))
+	if first := tr.awaitPush(t); first.req.To != "" {
+		t.Fatalf("first push names %q: the peer's process is not known yet", first.req.To)
+	}
+	// The full push's answer is in once a flush is answered with nothing owed.
+	if _, err := sys.Root.RequestFuture(peer, &Flush{}, wait).Result(); err != nil {
+		t.Fatal(err)
+	}
+
+	before := uint64(time.Now().UnixMilli())
+	sys.Root.Send(peer, &Probe{Via: []string{"127.0.0.5:5"}})
+	p := tr.awaitPush(t)
+	if len(p.req.Entries) != 0 || p.req.To != tr.replica || p.req.At < before {
+		t.Fatalf("probe push: %d entries, to %q at %d; want none, to %q at %d or later",
+			len(p.req.Entries), p.req.To, p.req.At, tr.replica, before)
+	}
+	if s := fishFor(t, parent, wait, func(*PeerStatus) bool { return true }); s.State != StateAlive {
+		t.Fatalf("report %+v, want alive", s)
+	}
+	if n := len(tr.healthCalls); n != 0 {
+		t.Fatalf("%d health checks, want none: the push was the probe", n)
+	}
+
+	tr.set(func(f *fakeTransport) { f.pushErr = errors.New("connection reset") })
+	sys.Root.Send(peer, &Probe{Via: []string{"127.0.0.5:5"}})
+	if s := fishFor(t, parent, wait, func(*PeerStatus) bool { return true }); s.State != StateAlive {
+		t.Fatalf("report %+v, want alive: a member reached the peer", s)
+	}
+	select {
+	case c := <-tr.probeCalls:
+		if c != "127.0.0.5:5>127.0.0.2:2" {
+			t.Fatalf("indirect probe %q", c)
+		}
+	case <-time.After(wait):
+		t.Fatal("no indirect probe after the probe push failed")
+	}
+}
+
+// TestSupervisorProtocolPeriodsOnlyWithPeers: a Supervisor with no member
+// to probe arms no protocol period (a lone node wakes for nothing); the
+// periods start with the first PeerActor and stop when the last goes.
+func TestSupervisorProtocolPeriodsOnlyWithPeers(t *testing.T) {
+	f := newSupervisorFixtureConfig(t, func(c *SupervisorConfig) {
+		c.Peer.HeartbeatInterval = 2 * time.Millisecond
+	})
+	armed := func(want bool) {
+		t.Helper()
+		_, err := poll.Until(t.Context(), wait, time.Millisecond, fmt.Sprintf("a protocol period armed: %v", want), func() (bool, string) {
+			r, err := f.sys.Root.RequestFuture(f.sup, &periodQuery{}, wait).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			return r == want, fmt.Sprintf("armed: %v", r)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	armed(false)
+	f.joinAlive("127.0.0.2:2")
+	armed(true)
+	select {
+	case p := <-f.probes:
+		if p.addr != "127.0.0.2:2" {
+			t.Fatalf("probe of %s", p.addr)
+		}
+	case <-time.After(wait):
+		t.Fatal("no probe once a member joined")
+	}
+	f.ask(&RemovePeer{Addr: "127.0.0.2:2"})
+	armed(false)
 }

@@ -8,12 +8,16 @@ import (
 )
 
 // The status page draws the last minutes of this node's changes per second
-// and of each peer's behind. A page opened now must show them at once, so
-// the server samples them while it is open, whether or not anyone looks,
-// and GET /status returns what it kept.
+// and of each peer's behind. The server samples them only while someone
+// looks: a request for the history (GET /status?history=1, which the page
+// polls every second) runs the sampler, which stops once no such request
+// has come for historyWatch. An idle node nobody watches wakes for nothing
+// (issue 15); a page opened afresh charts from the moment it opened, with
+// nulls for the time nobody watched.
 const (
-	historyStep = time.Second
-	historyLen  = 300 // samples kept: five minutes at historyStep
+	historyStep  = time.Second
+	historyLen   = 300 // samples kept: five minutes at historyStep
+	historyWatch = time.Minute
 )
 
 // reading is what the sampler saw at one moment.
@@ -36,16 +40,20 @@ type sample struct {
 }
 
 // history keeps the last samples for the status page. record and snapshot
-// take the time from their caller, so tests drive it without a clock; run
-// is the sampler that feeds it in a server that is open.
+// take the time from their caller, so tests drive it without a clock; the
+// sampler that feeds it runs between open and close, while watched.
 type history struct {
-	step time.Duration // between samples; zero means historyStep
-	size int           // samples kept; zero means historyLen
+	step  time.Duration // between samples; zero means historyStep
+	size  int           // samples kept; zero means historyLen
+	watch time.Duration // the sampler runs this long after the last look; zero means historyWatch
 
 	mu      sync.Mutex
-	origin  time.Time // the first reading's time: slot 0
-	samples []sample  // oldest first, at most size, slots increasing
-	stopFn  func()    // stops the sampler; nil when none runs
+	origin  time.Time                                       // the first reading's time: slot 0
+	samples []sample                                        // oldest first, at most size, slots increasing
+	read    func(ctx context.Context, at time.Time) reading // takes a reading; nil: not open
+	looked  time.Time                                       // the last request for the history
+	cancel  func()                                          // stops the sampler; nil when none runs
+	done    chan struct{}                                   // closed when the sampler has stopped
 }
 
 func (h *history) params() (time.Duration, int) {
@@ -57,6 +65,13 @@ func (h *history) params() (time.Duration, int) {
 		size = historyLen
 	}
 	return step, size
+}
+
+func (h *history) watchFor() time.Duration {
+	if h.watch <= 0 {
+		return historyWatch
+	}
+	return h.watch
 }
 
 // slotOf numbers t's step counting from origin. Rounding to the nearest
@@ -139,40 +154,77 @@ func (h *history) snapshot(now time.Time) historyReply {
 	return out
 }
 
-// start runs the sampler until stop: a reading now and then one every
-// step, each taken by read.
-func (h *history) start(read func(ctx context.Context, at time.Time) reading) {
-	step, _ := h.params()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
+// open lets looks run the sampler, each reading taken by read. Nothing
+// runs until the first look.
+func (h *history) open(read func(ctx context.Context, at time.Time) reading) {
 	h.mu.Lock()
-	h.stopFn = func() { cancel(); <-done }
-	h.mu.Unlock()
-	go func() {
-		defer close(done)
-		tick := time.NewTicker(step)
-		defer tick.Stop()
-		h.record(read(ctx, time.Now()))
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case at := <-tick.C:
-				h.record(read(ctx, at))
-			}
-		}
-	}()
+	defer h.mu.Unlock()
+	h.read = read
 }
 
-// stop stops the sampler and waits for it; it is safe to call twice, or
-// without start.
-func (h *history) stop() {
+// look notes that someone asks for the history at now. If the sampler is
+// not running (and the history is open), it takes a reading at once, with
+// ctx, so that the answer has one, and starts the sampler.
+func (h *history) look(ctx context.Context, now time.Time) {
 	h.mu.Lock()
-	stop := h.stopFn
-	h.stopFn = nil
+	h.looked = now
+	read := h.read
+	if read == nil || h.cancel != nil {
+		h.mu.Unlock()
+		return
+	}
+	run, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	h.cancel, h.done = cancel, done
 	h.mu.Unlock()
-	if stop != nil {
-		stop()
+	h.record(read(ctx, now))
+	go h.sample(run, cancel, read, done)
+}
+
+// sample takes a reading every step until ctx ends or nobody has looked
+// for the watch time.
+func (h *history) sample(ctx context.Context, cancel func(), read func(context.Context, time.Time) reading, done chan struct{}) {
+	defer close(done)
+	step, _ := h.params()
+	tick := time.NewTicker(step)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case at := <-tick.C:
+			h.mu.Lock()
+			unwatched := at.Sub(h.looked) > h.watchFor()
+			if unwatched {
+				h.cancel, h.done = nil, nil
+			}
+			h.mu.Unlock()
+			if unwatched {
+				cancel()
+				return
+			}
+			h.record(read(ctx, at))
+		}
+	}
+}
+
+// sampling reports whether the sampler runs.
+func (h *history) sampling() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.cancel != nil
+}
+
+// close stops the sampler, waits for it, and keeps looks from starting it
+// again; it is safe to call twice, or without open.
+func (h *history) close() {
+	h.mu.Lock()
+	cancel, done := h.cancel, h.done
+	h.read, h.cancel, h.done = nil, nil, nil
+	h.mu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
 	}
 }
 

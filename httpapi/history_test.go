@@ -148,32 +148,58 @@ func TestHistory(t *testing.T) {
 	}
 }
 
-// TestHistorySamplerStops: the sampler takes readings until stop, which
-// waits for it to end; a second stop does nothing.
-func TestHistorySamplerStops(t *testing.T) {
+// TestHistorySamplerRunsWhileWatched: the sampler runs only after a look
+// (and takes a reading at once), stops by itself once nobody has looked
+// for the watch time, starts again at the next look, and close stops it
+// for good.
+func TestHistorySamplerRunsWhileWatched(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
-	h := &history{step: time.Millisecond}
+	h := &history{step: time.Millisecond, watch: 20 * time.Millisecond}
 	var reads atomic.Int64
-	h.start(func(_ context.Context, at time.Time) reading {
+	h.open(func(_ context.Context, at time.Time) reading {
 		reads.Add(1)
 		return reading{at: at, counted: true, applied: uint64(reads.Load())}
 	})
-	_, err := poll.Until(t.Context(), 5*time.Second, time.Millisecond, "3 readings at a 1ms step", func() (bool, string) {
-		n := reads.Load()
-		return n >= 3, fmt.Sprintf("%d readings", n)
+	if h.sampling() || reads.Load() != 0 {
+		t.Fatalf("sampling %v with %d readings before anyone looked", h.sampling(), reads.Load())
+	}
+	h.look(t.Context(), time.Now())
+	if n := reads.Load(); n != 1 {
+		t.Fatalf("%d readings right after the first look, want 1", n)
+	}
+	readings := func(want int64) {
+		t.Helper()
+		_, err := poll.Until(t.Context(), 5*time.Second, time.Millisecond, "readings go on while watched", func() (bool, string) {
+			n := reads.Load()
+			return n >= want, fmt.Sprintf("%d readings", n)
+		})
+		if err != nil {
+			h.close()
+			t.Fatal(err)
+		}
+	}
+	readings(3)
+	_, err := poll.Until(t.Context(), 5*time.Second, time.Millisecond, "the sampler stops when nobody looks", func() (bool, string) {
+		return !h.sampling(), fmt.Sprintf("%d readings", reads.Load())
 	})
 	if err != nil {
-		h.stop()
+		h.close()
 		t.Fatal(err)
 	}
-	h.stop()
+	h.look(t.Context(), time.Now())
+	if !h.sampling() {
+		t.Fatal("a look after the sampler stopped did not start it again")
+	}
+	readings(reads.Load() + 2)
+	h.close()
 	n := reads.Load()
-	h.stop()
+	h.close()
+	h.look(t.Context(), time.Now())
+	if h.sampling() || reads.Load() != n {
+		t.Errorf("after close: sampling %v, readings %d then %d", h.sampling(), n, reads.Load())
+	}
 	if got := len(h.snapshot(time.Now()).ChangesPerSecond); got == 0 {
 		t.Error("nothing recorded")
-	}
-	if reads.Load() != n {
-		t.Errorf("readings went on after stop: %d, then %d", n, reads.Load())
 	}
 }
 

@@ -101,7 +101,7 @@ type Server struct {
 	handler  http.Handler
 	nodeJSON []byte // Node as a JSON string, encoded once
 
-	hist history // the status page's charts, sampled while open (history.go)
+	hist history // the status page's charts, sampled while watched (history.go)
 
 	mu       sync.Mutex
 	ln       net.Listener
@@ -161,7 +161,7 @@ func (s *Server) Open() error {
 	srv, errc := s.srv, make(chan error, 1)
 	s.serveErr = errc
 	go func() { errc <- srv.Serve(ln) }()
-	s.hist.start(s.read)
+	s.hist.open(s.read)
 	return nil
 }
 
@@ -186,7 +186,7 @@ func (s *Server) Close(ctx context.Context) error {
 	if srv == nil {
 		return nil
 	}
-	s.hist.stop()
+	s.hist.close()
 	s.drain(ctx, ln)
 	// Shutdown waits up to 5s for a connection that never sent a request
 	// (golang/go#22682); peers' transports leave such connections behind.

@@ -183,7 +183,9 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 	prefix[len(prefix)-1] = ',' // the object goes on
 	suffix := []byte{'}'}
 	if withHistory {
-		h, err := json.Marshal(s.hist.snapshot(time.Now()))
+		now := time.Now()
+		s.hist.look(r.Context(), now)
+		h, err := json.Marshal(s.hist.snapshot(now))
 		if err != nil {
 			s.writeError(w, err)
 			return

@@ -24,8 +24,15 @@ type (
 	MembersChanged struct{}
 
 	// AntiEntropy: time for a full push, which repairs whatever a lost or
-	// mishandled delta might have left behind.
+	// mishandled delta might have left behind; none while the peer's
+	// process acknowledged a full push of this node's latest version (it
+	// would resend exactly that).
 	AntiEntropy struct{}
+
+	// ProbeDue: the Supervisor's turn to probe the peer has come (SWIM's
+	// protocol period). The Peer answers with a Check, or with a Push
+	// that is the probe (Push.Probe).
+	ProbeDue struct{}
 
 	// Flush: someone waits for the peer to be up to date (at shutdown).
 	// The Peer pushes at once and answers with AnswerFlush.
@@ -64,6 +71,7 @@ func (Changed) event()        {}
 func (MembersChanged) event() {}
 func (AntiEntropy) event()    {}
 func (Flush) event()          {}
+func (ProbeDue) event()       {}
 func (PushDue) event()        {}
 func (Pushed) event()         {}
 func (Health) event()         {}
@@ -82,10 +90,20 @@ type (
 	// short by a size limit) names To and the time it was cut, so the
 	// receiving process learns it has everything this node held then
 	// (the sync clock: docs/design.md, section 6).
+	//
+	// Probe says the push is also the probe ProbeDue asked for: its
+	// answer shows the peer alive, and if it fails the shell probes the
+	// peer indirectly as after a failed Check. The shell reports a Pushed
+	// and then a Health event for it.
 	Push struct {
 		Since uint64
 		To    string
+		Probe bool
 	}
+
+	// Check: probe the peer with a health check (directly, then
+	// indirectly) and report a Health event.
+	Check struct{}
 
 	// SchedulePush: deliver PushDue{Seq} after a delay the shell picks at
 	// random between Min and Max. It replaces any push timer armed
@@ -128,6 +146,7 @@ type (
 )
 
 func (Push) action()               {}
+func (Check) action()              {}
 func (SchedulePush) action()       {}
 func (Report) action()             {}
 func (ReportUnhealthy) action()    {}

@@ -24,6 +24,7 @@ type model struct {
 	flight  *flight   // the push in flight
 	armed   uint64    // Seq of the push timer, 0: none
 	waiting bool      // a flush waits for its answer
+	probing bool      // a probe is out: its Health event is still to come
 	log     []string  // the events so far, for a failure's message
 }
 
@@ -31,6 +32,7 @@ type flight struct {
 	since, through uint64
 	more           bool
 	to             string // the process running when it was sent
+	probe          bool   // the push is a probe: a Health event follows its end
 }
 
 func newModel(t *testing.T, seed uint64) *model {
@@ -101,9 +103,17 @@ func (m *model) finish(ok bool) {
 	}
 	if !ok {
 		m.step(Pushed{Version: f.through, Err: errRefused})
-		return
+	} else {
+		m.step(Pushed{Version: f.through, More: f.more, Replica: to})
 	}
-	m.step(Pushed{Version: f.through, More: f.more, Replica: to})
+	if f.probe {
+		m.probing = false
+		if ok {
+			m.step(Health{Replica: to})
+		} else {
+			m.step(Health{Err: errTimeout})
+		}
+	}
 }
 
 // step feeds the Peer an event, carries out its decisions and checks them.
@@ -118,8 +128,21 @@ func (m *model) step(e Event) {
 				m.fail("a second push while one is in flight")
 			}
 			// The cut reaches the durable version, or stops short (More).
+			if a.To != "" {
+				// The sync clock: with this push, To holds all this node
+				// has, so it must hold everything up to Since already.
+				for v := uint64(1); v <= a.Since; v++ {
+					if !m.procs[a.To][v] {
+						m.fail("a push from %d names %s, which lacks version %d", a.Since, a.To, v)
+					}
+				}
+			}
 			through := min(m.version, a.Since+1+m.rng.Uint64N(4))
-			m.flight = &flight{since: a.Since, through: max(through, a.Since), more: through < m.version, to: m.cur}
+			m.flight = &flight{since: a.Since, through: max(through, a.Since), more: through < m.version, to: m.cur,
+				probe: a.Probe}
+			m.probing = m.probing || a.Probe
+		case Check:
+			m.probing = true // the shell reports a Health event for it
 		case SchedulePush:
 			if a.Min > a.Max || a.Min < 0 {
 				m.fail("push timer between %v and %v", a.Min, a.Max)
@@ -211,9 +234,19 @@ func (m *model) randomEvent() {
 		if m.flight != nil {
 			m.finish(m.rng.IntN(3) != 0)
 		}
+	case r < 82:
+		if !m.probing {
+			m.step(ProbeDue{})
+		}
 	case r < 86:
+		if m.flight == nil || !m.flight.probe {
+			m.probing = false // the answer to a Check, or one out of the blue
+		}
 		m.step(Health{Replica: m.cur})
 	case r < 90:
+		if m.flight == nil || !m.flight.probe {
+			m.probing = false
+		}
 		m.step(Health{Err: errTimeout})
 	case r < 93:
 		m.restartPeer(m.rng.IntN(2) == 0)

@@ -44,6 +44,10 @@ type Peer struct {
 	credited uint64 // a version replica holds because every change up to it came from it
 	latest   uint64 // this node's latest durable version, as far as known
 	fullNext bool   // the next push sends the full state
+	// fullAt is the version of the last full push replica acknowledged
+	// (meaningful while synced): while latest has not passed it, a full
+	// push would resend exactly what replica made durable.
+	fullAt uint64
 
 	// Pushing.
 	owed     owed
@@ -55,6 +59,7 @@ type Peer struct {
 	seq      uint64
 	backoff  time.Duration // 0: the last push did not fail
 	flushers bool          // someone waits for an AnswerFlush
+	probing  bool          // the push in flight is a probe (ProbeDue)
 
 	fails   int   // health checks failed in a row
 	refused error // the peer refused this node's key (why); no push until it answers
@@ -77,8 +82,16 @@ func (p *Peer) Step(e Event) []Action {
 	case Changed:
 		p.changed(e)
 	case AntiEntropy:
+		if p.synced && p.latest <= p.fullAt {
+			// Nothing changed since replica acknowledged the full state:
+			// a full push would resend it. The sync clock advances with
+			// the probes (ProbeDue) instead.
+			return nil
+		}
 		p.fullNext = true
 		p.owe()
+	case ProbeDue:
+		p.probe()
 	case Flush:
 		p.flush()
 	case PushDue:
@@ -170,6 +183,23 @@ func (p *Peer) push() {
 	p.emit(push)
 }
 
+// probe answers the Supervisor's turn to probe the peer. A peer that holds
+// all this node is known to have (synced, nothing owed, no push in flight)
+// is probed with a push of what it lacks, normally nothing: its answer
+// shows the peer alive like a health check, and since the push is complete
+// and cut for the process that holds everything before it, it carries the
+// sync clock (To and At) that idle peers would otherwise only advance with
+// full anti-entropy pushes. Otherwise the probe is a plain health check.
+func (p *Peer) probe() {
+	if !p.synced || p.pushing || p.owed != owedNothing || p.refused != nil || p.replica == "" {
+		p.emit(Check{})
+		return
+	}
+	p.since, p.target = p.held(), p.replica
+	p.pushing, p.probing = true, true
+	p.emit(Push{Since: p.since, To: p.replica, Probe: true})
+}
+
 // flush pushes at once, without the flush delay, and answers when the peer
 // is up to date or a push failed. A peer that refuses this node's key gets
 // no push: the flush fails at once.
@@ -194,8 +224,21 @@ func (p *Peer) answerFlush(err error) {
 }
 
 func (p *Peer) pushed(e Pushed) {
-	p.pushing = false
+	probing := p.probing
+	p.pushing, p.probing = false, false
 	p.latest = max(p.latest, e.Version) // known even if the push failed
+	if e.Err != nil && probing && p.owed == owedNothing {
+		// A probe that owed nothing failed: the peer still holds all it
+		// held (a flush is answered so), the Health event that follows
+		// judges it, and there is nothing to retry.
+		if e.Unauthorized {
+			p.answerFlush(e.Err)
+			p.refuse(e.Err)
+			return
+		}
+		p.answerFlush(nil)
+		return
+	}
 	if e.Err != nil {
 		p.owed = owedSoon
 		p.backoff = min(max(2*p.backoff, p.cfg.RetryMin), p.cfg.RetryMax)
@@ -235,7 +278,7 @@ func (p *Peer) acknowledged(version uint64, from string) {
 		if from != p.replica {
 			p.replica, p.credited = from, 0
 		}
-		p.acked, p.synced, p.fullNext = version, true, false
+		p.acked, p.synced, p.fullNext, p.fullAt = version, true, false, version
 	case from == p.target:
 		p.acked = max(p.acked, version)
 	default:

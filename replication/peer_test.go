@@ -222,13 +222,14 @@ func TestPeer(t *testing.T) {
 			do(ok(6, r2)),
 		})},
 		{"the old process's ack of a full push says nothing of its successor", seq(syncedAt(5), []step{
+			do(fromPeer(6)),
 			do(AntiEntropy{}, soon(2)),
 			do(due(2), Push{Since: 0, To: r1}),
-			do(up(r2), alive(r2, 0, 5)),
-			do(ok(5, r1), soon(3)), // r1 answered before it went
+			do(up(r2), alive(r2, 0, 6)),
+			do(ok(6, r1), soon(3)), // r1 answered before it went
 			do(due(3), Push{Since: 0, To: r2}),
-			do(ok(5, r2)),
-			do(up(r2), alive(r2, 5, 5)),
+			do(ok(6, r2)),
+			do(up(r2), alive(r2, 6, 6)),
 		})},
 		{"the old process's ack of a delta says nothing of its successor", seq(syncedAt(5), []step{
 			do(client(6), soon(2)),
@@ -306,12 +307,75 @@ func TestPeer(t *testing.T) {
 			do(page(4000, r2), soon(3)),
 			do(due(3), Push{Since: 0, To: r2}),
 		}},
-		{"anti-entropy pushes the full state", seq(syncedAt(5), []step{
+		{"anti-entropy pushes the full state once something changed", seq(syncedAt(5), []step{
+			do(fromPeer(6)), // credited: no push
 			do(AntiEntropy{}, soon(2)),
 			do(due(2), Push{Since: 0, To: r1}),
+			do(ok(6, r1)),
+			do(AntiEntropy{}), // nothing changed since r1 took the full state
+			do(client(7), soon(3)),
+			do(due(3), Push{Since: 6, To: r1}),
+			do(ok(7, r1)),
+			do(AntiEntropy{}, soon(4)), // a delta since: the full state again
+			do(due(4), Push{Since: 0, To: r1}),
+		})},
+		{"anti-entropy sends nothing when the peer took the full state as it is", seq(syncedAt(5), []step{
+			do(AntiEntropy{}),
+			do(AntiEntropy{}),
+			do(up(r2), soon(2), alive(r2, 0, 5)), // a new process gets it
+			do(due(2), Push{Since: 0, To: r2}),
+			do(ok(5, r2)),
+			do(AntiEntropy{}),
+		})},
+		{"a probe of a peer in sync is a push that carries the sync clock", seq(syncedAt(5), []step{
+			do(ProbeDue{}, Push{Since: 5, To: r1, Probe: true}),
 			do(ok(5, r1)),
-			do(client(6), soon(3)),
-			do(due(3), Push{Since: 5, To: r1}),
+			do(up(r1), alive(r1, 5, 5)),
+			do(fromPeer(6)), // credited: the peer holds 6, the probe sends nothing back
+			do(ProbeDue{}, Push{Since: 6, To: r1, Probe: true}),
+			do(ok(6, r1)),
+			do(up(r1), alive(r1, 6, 6)),
+		})},
+		{"a probe is a health check while the peer is owed a push or not synced", []step{
+			do(Start{}, soon(1)),
+			do(ProbeDue{}, Check{}), // no full push yet
+			do(client(5)),
+			do(due(1), Push{Since: 0}),
+			do(ProbeDue{}, Check{}), // a push in flight
+			do(ok(5, r1)),
+			do(client(6), soon(2)),
+			do(ProbeDue{}, Check{}), // owed a push
+		}},
+		{"a failed probe push is not retried; a change made meanwhile is", seq(syncedAt(5), []step{
+			do(ProbeDue{}, Push{Since: 5, To: r1, Probe: true}),
+			do(failed(5)),
+			do(down(), suspect(r1, 5, 5)),
+			do(ProbeDue{}, Push{Since: 5, To: r1, Probe: true}),
+			do(client(6)), // a push is in flight
+			do(failed(6), retry(2, 100*ms)),
+			do(due(2), Push{Since: 5, To: r1}),
+		})},
+		{"a refused probe push stops the pushes", seq(syncedAt(5), []step{
+			do(ProbeDue{}, Push{Since: 5, To: r1, Probe: true}),
+			do(refusedPush(5), ReportUnauthorized{Err: errKey}),
+			do(ProbeDue{}, Check{}),
+		})},
+		{"a flush during a probe push is answered by it, failed or not", seq(syncedAt(5), []step{
+			do(ProbeDue{}, Push{Since: 5, To: r1, Probe: true}),
+			do(Flush{}),
+			do(ok(5, r1), AnswerFlush{}),
+			do(ProbeDue{}, Push{Since: 5, To: r1, Probe: true}),
+			do(Flush{}),
+			do(failed(5), AnswerFlush{}), // the peer still holds all it held
+			do(ProbeDue{}, Push{Since: 5, To: r1, Probe: true}),
+			do(Flush{}),
+			do(refusedPush(5), AnswerFlush{Err: errKey}, ReportUnauthorized{Err: errKey}),
+		})},
+		{"a probe push answered by another process brings a full push", seq(syncedAt(5), []step{
+			do(ProbeDue{}, Push{Since: 5, To: r1, Probe: true}),
+			do(ok(5, r2), soon(2)),
+			do(up(r2), alive(r2, 0, 5)),
+			do(due(2), Push{Since: 0, To: r2}),
 		})},
 		{"a members change pushes", seq(syncedAt(5), []step{
 			do(MembersChanged{}, soon(2)),
