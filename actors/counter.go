@@ -445,11 +445,7 @@ func WithSweep(every time.Duration) CounterOption {
 func NewCounterProps(state *crdt.State, store Store, log *slog.Logger, obs Observer, opts ...CounterOption) *actor.Props {
 	disk := state
 	if store != nil {
-		disk = crdt.New(state.Replica())
-		if _, err := disk.Merge(state.DeltaSince(0, state.Version())); err != nil {
-			panic(fmt.Sprintf("actors: state does not merge into a copy of itself: %v", err))
-		}
-		disk.TakeRemoved()
+		disk = durableCopy(state)
 	}
 	// From here on the state merges peers' entries: a tombstone it does not
 	// hold (forgotten, or never needed) is not taken back.
@@ -464,6 +460,26 @@ func NewCounterProps(state *crdt.State, store Store, log *slog.Logger, obs Obser
 		}
 		return a
 	})
+}
+
+// copyChunk is how many entries durableCopy moves at a time.
+const copyChunk = 4096
+
+// durableCopy returns a copy of state (just loaded: all of it is durable)
+// with versions of its own, for CounterActor.disk. It copies a chunk at a
+// time, so that a million loaded entries are not held a third time, as
+// one []Entry, while the copy is made.
+func durableCopy(state *crdt.State) *crdt.State {
+	disk := crdt.New(state.Replica())
+	for since := uint64(0); since < state.Version(); {
+		entries, through := state.DeltaLimit(since, state.Version(), copyChunk)
+		if err := disk.Load(entries); err != nil {
+			panic(fmt.Sprintf("actors: state does not merge into a copy of itself: %v", err))
+		}
+		since = through
+	}
+	disk.TakeRemoved()
+	return disk
 }
 
 // nowMs returns the time in unix milliseconds, as expiries hold it.

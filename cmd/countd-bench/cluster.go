@@ -22,8 +22,10 @@ type cluster struct {
 	// -target=one.
 	addrs []string
 	// procs are the node processes started by the tool, in the order of
-	// addrs; nil for an external cluster.
+	// addrs; nil for an external cluster. specs are what they were started
+	// with, for a restart.
 	procs []*proc.Proc
+	specs []proc.Spec
 	// dataDirs are the started nodes' data dirs, in the order of addrs;
 	// nil for -memory nodes and an external cluster.
 	dataDirs []string
@@ -109,20 +111,11 @@ func startCluster(ctx context.Context, cfg *Config, bin string, n int, sec secur
 			args = append(args, "-idempotency-window="+cfg.Window.String(), "-pprof")
 		}
 		args = append(args, cfg.NodeFlags...) // last, so they win
-		// Its log goes to a file beside its data dir too, kept with -keep.
-		logf, err := os.Create(filepath.Join(dir, "node-"+strconv.Itoa(port)+".log"))
+		c.specs = append(c.specs, proc.Spec{Name: "node " + c.addrs[i], Path: bin, Args: args})
+		p, err := c.startNode(i)
 		if err != nil {
 			return nil, fmt.Errorf("start cluster: %w", err)
 		}
-		p, err := proc.Start(proc.Spec{Name: "node " + c.addrs[i], Path: bin, Args: args, Stdout: logf, Stderr: logf})
-		if err != nil {
-			logf.Close()
-			return nil, fmt.Errorf("start cluster: %w", err)
-		}
-		go func() {
-			<-p.Done() // its stderr is copied into the file until then
-			logf.Close()
-		}()
 		c.procs = append(c.procs, p)
 	}
 	if err := waitReady(ctx, c, cfg.ReadyTimeout); err != nil {
@@ -130,6 +123,47 @@ func startCluster(ctx context.Context, cfg *Config, bin string, n int, sec secur
 	}
 	c.readyAfter = time.Since(began)
 	return c, nil
+}
+
+// startNode starts node i as specs[i] says, its log appended to a file
+// beside its data dir (kept with -keep).
+func (c *cluster) startNode(i int) (*proc.Proc, error) {
+	name := "node-" + strings.TrimPrefix(c.addrs[i], "127.0.0.1:") + ".log"
+	logf, err := os.OpenFile(filepath.Join(c.dir, name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	spec := c.specs[i]
+	spec.Stdout, spec.Stderr = logf, logf
+	p, err := proc.Start(spec)
+	if err != nil {
+		logf.Close()
+		return nil, err
+	}
+	go func() {
+		<-p.Done() // its stderr is copied into the file until then
+		logf.Close()
+	}()
+	return p, nil
+}
+
+// restart stops node i (SIGTERM, SIGKILL after the stop timeout), starts
+// it again with the same flags and data dir, and waits until the cluster
+// is ready. stopErr says how the stop went wrong (the node is restarted
+// all the same: a node killed after the timeout restarts from its log);
+// stopped is when the old process had ended.
+func (c *cluster) restart(ctx context.Context, i int, readyTimeout time.Duration) (stopped time.Time, stopErr, err error) {
+	stopErr = c.procs[i].Stop(c.stopTimeout)
+	stopped = time.Now()
+	p, err := c.startNode(i)
+	if err != nil {
+		return stopped, stopErr, fmt.Errorf("restart %s: %w", c.addrs[i], err)
+	}
+	c.procs[i] = p
+	if err := waitReady(ctx, c, readyTimeout); err != nil {
+		return stopped, stopErr, fmt.Errorf("restart %s: %w", c.addrs[i], err)
+	}
+	return stopped, stopErr, nil
 }
 
 // exitedNode returns an error naming the first started node that has

@@ -76,6 +76,9 @@ type Config struct {
 	Detect bool
 	// CreateCounters > 0 selects create mode with that many counters.
 	CreateCounters int
+	// RestartNode: create mode then measures the first node's memory, its
+	// GET /counters and a restart on its data dir (MemoryResult).
+	RestartNode bool
 	// ChurnCounters > 0 selects churn mode: that many counters created
 	// evenly over Duration, once per TTL in TTLs (seconds, 0 for none) on
 	// a fresh cluster each, sampled every Sample until Tail after the last
@@ -209,6 +212,9 @@ func (c *Config) validate(given map[string]bool) error {
 	}
 	if c.PNG != "" && c.mode() != modeLoad && c.mode() != modeChurn {
 		return errors.New("-png draws load-mode and churn-mode runs; it has no meaning with -rounds, -idle, -create-counters, -levels or -keys")
+	}
+	if c.RestartNode && (c.mode() != modeCreate || c.Memory || len(c.Addrs) > 0) {
+		return errors.New("-restart-node applies to -create-counters on durable nodes the tool starts")
 	}
 	if c.mode() != modeKeys && given["idempotency-window"] {
 		return errors.New("-idempotency-window applies to -keys")

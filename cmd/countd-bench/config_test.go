@@ -75,6 +75,8 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"-addrs=h:1", "-node-flag=-memory"}, "-node-flag"},
 		{[]string{"-node-flag=memory"}, "-node-flag"},
 		{[]string{"-create-counters=99999999"}, "-create-counters"},
+		{[]string{"-restart-node"}, "-restart-node"},
+		{[]string{"-create-counters=5", "-restart-node", "-memory"}, "-restart-node"},
 		{[]string{"stray"}, "stray"},
 		{[]string{"-no-such-flag"}, "no-such-flag"},
 	}

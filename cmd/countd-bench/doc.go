@@ -19,7 +19,11 @@
 //   - idle (-idle D): the CPU all nodes use over D while nothing happens,
 //     as a share of one core, and each node's memory.
 //   - create (-create-counters K): K distinct named counters created on one
-//     node, then the time to agreement and each node's memory.
+//     node, then the time to agreement and each node's memory. With
+//     -restart-node, the first node's memory (RSS, RssAnon, RssFile, Go
+//     heap) is then read, at its peak while GET /counters streams, and once
+//     ready after a SIGTERM and a start on the same data dir, and its
+//     GET /counters again.
 //   - churn (-churn-counters K): K distinct named counters, each incremented
 //     once with ?ttl= from -ttl (a list of seconds, 0 for none: one run on
 //     a fresh cluster each), created at an even rate over -duration (as
