@@ -1,0 +1,49 @@
+package actors
+
+import "time"
+
+// maxHold bounds how long a gathered batch is held for clients to come back
+// (pacer), whatever the last write took: a stalled disk must not turn into
+// a stalled node once it recovers.
+const maxHold = 2 * time.Millisecond
+
+// pacer decides when the CounterActor starts its next write: the adaptive
+// half of its group commit (docs/design.md §8).
+//
+// Without it the next write starts as soon as one ends, with whatever
+// arrived during it. Under a closed loop of clients that alternates a large
+// batch with a small one: the clients of the large batch are answered just
+// as the small one starts, and they all come back to wait for it. Each
+// small write costs a whole fdatasync for a few requests. The pacer holds
+// the next batch after a write that answered clients until those clients
+// and the ones already gathered are all back (each client has one request
+// in flight, so that is everyone), or for half the last write's time
+// (at most maxHold), whichever comes first: Postgres' commit_delay and
+// MySQL's binlog_group_commit_sync_delay, bounded by the disk's own pace.
+// One client is never held: it comes back, the batch holds everyone, and
+// the write starts at once.
+type pacer struct {
+	want int // client requests the held batch waits for; 0: none
+}
+
+// written is told that a write answered clients client requests (merges
+// from peers do not count: a peer does not come straight back) and took
+// took, while gathered client requests were already waiting for the next
+// one. It returns how long to hold the next batch for more (0: write it
+// now).
+func (p *pacer) written(clients, gathered int, took time.Duration) time.Duration {
+	p.want = 0
+	hold := min(took, maxHold)
+	if clients == 0 || hold <= 0 {
+		return 0
+	}
+	p.want = clients + gathered
+	return hold
+}
+
+// enough says whether gathered client requests are worth writing now.
+func (p *pacer) enough(gathered int) bool { return gathered >= p.want }
+
+// failed is told that a write failed: the next one is not held (it is
+// retried with backoff instead).
+func (p *pacer) failed() { p.want = 0 }
