@@ -444,6 +444,12 @@ func WithIdempotencyWindow(d time.Duration) CounterOption {
 	return func(a *CounterActor) { a.window = uint64(max(d.Milliseconds(), 0)) }
 }
 
+// WithCommitHold sets the longest time a gathered batch is held for the
+// clients the last write answered (DefaultCommitHold; 0: never held).
+func WithCommitHold(d time.Duration) CounterOption {
+	return func(a *CounterActor) { a.pace.max = max(d, 0) }
+}
+
 // WithSweep sets the least time between sweeps (DefaultSweep).
 func WithSweep(every time.Duration) CounterOption {
 	return func(a *CounterActor) { a.sweep = every }
@@ -467,7 +473,7 @@ func NewCounterProps(state *crdt.State, store Store, log *slog.Logger, obs Obser
 	return actor.PropsFromProducer(func() actor.Actor {
 		// A restart after a panic keeps the same state: it is the only copy.
 		a := &CounterActor{state: state, store: store, log: log, obs: obs, disk: disk, announced: disk.Version(),
-			known: -1, entries: -1, keys: -1, now: time.Now, sweep: DefaultSweep,
+			known: -1, entries: -1, keys: -1, now: time.Now, sweep: DefaultSweep, pace: pacer{max: DefaultCommitHold},
 			window: uint64(DefaultIdempotencyWindow.Milliseconds())}
 		for _, o := range opts {
 			o(a)
@@ -1009,7 +1015,7 @@ func (a *CounterActor) flush(ctx actor.Context, retry bool) {
 	}
 	b := a.next
 	a.next = batch{}
-	b.started = time.Now()
+	b.started = a.now()
 	entries := make([]crdt.Entry, 0, len(b.dirty))
 	for k := range b.dirty {
 		if e, ok := a.state.Get(k.counter, k.replica); ok {
@@ -1061,7 +1067,7 @@ func (a *CounterActor) saved(ctx actor.Context, err error) {
 		panic(fmt.Sprintf("actors: durable entries do not merge: %v", err)) // they came from state
 	}
 	a.disk.TakeRemoved()
-	took := time.Since(b.started)
+	took := a.now().Sub(b.started)
 	if a.obs != nil {
 		a.obs.Committed(len(b.waiters), took)
 	}

@@ -2,10 +2,11 @@ package actors
 
 import "time"
 
-// maxHold bounds how long a gathered batch is held for clients to come back
-// (pacer), whatever the last write took: a stalled disk must not turn into
-// a stalled node once it recovers.
-const maxHold = 2 * time.Millisecond
+// DefaultCommitHold bounds how long a gathered batch is held for clients to
+// come back (pacer), whatever the last write took, unless WithCommitHold
+// says otherwise: a stalled disk must not turn into a stalled node once it
+// recovers.
+const DefaultCommitHold = 2 * time.Millisecond
 
 // pacer decides when the CounterActor starts its next write: the adaptive
 // half of its group commit (docs/design.md §8).
@@ -18,12 +19,13 @@ const maxHold = 2 * time.Millisecond
 // the next batch after a write that answered clients until those clients
 // and the ones already gathered are all back (each client has one request
 // in flight, so that is everyone), or for half the last write's time
-// (at most maxHold), whichever comes first: Postgres' commit_delay and
+// (at most DefaultCommitHold), whichever comes first: Postgres' commit_delay and
 // MySQL's binlog_group_commit_sync_delay, bounded by the disk's own pace.
 // One client is never held: it comes back, the batch holds everyone, and
 // the write starts at once.
 type pacer struct {
-	want int // client requests the held batch waits for; 0: none
+	max  time.Duration // the longest hold; 0: never hold
+	want int           // client requests the held batch waits for; 0: none
 }
 
 // written is told that a write answered clients client requests (merges
@@ -33,7 +35,7 @@ type pacer struct {
 // now).
 func (p *pacer) written(clients, gathered int, took time.Duration) time.Duration {
 	p.want = 0
-	hold := min(took, maxHold)
+	hold := min(took, p.max)
 	if clients == 0 || hold <= 0 {
 		return 0
 	}
