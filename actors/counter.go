@@ -503,6 +503,7 @@ func (a *CounterActor) Receive(ctx actor.Context) {
 			return // the hold ended before its timer fired
 		}
 		a.holdTimer = nil
+		a.pace.ended(false)
 		a.flush(ctx, true)
 	case *retryWrite:
 		a.retryTimer = nil
@@ -1011,6 +1012,7 @@ func (a *CounterActor) flush(ctx actor.Context, retry bool) {
 		if !a.pace.enough(a.next.clients) {
 			return // held for the clients just answered; holdEnd writes it
 		}
+		a.pace.ended(true)
 		a.endHold()
 	}
 	b := a.next

@@ -23,10 +23,24 @@ const DefaultCommitHold = 2 * time.Millisecond
 // MySQL's binlog_group_commit_sync_delay, bounded by the disk's own pace.
 // One client is never held: it comes back, the batch holds everyone, and
 // the write starts at once.
+//
+// A hold pays only while clients come back faster than the disk writes.
+// When they do not (the node is short of CPU, so the answered requests
+// come back slowly), each hold ends by its timer and only stretches the
+// write cycle. So a hold that runs out makes the pacer skip the holds of
+// the next writes, one after the first miss, then 3, 7, up to maxSkip,
+// and a hold that fills resets that: a failing hold is tried again now
+// and then, never on every write.
 type pacer struct {
-	max  time.Duration // the longest hold; 0: never hold
-	want int           // client requests the held batch waits for; 0: none
+	max     time.Duration // the longest hold; 0: never hold
+	want    int           // client requests the held batch waits for; 0: none
+	skip    int           // writes not to hold after the last hold ran out
+	skipped int           // of those, how many have been written
 }
+
+// maxSkip bounds how many writes in a row the pacer skips holding after
+// holds that ran out.
+const maxSkip = 15
 
 // written is told that a write answered clients client requests (merges
 // from peers do not count: a peer does not come straight back) and took
@@ -39,8 +53,23 @@ func (p *pacer) written(clients, gathered int, took time.Duration) time.Duration
 	if clients == 0 || hold <= 0 {
 		return 0
 	}
+	if p.skipped < p.skip {
+		p.skipped++
+		return 0
+	}
 	p.want = clients + gathered
 	return hold
+}
+
+// ended is told how a hold ended: full (enough client requests came back)
+// or by its timer.
+func (p *pacer) ended(full bool) {
+	if full {
+		p.skip = 0
+	} else {
+		p.skip = min(2*p.skip+1, maxSkip)
+	}
+	p.skipped = 0
 }
 
 // enough says whether gathered client requests are worth writing now.

@@ -49,6 +49,32 @@ func TestPacer(t *testing.T) {
 	}
 }
 
+// Holds that run out are skipped for 1, 3, 7, ... maxSkip writes; one that
+// fills makes the next write hold again.
+func TestPacerSkipsHoldsThatRunOut(t *testing.T) {
+	p := pacer{max: time.Second}
+	hold := func() bool { return p.written(8, 0, time.Millisecond) > 0 }
+	want := []int{1, 3, 7, 15, 15}
+	for round, skip := range want {
+		if !hold() {
+			t.Fatalf("round %d: no hold after %d skipped writes", round, skip)
+		}
+		p.ended(false) // ran out
+		for i := range skip {
+			if hold() {
+				t.Fatalf("round %d: write %d held, want %d writes skipped after a hold that ran out", round, i+1, skip)
+			}
+		}
+	}
+	if !hold() {
+		t.Fatal("no hold after the skipped writes")
+	}
+	p.ended(true) // filled
+	if !hold() {
+		t.Fatal("no hold right after a hold that filled")
+	}
+}
+
 // After a write that answered a client, the next batch waits for that
 // client to come back, so one write carries both it and what was gathered
 // meanwhile (instead of a write for the gathered alone, then one for it).
