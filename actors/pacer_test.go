@@ -99,7 +99,7 @@ func TestGroupCommitHoldsForTheClientsItAnswered(t *testing.T) {
 	}
 	clock.advance(time.Hour) // the write took an hour: the hold may be as long
 	st.release <- struct{}{}
-	if r := reply(t, a); r.Err != nil || r.Value != 1 {
+	if r := receive[*ChangeResult](t, a); r.Err != nil || r.Value != 1 {
 		t.Fatalf("a's reply = %+v", r)
 	}
 	// b is gathered, a is answered: the actor holds the batch for a.
@@ -114,22 +114,11 @@ func TestGroupCommitHoldsForTheClientsItAnswered(t *testing.T) {
 		t.Fatalf("second write = %v, want a and b in one write", got)
 	}
 	st.release <- struct{}{}
-	if r := reply(t, a); r.Err != nil || r.Value != 2 {
+	if r := receive[*ChangeResult](t, a); r.Err != nil || r.Value != 2 {
 		t.Fatalf("a's second reply = %+v", r)
 	}
-	if r := reply(t, b); r.Err != nil || r.Value != 1 {
+	if r := receive[*ChangeResult](t, b); r.Err != nil || r.Value != 1 {
 		t.Fatalf("b's reply = %+v", r)
 	}
 }
 
-// reply returns the *ChangeResult sent to ch, failing the test if none comes.
-func reply(t *testing.T, ch chan any) *ChangeResult {
-	t.Helper()
-	select {
-	case r := <-ch:
-		return r.(*ChangeResult)
-	case <-time.After(wait):
-		t.Fatal("no reply")
-		return nil
-	}
-}
