@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
+
 	"countd/crdt"
 )
 
@@ -79,33 +81,19 @@ func TestPacerSkipsHoldsThatRunOut(t *testing.T) {
 // client to come back, so one write carries both it and what was gathered
 // meanwhile (instead of a write for the gathered alone, then one for it).
 func TestGroupCommitHoldsForTheClientsItAnswered(t *testing.T) {
-	sys := newSystem(t)
-	st := newFakeStore(true)
-	clock := newFakeClock()
-	pid := sys.Root.Spawn(NewCounterProps(crdt.New(self), st, slog.New(slog.DiscardHandler), nil,
-		WithClock(clock.now), WithSweep(time.Hour), WithCommitHold(time.Hour)))
-	t.Cleanup(func() {
-		for range 10 {
-			st.release <- struct{}{} // let any write the test left in flight end
-		}
-		sys.Root.PoisonFuture(pid).Wait()
-	})
+	sys, pid, st, clock := heldCounter(t)
 	a, b := make(chan any, 1), make(chan any, 1)
 	sys.Root.Send(pid, &Increment{Counter: "a", By: 1, Reply: a})
 	st.awaitSave(t)
 	sys.Root.Send(pid, &Increment{Counter: "b", By: 1, Reply: b})
-	if _, err := sys.Root.RequestFuture(pid, &GetAll{}, wait).Result(); err != nil {
-		t.Fatal(err)
-	}
+	roundTrip(t, sys, pid)
 	clock.advance(time.Hour) // the write took an hour: the hold may be as long
 	st.release <- struct{}{}
 	if r := receive[*ChangeResult](t, a); r.Err != nil || r.Value != 1 {
 		t.Fatalf("a's reply = %+v", r)
 	}
 	// b is gathered, a is answered: the actor holds the batch for a.
-	if _, err := sys.Root.RequestFuture(pid, &GetAll{}, wait).Result(); err != nil {
-		t.Fatal(err)
-	}
+	roundTrip(t, sys, pid)
 	if n := len(st.started); n != 0 {
 		t.Fatalf("a write started (%v) before the answered client came back", <-st.started)
 	}
@@ -122,3 +110,55 @@ func TestGroupCommitHoldsForTheClientsItAnswered(t *testing.T) {
 	}
 }
 
+// A hold that runs out (the answered client does not come back) makes the
+// next write skip holding: the batch gathered during it is written as soon
+// as it ends, even though that write took long enough for a long hold.
+func TestGroupCommitSkipsTheHoldAfterOneRanOut(t *testing.T) {
+	sys, pid, st, clock := heldCounter(t)
+	a, b, c := make(chan any, 1), make(chan any, 1), make(chan any, 1)
+	sys.Root.Send(pid, &Increment{Counter: "a", By: 1, Reply: a})
+	st.awaitSave(t)
+	sys.Root.Send(pid, &Increment{Counter: "b", By: 1, Reply: b})
+	roundTrip(t, sys, pid)
+	clock.advance(time.Millisecond) // the hold after this write: 1 ms
+	st.release <- struct{}{}
+	receive[*ChangeResult](t, a) // a never comes back: the hold runs out
+	if got := st.awaitSave(t); len(got) != 1 || got[0].Counter != "b" {
+		t.Fatalf("write after the hold = %v, want b alone", got)
+	}
+	sys.Root.Send(pid, &Increment{Counter: "c", By: 1, Reply: c})
+	roundTrip(t, sys, pid)
+	clock.advance(time.Hour) // long enough for an hour's hold, were it not skipped
+	st.release <- struct{}{}
+	receive[*ChangeResult](t, b)
+	if got := st.awaitSave(t); len(got) != 1 || got[0].Counter != "c" {
+		t.Fatalf("write after b's = %v, want c at once", got)
+	}
+}
+
+// heldCounter starts a CounterActor for the hold tests: a gated store, a
+// fake clock (so a write takes as long as the test says) and holds of up
+// to an hour.
+func heldCounter(t *testing.T) (*actor.ActorSystem, *actor.PID, *fakeStore, *fakeClock) {
+	t.Helper()
+	sys := newSystem(t)
+	st := newFakeStore(true)
+	clock := newFakeClock()
+	pid := sys.Root.Spawn(NewCounterProps(crdt.New(self), st, slog.New(slog.DiscardHandler), nil,
+		WithClock(clock.now), WithSweep(time.Hour), WithCommitHold(time.Hour)))
+	t.Cleanup(func() {
+		for range 10 {
+			st.release <- struct{}{} // let any write the test left in flight end
+		}
+		sys.Root.PoisonFuture(pid).Wait()
+	})
+	return sys, pid, st, clock
+}
+
+// roundTrip returns once the actor has handled every message sent before.
+func roundTrip(t *testing.T, sys *actor.ActorSystem, pid *actor.PID) {
+	t.Helper()
+	if _, err := sys.Root.RequestFuture(pid, &GetAll{}, wait).Result(); err != nil {
+		t.Fatal(err)
+	}
+}
