@@ -672,12 +672,20 @@ func (s *State) deadNew(entries []Entry) map[string]bool {
 	if !s.skipDead {
 		return nil
 	}
-	var skip map[string]bool
+	var skip, folded map[string]bool
 	for _, e := range entries {
 		if s.counters[e.Counter] != nil {
 			continue
 		}
 		dead := e.countsZero()
+		if !dead && e.G > 0 {
+			// A fold entry counts what its shadows' floors take away:
+			// the batch decides, below.
+			if folded == nil {
+				folded = make(map[string]bool)
+			}
+			folded[e.Counter], dead = true, true
+		}
 		if d, seen := skip[e.Counter]; !seen || d && !dead {
 			if skip == nil {
 				skip = make(map[string]bool)
@@ -685,7 +693,30 @@ func (s *State) deadNew(entries []Entry) map[string]bool {
 			skip[e.Counter] = dead && (!seen || d)
 		}
 	}
+	var batches map[string][]Entry
+	for _, e := range entries {
+		if folded[e.Counter] && skip[e.Counter] {
+			if batches == nil {
+				batches = make(map[string][]Entry)
+			}
+			batches[e.Counter] = append(batches[e.Counter], e)
+		}
+	}
+	for name, batch := range batches {
+		skip[name] = s.leavesDead(name, batch)
+	}
 	return skip
+}
+
+// leavesDead reports whether batch, the entries of counter name, merged
+// into a state that holds none of it, leave it dead.
+func (s *State) leavesDead(name string, batch []Entry) bool {
+	scratch := New(s.replica)
+	if _, err := scratch.Merge(batch); err != nil {
+		return false // the merge itself refuses the batch
+	}
+	c := scratch.counters[name]
+	return c == nil || c.dead()
 }
 
 // merging gathers the changes of one Merge.
@@ -903,9 +934,16 @@ func (s *State) DeltaSince(since, upTo uint64) []Entry {
 }
 
 // DeltaLimit is DeltaSince returning at most limit entries (no limit if
-// limit <= 0), and the version through which the delta is complete: upTo if
-// nothing was cut, else the version of the last entry returned. A peer that
-// merges the entries holds every change up to through.
+// limit <= 0, or if the first fold entry and its shadows pass it), and the
+// version through which the delta is complete: upTo if nothing was cut,
+// else the version of the last entry returned. A peer that merges the
+// entries holds every change up to through.
+//
+// A fold entry goes out with the shadows it covers, whatever their
+// versions, and a shadow whose fold entry is in the delta goes out with it
+// only: alone, a fold entry counts the changes its shadows' floors took
+// away, so a peer that forgot the dead counter (SkipDeadNew) would take it
+// back alive with them (TestFoldWithoutItsShadowAfterForget).
 func (s *State) DeltaLimit(since, upTo uint64, limit int) (entries []Entry, through uint64) {
 	i := sort.Search(len(s.log), func(i int) bool { return s.log[i].ver > since })
 	for ; i < len(s.log) && s.log[i].ver <= upTo; i++ {
@@ -914,12 +952,36 @@ func (s *State) DeltaLimit(since, upTo uint64, limit int) (entries []Entry, thro
 		if sl == nil {
 			continue // changed again later, or dropped
 		}
-		if limit > 0 && len(entries) == limit {
+		c := s.counters[it.counter]
+		if sl.shadow() {
+			if f := c.slot(FoldID(sl.replica)); f != nil && since < f.ver && f.ver <= upTo {
+				continue // it goes out with its fold entry
+			}
+		}
+		if limit > 0 && len(entries) >= limit {
 			return entries, s.log[i-1].ver
 		}
+		start := len(entries)
 		entries = append(entries, sl.entry(it.counter))
+		if sl.x != nil && sl.x.g > 0 && c.shadows != nil { // nil: it never held a shadow
+			entries = c.appendShadows(entries, it.counter, sl.replica)
+			if limit > 0 && start > 0 && len(entries) > limit {
+				return entries[:start], s.log[i-1].ver // they go together in the next
+			}
+		}
 	}
 	return entries, max(upTo, since)
+}
+
+// appendShadows appends to entries the shadows in c (counter name) that
+// fold entry foldID covers.
+func (c *counter) appendShadows(entries []Entry, name, foldID string) []Entry {
+	for j := range c.slots {
+		if sh := &c.slots[j]; sh.shadow() && FoldID(sh.replica) == foldID {
+			entries = append(entries, sh.entry(name))
+		}
+	}
+	return entries
 }
 
 // current returns the entry a log item names if its latest change is the

@@ -313,9 +313,12 @@ type lnode struct {
 }
 
 // TestLifecycleMatchesReference runs random increments, decrements,
-// deletes, partial and full merges, restarts (each folding the earlier
-// incarnations), copies of a node's data (a new lineage, as store.DB.Start
-// makes it), and tombstone collection, on four nodes; after a full
+// deletes, partial and full merges, pushes as a PeerActor makes them (what
+// changed since the peer last held everything, cut in pieces), restarts
+// (each folding the earlier incarnations), copies of a node's data (a new
+// lineage, as store.DB.Start makes it), and tombstone collection (by every
+// node at once, or by one node of what every other holds of it, as Stable
+// allows), on four nodes; after a full
 // exchange every node must agree, and with the reference: a fold and a
 // collection change how state is held, never a value.
 func TestLifecycleMatchesReference(t *testing.T) {
@@ -358,6 +361,7 @@ func lifecycleSteps(t *testing.T, r *rand.Rand, steps int) []*lnode {
 		nodes = append(nodes, n)
 	}
 	copies := 0
+	acked := map[[2]*lnode]uint64{} // (dst, src) -> src's version dst holds all of
 	record := func(n *lnode, changed []Entry) {
 		for _, e := range changed {
 			n.ref[[2]string{e.Counter, e.Replica}] = join(n.ref[[2]string{e.Counter, e.Replica}], e)
@@ -385,6 +389,23 @@ func lifecycleSteps(t *testing.T, r *rand.Rand, steps int) []*lnode {
 					n.ref[k] = e
 				}
 			}
+		case op < 11: // a peer's push: what changed since dst last held all of src, in cut pieces
+			src := nodes[r.IntN(len(nodes))]
+			k := [2]*lnode{n, src}
+			since, limit := acked[k], r.IntN(4)+1
+			if since > src.s.Version() {
+				since = 0 // src restarted: its versions start again
+			}
+			for since < src.s.Version() {
+				var push []Entry
+				push, since = src.s.DeltaLimit(since, src.s.Version(), limit)
+				mustMerge(t, n.s, push)
+			}
+			acked[k] = since
+			// n holds all src holds, but the tombstones of counters it
+			// does not hold (SkipDeadNew): the reference catches up once
+			// their deleting nodes push to n, at the latest at the end.
+			n.ref.merge(src.ref)
 		case op < 14: // a partial push: a random delta
 			src := nodes[r.IntN(len(nodes))]
 			since := r.Uint64N(src.s.Version() + 1)
@@ -395,9 +416,15 @@ func lifecycleSteps(t *testing.T, r *rand.Rand, steps int) []*lnode {
 			// entry the node lacks only if since was acknowledged. So
 			// merge the full state too, to keep them in step.
 			mustMerge(t, n.s, src.s.DeltaSince(0, src.s.Version()))
+			acked[[2]*lnode{n, src}] = src.s.Version()
 		case op < 16: // restart on the data file: the next incarnation
 			k := Incarnation(n.s.Replica()) + 1
 			n.s = restart(t, n.s, k)
+			for pair := range acked {
+				if pair[1] == n {
+					delete(acked, pair) // its versions start again
+				}
+			}
 		case op < 17 && copies < 2: // a copy of a node's data runs as a new node
 			copies++
 			cp := &lnode{s: New(ReplicaID(lineage(10+copies), 1)), ref: ref{}}
@@ -405,6 +432,17 @@ func lifecycleSteps(t *testing.T, r *rand.Rand, steps int) []*lnode {
 			cp.s.SkipDeadNew(true)
 			cp.ref.merge(n.ref)
 			nodes = append(nodes, cp)
+		case op < 18 && r.IntN(2) == 0: // n collects what every other node holds of it (Stable)
+			through := n.s.Version()
+			for _, x := range nodes {
+				if x != n {
+					through = min(through, acked[[2]*lnode{x, n}])
+				}
+			}
+			for _, name := range n.s.Collectable(through) {
+				n.s.Forget(name)
+			}
+			n.s.TakeRemoved()
 		case op < 18: // collect what every node holds
 			full := make([]*State, len(nodes))
 			for i, x := range nodes {
@@ -414,6 +452,7 @@ func lifecycleSteps(t *testing.T, r *rand.Rand, steps int) []*lnode {
 			for _, x := range nodes {
 				for _, other := range nodes {
 					x.ref.merge(other.ref)
+					acked[[2]*lnode{x, other}] = other.s.Version()
 				}
 			}
 			for _, x := range nodes {
@@ -632,5 +671,51 @@ func TestEntriesOfGivesAPeerTheWholeCounter(t *testing.T) {
 	}
 	if got := a.EntriesOf("nothing"); got != nil {
 		t.Fatalf("EntriesOf an unknown counter = %v, want nil", got)
+	}
+}
+
+// TestFoldWithoutItsShadowAfterForget: a node that forgot a dead counter,
+// and then gets in a delta the fold entry of that counter's deleting node
+// (the fold entry changed after the delta's start, its shadow before), must
+// not take the counter back alive, in one delta or in full pushes of two:
+// alone, the fold entry counts the deleted change again. Nor should it
+// take the tombstone back (it would go round the cluster).
+func TestFoldWithoutItsShadowAfterForget(t *testing.T) {
+	lineage := "0000000000f0"
+	a := New(ReplicaID(lineage, 1))
+	b, c, d := New(repB), New(repC), New(repD)
+	for _, s := range []*State{a, b, c, d} {
+		s.SkipDeadNew(true)
+	}
+	mustInc(t, a, "c", 5)
+	mustInc(t, b, "c", 3)
+	syncAll(t, a, b, c, d)
+	a.Delete("c", 1)
+	syncAll(t, a, b, c, d)
+	acked := b.Version() // c holds b's state up to here
+	for _, s := range []*State{c, d} {
+		for _, name := range s.Collectable(s.Version()) {
+			s.Forget(name)
+		}
+	}
+	a = restart(t, a, 2) // folds incarnation 1: a fold entry and its shadow
+	a.SkipDeadNew(true)
+	sync(t, b, a)
+	wantGone(t, "c", a, b)
+	mustMerge(t, c, b.DeltaSince(acked, b.Version()))
+	for since := 0; since < int(b.Version()); { // d forgot c: from 0, some pushes hold c
+		push, through := b.DeltaLimit(uint64(since), b.Version(), 2)
+		// Past the limit only a fold entry that comes first, with its shadows.
+		if len(push) > 2 && push[0].G == 0 {
+			t.Fatalf("a push of %d entries past the limit of 2: %v", len(push), push)
+		}
+		mustMerge(t, d, push)
+		since = int(through)
+	}
+	wantGone(t, "c", a, b, c, d)
+	for _, s := range []*State{c, d} {
+		if s.Held() != 0 {
+			t.Fatalf("%s took the forgotten tombstone back: %d counters held", s.Replica(), s.Held())
+		}
 	}
 }
