@@ -294,6 +294,7 @@ type batch struct {
 	dirty   map[entryKey]struct{}
 	removed []crdt.Entry // entries the state dropped: deleted from the store
 	waiters []waiter
+	clients int          // waiters that are client changes, not merges (pacer)
 	entries []crdt.Entry // what it writes
 	origin  origin
 	started time.Time // when its write began
@@ -376,7 +377,12 @@ type CounterActor struct {
 
 	next     batch  // gathering
 	inFlight *batch // being written, or nil
-	subs     []*actor.PID
+	// After a write the next batch may be held for the clients it
+	// answered to come back (pacer): holdTimer ends the hold.
+	pace      pacer
+	holdTimer scheduler.CancelFunc // nil: not holding
+	holdGen   uint64               // the armed hold's holdEnd.gen; a cancelled one's is ignored
+	subs      []*actor.PID
 
 	// After a failed write the dirty entries are written again after a
 	// backoff (or with the next request, whichever comes first).
@@ -397,6 +403,10 @@ const (
 
 // retryWrite is the CounterActor's timer for writing again after a failure.
 type retryWrite struct{}
+
+// holdEnd is the CounterActor's timer that ends the hold of a gathered
+// batch (pacer). gen names the hold.
+type holdEnd struct{ gen uint64 }
 
 // sweepTick is the CounterActor's timer for deleting expired counters and
 // retiring key entries. gen names the timer that sent it.
@@ -434,6 +444,12 @@ func WithIdempotencyWindow(d time.Duration) CounterOption {
 	return func(a *CounterActor) { a.window = uint64(max(d.Milliseconds(), 0)) }
 }
 
+// WithCommitHold sets the longest time a gathered batch is held for the
+// clients the last write answered (DefaultCommitHold; 0: never held).
+func WithCommitHold(d time.Duration) CounterOption {
+	return func(a *CounterActor) { a.pace.max = max(d, 0) }
+}
+
 // WithSweep sets the least time between sweeps (DefaultSweep).
 func WithSweep(every time.Duration) CounterOption {
 	return func(a *CounterActor) { a.sweep = every }
@@ -445,11 +461,7 @@ func WithSweep(every time.Duration) CounterOption {
 func NewCounterProps(state *crdt.State, store Store, log *slog.Logger, obs Observer, opts ...CounterOption) *actor.Props {
 	disk := state
 	if store != nil {
-		disk = crdt.New(state.Replica())
-		if _, err := disk.Merge(state.DeltaSince(0, state.Version())); err != nil {
-			panic(fmt.Sprintf("actors: state does not merge into a copy of itself: %v", err))
-		}
-		disk.TakeRemoved()
+		disk = durableCopy(state)
 	}
 	// From here on the state merges peers' entries: a tombstone it does not
 	// hold (forgotten, or never needed) is not taken back.
@@ -457,13 +469,33 @@ func NewCounterProps(state *crdt.State, store Store, log *slog.Logger, obs Obser
 	return actor.PropsFromProducer(func() actor.Actor {
 		// A restart after a panic keeps the same state: it is the only copy.
 		a := &CounterActor{state: state, store: store, log: log, obs: obs, disk: disk, announced: disk.Version(),
-			known: -1, entries: -1, keys: -1, now: time.Now, sweep: DefaultSweep,
+			known: -1, entries: -1, keys: -1, now: time.Now, sweep: DefaultSweep, pace: pacer{max: DefaultCommitHold},
 			window: uint64(DefaultIdempotencyWindow.Milliseconds())}
 		for _, o := range opts {
 			o(a)
 		}
 		return a
 	})
+}
+
+// copyChunk is how many entries durableCopy moves at a time.
+const copyChunk = 4096
+
+// durableCopy returns a copy of state (just loaded: all of it is durable)
+// with versions of its own, for CounterActor.disk. It copies a chunk at a
+// time, so that a million loaded entries are not held a third time, as
+// one []Entry, while the copy is made.
+func durableCopy(state *crdt.State) *crdt.State {
+	disk := crdt.New(state.Replica())
+	for since := uint64(0); since < state.Version(); {
+		entries, through := state.DeltaLimit(since, state.Version(), copyChunk)
+		if err := disk.Load(entries); err != nil {
+			panic(fmt.Sprintf("actors: state does not merge into a copy of itself: %v", err))
+		}
+		since = through
+	}
+	disk.TakeRemoved()
+	return disk
 }
 
 // nowMs returns the time in unix milliseconds, as expiries hold it.
@@ -481,6 +513,14 @@ func (a *CounterActor) Receive(ctx actor.Context) {
 			a.retryTimer()
 		}
 		a.disarmSweep()
+		a.endHold()
+	case *holdEnd:
+		if m.gen != a.holdGen || a.holdTimer == nil {
+			return // the hold ended before its timer fired
+		}
+		a.holdTimer = nil
+		a.pace.ended(false)
+		a.flush(ctx, true)
 	case *retryWrite:
 		a.retryTimer = nil
 		a.flush(ctx, true)
@@ -955,6 +995,9 @@ func (a *CounterActor) awaitKey(ctx actor.Context, to answer, reply any, key str
 		return
 	}
 	a.next.waiters = append(a.next.waiters, waiter{to: to, reply: reply, key: key})
+	if _, merge := reply.(*MergeResult); !merge {
+		a.next.clients++
+	}
 	a.flush(ctx, false)
 }
 
@@ -965,10 +1008,11 @@ func versioned(reply any, v uint64) {
 	}
 }
 
-// flush starts writing the gathered batch unless a write is in flight; the
-// write runs outside the actor and reports back with a *saved. A batch with
-// no one waiting (entries left by a failed write) is written only when retry
-// is set, by the backoff timer.
+// flush starts writing the gathered batch unless a write is in flight or
+// the batch is held (pacer) and not yet full; the write runs outside the
+// actor and reports back with a *saved. A batch with no one waiting (entries
+// left by a failed write, or by a sweep) is written only when retry is set,
+// by the backoff timer or the background work itself.
 func (a *CounterActor) flush(ctx actor.Context, retry bool) {
 	if a.store == nil {
 		if len(a.next.waiters) == 0 {
@@ -980,9 +1024,16 @@ func (a *CounterActor) flush(ctx actor.Context, retry bool) {
 	if a.inFlight != nil || len(a.next.waiters) == 0 && (!retry || len(a.next.dirty) == 0 && len(a.next.removed) == 0) {
 		return
 	}
+	if a.holdTimer != nil {
+		if !a.pace.enough(a.next.clients) {
+			return // held for the clients just answered; holdEnd writes it
+		}
+		a.pace.ended(true)
+		a.endHold()
+	}
 	b := a.next
 	a.next = batch{}
-	b.started = time.Now()
+	b.started = a.now()
 	entries := make([]crdt.Entry, 0, len(b.dirty))
 	for k := range b.dirty {
 		if e, ok := a.state.Get(k.counter, k.replica); ok {
@@ -1021,6 +1072,7 @@ func (a *CounterActor) saved(ctx actor.Context, err error) {
 			}
 			a.answerWaiter(ctx, w)
 		}
+		a.pace.failed()
 		a.retryDelay = min(max(2*a.retryDelay, writeRetryMin), writeRetryMax)
 		if a.retryTimer == nil {
 			a.retryTimer = a.timer.SendOnce(a.retryDelay, ctx.Self(), &retryWrite{})
@@ -1033,19 +1085,36 @@ func (a *CounterActor) saved(ctx actor.Context, err error) {
 		panic(fmt.Sprintf("actors: durable entries do not merge: %v", err)) // they came from state
 	}
 	a.disk.TakeRemoved()
+	took := a.now().Sub(b.started)
 	if a.obs != nil {
-		a.obs.Committed(len(b.waiters), time.Since(b.started))
+		a.obs.Committed(len(b.waiters), took)
 	}
-	// Start the next write before waking this batch's clients, so that the
-	// disk is not idle while their replies are written; tell subscribers
-	// first, so that a change a client saw acknowledged is already known to
-	// every PeerActor (a shutdown flush must not miss it).
-	a.flush(ctx, false)
+	// Unless the next batch is held for this one's clients (pacer), start
+	// its write before waking them, so that the disk is not idle while
+	// their replies are written. Tell subscribers first, so that a change
+	// a client saw acknowledged is already known to every PeerActor (a
+	// shutdown flush must not miss it).
+	hold := a.pace.written(b.clients, a.next.clients, took)
+	if hold == 0 {
+		a.flush(ctx, false)
+	}
 	a.announce(ctx, b.origin)
 	v := a.disk.Version()
 	for _, w := range b.waiters {
 		versioned(w.reply, v)
 		a.answerWaiter(ctx, w)
+	}
+	if hold > 0 && a.inFlight == nil {
+		a.holdGen++
+		a.holdTimer = a.timer.SendOnce(hold, ctx.Self(), &holdEnd{gen: a.holdGen})
+	}
+}
+
+// endHold ends the hold of the gathered batch, if any.
+func (a *CounterActor) endHold() {
+	if a.holdTimer != nil {
+		a.holdTimer()
+		a.holdTimer = nil
 	}
 }
 

@@ -19,16 +19,7 @@ func (f *supervisorFixture) waitHeld(version uint64, l Level, within time.Durati
 	return ch
 }
 
-func answered(t *testing.T, ch chan any) *HeldResult {
-	t.Helper()
-	select {
-	case r := <-ch:
-		return r.(*HeldResult)
-	case <-time.After(wait):
-		t.Fatal("the wait was not answered")
-		return nil
-	}
-}
+func answered(t *testing.T, ch chan any) *HeldResult { t.Helper(); return receive[*HeldResult](t, ch) }
 
 // notAnswered checks, after a round trip through the Supervisor (whose
 // messages are handled in order), that ch holds no answer.

@@ -123,3 +123,21 @@ func askActor(t *testing.T, sys *actor.ActorSystem, pid *actor.PID, msg any) any
 	}
 	return r
 }
+
+// receive returns the answer sent to a Reply channel, failing the test if
+// none comes within wait or it is not a T.
+func receive[T any](t *testing.T, ch chan any) T {
+	t.Helper()
+	select {
+	case r := <-ch:
+		v, ok := r.(T)
+		if !ok {
+			t.Fatalf("answer %T, want %T", r, v)
+		}
+		return v
+	case <-time.After(wait):
+		var zero T
+		t.Fatalf("no %T answered", zero)
+		return zero
+	}
+}

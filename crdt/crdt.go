@@ -181,6 +181,11 @@ type State struct {
 	// peak is the most counters held since the map was last rebuilt
 	// (shrink).
 	peak int
+	// ids holds one copy of each replica id (not key ids, which are one
+	// per key entry) that slots name: an entry decoded from a store or a
+	// peer brings a string of its own, and a million slots would otherwise
+	// hold a million copies of a few ids.
+	ids map[string]string
 	// skipDead: a merged entry that is dead by itself (at its floor) and
 	// of a counter this state does not hold is not kept (SkipDeadNew).
 	skipDead bool
@@ -228,8 +233,21 @@ type extra struct {
 	// shadow: the entry is of an incarnation a fold entry covers, and is
 	// kept only for its floor (see Merge).
 	shadow bool
+	// shared: one of foldExtras, which slots share and store never writes.
+	shared bool
 	k      *keyExtra // a key entry's fields; nil on every other entry
 }
+
+// foldExtras are the extras of fold entries that carry nothing but G (no
+// floor, FG 0, no expiry), indexed by G. After a restart every counter the
+// lineage wrote has such a fold entry; sharing its extra saves one (64
+// bytes) per counter.
+var foldExtras = func() (f [64]extra) {
+	for g := range f {
+		f[g] = extra{g: uint32(g), shared: true}
+	}
+	return f
+}()
 
 // keyExtra holds the fields of a key entry.
 type keyExtra struct {
@@ -258,7 +276,11 @@ func (sl *slot) store(e Entry, shadow bool) {
 		sl.x = nil
 		return
 	}
-	if sl.x == nil {
+	if e.FP|e.FN|e.T|e.E|uint64(e.FG) == 0 && !shadow && !keyed && e.G < uint32(len(foldExtras)) {
+		sl.x = &foldExtras[e.G]
+		return
+	}
+	if sl.x == nil || sl.x.shared {
 		sl.x = new(extra) // reused after: a change to an expiring counter allocates nothing
 	}
 	k := sl.x.k
@@ -629,22 +651,38 @@ func (s *State) Get(name, replica string) (Entry, bool) {
 // entries that would give a counter more than Limits.MaxEntries change
 // nothing and return an error wrapping ErrLimit.
 func (s *State) Merge(entries []Entry) ([]Entry, error) {
-	if err := Validate(entries); err != nil {
+	m := merging{record: true}
+	if err := s.merge(entries, &m); err != nil {
 		return nil, err
+	}
+	return m.changed, nil
+}
+
+// Load merges entries as Merge does, without gathering the entries that
+// changed: for loading a store or copying a state, where nobody reads them
+// and gathering them would hold a second copy of every entry (and a map of
+// them) until the load ends.
+func (s *State) Load(entries []Entry) error {
+	return s.merge(entries, &merging{})
+}
+
+// merge is Merge, telling m of the entries that changed.
+func (s *State) merge(entries []Entry, m *merging) error {
+	if err := Validate(entries); err != nil {
+		return err
 	}
 	if err := s.notCoveringSelf(entries); err != nil {
-		return nil, err
+		return err
 	}
 	if err := s.room(entries); err != nil {
-		return nil, err
+		return err
 	}
-	var m merging
 	skip := s.deadNew(entries)
 	// Fold entries first, so that fewer covered entries are kept a while
 	// for nothing.
 	for _, e := range entries {
 		if e.G > 0 && !skip[e.Counter] {
-			m.record(s.mergeOne(e)...)
+			m.add(s.mergeOne(e)...)
 		}
 	}
 	// Then key entries, before the replica entries: a retirement moves a
@@ -655,15 +693,15 @@ func (s *State) Merge(entries []Entry) ([]Entry, error) {
 	// short between the two carries it first (keys.go).
 	for _, e := range entries {
 		if e.G == 0 && e.isKey() && !skip[e.Counter] {
-			m.record(s.mergeOne(e)...)
+			m.add(s.mergeOne(e)...)
 		}
 	}
 	for _, e := range entries {
 		if e.G == 0 && !e.isKey() && !skip[e.Counter] {
-			m.record(s.mergeOne(e)...)
+			m.add(s.mergeOne(e)...)
 		}
 	}
-	return m.changed, nil
+	return nil
 }
 
 // deadNew returns, with SkipDeadNew on, the counters of entries that this
@@ -719,15 +757,19 @@ func (s *State) leavesDead(name string, batch []Entry) bool {
 	return c == nil || c.dead()
 }
 
-// merging gathers the changes of one Merge.
+// merging gathers the changes of one Merge (if record; Load gathers none).
 type merging struct {
+	record  bool
 	changed []Entry
 	at      map[Entry]int // key (other fields zero) -> index in changed
 }
 
-// record notes changed entries; a key changed twice is reported once, with
+// add notes changed entries; a key changed twice is reported once, with
 // its last fields.
-func (m *merging) record(es ...Entry) {
+func (m *merging) add(es ...Entry) {
+	if !m.record {
+		return
+	}
 	for _, e := range es {
 		k := Entry{Counter: e.Counter, Replica: e.Replica}
 		if i, ok := m.at[k]; ok {
@@ -824,7 +866,7 @@ func (s *State) reclassify(name string, c *counter, foldID string) []Entry {
 			if !sl.shadow() { // counted until now: from here it only subtracts
 				wasDead := c.dead()
 				c.account(e, false, true)
-				sl.x.shadow = true
+				sl.x.shadow = true // not a shared extra: those have no floor
 				c.account(e, true, false)
 				s.liveChanged(name, c, wasDead)
 			}
@@ -1023,7 +1065,7 @@ func (s *State) setAs(name string, c *counter, sl *slot, e Entry, shadow bool) *
 	}
 	wasDead := c.dead()
 	if sl == nil {
-		sl = c.add(e.Replica, e.Replica == s.replica)
+		sl = c.add(s.replicaID(e.Replica), e.Replica == s.replica)
 		s.entries++
 		if e.isKey() {
 			s.addKey(name, e.Replica)
@@ -1050,7 +1092,7 @@ func (s *State) setAs(name string, c *counter, sl *slot, e Entry, shadow bool) *
 	case wasDead:
 		s.live++
 	}
-	s.log = append(s.log, logItem{ver: s.version, counter: name, replica: e.Replica})
+	s.log = append(s.log, logItem{ver: s.version, counter: name, replica: sl.replica})
 	if len(s.log) > 2*s.entries+64 {
 		s.compact()
 	}
@@ -1058,6 +1100,25 @@ func (s *State) setAs(name string, c *counter, sl *slot, e Entry, shadow bool) *
 		s.keyChanged(name, e)
 	}
 	return c
+}
+
+// replicaID returns the copy of replica id that slots share (key ids are
+// returned as they are: each names one entry).
+func (s *State) replicaID(id string) string {
+	switch {
+	case id == s.replica:
+		return s.replica
+	case isKeyID(id):
+		return id
+	}
+	if held, ok := s.ids[id]; ok {
+		return held
+	}
+	if s.ids == nil {
+		s.ids = make(map[string]string)
+	}
+	s.ids[id] = id
+	return id
 }
 
 // dropSlot removes one entry from counter name (which keeps at least one

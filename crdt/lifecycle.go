@@ -241,6 +241,16 @@ func (s *State) Fold() []Entry {
 		c = s.set(name, c, c.slot(fid), e)
 		s.reclassify(name, c, fid)
 		folded = append(folded, c.slot(fid).entry(name))
+		// A counter's first fold adds a slot and drops the one it covers:
+		// without this, it keeps room for two (48 bytes) for good.
+		if cap(c.slots) > len(c.slots) {
+			c.slots = fresh(c.slots)
+		}
+	}
+	if len(folded) > 0 {
+		// Each fold left a stale log item; a large fold would keep them
+		// (and the room the log grew by) until the next compaction.
+		s.log = fresh(s.dropStale(s.log))
 	}
 	return folded
 }

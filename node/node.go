@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"sync"
@@ -184,7 +185,7 @@ func (n *Node) openStore() (state *crdt.State, st actors.Store, removed []string
 	state.SetHigh(start.High)
 	entries, err := db.Load()
 	if err == nil {
-		_, err = state.Merge(entries)
+		err = state.Load(entries)
 	}
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("node: loading %s: %w", db.Path(), err)
@@ -248,6 +249,12 @@ func (n *Node) startActors(state *crdt.State, st actors.Store, removed []string)
 	}
 	n.undo.push(func(context.Context) error { n.sys.Root.PoisonFuture(counter).Wait(); return nil })
 	n.counter = counter
+	if st != nil {
+		// Loading decoded every stored entry once more than the state keeps
+		// (and the durable copy was made from the state): give that memory
+		// back now, rather than as the scavenger gets to it.
+		debug.FreeOSMemory()
+	}
 	n.client = actors.NewCounters(n.sys.Root, counter, n.cfg.RequestTimeout)
 
 	rt := n.cfg.RoundTripper

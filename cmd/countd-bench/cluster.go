@@ -23,8 +23,10 @@ type cluster struct {
 	// -target=one.
 	addrs []string
 	// procs are the node processes started by the tool, in the order of
-	// addrs; nil for an external cluster.
+	// addrs; nil for an external cluster. specs are what they were started
+	// with, for a restart.
 	procs []*proc.Proc
+	specs []proc.Spec
 	// dataDirs are the started nodes' data dirs, in the order of addrs;
 	// nil for -memory nodes and an external cluster.
 	dataDirs []string
@@ -118,10 +120,8 @@ func startCluster(ctx context.Context, cfg *Config, bin string, n int, sec secur
 			args = append(args, "-idempotency-window="+cfg.Window.String(), "-pprof")
 		}
 		args = append(args, cfg.NodeFlags...) // last, so they win
-		// Its log goes to a file beside its data dir too, kept with -keep.
-		p, err := startLogged(filepath.Join(dir, "node-"+strconv.Itoa(port)+".log"), func(logf io.Writer) (*proc.Proc, error) {
-			return proc.Start(proc.Spec{Name: "node " + c.addrs[i], Path: bin, Args: args, Stdout: logf, Stderr: logf})
-		})
+		c.specs = append(c.specs, proc.Spec{Name: "node " + c.addrs[i], Path: bin, Args: args})
+		p, err := c.startNode(i)
 		if err != nil {
 			return nil, fmt.Errorf("start cluster: %w", err)
 		}
@@ -134,11 +134,22 @@ func startCluster(ctx context.Context, cfg *Config, bin string, n int, sec secur
 	return c, nil
 }
 
-// startLogged creates the log file at path and calls start with it; the
-// file is closed once the process start started has ended (its output is
-// copied into the file until then), or at once if start fails.
+// startNode starts node i as specs[i] says, its log appended to a file
+// beside its data dir (kept with -keep).
+func (c *cluster) startNode(i int) (*proc.Proc, error) {
+	name := "node-" + strings.TrimPrefix(c.addrs[i], "127.0.0.1:") + ".log"
+	return startLogged(filepath.Join(c.dir, name), func(logf io.Writer) (*proc.Proc, error) {
+		spec := c.specs[i]
+		spec.Stdout, spec.Stderr = logf, logf
+		return proc.Start(spec)
+	})
+}
+
+// startLogged opens the log file at path (appending) and calls start with
+// it; the file is closed once the process start started has ended (its
+// output is copied into the file until then), or at once if start fails.
 func startLogged(path string, start func(log io.Writer) (*proc.Proc, error)) (*proc.Proc, error) {
-	logf, err := os.Create(path)
+	logf, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
@@ -152,6 +163,25 @@ func startLogged(path string, start func(log io.Writer) (*proc.Proc, error)) (*p
 		logf.Close()
 	}()
 	return p, nil
+}
+
+// restart stops node i (SIGTERM, SIGKILL after the stop timeout), starts
+// it again with the same flags and data dir, and waits until the cluster
+// is ready. stopErr says how the stop went wrong (the node is restarted
+// all the same: a node killed after the timeout restarts from its log);
+// stopped is when the old process had ended.
+func (c *cluster) restart(ctx context.Context, i int, readyTimeout time.Duration) (stopped time.Time, stopErr, err error) {
+	stopErr = c.procs[i].Stop(c.stopTimeout)
+	stopped = time.Now()
+	p, err := c.startNode(i)
+	if err != nil {
+		return stopped, stopErr, fmt.Errorf("restart %s: %w", c.addrs[i], err)
+	}
+	c.procs[i] = p
+	if err := waitReady(ctx, c, readyTimeout); err != nil {
+		return stopped, stopErr, fmt.Errorf("restart %s: %w", c.addrs[i], err)
+	}
+	return stopped, stopErr, nil
 }
 
 // exitedNode returns an error naming the first started node that has

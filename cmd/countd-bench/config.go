@@ -79,6 +79,9 @@ type Config struct {
 	IdlePeer string
 	// CreateCounters > 0 selects create mode with that many counters.
 	CreateCounters int
+	// RestartNode: create mode then measures the first node's memory, its
+	// GET /counters and a restart on its data dir (MemoryResult).
+	RestartNode bool
 	// ChurnCounters > 0 selects churn mode: that many counters created
 	// evenly over Duration, once per TTL in TTLs (seconds, 0 for none) on
 	// a fresh cluster each, sampled every Sample until Tail after the last
@@ -225,6 +228,9 @@ func (c *Config) validate(given map[string]bool) error {
 	}
 	if c.IdlePeer != "" && len(c.Addrs) > 0 {
 		return errors.New("-idle-peer starts its own nodes beside the ones the tool starts: it has no meaning with -addrs")
+	}
+	if c.RestartNode && (c.mode() != modeCreate || c.Memory || len(c.Addrs) > 0) {
+		return errors.New("-restart-node applies to -create-counters on durable nodes the tool starts")
 	}
 	if c.mode() != modeKeys && given["idempotency-window"] {
 		return errors.New("-idempotency-window applies to -keys")

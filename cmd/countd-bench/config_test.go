@@ -78,6 +78,8 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"-idle=1s", "-idle-peer=consul"}, "-idle-peer"},
 		{[]string{"-idle-peer=memberlist"}, "applies to -idle"},
 		{[]string{"-addrs=h:1", "-idle=1s", "-idle-peer=memberlist"}, "-addrs"},
+		{[]string{"-restart-node"}, "-restart-node"},
+		{[]string{"-create-counters=5", "-restart-node", "-memory"}, "-restart-node"},
 		{[]string{"stray"}, "stray"},
 		{[]string{"-no-such-flag"}, "no-such-flag"},
 	}

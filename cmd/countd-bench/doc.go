@@ -23,7 +23,11 @@
 //     as many hashicorp/memberlist nodes (DefaultLANConfig, on 127.0.0.1),
 //     each a child process of this tool's own binary (memberlist.go).
 //   - create (-create-counters K): K distinct named counters created on one
-//     node, then the time to agreement and each node's memory.
+//     node, then the time to agreement and each node's memory. With
+//     -restart-node, the first node's memory (RSS, RssAnon, RssFile, Go
+//     heap) is then read, at its peak while GET /counters streams, and once
+//     ready after a SIGTERM and a start on the same data dir, and its
+//     GET /counters again.
 //   - churn (-churn-counters K): K distinct named counters, each incremented
 //     once with ?ttl= from -ttl (a list of seconds, 0 for none: one run on
 //     a fresh cluster each), created at an even rate over -duration (as

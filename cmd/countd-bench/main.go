@@ -87,6 +87,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&cfg.IdlePeer, "idle-peer", "", "idle mode: after countd's nodes, measure as many nodes of this peer the same way: memberlist (hashicorp/memberlist, DefaultLANConfig, on 127.0.0.1)")
 	fs.DurationVar(&cfg.Settle, "settle", 0, "idle mode: wait this long after the nodes see each other alive before measuring")
 	fs.IntVar(&cfg.CreateCounters, "create-counters", 0, "create mode: create this many named counters on one node")
+	fs.BoolVar(&cfg.RestartNode, "restart-node", false, "create mode: then measure the first node's memory (RSS, anon and file, Go heap) after the creates, while GET /counters streams, and after a SIGTERM and a restart on its data dir")
 	fs.IntVar(&cfg.ChurnCounters, "churn-counters", 0, "churn mode: create this many named counters at an even rate over -duration, sampling memory and disk")
 	fs.Var(intList{&cfg.TTLs, 0, 315576000}, "ttl", "churn mode: `list` of ttls in seconds for the counters, one run on a fresh cluster each; 0 for none (e.g. 60,0)")
 	fs.DurationVar(&cfg.Tail, "tail", 0, "churn mode: keep sampling this long after the last create (default the largest -ttl plus 3m)")

@@ -421,5 +421,10 @@ func (b *bench) runCreate(ctx context.Context, cl *cluster, clients int) (*Resul
 	res.Countd = newSide(&st)
 	res.Create = cr
 	b.fillStats(res, cl, before, after)
+	if b.cfg.RestartNode {
+		if err := b.measureRestart(ctx, cl, res); err != nil {
+			return nil, err
+		}
+	}
 	return res, nil
 }

@@ -20,6 +20,9 @@ type procStat struct {
 	RSS uint64
 	// PeakRSS is the largest resident set size so far (VmHWM), in bytes.
 	PeakRSS uint64
+	// Anon and File split RSS (RssAnon, RssFile; 0 if the kernel does not
+	// say): the heap and stacks, and mapped files such as the bbolt file.
+	Anon, File uint64
 }
 
 // readCPU returns the CPU time (utime+stime) pid has used so far, from
@@ -45,11 +48,12 @@ func readProc(pid int) (procStat, error) {
 	if err != nil {
 		return procStat{}, fmt.Errorf("memory of pid %d: %w", pid, err)
 	}
-	rss, hwm, err := parseStatus(status)
+	ps, err := parseStatus(status)
 	if err != nil {
 		return procStat{}, fmt.Errorf("memory of pid %d: %w", pid, err)
 	}
-	return procStat{CPU: cpu, RSS: rss, PeakRSS: hwm}, nil
+	ps.CPU = cpu
+	return ps, nil
 }
 
 // parseStat returns utime+stime from the text of /proc/<pid>/stat. The
@@ -79,9 +83,10 @@ func parseStat(b []byte) (time.Duration, error) {
 		time.Duration(ticks%clockTicks)*(time.Second/clockTicks), nil
 }
 
-// parseStatus returns VmRSS and VmHWM, in bytes, from the text of
-// /proc/<pid>/status (lines like "VmHWM:\t   12345 kB").
-func parseStatus(b []byte) (rss, hwm uint64, err error) {
+// parseStatus returns VmRSS and VmHWM (both required), RssAnon and RssFile,
+// in bytes, from the text of /proc/<pid>/status (lines like
+// "VmHWM:\t   12345 kB").
+func parseStatus(b []byte) (ps procStat, err error) {
 	var haveRSS, haveHWM bool
 	for line := range bytes.Lines(b) {
 		key, rest, ok := bytes.Cut(line, []byte(":"))
@@ -91,24 +96,28 @@ func parseStatus(b []byte) (rss, hwm uint64, err error) {
 		var dst *uint64
 		switch string(key) {
 		case "VmRSS":
-			dst, haveRSS = &rss, true
+			dst, haveRSS = &ps.RSS, true
 		case "VmHWM":
-			dst, haveHWM = &hwm, true
+			dst, haveHWM = &ps.PeakRSS, true
+		case "RssAnon":
+			dst = &ps.Anon
+		case "RssFile":
+			dst = &ps.File
 		default:
 			continue
 		}
 		f := bytes.Fields(rest)
 		if len(f) != 2 || string(f[1]) != "kB" {
-			return 0, 0, fmt.Errorf("malformed status line %q", bytes.TrimSpace(line))
+			return procStat{}, fmt.Errorf("malformed status line %q", bytes.TrimSpace(line))
 		}
 		kb, err := strconv.ParseUint(string(f[0]), 10, 53)
 		if err != nil {
-			return 0, 0, fmt.Errorf("malformed status line %q: %w", bytes.TrimSpace(line), err)
+			return procStat{}, fmt.Errorf("malformed status line %q: %w", bytes.TrimSpace(line), err)
 		}
 		*dst = kb * 1024
 	}
 	if !haveRSS || !haveHWM {
-		return 0, 0, fmt.Errorf("status has no VmRSS or VmHWM line")
+		return procStat{}, fmt.Errorf("status has no VmRSS or VmHWM line")
 	}
-	return rss, hwm, nil
+	return ps, nil
 }

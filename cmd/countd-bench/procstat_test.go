@@ -45,10 +45,12 @@ func TestParseStat(t *testing.T) {
 }
 
 func TestParseStatus(t *testing.T) {
-	in := "Name:\tcountd\nVmPeak:\t  900000 kB\nVmHWM:\t   30000 kB\nVmRSS:\t   25000 kB\nThreads:\t9\n"
-	rss, hwm, err := parseStatus([]byte(in))
-	if err != nil || rss != 25000*1024 || hwm != 30000*1024 {
-		t.Fatalf("parseStatus = %d, %d, %v", rss, hwm, err)
+	in := "Name:\tcountd\nVmPeak:\t  900000 kB\nVmHWM:\t   30000 kB\nVmRSS:\t   25000 kB\n" +
+		"RssAnon:\t   20000 kB\nRssFile:\t    4000 kB\nRssShmem:\t    1000 kB\nThreads:\t9\n"
+	ps, err := parseStatus([]byte(in))
+	want := procStat{RSS: 25000 * 1024, PeakRSS: 30000 * 1024, Anon: 20000 * 1024, File: 4000 * 1024}
+	if err != nil || ps != want {
+		t.Fatalf("parseStatus = %+v, %v; want %+v", ps, err, want)
 	}
 	for _, bad := range []string{
 		"Name:\tx\n",                     // a kernel thread has neither
@@ -56,7 +58,7 @@ func TestParseStatus(t *testing.T) {
 		"VmHWM:\t x kB\nVmRSS:\t 1 kB\n", // not a number
 		"VmHWM:\t 1 MB\nVmRSS:\t 1 kB\n", // unknown unit
 	} {
-		if _, _, err := parseStatus([]byte(bad)); err == nil {
+		if _, err := parseStatus([]byte(bad)); err == nil {
 			t.Errorf("parseStatus(%q) gave no error", bad)
 		}
 	}

@@ -96,7 +96,9 @@ type Result struct {
 	Rounds *RoundsResult `json:"rounds,omitempty"`
 	Idle   *IdleResult   `json:"idle,omitempty"`
 	Create *CreateResult `json:"create,omitempty"`
-	Churn  *ChurnResult  `json:"churn,omitempty"`
+	// Restart is the create mode's -restart-node figures.
+	Restart *MemoryResult `json:"restart,omitempty"`
+	Churn   *ChurnResult  `json:"churn,omitempty"`
 	// Levels is the levels mode's load at each write level; Countd is
 	// then all of them together.
 	Levels []LevelSide `json:"levels,omitempty"`
@@ -362,6 +364,7 @@ func printResult(w io.Writer, r *Result) {
 		fmt.Fprintf(tw, "  created\t%s counters in %.1fs; the nodes agree on %s counters\n",
 			group(float64(cr.Counters)), cr.Seconds, group(float64(cr.AgreedCounters)))
 	}
+	printMemory(tw, r.Restart)
 	tw.Flush()
 	printLevels(w, r.Levels)
 	printNodeStats(tw, r.NodeStats)

@@ -116,6 +116,34 @@ func TestSmokeMemory(t *testing.T) {
 	}
 }
 
+// TestSmokeRestart runs the create mode with -restart-node on one durable
+// node: every figure is read, the node restarted on its data dir lists
+// every counter created, and nothing is left running.
+func TestSmokeRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs countd")
+	}
+	rep, stdout, _ := smokeRun(t, "-nodes=1", "-clients=4", "-create-counters=500", "-restart-node")
+	if len(rep.Runs) != 1 || rep.Runs[0].Restart == nil {
+		t.Fatalf("no -restart-node figures in %+v", rep.Runs)
+	}
+	m := rep.Runs[0].Restart
+	if m.Listed != 500 {
+		t.Errorf("the restarted node lists %d counters, want 500", m.Listed)
+	}
+	for what, nm := range map[string]NodeMemory{"created": m.Created, "listing": m.Listing, "restarted": m.Restarted, "listing after": m.ListingAfter} {
+		if nm.RSS == 0 || nm.Anon == 0 || nm.Anon+nm.File > nm.RSS {
+			t.Errorf("%s: implausible memory %+v", what, nm)
+		}
+	}
+	if m.Created.Heap == nil || m.Restarted.Heap == nil || m.StopSeconds <= 0 || m.ReadySeconds <= 0 {
+		t.Errorf("no heap figure or restart time: %+v", m)
+	}
+	if !strings.Contains(stdout, "restarted (") {
+		t.Errorf("the report does not show the restart:\n%s", stdout)
+	}
+}
+
 // smokeRun runs the tool with args and returns the report and its output.
 // Its temporary directories go in one of the test's own; it fails the test
 // if any of them, or any child process, is left afterwards.
