@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,8 +37,18 @@ import (
 // peerMemberlist is -idle-peer's one value.
 const peerMemberlist = "memberlist"
 
-// memberlistVersion is the version go.mod pins, for the report.
-const memberlistVersion = "v0.7.0"
+// memberlistVersion is the version of memberlist built into this binary
+// (the one go.mod pins), for the report.
+func memberlistVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, m := range bi.Deps {
+			if m.Path == "github.com/hashicorp/memberlist" {
+				return m.Version
+			}
+		}
+	}
+	return "(version unknown)"
+}
 
 // serveMemberlist runs this process as one memberlist node
 // (-memberlist-node), joined to the node at join unless it is empty,

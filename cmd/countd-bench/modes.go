@@ -337,7 +337,7 @@ func (b *bench) runIdle(ctx context.Context, cl *cluster) (*Result, error) {
 	res := b.newResult(modeIdle, cl, 0)
 	res.Target = ""
 	if cl.peer != "" {
-		res.Peer, res.Memory = cl.peer+" "+memberlistVersion+", DefaultLANConfig", false
+		res.Peer, res.Memory = cl.peer+" "+memberlistVersion()+", DefaultLANConfig", false
 	}
 	prog := b.progress(cl, 0)
 	prog.setPhase("settle")
