@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -78,30 +77,6 @@ func (p *Proc) WaitHealthy(ctx context.Context, c *http.Client, baseURL string, 
 		return fmt.Errorf("%s exited while waiting for /health: %v", p, p.waitErr)
 	}
 	return err
-}
-
-// FreePorts returns n distinct ports free on 127.0.0.1 a moment ago. They
-// are held open together while picked, so they differ; another process
-// could still take one before a node binds it, which the node reports by
-// exiting. Use it only where a flag needs a number before the node starts
-// (-peers); otherwise start the node with -port=0.
-func FreePorts(n int) ([]int, error) {
-	var lns []net.Listener
-	defer func() {
-		for _, ln := range lns {
-			ln.Close()
-		}
-	}()
-	ports := make([]int, 0, n)
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("find a free port: %w", err)
-		}
-		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 // Build builds the countd binary from the root of the countd module into

@@ -8,8 +8,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -227,6 +229,60 @@ func TestFreePortsDistinct(t *testing.T) {
 			t.Fatalf("ports %v", ports)
 		}
 		seen[p] = true
+	}
+}
+
+// TestFreePortsOutsideEphemeral checks that the ports lie below the kernel's
+// ephemeral range, where no outgoing connection can take one first.
+func TestFreePortsOutsideEphemeral(t *testing.T) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		t.Skipf("no ephemeral range to compare with: %v", err)
+	}
+	var first, last int
+	if _, err := fmt.Sscan(string(b), &first, &last); err != nil {
+		t.Fatalf("ip_local_port_range %q: %v", b, err)
+	}
+	ports, err := FreePorts(10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range ports {
+		if p >= first && p <= last {
+			t.Errorf("port %d is in the ephemeral range %d-%d", p, first, last)
+		}
+	}
+}
+
+// TestFreePortsReservedAcrossProcesses checks that a port one process got
+// from FreePorts cannot be reserved by another: a second test binary tries.
+func TestFreePortsReservedAcrossProcesses(t *testing.T) {
+	if list := os.Getenv("COUNTD_PROC_RESERVE"); list != "" {
+		for _, f := range strings.Split(list, ",") {
+			var port int
+			fmt.Sscan(f, &port)
+			if reserve(port) {
+				fmt.Printf("reserved %d\n", port)
+			}
+		}
+		return
+	}
+	if runtime.GOOS != "linux" {
+		t.Skip("ports are reserved across processes only on Linux (fcntl locks)")
+	}
+	ports, err := FreePorts(5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	list := strings.Trim(strings.Join(strings.Fields(fmt.Sprint(ports)), ","), "[]")
+	cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestFreePortsReservedAcrossProcesses$")
+	cmd.Env = append(os.Environ(), "COUNTD_PROC_RESERVE="+list)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("second process: %v\n%s", err, out)
+	}
+	if strings.Contains(string(out), "reserved") {
+		t.Fatalf("a second process reserved ports this one holds (%s):\n%s", list, out)
 	}
 }
 
