@@ -414,11 +414,11 @@ type CounterActor struct {
 	// period while anything is pending.
 	clocked bool
 
-	next     batch  // gathering
+	next batch // gathering
 	// gathering holds writes back while a Changes is taken, so that all
 	// its changes share one commit.
 	gathering bool
-	inFlight *batch // being written, or nil
+	inFlight  *batch // being written, or nil
 	// After a write the next batch may be held for the clients it
 	// answered to come back (pacer): holdTimer ends the hold.
 	pace      pacer

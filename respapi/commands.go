@@ -238,7 +238,7 @@ func parseInt(b []byte) (int64, bool) {
 	}
 	switch {
 	case neg && v <= 1<<63:
-		return -int64(v - 1) - 1, true
+		return -int64(v-1) - 1, true
 	case !neg && v < 1<<63:
 		return int64(v), true
 	}
