@@ -132,6 +132,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (n
 	defs := []flagDef{
 		{"port", intValue(&cfg.Port, 0, 65535), "a whole number from 0 to 65535",
 			"port to listen on; 0 picks a free port, which the start-up log shows"},
+		{"resp-port", intValue(&cfg.RESPPort, 0, 65535), "a whole number from 0 (no RESP port) to 65535",
+			"port of the Redis protocol (RESP2 and RESP3: redis-cli, any Redis client) on -bind; 0 means none"},
 		{"bind", (*stringValue)(&cfg.Bind), "an address of this machine such as 127.0.0.1 or 0.0.0.0",
 			"interface to listen on; 0.0.0.0 for multi-host"},
 		{"advertise", (*addrValue)(&cfg.Advertise), addrForms,
