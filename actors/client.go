@@ -116,6 +116,16 @@ func (c *Counters) ApplyAll(ctx context.Context, chs []Change) ([]ChangeResult, 
 	return r.Results, nil
 }
 
+// LookupAll returns the value and expiry of each counter named, in order
+// (Exists false: there is none), in one message to the actor.
+func (c *Counters) LookupAll(ctx context.Context, names []string) ([]CounterValue, error) {
+	r, err := ask[*CounterValues](ctx, c.asker, &GetValues{Names: names})
+	if err != nil {
+		return nil, err
+	}
+	return r.Values, nil
+}
+
 // Names returns the names of every counter that exists, in no order.
 func (c *Counters) Names(ctx context.Context) ([]string, error) {
 	r, err := ask[*CounterNames](ctx, c.asker, &GetNames{})

@@ -1,7 +1,6 @@
 package respapi
 
 import (
-	"context"
 	"strings"
 
 	"github.com/tidwall/redcon"
@@ -24,27 +23,69 @@ type command struct {
 	// run runs any other command; it returns true to close the connection
 	// after the replies (QUIT).
 	run func(s *Server, c *client, w writer, args [][]byte) bool
+	// flags, keys and group describe the command to COMMAND, in Redis's
+	// words: keys are the first key's place, the last's (-1: the last
+	// argument) and the step between them; none is 0, 0, 0.
+	flags   []string
+	keys    [3]int
+	group   string
+	summary string
 }
 
-// commands maps a command's lower-case name to it; filled in init, since
-// COMMAND reads the table.
+// commands maps a command's lower-case name to it.
 var commands map[string]*command
 
+// The flags of COMMAND's replies.
+var (
+	write    = []string{"write", "denyoom", "fast"}
+	readonly = []string{"readonly", "fast"}
+	conn     = []string{"noscript", "loading", "stale", "fast"}
+	noAuth   = []string{"noscript", "loading", "stale", "fast", "no_auth", "allow_busy"}
+	one      = [3]int{1, 1, 1}
+	many     = [3]int{1, -1, 1}
+)
+
+// commandList is every command, in the order COMMAND lists them; set in
+// init (COMMAND reads it).
+var commandList []*command
+
 func init() {
-	commands = make(map[string]*command)
+	commandList = allCommands()
+	commands = make(map[string]*command, len(commandList))
 	for _, cmd := range commandList {
 		commands[cmd.name] = cmd
 	}
 }
 
-// commandList is every command, in the order COMMAND lists them.
-var commandList = []*command{
-	{name: "ping", arity: -1, run: cmdPing},
-	{name: "incr", arity: 2, change: changeOf(false, false)},
-	{name: "decr", arity: 2, change: changeOf(true, false)},
-	{name: "incrby", arity: 3, change: changeOf(false, true)},
-	{name: "decrby", arity: 3, change: changeOf(true, true)},
-	{name: "get", arity: 2, run: cmdGet},
+func allCommands() []*command {
+	return []*command{
+		{name: "ping", arity: -1, run: cmdPing, flags: conn, group: "connection", summary: "Returns the server's liveliness response."},
+		{name: "echo", arity: 2, run: cmdEcho, flags: conn, group: "connection", summary: "Returns the given string."},
+		{name: "hello", arity: -1, run: cmdHello, noAuth: true, flags: noAuth, group: "connection", summary: "Handshakes with the server: protocol 2 or 3, AUTH (a client token), SETNAME."},
+		{name: "auth", arity: -2, run: cmdAuth, noAuth: true, flags: noAuth, group: "connection", summary: "Authenticates the connection with a client token of -client-token-file."},
+		{name: "client", arity: -2, run: cmdClient, flags: conn, group: "connection", summary: "CLIENT ID, GETNAME, SETNAME, SETINFO."},
+		{name: "select", arity: 2, run: cmdSelect, flags: conn, group: "connection", summary: "Selects database 0, the only one."},
+		{name: "reset", arity: 1, run: cmdReset, noAuth: true, flags: noAuth, group: "connection", summary: "Resets the connection."},
+		{name: "quit", arity: -1, run: cmdQuit, noAuth: true, flags: noAuth, group: "connection", summary: "Closes the connection."},
+		{name: "command", arity: -1, run: cmdCommand, flags: []string{"loading", "stale"}, group: "server", summary: "Returns information about countd's commands."},
+		{name: "incr", arity: 2, change: changeOf(false, false), flags: write, keys: one, group: "string", summary: "Increments a counter by 1, once durable."},
+		{name: "decr", arity: 2, change: changeOf(true, false), flags: write, keys: one, group: "string", summary: "Decrements a counter by 1, once durable."},
+		{name: "incrby", arity: 3, change: changeOf(false, true), flags: write, keys: one, group: "string", summary: "Increments a counter by a number (at most 2^53 either way), once durable."},
+		{name: "decrby", arity: 3, change: changeOf(true, true), flags: write, keys: one, group: "string", summary: "Decrements a counter by a number (at most 2^53 either way), once durable."},
+		{name: "get", arity: 2, run: cmdGet, flags: readonly, keys: one, group: "string", summary: "Returns a counter's value."},
+		{name: "mget", arity: -2, run: cmdMGet, flags: readonly, keys: many, group: "string", summary: "Returns the values of counters."},
+		{name: "exists", arity: -2, run: cmdExists, flags: readonly, keys: many, group: "generic", summary: "Counts the counters named that exist."},
+		{name: "del", arity: -2, run: cmdDel, flags: []string{"write"}, keys: many, group: "generic", summary: "Deletes counters, once durable."},
+		{name: "expire", arity: -3, run: cmdExpire, flags: []string{"write", "fast"}, keys: one, group: "generic", summary: "Sets a counter's expiry in seconds (NX, XX, GT, LT)."},
+		{name: "pexpire", arity: -3, run: cmdPExpire, flags: []string{"write", "fast"}, keys: one, group: "generic", summary: "Sets a counter's expiry in milliseconds (NX, XX, GT, LT)."},
+		{name: "ttl", arity: 2, run: cmdTTL, flags: readonly, keys: one, group: "generic", summary: "Returns a counter's time to live in seconds."},
+		{name: "pttl", arity: 2, run: cmdPTTL, flags: readonly, keys: one, group: "generic", summary: "Returns a counter's time to live in milliseconds."},
+		{name: "persist", arity: 2, run: cmdPersist, flags: []string{"write", "fast"}, keys: one, group: "generic", summary: "Removes a counter's expiry."},
+		{name: "scan", arity: -2, run: cmdScan, flags: []string{"readonly"}, group: "generic", summary: "Iterates over the counters' names."},
+		{name: "keys", arity: 2, run: cmdKeys, flags: []string{"readonly"}, group: "generic", summary: "Returns the counters' names that match a pattern."},
+		{name: "dbsize", arity: 1, run: cmdDBSize, flags: readonly, group: "server", summary: "Returns the number of counters."},
+		{name: "info", arity: -1, run: cmdInfo, flags: []string{"loading", "stale"}, group: "server", summary: "Returns information about the node: server, clients, replication (its peers), keyspace."},
+	}
 }
 
 // lookup finds the command named by name, in any case, without allocating.
@@ -256,22 +297,3 @@ func cmdPing(s *Server, c *client, w writer, args [][]byte) bool {
 	}
 	return false
 }
-
-func cmdGet(s *Server, c *client, w writer, args [][]byte) bool {
-	if !crdt.ValidName(string(args[1])) {
-		w.WriteError(nameError(args[1]))
-		return false
-	}
-	v, err := s.cfg.Counters.Lookup(s.ctx, string(args[1]))
-	switch {
-	case err != nil:
-		w.WriteError(errorReply(err))
-	case !v.Exists:
-		c.null(w)
-	default:
-		c.bulkInt(w, v.Value)
-	}
-	return false
-}
-
-var _ = context.Background

@@ -34,6 +34,8 @@ type Counters interface {
 	// returns one result per change (actors.Counters.ApplyAll).
 	ApplyAll(ctx context.Context, chs []actors.Change) ([]actors.ChangeResult, error)
 	Lookup(ctx context.Context, counter string) (*actors.CounterValue, error)
+	LookupAll(ctx context.Context, names []string) ([]actors.CounterValue, error)
+	All(ctx context.Context) (*actors.AllCounters, error)
 	Delete(ctx context.Context, counter string) (bool, error)
 	ExpireWith(ctx context.Context, m actors.Expire) (*actors.ExpireResult, error)
 	Names(ctx context.Context) ([]string, error)
