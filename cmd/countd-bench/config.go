@@ -162,7 +162,7 @@ func (c *Config) measureFsync() bool {
 	return c.Bare && c.Fsync && !c.Memory && len(c.Addrs) == 0
 }
 
-// mode returns which of the seven modes the configuration selects.
+// mode returns which of the eight modes the configuration selects.
 func (c *Config) mode() string {
 	switch {
 	case c.Rounds > 0:
