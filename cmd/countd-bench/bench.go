@@ -158,6 +158,23 @@ func (b *bench) runCluster(ctx context.Context, rep *Report, sec security, n int
 	return nil
 }
 
+// runEach runs one(c) for every client count c in turn, on servers one
+// starts itself, adding and printing each result as it comes, and stops at
+// the first error.
+func (b *bench) runEach(rep *Report, clients []int, one func(c int) (*Result, error)) error {
+	for _, c := range clients {
+		res, err := one(c)
+		if res != nil {
+			rep.Runs = append(rep.Runs, *res)
+			printResult(b.stdout, res)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // runChurns runs the churn mode once per -ttl and client count, each on a
 // fresh cluster of n nodes with sec, since what it measures is how the
 // nodes' memory and disk grow from empty.

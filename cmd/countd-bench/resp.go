@@ -87,17 +87,7 @@ type respTarget struct {
 // runRESPAll runs the resp mode once per client count, each on fresh
 // servers, so each count's check of the counters starts from zero.
 func (b *bench) runRESPAll(ctx context.Context, rep *Report, clients []int) error {
-	for _, c := range clients {
-		res, err := b.runRESP(ctx, c)
-		if res != nil {
-			rep.Runs = append(rep.Runs, *res)
-			printResult(b.stdout, res)
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	return b.runEach(rep, clients, func(c int) (*Result, error) { return b.runRESP(ctx, c) })
 }
 
 // runRESP starts the four servers, loads them, and checks the counts.
