@@ -68,12 +68,8 @@ func serveYardstick(flag string, h http.Handler, certFile, keyFile string, stdin
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
 		TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12}}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	ctx, stop := stopContext(stdin)
 	defer stop()
-	go func() {
-		io.Copy(io.Discard, stdin)
-		stop()
-	}()
 	go func() {
 		<-ctx.Done()
 		srv.Close()
@@ -90,7 +86,20 @@ func serveYardstick(flag string, h http.Handler, certFile, keyFile string, stdin
 	return 0
 }
 
-// yardstickProc is a yardstick server running as a child process.
+// stopContext returns a context that ends on SIGTERM or SIGINT, or when
+// stdin ends (the tool that started this process is gone): how a process
+// the tool started from its own binary knows to stop.
+func stopContext(stdin io.Reader) (context.Context, context.CancelFunc) {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		io.Copy(io.Discard, stdin)
+		stop()
+	}()
+	return ctx, stop
+}
+
+// yardstickProc is a process started from this tool's own binary (a
+// yardstick server, or a peer's node) that printed its address first.
 type yardstickProc struct {
 	*proc.Proc
 	addr  string
@@ -140,6 +149,13 @@ func startFsync(ctx context.Context, stopTimeout time.Duration) (*yardstickProc,
 // startYardstick starts this executable again with args and waits for the
 // address it prints.
 func startYardstick(ctx context.Context, name string, args []string, stopTimeout time.Duration) (*yardstickProc, error) {
+	return startSelf(ctx, name, args, os.Stderr, nil, stopTimeout)
+}
+
+// startSelf starts this executable again with args, its stderr copied to
+// stderr, and waits for the address it prints as its first line; every
+// later line of its stdout goes to lines (if not nil) as it comes.
+func startSelf(ctx context.Context, name string, args []string, stderr io.Writer, lines func(string), stopTimeout time.Duration) (*yardstickProc, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
@@ -154,7 +170,7 @@ func startYardstick(ctx context.Context, name string, args []string, stopTimeout
 		stdinW.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	p, err := proc.Start(proc.Spec{Name: name, Path: exe, Args: args, Stdin: stdinR, Stdout: outW, Stderr: os.Stderr})
+	p, err := proc.Start(proc.Spec{Name: name, Path: exe, Args: args, Stdin: stdinR, Stdout: outW, Stderr: stderr})
 	stdinR.Close()
 	outW.Close()
 	if err != nil {
@@ -167,9 +183,18 @@ func startYardstick(ctx context.Context, name string, args []string, stopTimeout
 	line := make(chan string, 1)
 	go func() {
 		defer outR.Close()
-		s, _ := bufio.NewReader(outR).ReadString('\n')
+		r := bufio.NewReader(outR)
+		s, _ := r.ReadString('\n')
 		line <- strings.TrimSpace(s)
-		io.Copy(io.Discard, outR)
+		if lines == nil {
+			io.Copy(io.Discard, r)
+			return
+		}
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			lines(sc.Text())
+		}
+		io.Copy(io.Discard, r)
 	}()
 	t := time.NewTimer(30 * time.Second)
 	defer t.Stop()

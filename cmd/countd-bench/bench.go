@@ -125,17 +125,23 @@ func (b *bench) runAll(ctx context.Context, rep *Report) error {
 				}
 				continue
 			}
-			if err := b.runCluster(ctx, rep, sec, n, clients); err != nil {
+			if err := b.runCluster(ctx, rep, clients, func() (*cluster, error) { return b.cluster(ctx, n, sec) }); err != nil {
 				return err
+			}
+			if b.cfg.IdlePeer != "" && sec == b.cfg.Security[0] {
+				// The peer after countd, at each node count, once.
+				if err := b.runCluster(ctx, rep, clients, func() (*cluster, error) { return b.peerCluster(ctx, n) }); err != nil {
+					return err
+				}
 			}
 		}
 	}
 	return nil
 }
 
-// runCluster runs every client count on one cluster of n nodes with sec.
-func (b *bench) runCluster(ctx context.Context, rep *Report, sec security, n int, clients []int) error {
-	cl, err := b.cluster(ctx, n, sec)
+// runCluster runs every client count on one cluster that start starts.
+func (b *bench) runCluster(ctx context.Context, rep *Report, clients []int, start func() (*cluster, error)) error {
+	cl, err := start()
 	if err != nil {
 		return err
 	}
@@ -250,6 +256,18 @@ func (b *bench) clusterOf(ctx context.Context, cfg *Config, n int, sec security)
 		return nil, err
 	}
 	b.logf("%d node(s) up, all see each other alive, after %.1fs", n, time.Since(t0).Seconds())
+	return cl, nil
+}
+
+// peerCluster starts n nodes of the -idle-peer system.
+func (b *bench) peerCluster(ctx context.Context, n int) (*cluster, error) {
+	t0 := time.Now()
+	b.logf("starting %d %s node(s) ...", n, b.cfg.IdlePeer)
+	cl, err := startMemberlist(ctx, b.cfg, n)
+	if err != nil {
+		return nil, err
+	}
+	b.logf("%d %s node(s) up, all list each other alive, after %.1fs", n, b.cfg.IdlePeer, time.Since(t0).Seconds())
 	return cl, nil
 }
 

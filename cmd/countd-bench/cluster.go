@@ -6,6 +6,7 @@ import (
 	"countd/internal/testcerts"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -40,9 +41,17 @@ type cluster struct {
 	dir         string // temporary directory of data dirs and logs; "" if none
 	keep        bool
 	stopTimeout time.Duration
-	readyAfter  time.Duration // from the first start until waitReady succeeded
-	closeOnce   sync.Once
-	closeErr    error
+	readyAfter  time.Duration // from the first start until every node saw every other alive
+	// peer names the system the nodes run when it is not countd (idle
+	// mode's -idle-peer), "" for countd; such nodes serve no HTTP, and
+	// members is what they print about their membership.
+	peer    string
+	members *memberCounts
+	// closers are closed once the processes have stopped (the pipes to
+	// a peer's nodes).
+	closers   []io.Closer
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // external returns a cluster of nodes the tool did not start.
@@ -143,19 +152,28 @@ func startCluster(ctx context.Context, cfg *Config, bin string, n int, sec secur
 // beside its data dir (kept with -keep).
 func (c *cluster) startNode(i int) (*proc.Proc, error) {
 	name := "node-" + strings.TrimPrefix(c.addrs[i], "127.0.0.1:") + ".log"
-	logf, err := os.OpenFile(filepath.Join(c.dir, name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	return startLogged(filepath.Join(c.dir, name), func(logf io.Writer) (*proc.Proc, error) {
+		spec := c.specs[i]
+		spec.Stdout, spec.Stderr = logf, logf
+		return proc.Start(spec)
+	})
+}
+
+// startLogged opens the log file at path (appending) and calls start with
+// it; the file is closed once the process start started has ended (its
+// output is copied into the file until then), or at once if start fails.
+func startLogged(path string, start func(log io.Writer) (*proc.Proc, error)) (*proc.Proc, error) {
+	logf, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
-	spec := c.specs[i]
-	spec.Stdout, spec.Stderr = logf, logf
-	p, err := proc.Start(spec)
+	p, err := start(logf)
 	if err != nil {
 		logf.Close()
 		return nil, err
 	}
 	go func() {
-		<-p.Done() // its stderr is copied into the file until then
+		<-p.Done()
 		logf.Close()
 	}()
 	return p, nil
@@ -202,6 +220,9 @@ func (c *cluster) Close() error {
 			wg.Go(func() { errs[i] = p.Stop(c.stopTimeout) })
 		}
 		wg.Wait()
+		for _, cl := range c.closers {
+			errs = append(errs, cl.Close())
+		}
 		if c.dir != "" && !c.keep {
 			errs = append(errs, os.RemoveAll(c.dir))
 		}

@@ -75,6 +75,9 @@ type Config struct {
 	// Detect (idle mode) SIGKILLs the last node after the measurement and
 	// times until every other node lists it down.
 	Detect bool
+	// IdlePeer (idle mode) also measures a peer system's nodes after
+	// countd's, with the same node counts and windows: "memberlist" or "".
+	IdlePeer string
 	// CreateCounters > 0 selects create mode with that many counters.
 	CreateCounters int
 	// RestartNode: create mode then measures the first node's memory, its
@@ -123,6 +126,10 @@ type Config struct {
 	// itself this way).
 	BareServer  bool
 	FsyncServer string
+	// MemberlistNode makes this process one memberlist node, joined to
+	// MemberlistJoin if set (hidden; the tool starts the peer this way).
+	MemberlistNode bool
+	MemberlistJoin string
 	// BareCert and BareKey, with BareServer, make it serve HTTPS with
 	// this certificate (hidden; for TLS runs).
 	BareCert, BareKey string
@@ -227,6 +234,15 @@ func (c *Config) validate(given map[string]bool) error {
 	}
 	if c.PNG != "" && c.mode() != modeLoad && c.mode() != modeChurn {
 		return errors.New("-png draws load-mode and churn-mode runs; it has no meaning with -rounds, -idle, -create-counters, -levels or -keys")
+	}
+	if c.IdlePeer != "" && c.IdlePeer != peerMemberlist {
+		return fmt.Errorf("invalid value %q for flag -idle-peer: want %s", c.IdlePeer, peerMemberlist)
+	}
+	if c.IdlePeer != "" && c.mode() != modeIdle {
+		return errors.New("-idle-peer applies to -idle")
+	}
+	if c.IdlePeer != "" && len(c.Addrs) > 0 {
+		return errors.New("-idle-peer starts its own nodes beside the ones the tool starts: it has no meaning with -addrs")
 	}
 	if c.RestartNode && (c.mode() != modeCreate || c.Memory || len(c.Addrs) > 0) {
 		return errors.New("-restart-node applies to -create-counters on durable nodes the tool starts")

@@ -15,6 +15,9 @@ import (
 // tool started and returns the time until every other node lists it down
 // in GET /peers (polled every 100 ms, so within 100 ms above the truth).
 func measureDetection(ctx context.Context, cl *cluster, timeout time.Duration) (time.Duration, error) {
+	if cl.peer == peerMemberlist {
+		return detectMemberlist(ctx, cl, timeout)
+	}
 	if len(cl.procs) < 2 {
 		return 0, errors.New("-detect needs at least 2 nodes the tool started")
 	}

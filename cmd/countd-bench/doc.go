@@ -17,7 +17,11 @@
 //   - rounds (-rounds R): R short bursts, each followed by a measurement of
 //     the time until every node reports the same counters.
 //   - idle (-idle D): the CPU all nodes use over D while nothing happens,
-//     as a share of one core, and each node's memory.
+//     as a share of one core, and each node's memory; -detect then times
+//     how long the others take to list a SIGKILLed node down. With
+//     -idle-peer=memberlist the same is measured, after countd's nodes, on
+//     as many hashicorp/memberlist nodes (DefaultLANConfig, on 127.0.0.1),
+//     each a child process of this tool's own binary (memberlist.go).
 //   - create (-create-counters K): K distinct named counters created on one
 //     node, then the time to agreement and each node's memory. With
 //     -restart-node, the first node's memory (RSS, RssAnon, RssFile, Go

@@ -30,6 +30,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if cfg.BareServer {
 		return serveBare(cfg.BareCert, cfg.BareKey, stdin, stdout, stderr)
 	}
+	if cfg.MemberlistNode {
+		return serveMemberlist(cfg.MemberlistJoin, stdin, stdout, stderr)
+	}
 	if cfg.FsyncServer != "" {
 		return serveFsync(cfg.FsyncServer, stdin, stdout, stderr)
 	}
@@ -81,6 +84,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.DurationVar(&cfg.Burst, "burst", cfg.Burst, "load time of one round (-rounds)")
 	fs.DurationVar(&cfg.Idle, "idle", 0, "idle mode: measure the nodes' CPU and memory over this long with no load")
 	fs.BoolVar(&cfg.Detect, "detect", false, "idle mode: then SIGKILL the last node and time until every other node lists it down")
+	fs.StringVar(&cfg.IdlePeer, "idle-peer", "", "idle mode: after countd's nodes, measure as many nodes of this peer the same way: memberlist (hashicorp/memberlist, DefaultLANConfig, on 127.0.0.1)")
 	fs.DurationVar(&cfg.Settle, "settle", 0, "idle mode: wait this long after the nodes see each other alive before measuring")
 	fs.IntVar(&cfg.CreateCounters, "create-counters", 0, "create mode: create this many named counters on one node")
 	fs.BoolVar(&cfg.RestartNode, "restart-node", false, "create mode: then measure the first node's memory (RSS, anon and file, Go heap) after the creates, while GET /counters streams, and after a SIGTERM and a restart on its data dir")
@@ -101,11 +105,13 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.BoolVar(&cfg.Keep, "keep", false, "keep the temporary directory (binary, data dirs, node logs)")
 	fs.BoolVar(&cfg.Quiet, "quiet", false, "no progress line on stderr")
 	fs.StringVar(&cfg.From, "from", "", "read results from this JSON file instead of running (with -png, -json)")
-	fs.BoolVar(&cfg.BareServer, "bare-server", false, "")  // hidden: run as the bare server
-	fs.StringVar(&cfg.FsyncServer, "fsync-server", "", "") // hidden: run as the fsync yardstick, its file here
-	fs.StringVar(&cfg.BareCert, "bare-tls-cert", "", "")   // hidden: the bare server's certificate
-	fs.StringVar(&cfg.BareKey, "bare-tls-key", "", "")     // hidden: and its key
-	fs.Usage = func() {}                                   // flag calls it on every error; help is printed below
+	fs.BoolVar(&cfg.BareServer, "bare-server", false, "")         // hidden: run as the bare server
+	fs.StringVar(&cfg.FsyncServer, "fsync-server", "", "")        // hidden: run as the fsync yardstick, its file here
+	fs.BoolVar(&cfg.MemberlistNode, "memberlist-node", false, "") // hidden: run as one memberlist node
+	fs.StringVar(&cfg.MemberlistJoin, "memberlist-join", "", "")  // hidden: and join it to this address
+	fs.StringVar(&cfg.BareCert, "bare-tls-cert", "", "")          // hidden: the bare server's certificate
+	fs.StringVar(&cfg.BareKey, "bare-tls-key", "", "")            // hidden: and its key
+	fs.Usage = func() {}                                          // flag calls it on every error; help is printed below
 
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -129,7 +135,7 @@ func printUsage(fs *flag.FlagSet, w io.Writer) {
 		"bare net/http atomic add measured in the same run and, when the nodes are\n"+
 		"durable, with the same add made durable by a group-committed fdatasync.\n\n")
 	fs.VisitAll(func(f *flag.Flag) {
-		if f.Name == "bare-server" || f.Name == "fsync-server" || strings.HasPrefix(f.Name, "bare-tls-") {
+		if f.Name == "bare-server" || f.Name == "fsync-server" || strings.HasPrefix(f.Name, "bare-tls-") || strings.HasPrefix(f.Name, "memberlist-") {
 			return
 		}
 		name, usage := flag.UnquoteUsage(f)

@@ -336,6 +336,9 @@ func (b *bench) runRounds(ctx context.Context, cl *cluster, clients int) (*Resul
 func (b *bench) runIdle(ctx context.Context, cl *cluster) (*Result, error) {
 	res := b.newResult(modeIdle, cl, 0)
 	res.Target = ""
+	if cl.peer != "" {
+		res.Peer, res.Memory = cl.peer+" "+memberlistVersion()+", DefaultLANConfig", false
+	}
 	prog := b.progress(cl, 0)
 	prog.setPhase("settle")
 	sleepCtx(ctx, b.cfg.Settle)

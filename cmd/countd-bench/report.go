@@ -49,6 +49,9 @@ type Result struct {
 	Memory    bool     `json:"memory"`
 	External  bool     `json:"external"`
 	NodeFlags []string `json:"node_flags,omitempty"`
+	// Peer names the system the nodes ran when it was not countd (idle
+	// mode's -idle-peer, e.g. "memberlist v0.7.0, DefaultLANConfig").
+	Peer string `json:"peer,omitempty"`
 	// Security is what the nodes demanded (-security: "key", "token+tls",
 	// ...); empty for none.
 	Security string `json:"security,omitempty"`
@@ -418,6 +421,9 @@ func describeRun(r *Result) string {
 	if r.External {
 		store = "external cluster"
 	}
+	if r.Peer != "" {
+		store = r.Peer
+	}
 	what := "POST /increment"
 	if r.Counters > 0 {
 		what = fmt.Sprintf("%d named counters", r.Counters)
@@ -447,10 +453,15 @@ func describeRun(r *Result) string {
 	return s
 }
 
-// printSummary prints one table row per run, for sweeps. The fsync
-// yardstick's columns appear only when some run measured it.
+// printSummary prints one table row per run, for sweeps: idle runs in a
+// table of their own, the rest in one whose fsync yardstick columns
+// appear only when some run measured it.
 func printSummary(w io.Writer, runs []Result) {
-	runs = slices.DeleteFunc(slices.Clone(runs), func(r Result) bool { return r.RESP != nil }) // printed whole
+	idle := slices.DeleteFunc(slices.Clone(runs), func(r Result) bool { return r.Mode != modeIdle })
+	if len(idle) >= 2 {
+		printIdleSummary(w, idle)
+	}
+	runs = slices.DeleteFunc(slices.Clone(runs), func(r Result) bool { return r.Mode == modeIdle || r.RESP != nil }) // resp runs are printed whole
 	if len(runs) < 2 {
 		return
 	}
@@ -528,6 +539,39 @@ func printSummary(w io.Writer, runs []Result) {
 	}
 	tw.Flush()
 	printLevelsSummary(w, runs)
+}
+
+// printIdleSummary prints one row per idle run: which system, its CPU as
+// a share of one core, and the times to ready and to detection.
+func printIdleSummary(w io.Writer, runs []Result) {
+	fmt.Fprintln(w, "\nidle summary")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "system\tnodes\tcpu % of one core\tcpu s\tover s\tready s\tdetect s\trss median MB\t")
+	for _, r := range runs {
+		system := "countd"
+		if r.Peer != "" {
+			system = r.Peer
+		}
+		var rss []float64
+		for _, s := range r.NodeStats {
+			if s.RSSBytes != nil {
+				rss = append(rss, *s.RSSBytes)
+			}
+		}
+		median := "n/a"
+		if len(rss) > 0 {
+			slices.Sort(rss)
+			median = fmt.Sprintf("%.1f", rss[len(rss)/2]/1e6)
+		}
+		var id IdleResult
+		if r.Idle != nil {
+			id = *r.Idle
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%.1f\t%.1f\t%s\t%s\t\n", system, r.Nodes,
+			fmtFloat(id.CPUPercentOfCore, "%.2f"), fmtFloat(id.CPUSeconds, "%.3f"), id.Seconds,
+			id.ReadySeconds, fmtFloat(id.DetectSeconds, "%.1f"), median)
+	}
+	tw.Flush()
 }
 
 // cpuLine is the servers' CPU time per change, if any was measured.

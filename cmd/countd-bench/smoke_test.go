@@ -16,7 +16,7 @@ import (
 // TestMain lets the test binary stand in for the tool when the tool starts
 // itself as a yardstick server.
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && (os.Args[1] == "-bare-server" || strings.HasPrefix(os.Args[1], "-fsync-server=")) {
+	if len(os.Args) > 1 && (os.Args[1] == "-bare-server" || os.Args[1] == "-memberlist-node" || strings.HasPrefix(os.Args[1], "-fsync-server=")) {
 		os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 	}
 	os.Exit(m.Run())

@@ -25,7 +25,7 @@ type snapshot struct {
 // that the CPU the scrapes cost the nodes falls outside the window measured.
 func (b *bench) snapshot(ctx context.Context, cl *cluster, res *Result, end bool) snapshot {
 	var s snapshot
-	if !end {
+	if !end && cl.peer == "" {
 		s.metrics = b.scrape(ctx, cl, res)
 	}
 	s.at = time.Now()
@@ -41,7 +41,7 @@ func (b *bench) snapshot(ctx context.Context, cl *cluster, res *Result, end bool
 			s.procs[i] = ps
 		}
 	}
-	if end {
+	if end && cl.peer == "" {
 		s.metrics = b.scrape(ctx, cl, res)
 	}
 	return s
