@@ -84,14 +84,18 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 // startProblem says in plain words why the node could not start, for the
 // causes a user meets and can fix; any other error it returns as it is.
 func startProblem(err error, cfg node.Config) string {
+	flag, port, zero := "-port", cfg.Port, ", or -port=0 for a free one"
+	if resp := (*node.RESPListenError)(nil); errors.As(err, &resp) {
+		flag, port, zero = "-resp-port", cfg.RESPPort, ""
+	}
 	var op *net.OpError
 	switch {
 	case errors.Is(err, syscall.EADDRINUSE):
-		return fmt.Sprintf("port %d on %s is already in use; choose another -port, or -port=0 for a free one", cfg.Port, cfg.Bind)
+		return fmt.Sprintf("port %d on %s is already in use; choose another %s%s", port, cfg.Bind, flag, zero)
 	case errors.Is(err, syscall.EADDRNOTAVAIL):
 		return fmt.Sprintf("-bind %s is not an address of this machine; want 127.0.0.1, 0.0.0.0 or the address of one of its interfaces", cfg.Bind)
 	case errors.As(err, &op) && op.Op == "listen":
-		return fmt.Sprintf("cannot listen on %s: %v", net.JoinHostPort(cfg.Bind, strconv.Itoa(cfg.Port)), op.Err)
+		return fmt.Sprintf("cannot listen on %s (%s): %v", net.JoinHostPort(cfg.Bind, strconv.Itoa(port)), flag, op.Err)
 	}
 	return err.Error()
 }

@@ -341,7 +341,7 @@ func (n *Node) startRESP() error {
 		}
 		var err error
 		if ln, err = net.Listen("tcp", net.JoinHostPort(n.cfg.Bind, strconv.Itoa(n.cfg.RESPPort))); err != nil {
-			return fmt.Errorf("node: resp: %w", err)
+			return &RESPListenError{Err: err}
 		}
 	}
 	cfg := respapi.Config{
@@ -368,6 +368,13 @@ func (n *Node) startRESP() error {
 	n.log.Info("resp listening", "listen", ln.Addr().String())
 	return nil
 }
+
+// RESPListenError is Open's error when the node cannot listen on
+// -resp-port, so that the message names that flag, not -port.
+type RESPListenError struct{ Err error }
+
+func (e *RESPListenError) Error() string { return "node: resp port: " + e.Err.Error() }
+func (e *RESPListenError) Unwrap() error { return e.Err }
 
 // RESPAddr returns the address of the RESP port, or "" without one.
 func (n *Node) RESPAddr() string {

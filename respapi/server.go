@@ -4,9 +4,11 @@
 // bounded wait, and writes Redis replies back. It keeps no state of its
 // own beyond each connection's (protocol, name, authentication).
 //
-// server.go owns the listener and the connections; commands.go parses and
-// runs each command; pipeline.go batches runs of pipelined changes into
-// one message to the CounterActor; reply.go writes RESP2 or RESP3.
+// server.go owns the listener and the connections; commands.go holds the
+// command table, runs each command and batches a pipeline's runs of
+// changes into one message to the CounterActor; connection.go,
+// counters.go, keyspace.go, command.go and info.go are the commands by
+// kind; reply.go writes RESP2 or RESP3.
 // docs/design.md, "The RESP port", says why it is built this way.
 package respapi
 
