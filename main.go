@@ -84,14 +84,18 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 // startProblem says in plain words why the node could not start, for the
 // causes a user meets and can fix; any other error it returns as it is.
 func startProblem(err error, cfg node.Config) string {
+	flag, port, zero := "-port", cfg.Port, ", or -port=0 for a free one"
+	if resp := (*node.RESPListenError)(nil); errors.As(err, &resp) {
+		flag, port, zero = "-resp-port", cfg.RESPPort, ""
+	}
 	var op *net.OpError
 	switch {
 	case errors.Is(err, syscall.EADDRINUSE):
-		return fmt.Sprintf("port %d on %s is already in use; choose another -port, or -port=0 for a free one", cfg.Port, cfg.Bind)
+		return fmt.Sprintf("port %d on %s is already in use; choose another %s%s", port, cfg.Bind, flag, zero)
 	case errors.Is(err, syscall.EADDRNOTAVAIL):
 		return fmt.Sprintf("-bind %s is not an address of this machine; want 127.0.0.1, 0.0.0.0 or the address of one of its interfaces", cfg.Bind)
 	case errors.As(err, &op) && op.Op == "listen":
-		return fmt.Sprintf("cannot listen on %s: %v", net.JoinHostPort(cfg.Bind, strconv.Itoa(cfg.Port)), op.Err)
+		return fmt.Sprintf("cannot listen on %s (%s): %v", net.JoinHostPort(cfg.Bind, strconv.Itoa(port)), flag, op.Err)
 	}
 	return err.Error()
 }
@@ -132,6 +136,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (n
 	defs := []flagDef{
 		{"port", intValue(&cfg.Port, 0, 65535), "a whole number from 0 to 65535",
 			"port to listen on; 0 picks a free port, which the start-up log shows"},
+		{"resp-port", intValue(&cfg.RESPPort, 0, 65535), "a whole number from 0 (no RESP port) to 65535",
+			"port of the Redis protocol (RESP2 and RESP3: redis-cli, any Redis client) on -bind; 0 means none"},
 		{"bind", (*stringValue)(&cfg.Bind), "an address of this machine such as 127.0.0.1 or 0.0.0.0",
 			"interface to listen on; 0.0.0.0 for multi-host"},
 		{"advertise", (*addrValue)(&cfg.Advertise), addrForms,

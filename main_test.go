@@ -143,6 +143,16 @@ func TestParseConfig(t *testing.T) {
 			want: func(c *node.Config) { c.IdempotencyWindow, c.IdempotencyMaxKeys = time.Hour, 5 },
 		},
 		{
+			name: "resp port",
+			args: []string{"-resp-port=6379"},
+			want: func(c *node.Config) { c.RESPPort = 6379 },
+		},
+		{
+			name: "env resp port",
+			env:  map[string]string{"COUNTD_RESP_PORT": "6380"},
+			want: func(c *node.Config) { c.RESPPort = 6380 },
+		},
+		{
 			name: "env peers",
 			env:  map[string]string{"COUNTD_PEERS": "8081,http://h:2/"},
 			want: func(c *node.Config) { c.Peers = []string{"127.0.0.1:8081", "h:2"} },
@@ -289,6 +299,9 @@ var badConfigs = []struct {
 	{name: "port without value", args: []string{"-port"}, names: []string{"-port"}},
 	{name: "env port not a number", env: map[string]string{"COUNTD_PORT": "abc"}, names: []string{"-port", "COUNTD_PORT"}},
 	{name: "env port too big", env: map[string]string{"COUNTD_PORT": "70000"}, names: []string{"-port"}},
+	{name: "resp port not a number", args: []string{"-resp-port=redis"}, names: []string{"-resp-port"}},
+	{name: "resp port too big", args: []string{"-resp-port=65536"}, names: []string{"-resp-port"}},
+	{name: "env resp port negative", env: map[string]string{"COUNTD_RESP_PORT": "-1"}, names: []string{"-resp-port", "COUNTD_RESP_PORT"}},
 	{name: "peers with a path", args: []string{"-peers=foo/bar"}, names: []string{"-peers", "foo/bar"}},
 	{name: "one bad peer among good", args: []string{"-peers=8081,h:0"}, names: []string{"-peers"}},
 	{name: "env peers bad", env: map[string]string{"COUNTD_PEERS": "foo/bar"}, names: []string{"-peers"}},
@@ -465,6 +478,7 @@ func TestFlagErrorMessages(t *testing.T) {
 		{args: []string{"-port=-1"}, want: `invalid value "-1" for flag -port: ` + port},
 		{args: []string{"-port"}, want: `flag -port needs a value: ` + port},
 		{env: map[string]string{"COUNTD_PORT": "abc"}, want: `invalid value "abc" for COUNTD_PORT (flag -port): ` + port},
+		{args: []string{"-resp-port=x"}, want: `invalid value "x" for flag -resp-port: want a whole number from 0 (no RESP port) to 65535`},
 		{args: []string{"-memory=maybe"}, want: `invalid value "maybe" for flag -memory: want true or false`},
 		{env: map[string]string{"COUNTD_PPROF": "yes"}, want: `invalid value "yes" for COUNTD_PPROF (flag -pprof): want true or false`},
 		{args: []string{"-peers=8081,foo/bar"}, want: `invalid value "8081,foo/bar" for flag -peers: "foo/bar" is not a peer address; ` + addrs},
@@ -611,5 +625,29 @@ func TestStartProblemPortInUse(t *testing.T) {
 		if !strings.Contains(msg, want) {
 			t.Errorf("startProblem = %q, want it to say %q", msg, want)
 		}
+	}
+}
+
+// TestStartProblemRESPPortInUse checks that a RESP port in use is named
+// as such: the flag to change is -resp-port, not -port.
+func TestStartProblemRESPPortInUse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+	cfg, err := parseConfig([]string{"-memory", "-port=0", "-resp-port=" + strconv.Itoa(port)}, envOf(nil), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := node.Open(cfg)
+	if err == nil {
+		n.Close()
+		t.Fatalf("node.Open with -resp-port=%d in use succeeded", port)
+	}
+	msg := startProblem(err, cfg)
+	if want := fmt.Sprintf("port %d on 127.0.0.1 is already in use; choose another -resp-port", port); msg != want {
+		t.Errorf("startProblem = %q, want %q", msg, want)
 	}
 }

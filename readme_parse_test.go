@@ -19,7 +19,10 @@ import (
 // note). A "Name: value" in a note, after a comma ("(405, Allow: POST)"), is
 // a header the reply must carry. A line "go run main.go FLAGS" (with or without "$ ") starts a node;
 // a run of them after some examples starts a new section on fresh data dirs.
-// Ports 8080 to 8099 are the README's; the test maps them to free ones.
+// A line "$ redis-cli -p 6379 ARGS..." is an example too, run with the real
+// redis-cli (--no-raw, so its output is what a terminal shows) when it is on
+// PATH; the lines under it are its output.
+// Ports 8080 to 8099 and 6379 are the README's; the test maps them to free ones.
 
 // readmeSection is a set of nodes and the examples run against them, in
 // README order.
@@ -47,6 +50,9 @@ type readmeExample struct {
 	grep       *regexp.Regexp
 	status     int
 	want       []readmeLine // the output; empty means no body
+	// cli, if set, makes this a redis-cli example: its arguments after
+	// "redis-cli", README ports unmapped.
+	cli []string
 }
 
 // readmeLine is one expected output line, its status note cut off.
@@ -61,7 +67,7 @@ var (
 	// noteHeader is a ", Name: value" in a status note.
 	noteHeader = regexp.MustCompile(`,\s*([A-Z][A-Za-z-]*): ([^,;]+)`)
 	// readmePort is a port of the README's examples.
-	readmePort = regexp.MustCompile(`\b80[89]\d\b`)
+	readmePort = regexp.MustCompile(`\b(?:80[89]\d|6379)\b`)
 )
 
 // parseReadme splits the README into sections of nodes and examples.
@@ -98,6 +104,18 @@ func parseReadme(text string) ([]readmeSection, error) {
 				return nil, err
 			}
 			cur.examples = append(cur.examples, e)
+			ex = &cur.examples[len(cur.examples)-1]
+			continue
+		}
+		if isCmd && strings.HasPrefix(cmd, "redis-cli ") {
+			if cur == nil {
+				return nil, fmt.Errorf("README.md:%d: an example before any go run main.go line", n)
+			}
+			words, err := shellWords(stripComment(cmd))
+			if err != nil {
+				return nil, fmt.Errorf("README.md:%d: %v", n, err)
+			}
+			cur.examples = append(cur.examples, readmeExample{line: n, cmd: cmd, cli: words[1:]})
 			ex = &cur.examples[len(cur.examples)-1]
 			continue
 		}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"regexp"
 	"slices"
 	"sort"
@@ -107,7 +108,11 @@ func runSection(t *testing.T, s readmeSection) {
 	}
 	r.settle(s)
 	for _, ex := range s.examples {
-		if problem := r.check(ex); problem != "" {
+		check := r.check
+		if ex.cli != nil {
+			check = r.checkCLI
+		}
+		if problem := check(ex); problem != "" {
 			t.Errorf("README.md:%d drifted: $ %s\n%s", ex.line, ex.cmd, problem)
 		}
 	}
@@ -123,7 +128,7 @@ func (r *sectionRun) reservePorts(s readmeSection) map[int]net.Listener {
 		texts = append(texts, st.args...)
 	}
 	for _, ex := range s.examples {
-		texts = append(texts, ex.url, ex.body)
+		texts = append(texts, ex.url, ex.body, strings.Join(ex.cli, " "))
 		for _, w := range ex.want {
 			texts = append(texts, w.text)
 		}
@@ -197,6 +202,11 @@ func (r *sectionRun) start(st readmeStart, listeners map[int]net.Listener) {
 		t.Fatalf("README.md:%d: a node needs -port= with a README port (8080 to 8099)", st.line)
 	}
 	cfg.Listener = ln
+	for p, real := range r.ports {
+		if slices.Contains(args, "-resp-port="+strconv.Itoa(real)) {
+			cfg.RESPListener = listeners[p]
+		}
+	}
 	n, err := node.Open(cfg)
 	if err != nil {
 		t.Fatalf("README.md:%d: starting the node: %v", st.line, err)
@@ -250,6 +260,38 @@ func (r *sectionRun) settle(s readmeSection) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// checkCLI runs one redis-cli example with the real redis-cli and says how
+// its output differs from the README's ("" if it does not, or if redis-cli
+// is not on PATH: then the example is skipped, and the test says so).
+func (r *sectionRun) checkCLI(ex readmeExample) string {
+	path, err := exec.LookPath("redis-cli")
+	if err != nil {
+		r.t.Logf("README.md:%d skipped: redis-cli is not on PATH (Debian: apt-get install redis-tools)", ex.line)
+		return ""
+	}
+	args := []string{"--no-raw", "-h", "127.0.0.1"}
+	for _, a := range ex.cli {
+		args = append(args, r.mapPorts(a))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), getTimeout)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, path, args...).CombinedOutput()
+	if err != nil {
+		return fmt.Sprintf("    redis-cli: %v: %s", err, out)
+	}
+	var got, want []string
+	for _, l := range strings.Split(strings.TrimRight(string(out), "\n"), "\n") {
+		got = append(got, strings.TrimRight(l, " "))
+	}
+	for _, w := range ex.want {
+		want = append(want, w.text)
+	}
+	if slices.Equal(got, want) {
+		return ""
+	}
+	return "    README:\n      " + strings.Join(want, "\n      ") + "\n    redis-cli:\n      " + strings.Join(got, "\n      ")
 }
 
 // readmeReply is what a node answered to one example, in README terms.

@@ -94,6 +94,47 @@ func (c *Counters) Expire(ctx context.Context, counter string, ttl time.Duration
 	return r, r.Err
 }
 
+// ExpireWith is Expire with every condition of an Expire message (NX, XX,
+// GT, LT, Past); m's Reply is ignored.
+func (c *Counters) ExpireWith(ctx context.Context, m Expire) (*ExpireResult, error) {
+	m.Reply = nil
+	r, err := ask[*ExpireResult](ctx, c.asker, &m)
+	if err != nil {
+		return nil, err
+	}
+	return r, r.Err
+}
+
+// ApplyAll makes every change in order, in one message to the actor and one
+// commit, and returns each change's result (its Err says if it failed)
+// once all are durable.
+func (c *Counters) ApplyAll(ctx context.Context, chs []Change) ([]ChangeResult, error) {
+	r, err := ask[*ChangesResult](ctx, c.asker, &Changes{Changes: chs})
+	if err != nil {
+		return nil, err
+	}
+	return r.Results, nil
+}
+
+// LookupAll returns the value and expiry of each counter named, in order
+// (Exists false: there is none), in one message to the actor.
+func (c *Counters) LookupAll(ctx context.Context, names []string) ([]CounterValue, error) {
+	r, err := ask[*CounterValues](ctx, c.asker, &GetValues{Names: names})
+	if err != nil {
+		return nil, err
+	}
+	return r.Values, nil
+}
+
+// Names returns the names of every counter that exists, in no order.
+func (c *Counters) Names(ctx context.Context) ([]string, error) {
+	r, err := ask[*CounterNames](ctx, c.asker, &GetNames{})
+	if err != nil {
+		return nil, err
+	}
+	return r.Names, nil
+}
+
 // Value returns one counter's value (0 if it does not exist).
 func (c *Counters) Value(ctx context.Context, counter string) (int64, error) {
 	r, err := c.Lookup(ctx, counter)
@@ -212,6 +253,8 @@ func withReply(msg any) chan any {
 	case *Increment:
 		reply = &m.Reply
 	case *Decrement:
+		reply = &m.Reply
+	case *Changes:
 		reply = &m.Reply
 	case *Delete:
 		reply = &m.Reply

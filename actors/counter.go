@@ -130,14 +130,36 @@ type DeleteResult struct {
 	Err     error
 }
 
+// Changes asks the CounterActor to make several client changes at once, in
+// order (a RESP pipeline's run of INCRs): one message, one group commit.
+// Reply: *ChangesResult, once every change is durable.
+type Changes struct {
+	Changes []Change
+	Reply   Reply
+}
+
+// ChangesResult answers Changes: one result per change, in order.
+type ChangesResult struct {
+	Results []ChangeResult
+}
+
 // Expire asks the CounterActor to make Counter expire TTL from now, or to
 // never expire if TTL is 0. With NX it sets an expiry only if the counter
-// has none. Reply: *ExpireResult, once durable.
+// has none; XX, GT and LT are Redis's: only if it has one, only if the new
+// one is later (no expiry counts as the latest), only if it is earlier.
+// Reply: *ExpireResult, once durable.
 type Expire struct {
 	Counter string
 	TTL     time.Duration
 	NX      bool
-	Reply   Reply
+	XX      bool
+	GT      bool
+	LT      bool
+	// Past says the expiry asked for has passed already (Redis's EXPIRE
+	// with a ttl of 0 or less): the counter is deleted, if the conditions
+	// allow, and TTL is ignored.
+	Past  bool
+	Reply Reply
 }
 
 // ExpireResult answers Expire: whether the expiry was set, and the
@@ -266,16 +288,33 @@ type Changed struct {
 // HTTP request.
 type Reply chan<- any
 
-// answer is where a request's reply goes: its Reply channel, else its sender.
+// answer is where a request's reply goes: its Reply channel, else its
+// sender; or, for one change of a Changes, its slot in the group's reply.
 type answer struct {
-	ch  Reply
-	pid *actor.PID
+	ch    Reply
+	pid   *actor.PID
+	group *group
+	slot  int
+}
+
+// group gathers the results of a Changes: it answers once every change has
+// its result.
+type group struct {
+	to   answer
+	res  *ChangesResult
+	left int
 }
 
 func answerTo(ctx actor.Context, ch Reply) answer { return answer{ch: ch, pid: ctx.Sender()} }
 
 func (w answer) send(ctx actor.Context, msg any) {
 	switch {
+	case w.group != nil:
+		g := w.group
+		g.res.Results[w.slot] = *msg.(*ChangeResult)
+		if g.left--; g.left == 0 {
+			g.to.send(ctx, g.res)
+		}
 	case w.ch != nil:
 		w.ch <- msg
 	case w.pid != nil:
@@ -375,8 +414,11 @@ type CounterActor struct {
 	// period while anything is pending.
 	clocked bool
 
-	next     batch  // gathering
-	inFlight *batch // being written, or nil
+	next batch // gathering
+	// gathering holds writes back while a Changes is taken, so that all
+	// its changes share one commit.
+	gathering bool
+	inFlight  *batch // being written, or nil
 	// After a write the next batch may be held for the clients it
 	// answered to come back (pacer): holdTimer ends the hold.
 	pace      pacer
@@ -538,6 +580,9 @@ func (a *CounterActor) Receive(ctx actor.Context) {
 	case *Decrement:
 		a.change(ctx, answerTo(ctx, m.Reply), m.Counter, m.By, true, m.TTL, m.Key)
 		a.armSweep(ctx)
+	case *Changes:
+		a.changes(ctx, m)
+		a.armSweep(ctx)
 	case *Delete:
 		a.delete(ctx, m)
 	case *Expire:
@@ -674,6 +719,24 @@ func (a *CounterActor) change(ctx actor.Context, to answer, counter string, by u
 	a.awaitKey(ctx, to, &ChangeResult{Counter: counter, Value: v, Expires: exp}, key)
 }
 
+// changes applies a Changes: each change as Increment or Decrement would,
+// with the write held back until all are taken, so that they share one
+// commit.
+func (a *CounterActor) changes(ctx actor.Context, m *Changes) {
+	to := answerTo(ctx, m.Reply)
+	g := &group{to: to, res: &ChangesResult{Results: make([]ChangeResult, len(m.Changes))}, left: len(m.Changes)}
+	if g.left == 0 {
+		to.send(ctx, g.res)
+		return
+	}
+	a.gathering = true
+	for i, ch := range m.Changes {
+		a.change(ctx, answer{group: g, slot: i}, ch.Counter, ch.By, ch.Neg, ch.TTL, ch.Key)
+	}
+	a.gathering = false
+	a.flush(ctx, true)
+}
+
 // replay answers a keyed change whose key recorded this very change: the
 // counter's current value, and the version of the durable key entry. A
 // key entry not yet durable here (merged from a peer, or after a failed
@@ -764,7 +827,16 @@ func (a *CounterActor) expire(ctx actor.Context, m *Expire) {
 	if m.TTL > 0 {
 		at = now + uint64(m.TTL.Milliseconds())
 	}
-	set, err := a.state.Expire(m.Counter, at, m.NX, now)
+	var set bool
+	var err error
+	switch {
+	case m.Past:
+		set, err = a.expireNow(m, now)
+	case m.XX || m.GT || m.LT:
+		set, err = a.expireIf(m, at, now)
+	default:
+		set, err = a.state.Expire(m.Counter, at, m.NX, now)
+	}
 	a.dirtySince(before)
 	if err != nil {
 		if errors.Is(err, crdt.ErrLimit) {
@@ -777,6 +849,43 @@ func (a *CounterActor) expire(ctx actor.Context, m *Expire) {
 	v, exp, _ := a.state.Lookup(m.Counter)
 	a.next.origin.add("")
 	a.await(ctx, to, &ExpireResult{Set: set, Value: v, Expires: exp})
+}
+
+// expireNow is Expire with Past: the counter is deleted if it exists and
+// the conditions allow (an expiry of now is earlier than any it may have).
+func (a *CounterActor) expireNow(m *Expire, now uint64) (bool, error) {
+	if !crdt.ValidName(m.Counter) {
+		return false, fmt.Errorf("%w: counter name %q", crdt.ErrInvalid, m.Counter)
+	}
+	_, exp, ok := a.state.Lookup(m.Counter)
+	if !ok {
+		return false, fmt.Errorf("%w: %q", crdt.ErrNotFound, m.Counter)
+	}
+	if m.NX && exp != 0 || m.XX && exp == 0 || m.GT {
+		return false, nil
+	}
+	if a.state.Delete(m.Counter, now) {
+		a.deleted("delete", 1)
+	}
+	return true, nil
+}
+
+// expireIf is Expire with Redis's XX, GT or LT: the expiry is set only if
+// the counter has one (XX), or the new one is later (GT) or earlier (LT)
+// than the one it has, no expiry counting as later than any time.
+func (a *CounterActor) expireIf(m *Expire, at, now uint64) (bool, error) {
+	_, exp, ok := a.state.Lookup(m.Counter)
+	if !ok || !crdt.ValidName(m.Counter) {
+		return a.state.Expire(m.Counter, at, false, now) // its error
+	}
+	later := func(x, y uint64) bool { return x != y && (x == 0 || y != 0 && x > y) } // x after y, 0 = never
+	switch {
+	case m.XX && exp == 0,
+		m.GT && !later(at, exp),
+		m.LT && !later(exp, at):
+		return false, nil
+	}
+	return a.state.Expire(m.Counter, at, false, now)
 }
 
 // nextSweep returns the earliest time (unix ms) something is due for the
@@ -1014,6 +1123,9 @@ func versioned(reply any, v uint64) {
 // left by a failed write, or by a sweep) is written only when retry is set,
 // by the backoff timer or the background work itself.
 func (a *CounterActor) flush(ctx actor.Context, retry bool) {
+	if a.gathering {
+		return // changes() flushes once all are taken
+	}
 	if a.store == nil {
 		if len(a.next.waiters) == 0 {
 			a.announce(ctx, a.next.origin) // changes no client waits for

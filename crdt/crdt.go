@@ -1185,8 +1185,13 @@ func (c *counter) value() int64 {
 	return math.MaxInt64
 }
 
-// ValidName reports whether name is a valid counter name:
-// 1 to 128 characters from [A-Za-z0-9._-].
+// NameRule is the counter name rule in words, for error messages: what
+// ValidName accepts. (As a pattern: [A-Za-z0-9._:-]{1,128}.)
+const NameRule = "1 to 128 characters, each a letter A-Z or a-z, a digit, '.', '_', '-' or ':'"
+
+// ValidName reports whether name is a valid counter name: 1 to 128
+// characters from [A-Za-z0-9._:-]. ':' is there for Redis's key convention
+// (rate:user:42); nothing in countd gives it a meaning of its own.
 func ValidName(name string) bool {
 	if len(name) == 0 || len(name) > MaxNameLen {
 		return false
@@ -1194,7 +1199,7 @@ func ValidName(name string) bool {
 	for i := 0; i < len(name); i++ {
 		switch b := name[i]; {
 		case b >= 'a' && b <= 'z', b >= 'A' && b <= 'Z', b >= '0' && b <= '9',
-			b == '.', b == '_', b == '-':
+			b == '.', b == '_', b == '-', b == ':':
 		default:
 			return false
 		}

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -961,7 +962,15 @@ func TestValidName(t *testing.T) {
 		{"leading space", " a", false},
 		{"slash", "a/b", false},
 		{"backslash", `a\b`, false},
-		{"colon", "a:b", false},
+		{"colon", "a:b", true},
+		{"Redis key convention", "rate:user:42", true},
+		{"only colons", ":::", true},
+		{"semicolon", "a;b", false},
+		{"at", "a@b", false},
+		{"equals", "a=b", false},
+		{"asterisk", "a*", false},
+		{"comma", "a,b", false},
+		{"braces", "{a}", false},
 		{"plus", "a+b", false},
 		{"percent", "a%2F", false},
 		{"tilde", "a~", false},
@@ -978,6 +987,9 @@ func TestValidName(t *testing.T) {
 				t.Fatalf("ValidName(%q) = %v, want %v", tt.in, got, tt.want)
 			}
 		})
+	}
+	if !strings.Contains(NameRule, strconv.Itoa(MaxNameLen)+" characters") {
+		t.Fatalf("NameRule %q does not give MaxNameLen %d", NameRule, MaxNameLen)
 	}
 }
 

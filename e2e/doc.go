@@ -33,6 +33,10 @@
 // keys_netns_test.go sends a keyed change on both sides of a netns
 // partition, and 10,000 keyed changes resent until known under cuts,
 // kill -9 and lost replies, which must count exactly.
+// resp_test.go drives the Redis protocol port (issue 16) with Debian's
+// redis-tools: redis-cli's commands and error texts, a change over RESP on
+// one node read over HTTP on another and back, and redis-benchmark's INCRs
+// counted exactly on every node; it skips when the tools are not on PATH.
 // The package is skipped under -short because it builds and runs the binary.
 //
 // E2E_RACE_NODE=1 builds the node itself with -race; a race it sees makes it

@@ -271,6 +271,8 @@ func FuzzDecodeReplicate(f *testing.F) {
 	f.Add([]byte(goodPush))
 	f.Add([]byte(`{"from":"1","replica":"00000000000000ab","members":null,"entries":null}`))
 	f.Add([]byte(`{"from":"[::1]:80","replica":"00000000000000ab","entries":[{"counter":"..","replica":"0000000000000000","p":18446744073709551615,"n":0}]}`))
+	f.Add([]byte(`{"from":"127.0.0.1:1","replica":"00000000000000ab","entries":[{"counter":"rate:user:42","replica":"00000000000000ab","p":3,"n":0}]}`))
+	f.Add([]byte(`{"from":"127.0.0.1:1","replica":"00000000000000ab","entries":[{"counter":"a;b","replica":"00000000000000ab","p":3,"n":0}]}`))
 	f.Add([]byte(`{"from":"127.0.0.1:1","replica":"00000000000000ab","extra":1}`))
 	f.Add([]byte(`{"from":"127.0.0.1:1","replica":"00000000000000ab","to":"00000000000000ac","at":1764567000000}`))
 	f.Fuzz(func(t *testing.T, body []byte) {

@@ -38,7 +38,7 @@ func (t *writtenTo) Write(b []byte) (int, error) {
 // suffix (the rest, from the ',' of a later field or the closing '}').
 // The bytes are those json.Marshal gives for a map[string]int64 field and
 // an omitempty one (keys in order; names need no escaping: they are
-// [A-Za-z0-9._-]), but the counters are read in chunks (Counters.Range),
+// [A-Za-z0-9._:-]), but the counters are read in chunks (Counters.Range),
 // so a million counters are never copied whole. A failure before anything
 // is written is answered as an error; after, the connection is cut, so a
 // client never takes a short body for a whole one.

@@ -110,11 +110,11 @@ func isASCIIDigits(s string) bool {
 // GET /counters/{name} and POST /counters/{name}/increment, through the
 // same request parsing a real server does. The router must never fail
 // (5xx) or redirect, and must answer 200 only for a name that, unescaped,
-// is [A-Za-z0-9._-]{1,128} — and then for that very counter.
+// is [A-Za-z0-9._:-]{1,128} — and then for that very counter.
 func FuzzCounterRoute(f *testing.F) {
 	acceptInvalidRequests(f) // tests of bad input
 	for _, s := range []string{
-		"c", "hits", "Az09._-", "%41bc", "%2E", name128,
+		"c", "hits", "Az09._-", "%41bc", "%2E", name128, "rate:user:42", "a%3Ab", ":", "counter:__rand_int__", "a;b",
 		".", "..", "", name129, "a%2Fb", "a%20b", "a/b", "a+b", "café", "caf%C3%A9",
 		"%", "%zz", "a?b", "a#b", "a;b", "%00", "a%2F..%2Fb", "increment", "./.", "%2e%2e",
 	} {

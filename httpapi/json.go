@@ -15,7 +15,7 @@ import (
 
 // writeValue writes the reply shared by every single-counter route,
 // {"counter":..., "value":..., "node":...}, without reflection: it is the
-// hot path. Counter names need no escaping (they are [A-Za-z0-9._-]).
+// hot path. Counter names need no escaping (they are [A-Za-z0-9._:-]).
 func (s *Server) writeValue(w http.ResponseWriter, counter string, v int64, expires uint64) {
 	b := make([]byte, 0, 80+len(counter)+len(s.nodeJSON))
 	b = append(b, `{"counter":"`...)

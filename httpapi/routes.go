@@ -433,8 +433,7 @@ func counterName(r *http.Request) (string, error) {
 		if err != nil {
 			name = raw
 		}
-		return "", badRequest("counter name %s is not valid: want 1 to %d characters, each a letter A-Z or a-z, a digit, '.', '_' or '-'",
-			quote(name), crdt.MaxNameLen)
+		return "", badRequest("counter name %s is not valid: want %s", quote(name), crdt.NameRule)
 	}
 	return name, nil
 }

@@ -475,7 +475,21 @@ func TestRoutesSuccess(t *testing.T) {
 			name: "percent-encoded allowed characters are unescaped", method: "POST", target: "/counters/%41bc/increment",
 			want: valueBody("Abc", 1), after: map[string]int64{"Abc": 1},
 		},
-		// "." and ".." are valid names ([A-Za-z0-9._-]{1,128}); they must
+		// ':' is allowed for Redis's key convention, raw or escaped.
+		{
+			name: "name with colons increment", method: "POST", target: "/counters/rate:user:42/increment?by=3",
+			want: valueBody("rate:user:42", 3), after: map[string]int64{"rate:user:42": 3},
+		},
+		{
+			name: "name with escaped colons get", method: "GET", target: "/counters/rate%3Auser%3a42",
+			preload: []crdt.Entry{other("rate:user:42", 4, 0)},
+			want:    valueBody("rate:user:42", 4), after: map[string]int64{"rate:user:42": 4},
+		},
+		{
+			name: "name of colons only", method: "POST", target: "/counters/:/decrement",
+			want: valueBody(":", -1), after: map[string]int64{":": -1},
+		},
+		// "." and ".." are valid names ([A-Za-z0-9._:-]{1,128}); they must
 		// not be treated as path segments to clean away.
 		{
 			name: "name dot increment", method: "POST", target: "/counters/./increment",
@@ -610,7 +624,9 @@ func TestRoutesBadName(t *testing.T) {
 		{"unicode raw", "café"},
 		{"unicode encoded", "caf%C3%A9"},
 		{"plus", "a+b"},
-		{"colon", "a:b"},
+		{"semicolon", "a;b"},
+		{"comma", "a,b"},
+		{"equals", "a=b"},
 		{"tilde", "a~b"},
 		{"star", "a*b"},
 		{"at", "a@b"},
@@ -1422,7 +1438,7 @@ func TestErrorMessages(t *testing.T) {
 	}{
 		{"bad by", "POST", "/increment?by=0", nil, 400, []string{"by must be a whole number from 1 to 9007199254740992", `got "0"`}},
 		{"by twice", "POST", "/increment?by=1&by=2", nil, 400, []string{"by is given 2 times", "give it once"}},
-		{"bad name", "POST", "/counters/a%20b/increment", nil, 400, []string{`"a b"`, "1 to 128 characters", "'.', '_' or '-'"}},
+		{"bad name", "POST", "/counters/a%20b/increment", nil, 400, []string{`"a b"`, "1 to 128 characters", "'.', '_', '-' or ':'"}},
 		{"long name cut", "GET", "/counters/" + strings.Repeat("x", 300) + "%20", nil, 400, []string{"… (301 bytes)"}},
 		{"timeout", "POST", "/increment", actors.ErrTimeout, 503, []string{"did not answer", "-request-timeout", "may or may not"}},
 		{"store", "POST", "/increment", fmt.Errorf("%w: disk full", actors.ErrStore), 503, []string{"could not write", "may or may not"}},

@@ -60,6 +60,10 @@ type Metrics struct {
 	replays        prometheus.Counter
 	keys           prometheus.Gauge
 	keysRetired    prometheus.Counter
+	respCommands   *prometheus.CounterVec
+	respCommandOf  sync.Map // command name -> prometheus.Counter
+	respConns      prometheus.Gauge
+	respAccepted   prometheus.Counter
 }
 
 // New returns a node's metrics, with Go runtime and process metrics beside
@@ -149,6 +153,16 @@ func New(src Sources) *Metrics {
 			Help: "State pushes (POST /replicate) refused whole because a counter would hold more than -max-entries entries.",
 		}),
 	}
+	m.respCommands = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "countd_resp_commands_total", Help: "RESP commands run, by command name (\"unknown\": a command countd does not have).",
+	}, []string{"command"})
+	m.respConns = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "countd_resp_connections", Help: "RESP connections open.",
+	})
+	m.respAccepted = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "countd_resp_connections_total", Help: "RESP connections accepted.",
+	})
+	m.reg.MustRegister(m.respCommands, m.respConns, m.respAccepted)
 	m.reg.MustRegister(
 		m.changes, m.pushes, m.pushFailures, m.pushBytes, m.pushEntries,
 		m.heartbeatRTT, m.httpDuration, m.commitBatch, m.commitDuration, m.counters,
@@ -340,4 +354,28 @@ func (c peersCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, s := range peerStates {
 		ch <- prometheus.MustNewConstMetric(peersDesc, prometheus.GaugeValue, float64(n[s]), s)
 	}
+}
+
+// RESPCommand counts one RESP command; name is a command countd knows, in
+// lower case, or "unknown", so the label set stays bounded.
+func (m *Metrics) RESPCommand(name string) {
+	if m == nil {
+		return
+	}
+	c, ok := m.respCommandOf.Load(name)
+	if !ok {
+		c, _ = m.respCommandOf.LoadOrStore(name, m.respCommands.WithLabelValues(name))
+	}
+	c.(prometheus.Counter).Inc()
+}
+
+// RESPConnection records a RESP connection opened (delta 1) or closed (-1).
+func (m *Metrics) RESPConnection(delta int) {
+	if m == nil {
+		return
+	}
+	if delta > 0 {
+		m.respAccepted.Inc()
+	}
+	m.respConns.Add(float64(delta))
 }

@@ -22,6 +22,12 @@ type Config struct {
 	Bind string
 	// Port is the port to listen on; 0 picks a free one (tests).
 	Port int
+	// RESPPort is the port of the Redis protocol (respapi), on Bind; 0
+	// means no RESP port.
+	RESPPort int
+	// RESPListener, if set, is used for the RESP port instead of listening
+	// on Bind:RESPPort; the node closes it. Tests use it for a free port.
+	RESPListener net.Listener
 	// Advertise is the address other nodes reach this one at, host:port; it
 	// is the node's name. Empty means 127.0.0.1:<port>.
 	Advertise string
@@ -179,6 +185,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Port < 0 || c.Port > 65535 {
 		return bad("port", c.Port, "a whole number from 0 to 65535")
+	}
+	if c.RESPPort < 0 || c.RESPPort > 65535 {
+		return bad("resp-port", c.RESPPort, "a whole number from 0 (no RESP port) to 65535")
 	}
 	if !c.Insecure && c.openToOtherHosts() {
 		return fmt.Errorf("-bind %s takes requests from other hosts, and without a cluster key anyone who reaches the port could change every counter; "+

@@ -25,6 +25,7 @@ import (
 	"countd/crdt"
 	"countd/httpapi"
 	"countd/metrics"
+	"countd/respapi"
 	"countd/store"
 	"countd/transport"
 )
@@ -48,6 +49,7 @@ type Node struct {
 	cluster *actors.Cluster
 	peerNet *transport.HTTP
 	http    *httpapi.Server
+	resp    *respapi.Server // nil: no RESP port
 	addr    string
 	metrics *metrics.Metrics
 	tokens  *httpapi.Tokens // nil: no client tokens
@@ -104,6 +106,9 @@ func (n *Node) open() error {
 		return err
 	}
 	if err := n.startHTTP(ln); err != nil {
+		return err
+	}
+	if err := n.startRESP(); err != nil {
 		return err
 	}
 	n.registerPeers()
@@ -324,6 +329,59 @@ func (n *Node) startHTTP(ln net.Listener) error {
 	}
 	n.undo.push(n.http.Close) // in-flight requests finish, within the shutdown timeout
 	return nil
+}
+
+// startRESP serves the Redis protocol on -resp-port, if set, beside HTTP;
+// Close stops it with HTTP, before the actors.
+func (n *Node) startRESP() error {
+	ln := n.cfg.RESPListener
+	if ln == nil {
+		if n.cfg.RESPPort == 0 {
+			return nil
+		}
+		var err error
+		if ln, err = net.Listen("tcp", net.JoinHostPort(n.cfg.Bind, strconv.Itoa(n.cfg.RESPPort))); err != nil {
+			return &RESPListenError{Err: err}
+		}
+	}
+	cfg := respapi.Config{
+		Listener:       ln,
+		TLS:            n.serverTLS(),
+		Node:           n.addr,
+		Replica:        n.replica,
+		Counters:       n.client,
+		Peers:          n.cluster,
+		RequestTimeout: n.cfg.RequestTimeout,
+		Logger:         n.log,
+		Metrics:        n.metrics,
+		Started:        n.started,
+	}
+	if n.tokens != nil {
+		cfg.Tokens = n.tokens
+	}
+	n.resp = respapi.NewServer(cfg)
+	if err := n.resp.Open(); err != nil {
+		ln.Close()
+		return err
+	}
+	n.undo.push(n.resp.Close)
+	n.log.Info("resp listening", "listen", ln.Addr().String())
+	return nil
+}
+
+// RESPListenError is Open's error when the node cannot listen on
+// -resp-port, so that the message names that flag, not -port.
+type RESPListenError struct{ Err error }
+
+func (e *RESPListenError) Error() string { return "node: resp port: " + e.Err.Error() }
+func (e *RESPListenError) Unwrap() error { return e.Err }
+
+// RESPAddr returns the address of the RESP port, or "" without one.
+func (n *Node) RESPAddr() string {
+	if n.resp == nil {
+		return ""
+	}
+	return n.resp.Addr().String()
 }
 
 // reloadClusterKey reads the cluster key file again (Reload, on SIGHUP):

@@ -400,6 +400,7 @@ func FuzzDecodeRecord(f *testing.F) {
 		{Counter: "a", Replica: "00000000000a0001", P: 5, N: 2},
 		{Counter: "b.c-d_e", Replica: "00000000000a0000", P: 9, N: 9, FP: 9, FN: 1, T: 3, E: 4, G: 2},
 		{Counter: "k", Replica: crdt.KeyID("retry-1"), P: 3, FP: 1, O: "00000000000a0001", A: 7},
+		{Counter: "rate:user:42", Replica: "00000000000a0001", P: 4},
 	}
 	del := []crdt.Entry{{Counter: "x", Replica: "00000000000a0002", P: 3, N: 1}}
 	f.Add(encodeRecord(nil, 7, put, del)[recordHeaderLen:])

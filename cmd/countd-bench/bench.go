@@ -107,6 +107,12 @@ func (b *bench) runAll(ctx context.Context, rep *Report) error {
 	}
 	for _, sec := range b.cfg.Security {
 		for _, n := range b.cfg.Nodes {
+			if b.cfg.mode() == modeRESP {
+				if err := b.runRESPAll(ctx, rep, clients); err != nil {
+					return err
+				}
+				continue
+			}
 			if b.cfg.mode() == modeKeys {
 				if err := b.runKeysAll(ctx, rep, sec, n, clients); err != nil {
 					return err
@@ -158,6 +164,23 @@ func (b *bench) runCluster(ctx context.Context, rep *Report, clients []int, star
 	return nil
 }
 
+// runEach runs one(c) for every client count c in turn, on servers one
+// starts itself, adding and printing each result as it comes, and stops at
+// the first error.
+func (b *bench) runEach(rep *Report, clients []int, one func(c int) (*Result, error)) error {
+	for _, c := range clients {
+		res, err := one(c)
+		if res != nil {
+			rep.Runs = append(rep.Runs, *res)
+			printResult(b.stdout, res)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // runChurns runs the churn mode once per -ttl and client count, each on a
 // fresh cluster of n nodes with sec, since what it measures is how the
 // nodes' memory and disk grow from empty.
@@ -188,6 +211,12 @@ func (b *bench) runChurns(ctx context.Context, rep *Report, sec security, n int,
 // cluster starts n nodes with sec, or returns the -addrs cluster once it
 // answers.
 func (b *bench) cluster(ctx context.Context, n int, sec security) (*cluster, error) {
+	return b.clusterOf(ctx, b.cfg, n, sec)
+}
+
+// clusterOf is cluster with the nodes started as cfg says (resp mode starts
+// a -memory and a durable one from one Config).
+func (b *bench) clusterOf(ctx context.Context, cfg *Config, n int, sec security) (*cluster, error) {
 	if len(b.cfg.Addrs) > 0 {
 		cl := external(b.cfg.Addrs)
 		if err := waitReady(ctx, cl, b.cfg.ReadyTimeout); err != nil {
@@ -222,7 +251,7 @@ func (b *bench) cluster(ctx context.Context, n int, sec security) (*cluster, err
 	}
 	t0 := time.Now()
 	b.logf("starting %d node(s), security %s ...", n, sec)
-	cl, err := startCluster(ctx, b.cfg, b.bin, n, sec, b.ca)
+	cl, err := startCluster(ctx, cfg, b.bin, n, sec, b.ca)
 	if err != nil {
 		return nil, err
 	}

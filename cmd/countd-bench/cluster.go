@@ -22,6 +22,9 @@ type cluster struct {
 	// addrs are the nodes' host:port, in order; the first is the target of
 	// -target=one.
 	addrs []string
+	// respAddrs are the nodes' RESP ports (host:port), in the order of
+	// addrs; only in resp mode.
+	respAddrs []string
 	// procs are the node processes started by the tool, in the order of
 	// addrs; nil for an external cluster. specs are what they were started
 	// with, for a restart.
@@ -84,16 +87,27 @@ func startCluster(ctx context.Context, cfg *Config, bin string, n int, sec secur
 	}
 	c.auth = secs.auth
 	c.http = newPollClient(c.auth)
-	ports, err := proc.FreePorts(n)
+	resp := cfg.mode() == modeRESP
+	nPorts := n
+	if resp {
+		nPorts = 2 * n // an HTTP and a RESP port each
+	}
+	ports, err := proc.FreePorts(nPorts)
 	if err != nil {
 		return nil, fmt.Errorf("start cluster: %w", err)
 	}
+	respPorts := ports[n:]
+	ports = ports[:n]
 	for _, p := range ports {
 		c.addrs = append(c.addrs, "127.0.0.1:"+strconv.Itoa(p))
 	}
 	began := time.Now()
 	for i, port := range ports {
 		args := []string{"-port=" + strconv.Itoa(port), "-log-level=warn"}
+		if resp {
+			args = append(args, "-resp-port="+strconv.Itoa(respPorts[i]))
+			c.respAddrs = append(c.respAddrs, "127.0.0.1:"+strconv.Itoa(respPorts[i]))
+		}
 		var peers []string
 		for j, p := range ports {
 			if j != i {

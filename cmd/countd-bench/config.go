@@ -18,6 +18,7 @@ const (
 	modeChurn  = "churn"
 	modeLevels = "levels"
 	modeKeys   = "keys"
+	modeRESP   = "resp"
 )
 
 // Config is what the flags ask for.
@@ -98,6 +99,15 @@ type Config struct {
 	// nodes run with -idempotency-window=Window.
 	Keys   int
 	Window time.Duration
+	// RESP selects resp mode (resp.go): redis-benchmark -t incr against
+	// countd's RESP port (a -memory node and a durable one) and against
+	// redis-server (no persistence, and appendfsync always), interleaved,
+	// RESPRounds times, each load RESPRequests INCRs, with -P 1 and -P
+	// RESPPipeline.
+	RESP         bool
+	RESPRequests int64
+	RESPRounds   int
+	RESPPipeline int
 	// ReadyTimeout bounds the wait for a started cluster to see itself
 	// alive; AgreeTimeout bounds each wait for agreement; StopTimeout is how
 	// long a node gets after SIGTERM before SIGKILL.
@@ -146,6 +156,9 @@ func defaultConfig() Config {
 		AgreeTimeout: 30 * time.Second,
 		StopTimeout:  10 * time.Second,
 		Window:       10 * time.Minute,
+		RESPRequests: 200_000,
+		RESPRounds:   3,
+		RESPPipeline: 16,
 	}
 }
 
@@ -156,7 +169,7 @@ func (c *Config) measureFsync() bool {
 	return c.Bare && c.Fsync && !c.Memory && len(c.Addrs) == 0
 }
 
-// mode returns which of the seven modes the configuration selects.
+// mode returns which of the eight modes the configuration selects.
 func (c *Config) mode() string {
 	switch {
 	case c.Rounds > 0:
@@ -171,6 +184,8 @@ func (c *Config) mode() string {
 		return modeLevels
 	case c.Keys > 0:
 		return modeKeys
+	case c.RESP:
+		return modeRESP
 	}
 	return modeLoad
 }
@@ -182,14 +197,14 @@ func (c *Config) validate(given map[string]bool) error {
 		return nil
 	}
 	modes := 0
-	for _, f := range []string{"rounds", "idle", "create-counters", "churn-counters", "levels", "keys"} {
+	for _, f := range []string{"rounds", "idle", "create-counters", "churn-counters", "levels", "keys", "resp"} {
 		if given[f] {
 			modes++
 		}
 	}
 	switch {
 	case modes > 1:
-		return errors.New("-rounds, -idle, -create-counters, -churn-counters, -levels and -keys are different modes: give at most one")
+		return errors.New("-rounds, -idle, -create-counters, -churn-counters, -levels, -keys and -resp are different modes: give at most one")
 	case c.Rounds < 0 || c.CreateCounters < 0 || c.Counters < 0 || c.ChurnCounters < 0 || c.Keys < 0:
 		return errors.New("-rounds, -counters, -create-counters, -churn-counters and -keys must not be negative")
 	case c.Tail < 0 || c.Sample <= 0:
@@ -237,6 +252,20 @@ func (c *Config) validate(given map[string]bool) error {
 	}
 	if c.mode() == modeKeys && len(c.Addrs) > 0 {
 		return errors.New("-keys starts its own nodes (fresh ones, with -idempotency-window): it has no meaning with -addrs")
+	}
+	if c.mode() == modeRESP {
+		if len(c.Addrs) > 0 || given["memory"] || given["nodes"] || given["security"] {
+			return errors.New("-resp starts its own nodes, one -memory and one durable, without security: -addrs, -memory, -nodes and -security have no meaning with it")
+		}
+		if c.RESPRequests < 1 || c.RESPRounds < 1 || c.RESPPipeline < 2 || c.RESPPipeline > 1000 {
+			return errors.New("-resp-requests and -resp-rounds must be positive, -resp-pipeline from 2 to 1000")
+		}
+	} else {
+		for _, f := range []string{"resp-requests", "resp-rounds", "resp-pipeline"} {
+			if given[f] {
+				return fmt.Errorf("-%s applies to -resp", f)
+			}
+		}
 	}
 	if c.mode() != modeChurn {
 		for _, f := range []string{"ttl", "tail", "sample"} {

@@ -42,6 +42,14 @@ func TestParseFlags(t *testing.T) {
 		cfg.churnTail() != 4*time.Minute {
 		t.Errorf("-churn-counters: parsed %+v, tail %v", cfg, cfg.churnTail())
 	}
+	cfg, err = parseFlags([]string{"-resp", "-clients=16,64", "-resp-requests=5000", "-resp-rounds=2", "-resp-pipeline=8"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.mode() != modeRESP || cfg.RESPRequests != 5000 || cfg.RESPRounds != 2 || cfg.RESPPipeline != 8 ||
+		!slices.Equal(cfg.Clients, []int{16, 64}) {
+		t.Errorf("-resp: parsed %+v", cfg)
+	}
 	if cfg, _ := parseFlags([]string{"-churn-counters=10", "-ttl=0", "-tail=5s"}, io.Discard); cfg.churnTail() != 5*time.Second {
 		t.Errorf("-tail=5s: tail %v", cfg.churnTail())
 	}
@@ -80,6 +88,13 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"-addrs=h:1", "-idle=1s", "-idle-peer=memberlist"}, "-addrs"},
 		{[]string{"-restart-node"}, "-restart-node"},
 		{[]string{"-create-counters=5", "-restart-node", "-memory"}, "-restart-node"},
+		{[]string{"-resp", "-keys=5"}, "at most one"},
+		{[]string{"-resp", "-memory"}, "-memory"},
+		{[]string{"-resp", "-nodes=3"}, "-nodes"},
+		{[]string{"-resp", "-addrs=h:1"}, "-addrs"},
+		{[]string{"-resp", "-resp-pipeline=1"}, "-resp-pipeline"},
+		{[]string{"-resp", "-resp-requests=0"}, "-resp-requests"},
+		{[]string{"-resp-rounds=2"}, "-resp"},
 		{[]string{"stray"}, "stray"},
 		{[]string{"-no-such-flag"}, "no-such-flag"},
 	}

@@ -6,7 +6,7 @@
 // module root, or -bin), on free ports on 127.0.0.1 with their own temporary
 // data dirs, wires them with -peers and waits until every node sees every
 // other alive; or, with -addrs, it targets a cluster that is already running.
-// It then runs one of seven modes over every combination of -nodes and
+// It then runs one of eight modes over every combination of -nodes and
 // -clients:
 //
 //   - load (default): C keep-alive clients send POST /increment (or POST
@@ -64,6 +64,19 @@
 //     the nodes agree on is checked at each point: N every time. The
 //     window must be longer than the keyed changes take, or some keys
 //     retire before they are measured (the report says so).
+//   - resp (-resp): the Redis protocol port (issue 16) under
+//     redis-benchmark -t incr, -c each of -clients, at -P 1 and -P
+//     -resp-pipeline (16), -resp-requests INCRs a load: against the RESP
+//     port of a -memory node and of a durable node (one node each, started
+//     with -resp-port) and against redis-server with no persistence and
+//     with appendfsync always, in turn, -resp-rounds times, so noise hits
+//     all alike. It reports each one's req/s (over all rounds, and each
+//     round's), p50 and p99, its CPU per INCR from /proc, and the ratios
+//     issue 16 sets targets for: countd -memory / Redis, durable /
+//     appendfsync always, and the same at -P 16. redis-benchmark
+//     increments one key, counter:__rand_int__ (a name with ':'), so at
+//     the end each node's counter of that name (read over HTTP) must equal
+//     the INCRs sent to it, warm-up included; a mismatch fails the run.
 //
 // The yardsticks are child processes of this tool serving internal/bare.
 // The bare server (hidden flag -bare-server) does one atomic add per
@@ -141,7 +154,7 @@
 // procstat.go (/proc), snapshot.go (before/after figures), bench.go (runs
 // and sweeps), modes.go (the first four modes), churn.go (the churn mode
 // and its sampler), levels.go (the levels mode), keys.go (the keys
-// mode), boltpages.go (the bbolt
+// mode), resp.go (the resp mode), boltpages.go (the bbolt
 // page walk), report.go (results, text and JSON), chart.go and
 // churnchart.go (PNG).
 package main

@@ -100,18 +100,10 @@ type KeyPerKey struct {
 // runKeysAll runs the keys mode for every client count on fresh clusters
 // of n nodes with sec: the baseline on one, the keyed changes on another.
 func (b *bench) runKeysAll(ctx context.Context, rep *Report, sec security, n int, clients []int) error {
-	for _, c := range clients {
+	return b.runEach(rep, clients, func(c int) (*Result, error) {
 		b.runs.Add(1)
-		res, err := b.runKeys(ctx, sec, n, c)
-		if res != nil {
-			rep.Runs = append(rep.Runs, *res)
-			printResult(b.stdout, res)
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+		return b.runKeys(ctx, sec, n, c)
+	})
 }
 
 // runKeys is one keys-mode run on n nodes with clients clients.

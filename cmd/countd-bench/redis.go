@@ -85,42 +85,84 @@ func (b *bench) runRedis(ctx context.Context, res *Result, clients int, n int64)
 // measureRedis starts redis-server with args, loads it with n INCRs from
 // redis-benchmark, and stops it.
 func measureRedis(ctx context.Context, server, bench string, args []string, clients int, n int64, stopTimeout time.Duration) (*Peer, error) {
+	r, err := startRedis(ctx, server, args)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close(stopTimeout)
+	return redisBenchmark(ctx, bench, r.port, r.p.PID(), clients, 1, n)
+}
+
+// redisServer is a redis-server the tool started, on a free port of
+// 127.0.0.1, its data in a temporary directory.
+type redisServer struct {
+	p    *proc.Proc
+	port int
+	dir  string
+}
+
+// startRedis starts redis-server with args (its persistence flags) and
+// waits until it answers PING.
+func startRedis(ctx context.Context, server string, args []string) (_ *redisServer, err error) {
 	dir, err := os.MkdirTemp("", "countd-bench-redis-")
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(dir)
+	r := &redisServer{dir: dir}
+	defer func() {
+		if err != nil {
+			r.Close(time.Second)
+		}
+	}()
 	ports, err := proc.FreePorts(1)
 	if err != nil {
 		return nil, err
 	}
-	addr := "127.0.0.1:" + strconv.Itoa(ports[0])
-	all := append([]string{"--port", strconv.Itoa(ports[0]), "--bind", "127.0.0.1", "--dir", dir,
+	r.port = ports[0]
+	addr := "127.0.0.1:" + strconv.Itoa(r.port)
+	all := append([]string{"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--dir", dir,
 		"--daemonize", "no", "--logfile", ""}, args...)
-	p, err := proc.Start(proc.Spec{Name: "redis-server", Path: server, Args: all})
-	if err != nil {
+	if r.p, err = proc.Start(proc.Spec{Name: "redis-server", Path: server, Args: all}); err != nil {
 		return nil, err
 	}
-	defer p.Stop(stopTimeout)
 	if _, err := poll.Until(ctx, 30*time.Second, 20*time.Millisecond, "redis-server answers PING", func() (bool, string) {
-		if p.Exited() {
-			return false, "it exited: " + p.Output.Tail(500)
+		if r.p.Exited() {
+			return false, "it exited: " + r.p.Output.Tail(500)
 		}
 		return redisPing(addr), "no PONG on " + addr
 	}); err != nil {
 		return nil, err
 	}
-	before, err := readProc(p.PID())
+	return r, nil
+}
+
+// Close stops the server (SIGTERM, SIGKILL after stopTimeout) and removes
+// its directory.
+func (r *redisServer) Close(stopTimeout time.Duration) error {
+	var err error
+	if r.p != nil {
+		err = r.p.Stop(stopTimeout)
+	}
+	return errors.Join(err, os.RemoveAll(r.dir))
+}
+
+// redisBenchmark runs `redis-benchmark -t incr` with clients connections,
+// pipeline commands in flight on each (-P) and n INCRs in all against the
+// server on 127.0.0.1:port, whose process is pid, and returns its figures
+// with the process's CPU time per INCR, read from /proc around the load.
+// Its INCRs all go to one key, counter:__rand_int__ (no -r).
+func redisBenchmark(ctx context.Context, bench string, port, pid, clients, pipeline int, n int64) (*Peer, error) {
+	before, err := readProc(pid)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.CommandContext(ctx, bench, "-h", "127.0.0.1", "-p", strconv.Itoa(ports[0]),
-		"-t", "incr", "-c", strconv.Itoa(clients), "-n", strconv.FormatInt(n, 10), "--csv")
+	cmd := exec.CommandContext(ctx, bench, "-h", "127.0.0.1", "-p", strconv.Itoa(port),
+		"-t", "incr", "-c", strconv.Itoa(clients), "-P", strconv.Itoa(pipeline), "-n", strconv.FormatInt(n, 10), "--csv")
 	out, err := cmd.Output()
 	if err != nil {
 		return nil, fmt.Errorf("redis-benchmark: %v: %s", err, bytes.TrimSpace(out))
 	}
-	after, err := readProc(p.PID())
+	after, err := readProc(pid)
 	if err != nil {
 		return nil, err
 	}

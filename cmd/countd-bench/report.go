@@ -102,6 +102,8 @@ type Result struct {
 	// Levels is the levels mode's load at each write level; Countd is
 	// then all of them together.
 	Levels []LevelSide `json:"levels,omitempty"`
+	// RESP is the resp mode's figures; Countd is then empty.
+	RESP *RESPResult `json:"resp,omitempty"`
 	// Keys is the keys mode's baseline and what the nodes held; Countd is
 	// then the keyed changes.
 	Keys *KeysResult `json:"keys,omitempty"`
@@ -279,6 +281,10 @@ func printMachine(w io.Writer, m Machine) {
 // printResult prints one run for people.
 func printResult(w io.Writer, r *Result) {
 	fmt.Fprintf(w, "\n%s\n", describeRun(r))
+	if r.RESP != nil {
+		printRESP(w, r.RESP)
+		return
+	}
 	defer printChurn(w, r.Churn) // after the lines above
 	defer printKeys(w, r.Keys)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -405,6 +411,9 @@ func spread(v []float64) string {
 
 // describeRun is the heading of one run.
 func describeRun(r *Result) string {
+	if r.RESP != nil {
+		return fmt.Sprintf("resp: redis-benchmark -t incr -c %d on the RESP port of a -memory and a durable countd node and on redis-server (no persistence; appendfsync always)", r.Clients)
+	}
 	store := "durable"
 	if r.Memory {
 		store = "memory"
@@ -452,7 +461,7 @@ func printSummary(w io.Writer, runs []Result) {
 	if len(idle) >= 2 {
 		printIdleSummary(w, idle)
 	}
-	runs = slices.DeleteFunc(slices.Clone(runs), func(r Result) bool { return r.Mode == modeIdle })
+	runs = slices.DeleteFunc(slices.Clone(runs), func(r Result) bool { return r.Mode == modeIdle || r.RESP != nil }) // resp runs are printed whole
 	if len(runs) < 2 {
 		return
 	}
