@@ -27,27 +27,74 @@ import (
 // too: the bare server (-bare-server) does one atomic add per request; the
 // fsync yardstick (-fsync-server=FILE) does the same but answers only once
 // the value is on disk in FILE, with one group-committed pwrite+fdatasync
-// per batch of requests, the least any durable server pays.
+// per batch of requests, the least any durable server pays. With
+// -bare-resp either speaks the Redis protocol instead of HTTP, on redcon
+// as countd's RESP port does (the resp mode's yardsticks).
 
 // fsyncFile is the name of the fsync yardstick's file in its directory.
 const fsyncFile = "yardstick"
 
-// serveBare runs this process as the bare server (-bare-server), over
-// HTTPS if certFile and keyFile are set.
-func serveBare(certFile, keyFile string, stdin io.Reader, stdout, stderr io.Writer) int {
-	return serveYardstick("-bare-server", bare.Handler(), certFile, keyFile, stdin, stdout, stderr)
+// yardstick is a server a yardstick process runs: an http.Server or a
+// redcon.Server. Serve returns nil once Close stopped it.
+type yardstick interface {
+	Serve(net.Listener) error
+	Close() error
 }
 
-// serveFsync runs this process as the fsync yardstick (-fsync-server=path):
-// it creates (or truncates) the file at path and answers each add once it
-// is written and flushed there.
-func serveFsync(path string, stdin io.Reader, stdout, stderr io.Writer) int {
+// httpYardstick serves h over HTTP, or over HTTPS with certFile and keyFile
+// if set (TLS 1.2 at least, as countd).
+type httpYardstick struct {
+	srv               *http.Server
+	certFile, keyFile string
+}
+
+func newHTTPYardstick(h http.Handler, certFile, keyFile string) *httpYardstick {
+	return &httpYardstick{
+		srv: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
+			TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12}},
+		certFile: certFile, keyFile: keyFile,
+	}
+}
+
+func (y *httpYardstick) Serve(ln net.Listener) error {
+	var err error
+	if y.certFile != "" {
+		err = y.srv.ServeTLS(ln, y.certFile, y.keyFile)
+	} else {
+		err = y.srv.Serve(ln)
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+func (y *httpYardstick) Close() error { return y.srv.Close() }
+
+// serveBare runs this process as the bare server (-bare-server): over
+// RESP if resp, else over HTTP, or HTTPS if certFile and keyFile are set.
+func serveBare(resp bool, certFile, keyFile string, stdin io.Reader, stdout, stderr io.Writer) int {
+	var y yardstick = newHTTPYardstick(bare.Handler(), certFile, keyFile)
+	if resp {
+		y = bare.RESPServer(nil)
+	}
+	return serveYardstick("-bare-server", y, stdin, stdout, stderr)
+}
+
+// serveFsync runs this process as the fsync yardstick (-fsync-server=path),
+// over RESP if resp, else over HTTP: it creates (or truncates) the file at
+// path and answers each add once it is written and flushed there.
+func serveFsync(path string, resp bool, stdin io.Reader, stdout, stderr io.Writer) int {
 	s, err := bare.NewSyncing(path)
 	if err != nil {
 		fmt.Fprintln(stderr, "countd-bench -fsync-server:", err)
 		return 1
 	}
-	code := serveYardstick("-fsync-server", s.Handler(), "", "", stdin, stdout, stderr)
+	var y yardstick = newHTTPYardstick(s.Handler(), "", "")
+	if resp {
+		y = bare.RESPServer(s)
+	}
+	code := serveYardstick("-fsync-server", y, stdin, stdout, stderr)
 	if err := s.Close(); err != nil {
 		fmt.Fprintln(stderr, "countd-bench -fsync-server:", err)
 		code = 1
@@ -55,31 +102,24 @@ func serveFsync(path string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return code
 }
 
-// serveYardstick serves h on a free port of 127.0.0.1 (over HTTPS with
-// certFile and keyFile if set, TLS 1.2 at least as countd): it writes the
+// serveYardstick serves y on a free port of 127.0.0.1: it writes the
 // address as the first line of stdout, and serves until SIGTERM or SIGINT,
 // or until stdin ends (the tool that started it is gone). flag names the
 // mode in error messages.
-func serveYardstick(flag string, h http.Handler, certFile, keyFile string, stdin io.Reader, stdout, stderr io.Writer) int {
+func serveYardstick(flag string, y yardstick, stdin io.Reader, stdout, stderr io.Writer) int {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		fmt.Fprintf(stderr, "countd-bench %s: %v\n", flag, err)
 		return 1
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
-		TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12}}
 	ctx, stop := stopContext(stdin)
 	defer stop()
 	go func() {
 		<-ctx.Done()
-		srv.Close()
+		y.Close()
 	}()
 	fmt.Fprintln(stdout, ln.Addr().String())
-	serve := func() error { return srv.Serve(ln) }
-	if certFile != "" {
-		serve = func() error { return srv.ServeTLS(ln, certFile, keyFile) }
-	}
-	if err := serve(); !errors.Is(err, http.ErrServerClosed) {
+	if err := y.Serve(ln); err != nil {
 		fmt.Fprintf(stderr, "countd-bench %s: %v\n", flag, err)
 		return 1
 	}
@@ -114,6 +154,11 @@ func startBare(ctx context.Context, stopTimeout time.Duration) (*yardstickProc, 
 	return startYardstick(ctx, "bare server", []string{"-bare-server"}, stopTimeout)
 }
 
+// startBareRESP starts the bare server over RESP.
+func startBareRESP(ctx context.Context, stopTimeout time.Duration) (*yardstickProc, error) {
+	return startYardstick(ctx, "bare RESP server", []string{"-bare-server", "-bare-resp"}, stopTimeout)
+}
+
 // startBareTLS returns a start function for the bare server over HTTPS,
 // with a certificate from ca like the nodes'.
 func startBareTLS(ca *testcerts.CA) func(context.Context, time.Duration) (*yardstickProc, error) {
@@ -132,12 +177,23 @@ func startBareTLS(ca *testcerts.CA) func(context.Context, time.Duration) (*yards
 // in os.TempDir), so the yardstick flushes to the same filesystem as they
 // do.
 func startFsync(ctx context.Context, stopTimeout time.Duration) (*yardstickProc, error) {
+	return startFsyncOver(ctx, "fsync yardstick", nil, stopTimeout)
+}
+
+// startFsyncRESP starts the fsync yardstick over RESP, as startFsync.
+func startFsyncRESP(ctx context.Context, stopTimeout time.Duration) (*yardstickProc, error) {
+	return startFsyncOver(ctx, "fsync RESP yardstick", []string{"-bare-resp"}, stopTimeout)
+}
+
+// startFsyncOver starts the fsync yardstick named name with its file in a
+// new temporary directory and these more flags.
+func startFsyncOver(ctx context.Context, name string, more []string, stopTimeout time.Duration) (*yardstickProc, error) {
 	dir, err := os.MkdirTemp("", "countd-bench-fsync-")
 	if err != nil {
-		return nil, fmt.Errorf("start fsync yardstick: %w", err)
+		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	y, err := startYardstick(ctx, "fsync yardstick",
-		[]string{"-fsync-server=" + filepath.Join(dir, fsyncFile)}, stopTimeout)
+	y, err := startYardstick(ctx, name,
+		append([]string{"-fsync-server=" + filepath.Join(dir, fsyncFile)}, more...), stopTimeout)
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err

@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/binary"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -23,9 +26,12 @@ func TestYardstickServers(t *testing.T) {
 		name   string
 		start  func(context.Context, time.Duration) (*yardstickProc, error)
 		onDisk bool
+		resp   bool
 	}{
-		{"bare", startBare, false},
-		{"fsync", startFsync, true},
+		{"bare", startBare, false, false},
+		{"fsync", startFsync, true, false},
+		{"bare RESP", startBareRESP, false, true},
+		{"fsync RESP", startFsyncRESP, true, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -44,16 +50,13 @@ func TestYardstickServers(t *testing.T) {
 			if tc.onDisk && filepath.Dir(y.dir) != tmp {
 				t.Errorf("fsync yardstick dir %s is not in the temporary directory %s", y.dir, tmp)
 			}
-			client := &http.Client{Timeout: 10 * time.Second}
-			defer client.CloseIdleConnections()
-			api := apiclient.Client{HTTP: client}
+			add := httpAdd(t, y.addr)
+			if tc.resp {
+				add = respAdd(t, y.addr)
+			}
 			for want := int64(1); want <= 3; want++ {
-				r := api.Change("http://"+y.addr, "default", 1)
-				if r.Status != http.StatusOK || r.Err != nil {
-					t.Fatalf("status %d: %v", r.Status, r.Err)
-				}
-				if r.Value != want {
-					t.Fatalf("value %d, want %d", r.Value, want)
+				if v := add(); v != want {
+					t.Fatalf("value %d, want %d", v, want)
 				}
 				if !tc.onDisk {
 					continue
@@ -87,5 +90,46 @@ func TestFsyncServerBadFile(t *testing.T) {
 	code := run([]string{"-fsync-server=" + path}, strings.NewReader(""), &stdout, &stderr)
 	if code != 1 || stdout.Len() > 0 || !strings.Contains(stderr.String(), "-fsync-server") {
 		t.Fatalf("exit %d, stdout %q, stderr %q; want 1, nothing, an error", code, stdout.String(), stderr.String())
+	}
+}
+
+// httpAdd returns a function that adds 1 at the HTTP yardstick at addr and
+// returns the new value.
+func httpAdd(t *testing.T, addr string) func() int64 {
+	client := &http.Client{Timeout: 10 * time.Second}
+	t.Cleanup(client.CloseIdleConnections)
+	api := apiclient.Client{HTTP: client}
+	return func() int64 {
+		r := api.Change("http://"+addr, "default", 1)
+		if r.Status != http.StatusOK || r.Err != nil {
+			t.Fatalf("status %d: %v", r.Status, r.Err)
+		}
+		return r.Value
+	}
+}
+
+// respAdd returns a function that sends INCR to the RESP yardstick at addr,
+// on one connection, and returns the new value.
+func respAdd(t *testing.T, addr string) func() int64 {
+	conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	r := bufio.NewReader(conn)
+	return func() int64 {
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := conn.Write([]byte("INCR default\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimPrefix(line, ":"), "\r\n"), 10, 64)
+		if err != nil {
+			t.Fatalf("reply %q: %v", line, err)
+		}
+		return v
 	}
 }

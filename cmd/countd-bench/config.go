@@ -133,6 +133,9 @@ type Config struct {
 	// BareCert and BareKey, with BareServer, make it serve HTTPS with
 	// this certificate (hidden; for TLS runs).
 	BareCert, BareKey string
+	// BareRESP, with BareServer or FsyncServer, makes the yardstick speak
+	// the Redis protocol (hidden; for the resp mode).
+	BareRESP bool
 }
 
 // defaultConfig returns the defaults of every flag.

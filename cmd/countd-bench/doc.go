@@ -68,12 +68,14 @@
 //     redis-benchmark -t incr, -c each of -clients, at -P 1 and -P
 //     -resp-pipeline (16), -resp-requests INCRs a load: against the RESP
 //     port of a -memory node and of a durable node (one node each, started
-//     with -resp-port) and against redis-server with no persistence and
-//     with appendfsync always, in turn, -resp-rounds times, so noise hits
-//     all alike. It reports each one's req/s (over all rounds, and each
-//     round's), p50 and p99, its CPU per INCR from /proc, and the ratios
-//     issue 16 sets targets for: countd -memory / Redis, durable /
-//     appendfsync always, and the same at -P 16. redis-benchmark
+//     with -resp-port), against redis-server with no persistence and
+//     with appendfsync always, and against the two yardsticks over RESP
+//     (below), in turn, -resp-rounds times, so noise hits all alike. It
+//     reports each one's req/s (over all rounds, and each round's), p50
+//     and p99, its CPU per INCR from /proc, and the ratios issue 16 sets
+//     targets for: countd -memory / Redis, durable / appendfsync always,
+//     and the same at -P 16; then, for information, countd over its
+//     yardstick and the yardstick over Redis. redis-benchmark
 //     increments one key, counter:__rand_int__ (a name with ':'), so at
 //     the end each node's counter of that name (read over HTTP) must equal
 //     the INCRs sent to it, warm-up included; a mismatch fails the run.
@@ -91,7 +93,10 @@
 // for the same time, so the load ends on countd. The report gives countd's
 // ratio to bare, the fsync yardstick's ratio to bare (what this machine's
 // disk allows any durable server) and countd's ratio to the fsync yardstick
-// (what countd's own code costs on top of that).
+// (what countd's own code costs on top of that). With the hidden flag
+// -bare-resp either yardstick speaks RESP instead (bare.RESPServer, on
+// tidwall/redcon as countd's RESP port): every command is an INCR, one add
+// (and one flush) per pipeline; the resp mode runs both.
 //
 // The load mode's load generator (-client=raw, the default) is cheap per
 // request, so that the figures are the servers' and not the client's: one

@@ -28,13 +28,13 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if cfg.BareServer {
-		return serveBare(cfg.BareCert, cfg.BareKey, stdin, stdout, stderr)
+		return serveBare(cfg.BareRESP, cfg.BareCert, cfg.BareKey, stdin, stdout, stderr)
 	}
 	if cfg.MemberlistNode {
 		return serveMemberlist(cfg.MemberlistJoin, stdin, stdout, stderr)
 	}
 	if cfg.FsyncServer != "" {
-		return serveFsync(cfg.FsyncServer, stdin, stdout, stderr)
+		return serveFsync(cfg.FsyncServer, cfg.BareRESP, stdin, stdout, stderr)
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -95,7 +95,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.Var(levelList{&cfg.Levels}, "levels", "levels mode: `list` of write levels (?wait=) to measure a change at, -duration each, alternating in -chunk slices (e.g. local,quorum,all)")
 	fs.IntVar(&cfg.Keys, "keys", 0, "keys mode: this many changes, each with its own Idempotency-Key, over -counters counters (default 1000), on a fresh cluster, and as many unkeyed ones on another as the baseline; memory and data file with the keys held and once the window retired them")
 	fs.DurationVar(&cfg.Window, "idempotency-window", cfg.Window, "keys mode: the nodes' -idempotency-window; make it longer than the keyed changes take, so every key is held when they end")
-	fs.BoolVar(&cfg.RESP, "resp", false, "resp mode: redis-benchmark -t incr (-c each of -clients, -P 1 and -P -resp-pipeline) against the RESP port of a -memory node and of a durable one and against redis-server (no persistence, and appendfsync always), interleaved, -resp-rounds times; then checks each node counted every INCR")
+	fs.BoolVar(&cfg.RESP, "resp", false, "resp mode: redis-benchmark -t incr (-c each of -clients, -P 1 and -P -resp-pipeline) against the RESP port of a -memory node and of a durable one, redis-server (no persistence, and appendfsync always) and Go yardsticks on redcon (an atomic add, and one answered after fdatasync), interleaved, -resp-rounds times; then checks each node counted every INCR")
 	fs.Int64Var(&cfg.RESPRequests, "resp-requests", cfg.RESPRequests, "resp mode: INCRs of each redis-benchmark run (-n)")
 	fs.IntVar(&cfg.RESPRounds, "resp-rounds", cfg.RESPRounds, "resp mode: rounds, each loading every server once at each pipeline depth")
 	fs.IntVar(&cfg.RESPPipeline, "resp-pipeline", cfg.RESPPipeline, "resp mode: the pipeline depth (-P) of the pipelined runs")
@@ -111,6 +111,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&cfg.MemberlistJoin, "memberlist-join", "", "")  // hidden: and join it to this address
 	fs.StringVar(&cfg.BareCert, "bare-tls-cert", "", "")          // hidden: the bare server's certificate
 	fs.StringVar(&cfg.BareKey, "bare-tls-key", "", "")            // hidden: and its key
+	fs.BoolVar(&cfg.BareRESP, "bare-resp", false, "")             // hidden: the yardstick speaks RESP
 	fs.Usage = func() {}                                          // flag calls it on every error; help is printed below
 
 	if err := fs.Parse(args); err != nil {
@@ -135,7 +136,7 @@ func printUsage(fs *flag.FlagSet, w io.Writer) {
 		"bare net/http atomic add measured in the same run and, when the nodes are\n"+
 		"durable, with the same add made durable by a group-committed fdatasync.\n\n")
 	fs.VisitAll(func(f *flag.Flag) {
-		if f.Name == "bare-server" || f.Name == "fsync-server" || strings.HasPrefix(f.Name, "bare-tls-") || strings.HasPrefix(f.Name, "memberlist-") {
+		if f.Name == "bare-server" || f.Name == "fsync-server" || f.Name == "bare-resp" || strings.HasPrefix(f.Name, "bare-tls-") || strings.HasPrefix(f.Name, "memberlist-") {
 			return
 		}
 		name, usage := flag.UnquoteUsage(f)

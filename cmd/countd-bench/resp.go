@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"countd/internal/apiclient"
 )
@@ -19,7 +20,11 @@ import (
 // Redis tool everyone has: redis-benchmark -t incr, against a -memory node
 // and a durable node, and against redis-server with no persistence and
 // with appendfsync always (redis.go starts them and runs the tool), in one
-// run. Each round loads every server once at -P 1 and once at -P
+// run. Beside them run the two yardsticks over RESP (bare.go): redcon
+// with one atomic add per pipeline, and the same answered after a group
+// fdatasync. They are what Go on redcon costs with nothing of countd in
+// it, so countd over them is countd's own cost, and they over Redis the
+// cost of the network layer. Each round loads every server once at -P 1 and once at -P
 // -resp-pipeline, in turn, so the machine's noise hits all alike; the
 // rows add the rounds up. redis-benchmark's INCRs all go to one key,
 // counter:__rand_int__ (a ':' name), so at the end each node's counter of
@@ -34,12 +39,23 @@ type RESPResult struct {
 	Requests int64 `json:"requests_per_load"`
 	// Rows are each server at each pipeline depth, over every round.
 	Rows []RESPRow `json:"rows"`
-	// Ratios are the throughputs the issue compares, with its targets.
+	// Ratios are the throughputs the issue compares, with its targets,
+	// then the yardsticks' (target 0: for information).
 	Ratios []RESPRatio `json:"ratios"`
 	// Counted is, per countd node, its counter's value against the INCRs
 	// sent to it; every one must match.
 	Counted []RESPCount `json:"counted"`
 }
+
+// The resp mode's servers, in the order they are loaded and printed.
+const (
+	respCountdMemory  = "countd -memory"
+	respRedis         = "redis"
+	respBare          = "go redcon"
+	respCountdDurable = "countd durable"
+	respRedisAlways   = "redis appendfsync always"
+	respFsync         = "go redcon + fdatasync"
+)
 
 // RESPRow is one server at one pipeline depth.
 type RESPRow struct {
@@ -90,7 +106,7 @@ func (b *bench) runRESPAll(ctx context.Context, rep *Report, clients []int) erro
 	return b.runEach(rep, clients, func(c int) (*Result, error) { return b.runRESP(ctx, c) })
 }
 
-// runRESP starts the four servers, loads them, and checks the counts.
+// runRESP starts the six servers, loads them, and checks the counts.
 func (b *bench) runRESP(ctx context.Context, clients int) (_ *Result, err error) {
 	server, err1 := exec.LookPath("redis-server")
 	bench, err2 := exec.LookPath("redis-benchmark")
@@ -105,8 +121,7 @@ func (b *bench) runRESP(ctx context.Context, clients int) (_ *Result, err error)
 			}
 		}
 	}()
-	var targets []*respTarget
-	for _, memory := range []bool{true, false} {
+	countd := func(memory bool) (*respTarget, error) {
 		cfg := *b.cfg
 		cfg.Memory = memory
 		cl, err := b.clusterOf(ctx, &cfg, 1, security{})
@@ -119,22 +134,50 @@ func (b *bench) runRESP(ctx context.Context, clients int) (_ *Result, err error)
 		if err != nil {
 			return nil, fmt.Errorf("resp port of %s: %w", cl.addrs[0], err)
 		}
-		name := "countd -memory"
+		name := respCountdMemory
 		if !memory {
-			name = "countd durable"
+			name = respCountdDurable
 		}
-		targets = append(targets, &respTarget{name: name, port: port, pid: cl.procs[0].PID(), node: cl})
+		return &respTarget{name: name, port: port, pid: cl.procs[0].PID(), node: cl}, nil
 	}
-	for i, v := range redisVariants {
+	redis := func(i int) (*respTarget, error) {
+		v := redisVariants[i]
 		r, err := startRedis(ctx, server, v.args)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", v.name, err)
 		}
 		closers = append(closers, func() error { return r.Close(b.cfg.StopTimeout) })
-		// After the countd node it is compared with: memory, redis,
-		// durable, redis appendfsync always.
-		at := 2*i + 1
-		targets = append(targets[:at], append([]*respTarget{{name: v.name, port: r.port, pid: r.p.PID()}}, targets[at:]...)...)
+		return &respTarget{name: v.name, port: r.port, pid: r.p.PID()}, nil
+	}
+	yard := func(name string, start func(context.Context, time.Duration) (*yardstickProc, error)) (*respTarget, error) {
+		y, err := start(ctx, b.cfg.StopTimeout)
+		if err != nil {
+			return nil, err
+		}
+		closers = append(closers, func() error { return y.Close(b.cfg.StopTimeout) })
+		_, ps, _ := net.SplitHostPort(y.addr)
+		port, err := strconv.Atoi(ps)
+		if err != nil {
+			return nil, fmt.Errorf("%s address %s: %w", name, y.addr, err)
+		}
+		return &respTarget{name: name, port: port, pid: y.PID()}, nil
+	}
+	// Each durable server beside its memory-only counterpart.
+	starts := []func() (*respTarget, error){
+		func() (*respTarget, error) { return countd(true) },
+		func() (*respTarget, error) { return redis(0) },
+		func() (*respTarget, error) { return yard(respBare, startBareRESP) },
+		func() (*respTarget, error) { return countd(false) },
+		func() (*respTarget, error) { return redis(1) },
+		func() (*respTarget, error) { return yard(respFsync, startFsyncRESP) },
+	}
+	var targets []*respTarget
+	for _, start := range starts {
+		t, err := start()
+		if err != nil {
+			return nil, err
+		}
+		targets = append(targets, t)
 	}
 
 	res := &Result{Mode: modeRESP, Nodes: 1, Clients: clients, Target: "one"}
@@ -239,7 +282,9 @@ func median(xs []float64) float64 {
 
 // respRatios are issue 16's comparisons: countd -memory over Redis without
 // persistence (≥ 0.8), countd durable over Redis with appendfsync always
-// (≥ 0.7), and each pipelined over its Redis pipelined (≥ 0.5).
+// (≥ 0.7), and each pipelined over its Redis pipelined (≥ 0.5); then, for
+// information, countd over its yardstick and the yardstick over Redis at
+// -P 1.
 func respRatios(rows []RESPRow, depth int) []RESPRatio {
 	tp := func(server string, d int) float64 {
 		for _, r := range rows {
@@ -250,16 +295,23 @@ func respRatios(rows []RESPRow, depth int) []RESPRatio {
 		return 0
 	}
 	var out []RESPRatio
-	add := func(name string, num, den, target float64) {
-		if den > 0 {
-			out = append(out, RESPRatio{Name: name, Ratio: num / den, Target: target})
+	add := func(num, den string, d int, target float64) {
+		name := num + " / " + den
+		if d != 1 {
+			name += fmt.Sprintf(" (-P %d)", d)
+		}
+		if n, m := tp(num, d), tp(den, d); m > 0 && n > 0 {
+			out = append(out, RESPRatio{Name: name, Ratio: n / m, Target: target})
 		}
 	}
-	pd := fmt.Sprintf(" (-P %d)", depth)
-	add("countd -memory / redis", tp("countd -memory", 1), tp("redis", 1), 0.8)
-	add("countd durable / redis appendfsync always", tp("countd durable", 1), tp("redis appendfsync always", 1), 0.7)
-	add("countd -memory / redis"+pd, tp("countd -memory", depth), tp("redis", depth), 0.5)
-	add("countd durable / redis appendfsync always"+pd, tp("countd durable", depth), tp("redis appendfsync always", depth), 0.5)
+	add(respCountdMemory, respRedis, 1, 0.8)
+	add(respCountdDurable, respRedisAlways, 1, 0.7)
+	add(respCountdMemory, respRedis, depth, 0.5)
+	add(respCountdDurable, respRedisAlways, depth, 0.5)
+	add(respCountdMemory, respBare, 1, 0)
+	add(respBare, respRedis, 1, 0)
+	add(respCountdDurable, respFsync, 1, 0)
+	add(respFsync, respRedisAlways, 1, 0)
 	return out
 }
 
@@ -280,11 +332,14 @@ func printRESP(w io.Writer, r *RESPResult) {
 			fmtFloat(row.P50MS, "%.2f"), fmtFloat(row.P99MS, "%.2f"), row.CPUUSPerChange)
 	}
 	for _, q := range r.Ratios {
-		verdict := "meets"
-		if q.Ratio < q.Target {
-			verdict = "BELOW"
+		switch {
+		case q.Target == 0:
+			fmt.Fprintf(tw, "  %s\t%.2f\t(the yardstick)\n", q.Name, q.Ratio)
+		case q.Ratio < q.Target:
+			fmt.Fprintf(tw, "  %s\t%.2f\tBELOW the target %.1f\n", q.Name, q.Ratio, q.Target)
+		default:
+			fmt.Fprintf(tw, "  %s\t%.2f\tmeets the target %.1f\n", q.Name, q.Ratio, q.Target)
 		}
-		fmt.Fprintf(tw, "  %s\t%.2f\t%s the target %.1f\n", q.Name, q.Ratio, verdict, q.Target)
 	}
 	for _, c := range r.Counted {
 		fmt.Fprintf(tw, "  %s counted\t%s of %s INCRs sent\n", c.Server, group(float64(c.Value)), group(float64(c.Sent)))

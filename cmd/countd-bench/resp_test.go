@@ -32,7 +32,8 @@ func TestRESPRowAddsRounds(t *testing.T) {
 }
 
 // TestRESPRatios checks the four comparisons are made between the
-// right rows, at the right depths, with the right targets.
+// right rows, at the right depths, with the right targets, and the
+// yardsticks' four after them with none.
 func TestRESPRatios(t *testing.T) {
 	row := func(server string, d int, rps float64) RESPRow {
 		return RESPRow{Server: server, Pipeline: d, Throughput: rps}
@@ -40,6 +41,7 @@ func TestRESPRatios(t *testing.T) {
 	rows := []RESPRow{
 		row("countd -memory", 1, 80), row("redis", 1, 100), row("countd durable", 1, 30), row("redis appendfsync always", 1, 40),
 		row("countd -memory", 16, 300), row("redis", 16, 1000), row("countd durable", 16, 200), row("redis appendfsync always", 16, 250),
+		row("go redcon", 1, 90), row("go redcon + fdatasync", 1, 35), row("go redcon", 16, 900),
 	}
 	got := respRatios(rows, 16)
 	want := []RESPRatio{
@@ -47,6 +49,10 @@ func TestRESPRatios(t *testing.T) {
 		{"countd durable / redis appendfsync always", 0.75, 0.7},
 		{"countd -memory / redis (-P 16)", 0.3, 0.5},
 		{"countd durable / redis appendfsync always (-P 16)", 0.8, 0.5},
+		{"countd -memory / go redcon", 80.0 / 90, 0},
+		{"go redcon / redis", 0.9, 0},
+		{"countd durable / go redcon + fdatasync", 30.0 / 35, 0},
+		{"go redcon + fdatasync / redis appendfsync always", 35.0 / 40, 0},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("ratios %+v", got)
@@ -58,7 +64,7 @@ func TestRESPRatios(t *testing.T) {
 	}
 }
 
-// TestSmokeRESP runs -resp small end to end: four servers, both depths,
+// TestSmokeRESP runs -resp small end to end: six servers, both depths,
 // one round, and each node's counter equal to the INCRs sent to it.
 func TestSmokeRESP(t *testing.T) {
 	if testing.Short() {
@@ -75,8 +81,8 @@ func TestSmokeRESP(t *testing.T) {
 		t.Fatalf("runs %+v", rep.Runs)
 	}
 	r := rep.Runs[0].RESP
-	if len(r.Rows) != 8 || len(r.Ratios) != 4 || len(r.Counted) != 2 {
-		t.Fatalf("%d rows, %d ratios, %d counts; want 8, 4, 2", len(r.Rows), len(r.Ratios), len(r.Counted))
+	if len(r.Rows) != 12 || len(r.Ratios) != 8 || len(r.Counted) != 2 {
+		t.Fatalf("%d rows, %d ratios, %d counts; want 12, 8, 2", len(r.Rows), len(r.Ratios), len(r.Counted))
 	}
 	cpu := 0.0 // /proc counts in 10 ms ticks: a short load may show none
 	for _, row := range r.Rows {
@@ -94,7 +100,8 @@ func TestSmokeRESP(t *testing.T) {
 			t.Errorf("%s: counted %d of %d sent, want %d", c.Server, c.Value, c.Sent, 4*20+2*2000)
 		}
 	}
-	if !strings.Contains(stdout, "countd -memory / redis") || !strings.Contains(stdout, "counted") {
+	if !strings.Contains(stdout, "countd -memory / redis") || !strings.Contains(stdout, "go redcon / redis") ||
+		!strings.Contains(stdout, "counted") {
 		t.Errorf("report lacks the ratios or the counts:\n%s", stdout)
 	}
 }

@@ -1,8 +1,10 @@
 package bare
 
 import (
+	"bufio"
 	"encoding/binary"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -111,5 +113,68 @@ func TestSyncingCloseAnswersWaiters(t *testing.T) {
 	s.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/increment", nil))
 	if rec.Code != http.StatusServiceUnavailable {
 		t.Fatalf("status %d after Close, want 503", rec.Code)
+	}
+}
+
+// TestRESPServer checks both RESP yardsticks: every command counts once, in
+// order, a pipeline too, and the durable one's value is on disk when the
+// reply comes.
+func TestRESPServer(t *testing.T) {
+	for _, durable := range []bool{false, true} {
+		var s *Syncing
+		var path string
+		if durable {
+			path = filepath.Join(t.TempDir(), "yardstick")
+			var err error
+			if s, err = NewSyncing(path); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := RESPServer(s)
+		served := make(chan error, 1)
+		go func() { served <- srv.Serve(ln) }()
+		conn, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		// One command, then a pipeline of three in one write.
+		r := bufio.NewReader(conn)
+		for _, batch := range []string{"INCR a\r\n", "INCR a\r\nINCR a\r\nINCR a\r\n"} {
+			if _, err := conn.Write([]byte(batch)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for want := 1; want <= 4; want++ {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				t.Fatal(err)
+			}
+			if line != fmt.Sprintf(":%d\r\n", want) {
+				t.Fatalf("durable %v: reply %q, want :%d", durable, line, want)
+			}
+			if durable {
+				b, err := os.ReadFile(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := binary.BigEndian.Uint64(b); got < uint64(want) {
+					t.Fatalf("reply %d came with %d on disk", want, got)
+				}
+			}
+		}
+		conn.Close()
+		srv.Close()
+		if err := <-served; err != nil {
+			t.Fatal(err)
+		}
+		if s != nil {
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 }
