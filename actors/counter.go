@@ -395,14 +395,15 @@ type CounterActor struct {
 	// durable version, so a delta of state itself would hold it back for
 	// as long as clients keep changing it. In memory mode disk is state.
 	disk      *crdt.State
-	announced uint64 // the disk version subscribers were last told of
-	known     int    // counters last reported to obs
-	entries   int    // entries last reported to obs
-	keys      int    // key entries last reported to obs
-	overTold  bool   // counters past the limit were logged (once)
-	stable    uint64 // every member holds disk up to this version (Stable)
-	synced    uint64 // every member sent what it held as of this time (Synced; unix ms)
-	window    uint64 // the idempotency window, in milliseconds
+	dispatch  *pinnedDispatcher // runs the mailbox; nil if spawned otherwise
+	announced uint64            // the disk version subscribers were last told of
+	known     int               // counters last reported to obs
+	entries   int               // entries last reported to obs
+	keys      int               // key entries last reported to obs
+	overTold  bool              // counters past the limit were logged (once)
+	stable    uint64            // every member holds disk up to this version (Stable)
+	synced    uint64            // every member sent what it held as of this time (Synced; unix ms)
+	window    uint64            // the idempotency window, in milliseconds
 	// pending holds the keys of keyed changes taken and not yet answered
 	// (waiting for their commit): the same key again is ErrKeyInFlight.
 	pending map[string]struct{}
@@ -508,17 +509,22 @@ func NewCounterProps(state *crdt.State, store Store, log *slog.Logger, obs Obser
 	// From here on the state merges peers' entries: a tombstone it does not
 	// hold (forgotten, or never needed) is not taken back.
 	state.SkipDeadNew(true)
+	dispatch := newPinnedDispatcher(counterThroughput)
 	return actor.PropsFromProducer(func() actor.Actor {
 		// A restart after a panic keeps the same state: it is the only copy.
-		a := &CounterActor{state: state, store: store, log: log, obs: obs, disk: disk, announced: disk.Version(),
+		a := &CounterActor{state: state, store: store, log: log, obs: obs, disk: disk, dispatch: dispatch, announced: disk.Version(),
 			known: -1, entries: -1, keys: -1, now: time.Now, sweep: DefaultSweep, pace: pacer{max: DefaultCommitHold},
 			window: uint64(DefaultIdempotencyWindow.Milliseconds())}
 		for _, o := range opts {
 			o(a)
 		}
 		return a
-	})
+	}, actor.WithDispatcher(dispatch))
 }
+
+// counterThroughput is how many messages the CounterActor's mailbox
+// handles before it yields the processor: protoactor's default.
+const counterThroughput = 300
 
 // copyChunk is how many entries durableCopy moves at a time.
 const copyChunk = 4096
@@ -556,6 +562,10 @@ func (a *CounterActor) Receive(ctx actor.Context) {
 		}
 		a.disarmSweep()
 		a.endHold()
+	case *actor.Stopped:
+		if a.dispatch != nil {
+			a.dispatch.retire()
+		}
 	case *holdEnd:
 		if m.gen != a.holdGen || a.holdTimer == nil {
 			return // the hold ended before its timer fired
