@@ -9,7 +9,10 @@
 //     own model, the add made on the loop;
 //   - gnet-owner: the same loops, but the add is made by one goroutine
 //     that owns the value, as countd's CounterActor owns the counters:
-//     the loop hands it each batch and it answers with AsyncWrite.
+//     the loop hands it each batch and it answers with AsyncWrite. With
+//     -fsync=FILE the owner takes every batch waiting, writes the value to
+//     FILE and fdatasyncs it once for all of them before it answers (group
+//     commit, as countd's durable node and Redis's appendfsync always).
 //
 // run.sh loads both and redis-server with redis-benchmark in one run, to
 // measure how close each network layer comes to Redis on this machine
@@ -17,11 +20,13 @@
 package main
 
 import (
+	"encoding/binary"
 	"flag"
 	"fmt"
 	"os"
 	"strconv"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/panjf2000/gnet/v2"
 	"github.com/tidwall/redcon"
@@ -30,6 +35,7 @@ import (
 func main() {
 	lib := flag.String("lib", "gnet", "network layer: gnet or redcon")
 	addr := flag.String("addr", "127.0.0.1:7001", "address to listen on")
+	fsync := flag.String("fsync", "", "with -lib=gnet-owner: answer once the value is fdatasynced to this file")
 	flag.Parse()
 	var err error
 	switch *lib {
@@ -37,6 +43,11 @@ func main() {
 		err = gnet.Run(&gnetServer{}, "tcp://"+*addr, gnet.WithMulticore(true))
 	case "gnet-owner":
 		s := &gnetServer{owner: make(chan batch, 1024)}
+		if *fsync != "" {
+			if s.file, err = os.Create(*fsync); err != nil {
+				break
+			}
+		}
 		go s.own()
 		err = gnet.Run(s, "tcp://"+*addr, gnet.WithMulticore(true))
 	case "redcon":
@@ -61,6 +72,7 @@ type gnetServer struct {
 	gnet.BuiltinEventEngine
 	v     atomic.Int64
 	owner chan batch // with -lib=gnet-owner, where batches go
+	file  *os.File   // with -fsync, where the owner writes the value
 }
 
 // batch is n INCRs from one connection, for the owner.
@@ -72,8 +84,39 @@ type batch struct {
 // own is the owner goroutine: it makes each batch's add and hands the
 // replies back to the connection's loop.
 func (s *gnetServer) own() {
+	if s.file == nil {
+		for b := range s.owner {
+			b.c.AsyncWrite(s.replies(b.n), nil)
+		}
+		return
+	}
+	page := make([]byte, 4096)
+	var group []batch
 	for b := range s.owner {
-		b.c.AsyncWrite(s.replies(b.n), nil)
+		group = append(group[:0], b)
+	gather:
+		for {
+			select {
+			case b := <-s.owner:
+				group = append(group, b)
+			default:
+				break gather
+			}
+		}
+		replies := make([][]byte, len(group))
+		for i, b := range group {
+			replies[i] = s.replies(b.n)
+		}
+		binary.BigEndian.PutUint64(page, uint64(s.v.Load()))
+		if _, err := s.file.WriteAt(page, 0); err != nil {
+			panic(err)
+		}
+		if err := syscall.Fdatasync(int(s.file.Fd())); err != nil {
+			panic(err)
+		}
+		for i, b := range group {
+			b.c.AsyncWrite(replies[i], nil)
+		}
 	}
 }
 
