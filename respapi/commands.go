@@ -158,6 +158,13 @@ func (s *Server) applyChanges(c *client, w writer) {
 				w.WriteInt64(rs[i].Value)
 			}
 		}
+		if err != nil {
+			// The message may still wait in the actor's mailbox (a
+			// timeout) and will be applied as it then reads: the next
+			// pipeline must not refill the slice it holds.
+			c.changes = nil
+			return
+		}
 	}
 	c.changes = c.changes[:0]
 }

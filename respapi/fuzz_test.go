@@ -264,3 +264,52 @@ func parseValue(b []byte, depth int) ([]byte, error) {
 	}
 	return nil, fmt.Errorf("unknown type %q", typ)
 }
+
+// keepingCounters times out every ApplyAll but keeps the changes it was
+// given, as a CounterActor does when the message waits in its mailbox past
+// the caller's timeout: it will apply them later, as they then read.
+type keepingCounters struct {
+	*fakeCounters
+	kept [][]actors.Change
+}
+
+func (k *keepingCounters) ApplyAll(ctx context.Context, chs []actors.Change) ([]actors.ChangeResult, error) {
+	k.kept = append(k.kept, chs)
+	return nil, actors.ErrTimeout
+}
+
+// TestTimedOutPipelineKeepsItsChanges: after a pipeline's changes time
+// out, the next pipeline on the connection must not overwrite them, or the
+// late message applies the next pipeline's changes in their place (a
+// change counted twice, another never).
+func TestTimedOutPipelineKeepsItsChanges(t *testing.T) {
+	k := &keepingCounters{fakeCounters: newFakeCounters()}
+	s := NewServer(Config{Counters: k})
+	defer s.cancel()
+	c := s.newClient()
+	incrs := func(names ...string) []redcon.Command {
+		var cmds []redcon.Command
+		for _, n := range names {
+			cmds = append(cmds, redcon.Command{Args: [][]byte{[]byte("INCR"), []byte(n)}})
+		}
+		return cmds
+	}
+	for _, batch := range [][]redcon.Command{incrs("a", "b"), incrs("c", "d")} {
+		var out bytes.Buffer
+		w := redcon.NewWriter(&out)
+		s.run(c, w, batch[0], batch[1:])
+		w.Flush()
+		if !strings.Contains(out.String(), "timed out") {
+			t.Fatalf("replies %q, want the timeout", out.String())
+		}
+	}
+	if len(k.kept) != 2 {
+		t.Fatalf("%d ApplyAll calls, want 2", len(k.kept))
+	}
+	for i, want := range [][]string{{"a", "b"}, {"c", "d"}} {
+		got := []string{k.kept[i][0].Counter, k.kept[i][1].Counter}
+		if got[0] != want[0] || got[1] != want[1] {
+			t.Errorf("message %d holds %v by the time the actor reads it, want %v", i+1, got, want)
+		}
+	}
+}
