@@ -2,14 +2,22 @@ package respapi
 
 import (
 	"cmp"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
-
-	"github.com/tidwall/match"
 )
 
 // The keyspace commands: SCAN, KEYS, DBSIZE.
+
+// globMatch is Redis's glob: '*', '?', '[abc]', '[^a-c]' and '\'
+// escapes. path.Match has the same syntax, and its one difference, that
+// '*' and '?' do not match '/', cannot show: names hold no '/'. A
+// malformed pattern matches nothing.
+func globMatch(name, pattern string) bool {
+	ok, err := path.Match(pattern, name)
+	return ok && err == nil
+}
 
 // scanCount is SCAN's default COUNT, as Redis's.
 const scanCount = 10
@@ -88,7 +96,7 @@ func cmdScan(s *Server, c *client, w writer, args [][]byte) bool {
 	}
 	var keys []string
 	for _, a := range ahead[:end] {
-		if (pattern == "" || match.Match(a.name, pattern)) && (typ == "" || typ == "string") {
+		if (pattern == "" || globMatch(a.name, pattern)) && (typ == "" || typ == "string") {
 			keys = append(keys, a.name)
 		}
 	}
@@ -111,7 +119,7 @@ func cmdKeys(s *Server, c *client, w writer, args [][]byte) bool {
 	pattern := string(args[1])
 	keys := names[:0]
 	for _, n := range names {
-		if match.Match(n, pattern) {
+		if globMatch(n, pattern) {
 			keys = append(keys, n)
 		}
 	}

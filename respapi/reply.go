@@ -89,8 +89,7 @@ var errBy = fmt.Sprintf("ERR increment out of range for countd: at most %d eithe
 
 // nameError is the reply to a counter name countd refuses.
 func nameError(name []byte) string {
-	return fmt.Sprintf("ERR invalid counter name '%s': want 1 to %d characters, each a letter A-Z or a-z, a digit, '.', '_' or '-'",
-		clip(name), crdt.MaxNameLen)
+	return fmt.Sprintf("ERR invalid counter name '%s': want %s", clip(name), crdt.NameRule)
 }
 
 // clip bounds what an error reply quotes of a client's bytes, and keeps

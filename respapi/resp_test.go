@@ -1,6 +1,7 @@
 package respapi_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -570,4 +571,52 @@ func stringOf(v any) string {
 		return strings.Join(parts, " ")
 	}
 	return ""
+}
+
+// TestOversizedCommandBeforeAuth is the attack the guard is for, on a node
+// that demands a token: a client that never authenticates sends a
+// multibulk count of 2^63 (which kept redcon's parser looping for ever)
+// and a bulk length of 10^11 (which it buffered without end). Each gets
+// the protocol error at once and is disconnected, and the node still
+// serves and closes promptly.
+func TestOversizedCommandBeforeAuth(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(file, []byte("s3cret-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	n := openNode(t, func(cfg *node.Config) { cfg.ClientTokenFile = file })
+	for _, tc := range []struct{ send, want string }{
+		{"*9223372036854775807\r\n", "-ERR Protocol error: invalid multibulk length\r\n"},
+		{"*1\r\n$100000000000\r\n" + strings.Repeat("x", 1<<20), "-ERR Protocol error: invalid bulk length\r\n"},
+	} {
+		conn, err := net.DialTimeout("tcp", n.RESPAddr(), wait)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.SetDeadline(time.Now().Add(wait))
+		go conn.Write([]byte(tc.send)) // the node may close before it has read it all
+		r := bufio.NewReader(conn)
+		line, err := r.ReadString('\n')
+		if err != nil || line != tc.want {
+			t.Fatalf("%.30q: reply %q, %v; want %q", tc.send, line, err, tc.want)
+		}
+		if _, err := r.ReadByte(); err == nil {
+			t.Fatalf("%.30q: the connection is open after the error", tc.send)
+		}
+		conn.Close()
+	}
+	c := dial(t, n.RESPAddr(), func(o *redis.Options) { o.Password = "s3cret-token" })
+	if err := c.Ping(t.Context()).Err(); err != nil {
+		t.Fatalf("PING after the attacks: %v", err)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- n.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(wait):
+		t.Fatal("the node did not close")
+	}
 }

@@ -131,6 +131,7 @@ func (s *Server) Open() error {
 	if s.cfg.TLS != nil {
 		ln = tls.NewListener(ln, s.cfg.TLS)
 	}
+	ln = guardListener{ln}
 	s.ln = ln
 	s.srv = redcon.NewServerNetwork("tcp", ln.Addr().String(), s.handle, s.accept, s.closed)
 	srv, served := s.srv, make(chan error, 1)
