@@ -15,6 +15,10 @@ func cmdCommand(s *Server, c *client, w writer, args [][]byte) bool {
 	}
 	switch strings.ToLower(string(args[1])) {
 	case "count":
+		if len(args) != 2 {
+			w.WriteError("ERR wrong number of arguments for 'command|count' command")
+			return false
+		}
 		w.WriteInt(len(commandList))
 	case "list":
 		w.WriteArray(len(commandList))

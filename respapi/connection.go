@@ -128,7 +128,7 @@ func validClientName(name []byte) bool {
 // cmdClient: CLIENT SETNAME|GETNAME|SETINFO|ID.
 func cmdClient(s *Server, c *client, w writer, args [][]byte) bool {
 	sub := strings.ToLower(string(args[1]))
-	wrongArgs := func() { w.WriteError("ERR wrong number of arguments for 'client|" + clip(args[1]) + "' command") }
+	wrongArgs := func() { w.WriteError("ERR wrong number of arguments for 'client|" + clip([]byte(sub)) + "' command") }
 	switch sub {
 	case "id":
 		if len(args) != 2 {

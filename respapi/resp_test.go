@@ -301,6 +301,8 @@ func TestErrors(t *testing.T) {
 		{[]any{"EXPIRE", "x", "10", "SOON"}, "ERR Unsupported option SOON"},
 		{[]any{"EXPIRE", "x", "9223372036854775807"}, "ERR invalid expire time in 'expire' command"},
 		{[]any{"CLIENT", "KILL"}, "ERR unknown subcommand 'KILL'. Try CLIENT HELP."},
+		{[]any{"CLIENT", "ID", "x"}, "ERR wrong number of arguments for 'client|id' command"},
+		{[]any{"COMMAND", "COUNT", "x"}, "ERR wrong number of arguments for 'command|count' command"},
 		{[]any{"CLIENT", "SETNAME", "a b"}, "ERR Client names cannot contain spaces, newlines or special characters."},
 		{[]any{"HELLO", "4"}, "NOPROTO unsupported protocol version"},
 		{[]any{"AUTH", "secret"}, "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"},
