@@ -395,7 +395,7 @@ type CounterActor struct {
 	// durable version, so a delta of state itself would hold it back for
 	// as long as clients keep changing it. In memory mode disk is state.
 	disk      *crdt.State
-	dispatch  *pinnedDispatcher // runs the mailbox; nil if spawned otherwise
+	dispatch  *pinnedDispatcher // runs the mailbox
 	announced uint64            // the disk version subscribers were last told of
 	known     int               // counters last reported to obs
 	entries   int               // entries last reported to obs
@@ -563,9 +563,7 @@ func (a *CounterActor) Receive(ctx actor.Context) {
 		a.disarmSweep()
 		a.endHold()
 	case *actor.Stopped:
-		if a.dispatch != nil {
-			a.dispatch.retire()
-		}
+		a.dispatch.retire()
 	case *holdEnd:
 		if m.gen != a.holdGen || a.holdTimer == nil {
 			return // the hold ended before its timer fired

@@ -36,6 +36,7 @@ func (l guardListener) Accept() (net.Conn, error) {
 // the commands before it have their replies.
 type guard struct {
 	net.Conn
+	back  []byte // where buf lives, reused from read to read
 	buf   []byte // read from Conn and not yet given to redcon
 	ready int    // buf[:ready] is whole commands
 	scan  framing
@@ -67,11 +68,13 @@ func (g *guard) Read(p []byte) (int, error) {
 // fill reads once from the connection and scans what came.
 func (g *guard) fill() error {
 	if len(g.buf) == cap(g.buf) {
-		// Room for more: at least 4 KiB, at most what one command may
-		// take beyond what is held.
-		grown := make([]byte, len(g.buf), max(4096, 2*len(g.buf)))
-		copy(grown, g.buf)
-		g.buf = grown
+		// No room after what is held: move it to the front of back, or
+		// to a back twice its size if it fills half of this one (it
+		// grows only while one command is longer: at most maxCommand).
+		if len(g.back) == 0 || 2*len(g.buf) > len(g.back) {
+			g.back = make([]byte, max(4096, 2*len(g.buf)))
+		}
+		g.buf = g.back[:copy(g.back, g.buf)]
 	}
 	n, err := g.Conn.Read(g.buf[len(g.buf):cap(g.buf)])
 	from := len(g.buf)
@@ -125,7 +128,7 @@ func (f *framing) next(b byte) (complete bool, msg string) {
 	case phaseStart:
 		switch b {
 		case '*':
-			f.phase, f.size, f.digits, f.cr = phaseCount, 0, 0, false
+			f.startHeader(phaseCount)
 		case '\n':
 			return true, ""
 		default:
@@ -166,7 +169,7 @@ func (f *framing) next(b byte) (complete bool, msg string) {
 		if b != '$' {
 			return false, "expected '$', got '" + clip([]byte{b}) + "'"
 		}
-		f.phase, f.size, f.digits, f.cr = phaseLength, 0, 0, false
+		f.startHeader(phaseLength)
 	case phaseBody:
 		if f.size--; f.size > 0 {
 			return false, ""
@@ -181,12 +184,19 @@ func (f *framing) next(b byte) (complete bool, msg string) {
 	return false, ""
 }
 
+// startHeader begins reading a "*n" (phaseCount) or "$n" (phaseLength)
+// line after its first byte.
+func (f *framing) startHeader(phase int) {
+	f.phase, f.size, f.digits, f.cr = phase, 0, 0, false
+}
+
 // header takes a byte of a "*n\r\n" or "$n\r\n" line after its first: it
 // reports whether the line has ended, and false if it is malformed.
 func (f *framing) header(b byte) (done, ok bool) {
 	switch {
 	case f.cr:
-		return b == '\n' && f.digits > 0, b == '\n' && f.digits > 0
+		ended := b == '\n' && f.digits > 0
+		return ended, ended
 	case b == '\r':
 		f.cr = true
 		return false, true

@@ -24,9 +24,9 @@ import (
 // with one atomic add per pipeline, and the same answered after a group
 // fdatasync. They are what Go on redcon costs with nothing of countd in
 // it, so countd over them is countd's own cost, and they over Redis the
-// cost of the network layer. Each round loads every server once at -P 1 and once at -P
-// -resp-pipeline, in turn, so the machine's noise hits all alike; the
-// rows add the rounds up. redis-benchmark's INCRs all go to one key,
+// cost of the network layer. Each round loads every server once at -P 1
+// and once at -P -resp-pipeline, in turn, so the machine's noise hits all
+// alike; the rows add the rounds up. redis-benchmark's INCRs all go to one key,
 // counter:__rand_int__ (a ':' name), so at the end each node's counter of
 // that name, read over HTTP, must equal the INCRs sent to it.
 
@@ -121,63 +121,62 @@ func (b *bench) runRESP(ctx context.Context, clients int) (_ *Result, err error)
 			}
 		}
 	}()
-	countd := func(memory bool) (*respTarget, error) {
+	// Each starts one server and adds it to targets.
+	var targets []*respTarget
+	countd := func(memory bool) error {
 		cfg := *b.cfg
 		cfg.Memory = memory
 		cl, err := b.clusterOf(ctx, &cfg, 1, security{})
 		if err != nil {
-			return nil, err
+			return err
 		}
 		closers = append(closers, cl.Close)
-		_, ps, _ := net.SplitHostPort(cl.respAddrs[0])
-		port, err := strconv.Atoi(ps)
+		port, err := portOf(cl.respAddrs[0])
 		if err != nil {
-			return nil, fmt.Errorf("resp port of %s: %w", cl.addrs[0], err)
+			return fmt.Errorf("resp port of %s: %w", cl.addrs[0], err)
 		}
 		name := respCountdMemory
 		if !memory {
 			name = respCountdDurable
 		}
-		return &respTarget{name: name, port: port, pid: cl.procs[0].PID(), node: cl}, nil
+		targets = append(targets, &respTarget{name: name, port: port, pid: cl.procs[0].PID(), node: cl})
+		return nil
 	}
-	redis := func(i int) (*respTarget, error) {
+	redis := func(i int) error {
 		v := redisVariants[i]
 		r, err := startRedis(ctx, server, v.args)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", v.name, err)
+			return fmt.Errorf("%s: %w", v.name, err)
 		}
 		closers = append(closers, func() error { return r.Close(b.cfg.StopTimeout) })
-		return &respTarget{name: v.name, port: r.port, pid: r.p.PID()}, nil
+		targets = append(targets, &respTarget{name: v.name, port: r.port, pid: r.p.PID()})
+		return nil
 	}
-	yard := func(name string, start func(context.Context, time.Duration) (*yardstickProc, error)) (*respTarget, error) {
+	yard := func(name string, start func(context.Context, time.Duration) (*yardstickProc, error)) error {
 		y, err := start(ctx, b.cfg.StopTimeout)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		closers = append(closers, func() error { return y.Close(b.cfg.StopTimeout) })
-		_, ps, _ := net.SplitHostPort(y.addr)
-		port, err := strconv.Atoi(ps)
+		port, err := portOf(y.addr)
 		if err != nil {
-			return nil, fmt.Errorf("%s address %s: %w", name, y.addr, err)
+			return fmt.Errorf("%s: %w", name, err)
 		}
-		return &respTarget{name: name, port: port, pid: y.PID()}, nil
+		targets = append(targets, &respTarget{name: name, port: port, pid: y.PID()})
+		return nil
 	}
 	// Each durable server beside its memory-only counterpart.
-	starts := []func() (*respTarget, error){
-		func() (*respTarget, error) { return countd(true) },
-		func() (*respTarget, error) { return redis(0) },
-		func() (*respTarget, error) { return yard(respBare, startBareRESP) },
-		func() (*respTarget, error) { return countd(false) },
-		func() (*respTarget, error) { return redis(1) },
-		func() (*respTarget, error) { return yard(respFsync, startFsyncRESP) },
-	}
-	var targets []*respTarget
-	for _, start := range starts {
-		t, err := start()
-		if err != nil {
+	for _, start := range []func() error{
+		func() error { return countd(true) },
+		func() error { return redis(0) },
+		func() error { return yard(respBare, startBareRESP) },
+		func() error { return countd(false) },
+		func() error { return redis(1) },
+		func() error { return yard(respFsync, startFsyncRESP) },
+	} {
+		if err := start(); err != nil {
 			return nil, err
 		}
-		targets = append(targets, t)
 	}
 
 	res := &Result{Mode: modeRESP, Nodes: 1, Clients: clients, Target: "one"}
@@ -238,6 +237,15 @@ func (b *bench) runRESP(ctx context.Context, clients int) (_ *Result, err error)
 		return res, errors.New(strings.Join(bad, "; "))
 	}
 	return res, nil
+}
+
+// portOf returns the port of a host:port address.
+func portOf(addr string) (int, error) {
+	_, ps, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(ps)
 }
 
 // add adds one load's figures to the row.
@@ -332,14 +340,14 @@ func printRESP(w io.Writer, r *RESPResult) {
 			fmtFloat(row.P50MS, "%.2f"), fmtFloat(row.P99MS, "%.2f"), row.CPUUSPerChange)
 	}
 	for _, q := range r.Ratios {
+		verdict := "(the yardstick)"
 		switch {
-		case q.Target == 0:
-			fmt.Fprintf(tw, "  %s\t%.2f\t(the yardstick)\n", q.Name, q.Ratio)
-		case q.Ratio < q.Target:
-			fmt.Fprintf(tw, "  %s\t%.2f\tBELOW the target %.1f\n", q.Name, q.Ratio, q.Target)
-		default:
-			fmt.Fprintf(tw, "  %s\t%.2f\tmeets the target %.1f\n", q.Name, q.Ratio, q.Target)
+		case q.Target > 0 && q.Ratio < q.Target:
+			verdict = fmt.Sprintf("BELOW the target %.1f", q.Target)
+		case q.Target > 0:
+			verdict = fmt.Sprintf("meets the target %.1f", q.Target)
 		}
+		fmt.Fprintf(tw, "  %s\t%.2f\t%s\n", q.Name, q.Ratio, verdict)
 	}
 	for _, c := range r.Counted {
 		fmt.Fprintf(tw, "  %s counted\t%s of %s INCRs sent\n", c.Server, group(float64(c.Value)), group(float64(c.Sent)))

@@ -1,6 +1,10 @@
 package bare
 
-import "github.com/tidwall/redcon"
+import (
+	"sync/atomic"
+
+	"github.com/tidwall/redcon"
+)
 
 // RESPServer is the yardstick over the Redis protocol, on tidwall/redcon as
 // countd's RESP port (respapi) is: every command is an INCR of one counter,
@@ -9,14 +13,14 @@ import "github.com/tidwall/redcon"
 // replies wait for s's next group-committed fdatasync, one per pipeline.
 // Serve it on a listener; Close stops it.
 func RESPServer(s *Syncing) *redcon.Server {
-	durable := s != nil
-	if !durable {
-		s = &Syncing{} // its value only: there is no disk
+	value := new(atomic.Int64) // without a disk, the value alone
+	if s != nil {
+		value = &s.value
 	}
 	handler := func(conn redcon.Conn, _ redcon.Command) {
 		n := int64(1 + len(conn.ReadPipeline()))
-		last := s.value.Add(n)
-		if durable {
+		last := value.Add(n)
+		if s != nil {
 			if err := s.durable(); err != nil {
 				for range n {
 					conn.WriteError("ERR " + err.Error())
