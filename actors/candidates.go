@@ -114,7 +114,7 @@ func (s *Supervisor) startCandidateProbe(ctx actor.Context, cd *candidate) {
 	go func() {
 		c, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
-		reply, err := tr.Health(c, addr)
+		reply, err := health(c, tr, addr)
 		root.Send(self, &candidateProbed{addr: addr, reply: reply, err: err})
 	}()
 }

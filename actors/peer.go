@@ -455,7 +455,7 @@ func (p *PeerActor) probed(ctx actor.Context, m *probeResult) {
 func check(tr Transport, addr string, via []string, timeout time.Duration,
 	direct func(context.Context) (wire.HealthReply, error)) *probeResult {
 	c, cancel := context.WithTimeout(context.Background(), timeout)
-	reply, err := direct(c)
+	reply, err := timed(tr, func() (wire.HealthReply, error) { return direct(c) })
 	cancel()
 	if err == nil || errors.Is(err, ErrUnauthorized) || len(via) == 0 {
 		return &probeResult{reply: reply, err: err}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -29,7 +30,11 @@ type fakeTransport struct {
 	healthCalls chan time.Time
 	viaErr      map[string]error // indirect probes through these members fail
 	probeCalls  chan string      // "via>target" of every indirect probe
+	rtts        atomic.Int64     // successful direct checks timed (RTTObserver)
 }
+
+// CheckRTT implements RTTObserver: it counts the timed checks.
+func (f *fakeTransport) CheckRTT(time.Duration) { f.rtts.Add(1) }
 
 type pushCall struct {
 	at  time.Time

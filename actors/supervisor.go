@@ -795,7 +795,7 @@ func (s *Supervisor) probe(ctx actor.Context, addr string) {
 	go func() {
 		c, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
-		reply, err := tr.Health(c, addr)
+		reply, err := health(c, tr, addr)
 		root.Send(self, &probeDone{addr: addr, replica: reply.Replica, err: err})
 	}()
 }

@@ -306,7 +306,8 @@ func TestSupervisorTakesGossipedSuspicionAndRefutesItsOwn(t *testing.T) {
 // TestPeerProbesAPeerInSyncWithAPush: once the peer holds all this node
 // has, a probe is a push of nothing that names the peer's process and the
 // time (the sync clock, which idle peers advance no other way), not a
-// health check; if that push fails, the peer is probed through others.
+// health check, and its round trip is timed as one; if that push fails,
+// the peer is probed through others.
 func TestPeerProbesAPeerInSyncWithAPush(t *testing.T) {
 	sys := newSystem(t)
 	tr := newFakeTransport()
@@ -333,6 +334,9 @@ func TestPeerProbesAPeerInSyncWithAPush(t *testing.T) {
 	if n := len(tr.healthCalls); n != 0 {
 		t.Fatalf("%d health checks, want none: the push was the probe", n)
 	}
+	if n := tr.rtts.Load(); n != 1 {
+		t.Fatalf("%d round trips timed, want 1: the probe push is the check (countd_heartbeat_rtt_seconds)", n)
+	}
 
 	tr.set(func(f *fakeTransport) { f.pushErr = errors.New("connection reset") })
 	sys.Root.Send(peer, &Probe{Via: []string{"127.0.0.5:5"}})
@@ -346,6 +350,9 @@ func TestPeerProbesAPeerInSyncWithAPush(t *testing.T) {
 		}
 	case <-time.After(wait):
 		t.Fatal("no indirect probe after the probe push failed")
+	}
+	if n := tr.rtts.Load(); n != 1 {
+		t.Fatalf("%d round trips timed, want still 1: a failed push and an indirect probe time nothing", n)
 	}
 }
 

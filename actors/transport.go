@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"errors"
+	"time"
 
 	"countd/wire"
 )
@@ -25,4 +26,28 @@ type Transport interface {
 	// behalf (an indirect probe) and returns target's answer. An error
 	// means via or target did not answer.
 	Probe(ctx context.Context, via, target string) (wire.HealthReply, error)
+}
+
+// RTTObserver, when a Transport implements it (transport.HTTP does, for
+// countd_heartbeat_rtt_seconds), is told the round trip of every
+// successful direct check of a node: a health check, or the push a
+// PeerActor probes an in-sync peer with instead of one.
+type RTTObserver interface {
+	CheckRTT(time.Duration)
+}
+
+// timed runs a direct check of a node through tr and, when it succeeds,
+// tells tr's RTTObserver, if any, how long it took.
+func timed[T any](tr Transport, check func() (T, error)) (T, error) {
+	start := time.Now()
+	v, err := check()
+	if o, ok := tr.(RTTObserver); ok && err == nil {
+		o.CheckRTT(time.Since(start))
+	}
+	return v, err
+}
+
+// health is tr.Health, timed.
+func health(ctx context.Context, tr Transport, addr string) (wire.HealthReply, error) {
+	return timed(tr, func() (wire.HealthReply, error) { return tr.Health(ctx, addr) })
 }

@@ -94,7 +94,7 @@ func New(src Sources) *Metrics {
 		}),
 		heartbeatRTT: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "countd_heartbeat_rtt_seconds",
-			Help:    "Round-trip time of successful peer health checks.",
+			Help:    "Round-trip time of successful checks of peers: health checks, and the pushes that probe peers in sync.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2.5, 10), // 0.1 ms .. 0.4 s
 		}),
 		httpDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{

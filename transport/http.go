@@ -85,16 +85,16 @@ func (c *HTTP) CloseIdleConnections() { c.http.CloseIdleConnections() }
 // Health implements actors.Transport with GET /health.
 func (c *HTTP) Health(ctx context.Context, addr string) (wire.HealthReply, error) {
 	var reply wire.HealthReply
-	start := time.Now()
 	err := c.do(ctx, http.MethodGet, addr, "/health", nil, &reply)
 	if err == nil && reply.Status != "ok" {
 		err = fmt.Errorf("%s reports status %q", addr, reply.Status)
 	}
-	if err == nil {
-		c.metrics.Heartbeat(time.Since(start))
-	}
 	return reply, err
 }
+
+// CheckRTT implements actors.RTTObserver: the actors time each successful
+// check of a node (a health check, or a PeerActor's probe push).
+func (c *HTTP) CheckRTT(rtt time.Duration) { c.metrics.Heartbeat(rtt) }
 
 // Replicate implements actors.Transport with POST /replicate.
 func (c *HTTP) Replicate(ctx context.Context, addr string, req *wire.ReplicateRequest) (*wire.ReplicateReply, error) {
